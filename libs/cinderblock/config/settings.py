@@ -1,0 +1,93 @@
+"""Settings shared by every service: read once from ``CINDERBLOCK_*`` variables, frozen,
+validated at start-up, and passed explicitly to whatever needs them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_POOLS = (
+    "cinderblock@file-a#pool0:1000",
+    "cinderblock@file-b#pool0:1000:multiattach",
+)
+
+
+class SettingsError(Exception):
+    """Raised at start-up when a setting is missing or malformed."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str = ""
+    nats_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8776, ge=0, le=65535)
+    data_dir: Path = Path(".cinderblock")
+    # The project segment of /v3/{project_id}/... (Cinder's project_id_regex).
+    project_id_regex: str = r"[0-9a-f\-]+"
+    stream: str = "VOLUME_EVENTS"
+    subject_prefix: str = ""
+    pools: tuple[str, ...] = DEFAULT_POOLS
+    # Fault injection for the file driver, e.g. "extend=fail,create=delay:0.2".
+    inject: str = ""
+    # Cinder's quota_* options: project defaults until the quota-set API overrides them.
+    quota_volumes: int = 10
+    quota_gigabytes: int = 1000
+    quota_snapshots: int = 10
+    per_volume_gigabytes: int = -1
+    default_availability_zone: str = "nova"
+    # Read-your-writes: how long a command waits for the read model (seconds).
+    read_wait: float = 5.0
+    saga_max_deliver: int = 5
+    saga_ack_wait: float = 30.0
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @field_validator("pools", mode="before")
+    @classmethod
+    def _split_pools(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @property
+    def quota_limits(self) -> dict[str, int]:
+        return {
+            "volumes": self.quota_volumes,
+            "gigabytes": self.quota_gigabytes,
+            "snapshots": self.quota_snapshots,
+            "backups": 10,
+            "backup_gigabytes": 1000,
+            "groups": 10,
+            "per_volume_gigabytes": self.per_volume_gigabytes,
+        }
+
+    def subject(self, tail: str) -> str:
+        return f"{self.subject_prefix}{tail}"
+
+    def require_servers(self) -> None:
+        """Fail fast when a service is started without somewhere to connect."""
+        missing = [n for n in ("database_url", "nats_url") if not getattr(self, n)]
+        if missing:
+            names = ", ".join(f"CINDERBLOCK_{n.upper()}" for n in missing)
+            raise SettingsError(f"{names} must be set (or use `cinderblock dev`).")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``CINDERBLOCK_<FIELD>`` variables, then ``overrides``."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = env.get(f"CINDERBLOCK_{name.upper()}")
+        if raw is not None:
+            values[name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as err:
+        raise SettingsError(str(err)) from err

@@ -1,0 +1,164 @@
+"""Per-project quota usage as an aggregate: reservations and usage are events too.
+
+Limits are not stored here yet: they come from configuration (Cinder's ``quota_*``
+options) and are passed to each check. -1 means unlimited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from cinderblock.domain.errors import QuotaExceededError
+
+DEFAULT_LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        "volumes": 10,
+        "gigabytes": 1000,
+        "snapshots": 10,
+        "backups": 10,
+        "backup_gigabytes": 1000,
+        "groups": 10,
+        "per_volume_gigabytes": -1,
+    }
+)
+
+
+def quota_id(project_id: str) -> UUID:
+    """The quota aggregate's id, derived from the project id."""
+    return uuid5(NAMESPACE_URL, f"cinderblock:quota:{project_id}")
+
+
+def volume_deltas(size_gb: int, type_name: str, *, count: int) -> dict[str, int]:
+    """Usage deltas of ``count`` volumes (±1 or 0) of ``size_gb`` each of one type."""
+    deltas = {"gigabytes": size_gb, f"gigabytes_{type_name}": size_gb}
+    if count:
+        deltas |= {"volumes": count, f"volumes_{type_name}": count}
+    return deltas
+
+
+class ProjectQuota(Aggregate):
+    """Quota usage of one project: committed ``in_use`` plus outstanding reservations."""
+
+    class Created(Aggregate.Created):
+        project_id: str
+
+    class UsageAdjusted(Aggregate.Event):
+        deltas: dict[str, int]
+        reason: str
+
+    class Reserved(Aggregate.Event):
+        reservation_id: str
+        deltas: dict[str, int]
+
+    class ReservationCommitted(Aggregate.Event):
+        reservation_id: str
+
+    class ReservationReleased(Aggregate.Event):
+        reservation_id: str
+
+    @event(Created)
+    def __init__(self, project_id: str) -> None:
+        self.project_id = project_id
+        self.in_use: dict[str, int] = {}
+        self.reservations: dict[str, dict[str, int]] = {}
+
+    @classmethod
+    def start(cls, project_id: str) -> ProjectQuota:
+        return cls._create(cls.Created, id=quota_id(project_id), project_id=project_id)
+
+    def reserved(self, resource: str) -> int:
+        return sum(r.get(resource, 0) for r in self.reservations.values())
+
+    def usage(self, resource: str) -> int:
+        return self.in_use.get(resource, 0) + self.reserved(resource)
+
+    # ---------------------------------------------------------------- rules
+
+    def check(self, deltas: Mapping[str, int], limits: Mapping[str, int], size_gb: int) -> None:
+        """Raise QuotaExceededError when adding ``deltas`` breaks a limit (Cinder's order:
+        per-volume size first, then gigabytes, then volume counts)."""
+        per_volume = limits.get("per_volume_gigabytes", -1)
+        if per_volume >= 0 and size_gb > per_volume:
+            raise QuotaExceededError(
+                "VolumeSizeExceedsLimit",
+                f"Requested volume size {size_gb}G is larger than maximum allowed limit "
+                f"{per_volume}G.",
+                "per_volume_gigabytes",
+            )
+        for resource in sorted(deltas, key=lambda r: (not r.startswith("gigabytes"), r)):
+            delta = deltas[resource]
+            limit = limits.get(resource, -1)
+            if delta <= 0 or limit < 0 or self.usage(resource) + delta <= limit:
+                continue
+            if resource.startswith("gigabytes"):
+                raise QuotaExceededError(
+                    "VolumeSizeExceedsAvailableQuota",
+                    f"Requested volume or snapshot exceeds allowed {resource} quota. "
+                    f"Requested {delta}G, quota is {limit}G and {self.usage(resource)}G "
+                    "has been consumed.",
+                    resource,
+                )
+            raise QuotaExceededError(
+                "VolumeLimitExceeded",
+                f"Maximum number of volumes allowed ({limit}) exceeded for quota '{resource}'.",
+                resource,
+            )
+
+    def consume(
+        self, deltas: Mapping[str, int], limits: Mapping[str, int], *, size_gb: int, reason: str
+    ) -> None:
+        """Check and commit at once (volume create: Cinder commits during the request)."""
+        self.check(deltas, limits, size_gb)
+        self._usage_adjusted(deltas=dict(deltas), reason=reason)
+
+    def release_usage(self, deltas: Mapping[str, int], *, reason: str) -> None:
+        """Give usage back (volume deleted). Never checked against limits."""
+        self._usage_adjusted(deltas={k: -v for k, v in deltas.items()}, reason=reason)
+
+    @event(UsageAdjusted)
+    def _usage_adjusted(self, deltas: dict[str, int], reason: str) -> None:
+        for resource, delta in deltas.items():
+            self.in_use[resource] = self.in_use.get(resource, 0) + delta
+
+    def reserve(
+        self,
+        reservation_id: str,
+        deltas: Mapping[str, int],
+        limits: Mapping[str, int],
+        *,
+        size_gb: int,
+    ) -> None:
+        """Check and hold ``deltas`` until the reservation is committed or released."""
+        self.check(deltas, limits, size_gb)
+        self._reserved(reservation_id=reservation_id, deltas=dict(deltas))
+
+    @event(Reserved)
+    def _reserved(self, reservation_id: str, deltas: dict[str, int]) -> None:
+        self.reservations[reservation_id] = dict(deltas)
+
+    def commit(self, reservation_id: str) -> bool:
+        """Make a reservation usage. False (nothing recorded) if it is not outstanding."""
+        if reservation_id not in self.reservations:
+            return False
+        self._committed(reservation_id=reservation_id)
+        return True
+
+    @event(ReservationCommitted)
+    def _committed(self, reservation_id: str) -> None:
+        for resource, delta in self.reservations.pop(reservation_id).items():
+            self.in_use[resource] = self.in_use.get(resource, 0) + delta
+
+    def release(self, reservation_id: str) -> bool:
+        """Drop a reservation (compensation). False if it is not outstanding."""
+        if reservation_id not in self.reservations:
+            return False
+        self._released(reservation_id=reservation_id)
+        return True
+
+    @event(ReservationReleased)
+    def _released(self, reservation_id: str) -> None:
+        self.reservations.pop(reservation_id, None)

@@ -1,0 +1,36 @@
+"""What the extend saga does next, decided from the volume's state. Pure; the runner in
+the sagas service does the I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from cinderblock.domain.status import Status
+from cinderblock.domain.volume import Volume
+
+
+class ExtendStep(Enum):
+    GROW = "grow"  # ask the backend to grow the volume, then complete the extend
+    SKIP = "skip"  # already completed or compensated: nothing to do (redelivery)
+
+
+@dataclass(frozen=True)
+class ExtendDecision:
+    step: ExtendStep
+    new_size_gb: int = 0
+    location: str = ""
+
+
+def decide_extend(volume: Volume | None, request_version: int) -> ExtendDecision:
+    """On ``ExtendRequested`` at ``request_version``.
+
+    Compensation: a CapacityError from the backend → ``fail_extend(restore=True)`` (previous
+    status, reservation released); any other backend failure → ``error_extending``.
+    """
+    if volume is None or volume.status != Status.EXTENDING:
+        return ExtendDecision(ExtendStep.SKIP)
+    pending = volume.pending_extend
+    if pending is None or pending["request_version"] != request_version or volume.host is None:
+        return ExtendDecision(ExtendStep.SKIP)
+    return ExtendDecision(ExtendStep.GROW, int(pending["new_size_gb"]), volume.host)

@@ -1,0 +1,23 @@
+"""Create and delete sagas' decisions. Pure."""
+
+from __future__ import annotations
+
+from cinderblock.domain.status import Status
+from cinderblock.domain.volume import Volume
+
+
+def needs_create(volume: Volume | None) -> bool:
+    """On ``Created``: place and create the backing store while the volume is ``creating``.
+
+    Compensation: any driver failure → ``fail_create`` (status ``error``; quota stays
+    consumed until the volume is deleted, as in Cinder).
+    """
+    return volume is not None and volume.status == Status.CREATING and volume.host is None
+
+
+def needs_delete(volume: Volume | None) -> bool:
+    """On ``DeleteRequested``: remove the backing store while the volume is ``deleting``.
+
+    Compensation: a driver failure → ``fail_delete`` (``error_deleting``, quota kept).
+    """
+    return volume is not None and volume.status == Status.DELETING and volume.host is not None

@@ -1,0 +1,174 @@
+"""The contract every storage backend fulfils: pools, errors and the VolumeDriver protocol."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+GIB = 2**30
+"""Bytes in one GiB; volume sizes are whole GiB."""
+
+MULTIATTACH_SUFFIX = "multiattach"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_VOLUME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+def check_volume_id(volume_id: str) -> None:
+    """Raise ValueError unless `volume_id` is safe to use inside a file name."""
+    if not _VOLUME_ID.fullmatch(volume_id):
+        raise ValueError(f"volume id {volume_id!r} is not a safe file name")
+
+
+def check_size_gb(size_gb: int) -> None:
+    """Raise ValueError unless `size_gb` is a positive whole number of GiB."""
+    if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb < 1:
+        raise ValueError(f"size must be a positive whole number of GiB, got {size_gb!r}")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """One pool of one backend on one host, with its capacity.
+
+    Raises:
+        ValueError: a name is empty or holds a character outside ``[A-Za-z0-9._-]``,
+            or the capacity is negative.
+    """
+
+    host: str
+    backend: str
+    pool: str
+    capacity_gb: int
+    multiattach: bool = False
+
+    def __post_init__(self) -> None:
+        for field, value in (("host", self.host), ("backend", self.backend), ("pool", self.pool)):
+            if not _NAME.fullmatch(value):
+                raise ValueError(f"pool {field} {value!r} must match [A-Za-z0-9][A-Za-z0-9._-]*")
+        if isinstance(self.capacity_gb, bool) or not isinstance(self.capacity_gb, int):
+            raise ValueError(f"pool capacity must be an int, got {self.capacity_gb!r}")
+        if self.capacity_gb < 0:
+            raise ValueError(f"pool capacity must be >= 0 GiB, got {self.capacity_gb}")
+
+    @property
+    def location(self) -> str:
+        """Cinder's pool address, ``host@backend#pool``."""
+        return f"{self.host}@{self.backend}#{self.pool}"
+
+    @classmethod
+    def parse(cls, spec: str) -> PoolConfig:
+        """Read ``host@backend#pool:capacity_gb[:multiattach]``.
+
+        Example: ``PoolConfig.parse("node1@file-b#pool0:200:multiattach")``.
+        """
+        rest, _, last = spec.strip().rpartition(":")
+        multiattach = last == MULTIATTACH_SUFFIX
+        if multiattach:
+            rest, _, last = rest.rpartition(":")
+        host, at, backend_pool = rest.partition("@")
+        backend, hash_, pool = backend_pool.partition("#")
+        if not (at and hash_ and last):
+            raise ValueError(
+                f"pool spec {spec!r} must look like host@backend#pool:capacity_gb[:multiattach]"
+            )
+        try:
+            capacity_gb = int(last)
+        except ValueError:
+            raise ValueError(
+                f"pool spec {spec!r}: capacity {last!r} is not a whole number"
+            ) from None
+        return cls(host, backend, pool, capacity_gb, multiattach)
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """Capacity figures of one pool, as a scheduler sees them (whole GiB)."""
+
+    location: str
+    capacity_gb: int
+    allocated_gb: int
+    free_gb: int
+    multiattach: bool
+
+
+class DriverError(Exception):
+    """Base of every failure of a driver step.
+
+    Attributes:
+        operation: the step that failed: ``create``, ``extend`` or ``delete``.
+        volume_id: the volume the step worked on.
+        reason: what went wrong, for logs and the compensation event.
+    """
+
+    def __init__(self, operation: str, volume_id: str, reason: str) -> None:
+        super().__init__(operation, volume_id, reason)
+        self.operation = operation
+        self.volume_id = volume_id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.operation} of volume {self.volume_id} failed: {self.reason}"
+
+
+class CapacityError(DriverError):
+    """Raised when no pool (or not the volume's pool) has room for the requested GiB.
+
+    A scheduler-style failure: retrying elsewhere or later may succeed.
+    """
+
+
+class BackendError(DriverError):
+    """Raised when the backend operation itself failed (I/O error, unknown pool,
+    missing volume file, a size conflict with what is on disk)."""
+
+
+@runtime_checkable
+class VolumeDriver(Protocol):
+    """What the sagas service asks of a storage backend.
+
+    Every step is idempotent by outcome and carries the saga's ``step_key``
+    (for logs and fault accounting): a redelivered step does no harm.
+    """
+
+    async def create_volume(
+        self, volume_id: str, size_gb: int, *, location: str | None, step_key: str
+    ) -> str:
+        """Create the volume; return its location ``host@backend#pool``.
+
+        With ``location=None`` the pool with the most free capacity that fits is
+        chosen. If the volume already exists with this size, return its location.
+
+        Raises:
+            CapacityError: no (or not the given) pool has room.
+            BackendError: the backend failed, or the volume exists with another size.
+        """
+        ...
+
+    async def extend_volume(
+        self, volume_id: str, location: str, new_size_gb: int, *, step_key: str
+    ) -> None:
+        """Grow the volume to ``new_size_gb``, keeping its data; no-op at that size.
+
+        Raises:
+            CapacityError: the pool cannot hold the growth.
+            BackendError: the backend failed, the volume is missing, or it would shrink.
+        """
+        ...
+
+    async def delete_volume(self, volume_id: str, location: str, *, step_key: str) -> None:
+        """Delete the volume and its data; succeed if it is already gone.
+
+        Raises:
+            BackendError: the backend failed.
+        """
+        ...
+
+    def volume_path(self, volume_id: str, location: str) -> Path:
+        """Where the volume's data lives on this host (for connectors and checks)."""
+        ...
+
+    def pools(self) -> list[PoolStats]:
+        """Capacity figures of every pool, in configuration order."""
+        ...

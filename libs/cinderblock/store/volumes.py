@@ -1,0 +1,268 @@
+"""The Volumes command service: loads aggregates, asks them to act, saves their events.
+
+Every public method is one Cinder verb. A version conflict reloads and retries; if it
+persists, ConflictError (HTTP 409)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID, uuid5
+
+from cinderblock.domain.errors import VolumeError, VolumeNotFoundError
+from cinderblock.domain.quota import DEFAULT_LIMITS, ProjectQuota, quota_id, volume_deltas
+from cinderblock.domain.volume import Volume
+from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_TYPE_NAME = "__DEFAULT__"
+DEFAULT_TYPE_ID = str(uuid5(UUID(int=0), "cinderblock:volume-type:__DEFAULT__"))
+
+
+class ConflictError(VolumeError):
+    """Raised when concurrent writers kept changing the same aggregate."""
+
+    code = "conflict"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the project scopes what they may see unless they are an admin."""
+
+    user_id: str
+    project_id: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class VolumesConfig:
+    quota_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    default_availability_zone: str = "nova"
+    attempts: int = 4
+
+
+Authorize = Callable[[Volume], None]
+
+
+def _allow_all(_: Volume) -> None:
+    return None
+
+
+class Volumes:
+    """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
+
+    def __init__(self, store: AsyncEventStore, config: VolumesConfig | None = None) -> None:
+        self.store = store
+        self.config = config or VolumesConfig()
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _retrying(self, what: str, body: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(1, self.config.attempts + 1):
+            try:
+                return await body()
+            except ConcurrencyConflictError:
+                log.info("version conflict, retrying", extra={"action": what, "attempt": attempt})
+        raise ConflictError(f"Concurrent updates kept conflicting with {what}; try again.")
+
+    async def _visible(self, caller: Caller | None, volume_id: str) -> Volume:
+        try:
+            vid = UUID(volume_id)
+        except ValueError:
+            raise VolumeNotFoundError(volume_id) from None
+        volume = await self.store.load(vid, Volume)
+        if volume is None or volume.is_deleted:
+            raise VolumeNotFoundError(volume_id)
+        if caller is not None and not caller.is_admin and volume.project_id != caller.project_id:
+            raise VolumeNotFoundError(volume_id)
+        return volume
+
+    async def _quota(self, project_id: str) -> ProjectQuota:
+        quota = await self.store.load(quota_id(project_id), ProjectQuota)
+        return quota if quota is not None else ProjectQuota.start(project_id)
+
+    async def get(self, caller: Caller | None, volume_id: str) -> Volume:
+        """The volume as the event log has it now (commands only; queries use read models)."""
+        return await self._visible(caller, volume_id)
+
+    # ------------------------------------------------------------ create / delete
+
+    async def create_volume(
+        self, caller: Caller, volume_id: UUID, *, meta: Mapping[str, Any], **fields: Any
+    ) -> Position:
+        fields.setdefault("volume_type_id", DEFAULT_TYPE_ID)
+        fields.setdefault("volume_type_name", DEFAULT_TYPE_NAME)
+        fields.setdefault("availability_zone", self.config.default_availability_zone)
+
+        async def attempt() -> Position:
+            volume = Volume.create(
+                volume_id, project_id=caller.project_id, user_id=caller.user_id, **fields
+            )
+            quota = await self._quota(caller.project_id)
+            deltas = volume_deltas(volume.size_gb, volume.volume_type_name, count=1)
+            quota.consume(
+                deltas,
+                self.config.quota_limits,
+                size_gb=volume.size_gb,
+                reason=f"create {volume_id}",
+            )
+            return await self.store.save(volume, quota, meta=meta)
+
+        return await self._retrying("create", attempt)
+
+    async def delete_volume(
+        self,
+        caller: Caller,
+        volume_id: str,
+        *,
+        meta: Mapping[str, Any],
+        force: bool = False,
+        authorize: Authorize = _allow_all,
+    ) -> Position:
+        async def attempt() -> Position:
+            volume = await self._visible(caller, volume_id)
+            authorize(volume)
+            if not volume.request_delete(force=force):
+                return await self.store.save(volume, meta=meta)
+            quota = await self._quota(volume.project_id)
+            quota.release_usage(
+                volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
+                reason=f"delete {volume_id}",
+            )
+            return await self.store.save(volume, quota, meta=meta)
+
+        return await self._retrying("delete", attempt)
+
+    async def complete_create(self, volume_id: str, host: str, *, meta: Mapping[str, Any]) -> bool:
+        return await self._finish(volume_id, meta, lambda v: v.complete_create(host))
+
+    async def fail_create(self, volume_id: str, reason: str, *, meta: Mapping[str, Any]) -> bool:
+        return await self._finish(volume_id, meta, lambda v: v.fail_create(reason))
+
+    async def fail_delete(self, volume_id: str, reason: str, *, meta: Mapping[str, Any]) -> bool:
+        return await self._finish(volume_id, meta, lambda v: v.fail_delete(reason))
+
+    async def complete_delete(self, volume_id: str, *, meta: Mapping[str, Any]) -> bool:
+        async def attempt() -> bool:
+            volume = await self.store.load(UUID(volume_id), Volume)
+            if volume is None or not volume.complete_delete():
+                return False
+            quota = await self._quota(volume.project_id)
+            quota.release_usage(
+                volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
+                reason=f"delete {volume_id}",
+            )
+            await self.store.save(volume, quota, meta=meta)
+            return True
+
+        return await self._retrying("complete delete", attempt)
+
+    async def _finish(
+        self, volume_id: str, meta: Mapping[str, Any], change: Callable[[Volume], bool]
+    ) -> bool:
+        """Apply a saga outcome that touches only the volume; False if already recorded."""
+
+        async def attempt() -> bool:
+            volume = await self.store.load(UUID(volume_id), Volume)
+            if volume is None or not change(volume):
+                return False
+            await self.store.save(volume, meta=meta)
+            return True
+
+        return await self._retrying("saga outcome", attempt)
+
+    # ------------------------------------------------------------ actions
+
+    async def extend_volume(
+        self,
+        caller: Caller,
+        volume_id: str,
+        new_size_gb: int,
+        *,
+        in_use_allowed: bool,
+        reservation_id: str,
+        meta: Mapping[str, Any],
+        authorize: Authorize = _allow_all,
+    ) -> Position:
+        async def attempt() -> Position:
+            volume = await self._visible(caller, volume_id)
+            authorize(volume)
+            delta = new_size_gb - volume.size_gb
+            volume.request_extend(
+                new_size_gb, in_use_allowed=in_use_allowed, reservation_id=reservation_id
+            )
+            quota = await self._quota(volume.project_id)
+            quota.reserve(
+                reservation_id,
+                volume_deltas(delta, volume.volume_type_name, count=0),
+                self.config.quota_limits,
+                size_gb=new_size_gb,
+            )
+            return await self.store.save(volume, quota, meta=meta)
+
+        return await self._retrying("extend", attempt)
+
+    async def complete_extend(
+        self, volume_id: str, request_version: int, *, meta: Mapping[str, Any]
+    ) -> bool:
+        return await self._settle_extend(volume_id, request_version, meta, None, restore=False)
+
+    async def fail_extend(
+        self,
+        volume_id: str,
+        request_version: int,
+        reason: str,
+        *,
+        restore: bool,
+        meta: Mapping[str, Any],
+    ) -> bool:
+        return await self._settle_extend(volume_id, request_version, meta, reason, restore=restore)
+
+    async def _settle_extend(
+        self,
+        volume_id: str,
+        request_version: int,
+        meta: Mapping[str, Any],
+        failure: str | None,
+        *,
+        restore: bool,
+    ) -> bool:
+        """Completion (failure None) or compensation; the quota reservation is committed or
+        released in the same append. False when the outcome was already recorded."""
+
+        async def attempt() -> bool:
+            volume = await self.store.load(UUID(volume_id), Volume)
+            pending = volume.pending_extend if volume is not None else None
+            if volume is None or not pending or pending["request_version"] != request_version:
+                return False
+            if failure is None:
+                reservation = volume.complete_extend(request_version)
+            else:
+                reservation = volume.fail_extend(request_version, failure, restore=restore)
+            quota = await self._quota(volume.project_id)
+            settled = quota.commit(reservation) if failure is None else quota.release(reservation)
+            await self.store.save(volume, *([quota] if settled else []), meta=meta)
+            return True
+
+        return await self._retrying("settle extend", attempt)
+
+    async def set_bootable(
+        self,
+        caller: Caller,
+        volume_id: str,
+        bootable: bool,
+        *,
+        meta: Mapping[str, Any],
+        authorize: Authorize = _allow_all,
+    ) -> Position:
+        async def attempt() -> Position:
+            volume = await self._visible(caller, volume_id)
+            authorize(volume)
+            volume.set_bootable(bootable)
+            return await self.store.save(volume, meta=meta)
+
+        return await self._retrying("set_bootable", attempt)

@@ -1,0 +1,87 @@
+"""`cinderblock dev`: a real PostgreSQL and a real NATS JetStream under a data directory,
+and every service in this process. Ctrl-C drains and stops everything, the servers too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import uuid
+from pathlib import Path
+
+from cinderblock.cli.embedded import EmbeddedNats, EmbeddedPostgres
+from cinderblock.cli.system import run_all
+from cinderblock.config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def dev_identity(data_dir: Path) -> dict[str, str]:
+    """A project id and token for this data dir, kept across restarts."""
+    path = data_dir / "dev.json"
+    if path.exists():
+        identity: dict[str, str] = json.loads(path.read_text())
+        return identity
+    project = uuid.uuid4().hex
+    identity = {"project_id": project, "user_id": "admin", "token": f"admin:{project}"}
+    path.write_text(json.dumps(identity, indent=2) + "\n")
+    return identity
+
+
+def banner(url: str, identity: dict[str, str]) -> str:
+    project, token = identity["project_id"], identity["token"]
+    return "\n".join(
+        [
+            "",
+            f"Cinderblock is running: {url}/v3/{project}",
+            f"  project id : {project}",
+            f"  token      : {token}   (noauth: every caller is admin; send X-Roles to act as "
+            "member or reader)",
+            "Try:",
+            f"  curl -s -X POST -H 'X-Auth-Token: {token}' -H 'Content-Type: application/json' "
+            f'-d \'{{"volume": {{"size": 1}}}}\' {url}/v3/{project}/volumes',
+            f"  curl -s -H 'X-Auth-Token: {token}' {url}/v3/{project}/volumes/detail",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+    )
+
+
+def _prepare(data_dir: Path) -> Path:
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir
+
+
+async def run_dev(settings: Settings) -> None:
+    data_dir = await asyncio.to_thread(_prepare, Path(settings.data_dir))
+    postgres, nats_server = EmbeddedPostgres(data_dir), EmbeddedNats(data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        print(f"Starting PostgreSQL and NATS under {data_dir} …", flush=True)
+        dsn = await asyncio.to_thread(postgres.start)
+        nats_url = await asyncio.to_thread(nats_server.start)
+        settings = settings.model_copy(
+            update={
+                "database_url": dsn,
+                "nats_url": nats_url,
+                "data_dir": data_dir,
+            }
+        )
+        identity = dev_identity(data_dir)
+        await run_all(
+            settings, stop=stop, ready=lambda url: print(banner(url, identity), flush=True)
+        )
+    finally:
+        print("Stopping …", flush=True)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(nats_server.stop)
+        await asyncio.to_thread(postgres.stop)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        print("Stopped.", flush=True)

@@ -1,0 +1,76 @@
+"""The `cinderblock` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from cinderblock.cli.system import SERVICES, run_service
+from cinderblock.config.settings import Settings, SettingsError, load_settings
+from cinderblock.runtime.infra import setup_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cinderblock", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="run everything locally with embedded PostgreSQL and NATS")
+    dev.add_argument("--data-dir", type=Path, default=None, help="default ./.cinderblock")
+    dev.add_argument("--host", default=None, help="default 127.0.0.1")
+    dev.add_argument("--port", type=int, default=None, help="default 8776")
+    dev.add_argument(
+        "--inject", default=None, help="driver faults, e.g. extend=fail or create=delay:0.5"
+    )
+    serve = sub.add_parser(
+        "serve", help="run one service against CINDERBLOCK_DATABASE_URL and CINDERBLOCK_NATS_URL"
+    )
+    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    bench = sub.add_parser("bench", help="measure a running Cinderblock over HTTP")
+    bench.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8776")
+    bench.add_argument("--seconds", type=float, default=10.0)
+    bench.add_argument("--out", type=Path, default=Path("ops/bench/results"))
+    return parser
+
+
+async def _serve(name: str, settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_service(name, settings, stop=stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        overrides = {k: getattr(args, k, None) for k in ("data_dir", "host", "port", "inject")}
+        settings = load_settings(**overrides)
+    except SettingsError as err:
+        print(f"cinderblock: {err}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    try:
+        if args.command == "dev":
+            from cinderblock.cli.dev import run_dev
+
+            asyncio.run(run_dev(settings))
+        elif args.command == "serve":
+            asyncio.run(_serve(args.service, settings))
+        elif args.command == "bench":
+            from cinderblock.cli.bench import run_bench
+
+            asyncio.run(run_bench(args.url, seconds=args.seconds, out=args.out))
+    except SettingsError as err:
+        print(f"cinderblock: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Every service in one process, sharing one stop signal: `cinderblock dev` and the e2e
+tests run exactly this, the same `run()` each service has as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from cinderblock.api import app as api
+from cinderblock.config.settings import Settings
+from cinderblock.drivers.base import VolumeDriver
+from cinderblock.projector import run as projector
+from cinderblock.relay import run as relay
+from cinderblock.sagas import run as sagas
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("api", "relay", "projector", "sagas")
+
+
+async def run_all(
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    ready: Callable[[str], None] | None = None,
+    driver: VolumeDriver | None = None,
+) -> None:
+    """Run api, relay, projector and sagas until ``stop``; if one fails, stop the rest and
+    re-raise its error."""
+    tasks = {
+        asyncio.create_task(api.run(settings, stop=stop, ready=ready), name="api"),
+        asyncio.create_task(relay.run(settings, stop=stop), name="relay"),
+        asyncio.create_task(projector.run(settings, stop=stop), name="projector"),
+        asyncio.create_task(sagas.run(settings, stop=stop, driver=driver), name="sagas"),
+    }
+    failure: BaseException | None = None
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.cancelled():
+                continue
+            err = task.exception()
+            if err is not None and failure is None:
+                failure = err
+                log.error("service %s failed: %s", task.get_name(), err, exc_info=err)
+        if failure is not None or (done and not stop.is_set()):
+            stop.set()
+    if failure is not None:
+        raise failure
+
+
+async def run_service(name: str, settings: Settings, *, stop: asyncio.Event) -> None:
+    runners = {
+        "api": lambda: api.run(settings, stop=stop),
+        "relay": lambda: relay.run(settings, stop=stop),
+        "projector": lambda: projector.run(settings, stop=stop),
+        "sagas": lambda: sagas.run(settings, stop=stop),
+    }
+    await runners[name]()

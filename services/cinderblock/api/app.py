@@ -1,0 +1,71 @@
+"""The API's composition root: builds the aiohttp application and owns its connections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from cinderblock.api.deps import DEPS, Deps
+from cinderblock.api.middleware import cinder_middleware
+from cinderblock.api.routes import setup_routes
+from cinderblock.config.settings import Settings
+from cinderblock.readmodels.waiter import ProjectionWaiter
+from cinderblock.runtime.infra import alive, database
+from cinderblock.store.eventstore import AsyncEventStore
+from cinderblock.store.volumes import Volumes, VolumesConfig
+from cinderblock.wire.policy import Enforcer
+
+log = logging.getLogger(__name__)
+
+# Cinder's osapi_max_request_body_size.
+MAX_BODY = 114688
+
+
+def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.Application:
+    app = web.Application(middlewares=[cinder_middleware], client_max_size=MAX_BODY)
+    setup_routes(app, settings.project_id_regex)
+
+    async def infra(app: web.Application) -> AsyncIterator[None]:
+        async with database(settings, max_size=16) as pool:
+            waiter = ProjectionWaiter(pool)
+            await waiter.start()
+            volumes = Volumes(
+                AsyncEventStore(pool),
+                VolumesConfig(
+                    quota_limits=settings.quota_limits,
+                    default_availability_zone=settings.default_availability_zone,
+                ),
+            )
+            app[DEPS] = Deps(settings, pool, volumes, waiter, policy or Enforcer())
+            try:
+                yield
+            finally:
+                await waiter.stop()
+
+    app.cleanup_ctx.append(infra)
+    return app
+
+
+async def run(
+    settings: Settings, *, stop: asyncio.Event, ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until ``stop``; in-flight requests finish before the pool closes. ``ready`` gets
+    the base URL once the port is bound (the real port when ``settings.port`` is 0)."""
+    settings.require_servers()
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    url = f"http://{host}:{port}"
+    log.info("api listening", extra={"url": url})
+    if ready is not None:
+        ready(url)
+    with alive("api"):
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()

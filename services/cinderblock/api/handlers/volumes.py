@@ -1,0 +1,158 @@
+"""Volumes: create, show, list (summary and detail), delete. Queries read only the read
+models; commands go through the Volumes service and wait for their projection."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from cinderblock.api.context import RequestContext
+from cinderblock.api.deps import Deps, deps
+from cinderblock.api.handlers.listing import parse_list_query
+from cinderblock.api.middleware import context
+from cinderblock.readmodels.queries import get_volume, list_volumes
+from cinderblock.store.volumes import DEFAULT_TYPE_ID, DEFAULT_TYPE_NAME
+from cinderblock.wire.actions import JSON_MEDIA_TYPES
+from cinderblock.wire.faults import (
+    BadMediaType,
+    BadRequest,
+    NotFound,
+    invalid_input,
+    volume_not_found,
+)
+from cinderblock.wire.microversion import APIVersion
+from cinderblock.wire.schema import parse_boolean
+from cinderblock.wire.views import volume_detail, volume_summary
+from cinderblock.wire.volumes import VolumeCreateRequest
+
+FORCE_DELETE = APIVersion(3, 23)
+WITH_COUNT = APIVersion(3, 45)
+
+
+def _authorize(d: Deps, ctx: RequestContext, rule: str, project_id: str) -> None:
+    d.policy.authorize(rule, ctx.credentials, {"project_id": project_id})
+
+
+async def _json_body(request: web.Request) -> object:
+    raw = await request.read()
+    content_type = request.headers.get("Content-Type")
+    if content_type is not None and content_type.split(";")[0].strip() not in JSON_MEDIA_TYPES:
+        raise BadMediaType("Unsupported Content-Type")
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError as err:
+        raise BadRequest("Malformed request body") from err
+
+
+def _resolve_type(requested: str | None) -> tuple[str, str]:
+    if requested in (None, DEFAULT_TYPE_NAME, DEFAULT_TYPE_ID):
+        return DEFAULT_TYPE_ID, DEFAULT_TYPE_NAME
+    raise NotFound(f"Volume type with name {requested} could not be found.")
+
+
+async def create(request: web.Request) -> web.Response:
+    d, ctx = deps(request), context(request)
+    req = VolumeCreateRequest.parse(await _json_body(request), ctx.version)
+    _authorize(d, ctx, "volume:create", ctx.project_id)
+    if req.snapshot_id is not None:
+        raise NotFound(f"Snapshot {req.snapshot_id} could not be found.")
+    if req.source_volid is not None:
+        raise volume_not_found(req.source_volid)
+    if req.backup_id is not None:
+        raise NotFound(f"Backup {req.backup_id} could not be found.")
+    if req.image_ref is not None:
+        raise invalid_input("Creating a volume from an image is not supported by this service.")
+    zone = req.availability_zone or d.settings.default_availability_zone
+    if zone != d.settings.default_availability_zone:
+        raise invalid_input(f"Availability zone '{zone}' is invalid.")
+    type_id, type_name = _resolve_type(req.volume_type)
+    volume_id = uuid.uuid4()
+    if req.size is None:
+        raise invalid_input("Volume size is required.")
+    at = await d.volumes.create_volume(
+        ctx.caller,
+        volume_id,
+        meta=ctx.meta("volume:create"),
+        name=req.name,
+        description=req.description,
+        size_gb=req.size,
+        availability_zone=zone,
+        volume_type_id=type_id,
+        volume_type_name=type_name,
+        metadata=dict(req.metadata),
+        bootable=False,
+        multiattach=False,
+    )
+    await d.read_your_write(at)
+    row = await get_volume(d.pool, str(volume_id), project_id=None)
+    if row is None:
+        raise web.HTTPServiceUnavailable(reason="read model behind")
+    view = volume_detail(row, ctx.view, extended=False, merge_admin_metadata=False)
+    return web.json_response({"volume": view}, status=202)
+
+
+async def show(request: web.Request) -> web.Response:
+    d, ctx = deps(request), context(request)
+    volume_id = request.match_info["volume_id"]
+    row = await get_volume(d.pool, volume_id, project_id=None if ctx.is_admin else ctx.project_id)
+    if row is None or not d.policy.allowed(
+        "volume:get", ctx.credentials, {"project_id": row["project_id"]}
+    ):
+        raise volume_not_found(volume_id)
+    return web.json_response({"volume": volume_detail(row, ctx.view, extended=True)})
+
+
+async def _list(request: web.Request, *, detail: bool) -> web.Response:
+    d, ctx = deps(request), context(request)
+    _authorize(d, ctx, "volume:get_all", ctx.project_id)
+    query, with_count = parse_list_query(request.query, ctx)
+    try:
+        rows = await list_volumes(d.pool, query)
+    except LookupError as err:
+        raise NotFound(f"Marker {err.args[0]} could not be found.") from err
+    views = [
+        volume_detail(r, ctx.view, extended=True) if detail else volume_summary(r, ctx.view)
+        for r in rows
+    ]
+    body: dict[str, Any] = {"volumes": views}
+    if len(rows) == query.limit and rows:
+        url = request.url.update_query({"limit": str(query.limit), "marker": rows[-1]["id"]})
+        body["volumes_links"] = [{"href": str(url), "rel": "next"}]
+    if with_count and ctx.version.matches(WITH_COUNT):
+        everything = await list_volumes(d.pool, replace(query, limit=2**31 - 1, marker=None))
+        body["count"] = len(everything)
+    return web.json_response(body)
+
+
+async def index(request: web.Request) -> web.Response:
+    return await _list(request, detail=False)
+
+
+async def detail(request: web.Request) -> web.Response:
+    return await _list(request, detail=True)
+
+
+async def delete(request: web.Request) -> web.Response:
+    d, ctx = deps(request), context(request)
+    volume_id = request.match_info["volume_id"]
+    force = False
+    if "force" in request.query and ctx.version.matches(FORCE_DELETE):
+        try:
+            force = parse_boolean(request.query["force"])
+        except ValueError as err:
+            raise invalid_input(f"Invalid value '{request.query['force']}' for force.") from err
+
+    def authorize(volume: Any) -> None:
+        _authorize(d, ctx, "volume:delete", volume.project_id)
+        if force:
+            _authorize(d, ctx, "volume:force_delete", volume.project_id)
+
+    at = await d.volumes.delete_volume(
+        ctx.caller, volume_id, meta=ctx.meta("volume:delete"), force=force, authorize=authorize
+    )
+    await d.read_your_write(at)
+    return web.Response(status=202)

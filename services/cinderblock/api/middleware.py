@@ -1,0 +1,177 @@
+"""One middleware for every request: request ids, microversion, noauth identity, and the
+mapping of every error to Cinder's fault body. Nothing escapes as a bare 500."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from cinderblock.api.context import RequestContext
+from cinderblock.domain.errors import (
+    InvalidInputError,
+    InvalidVolumeError,
+    QuotaExceededError,
+    VolumeError,
+    VolumeNotFoundError,
+)
+from cinderblock.store.volumes import ConflictError
+from cinderblock.wire.faults import (
+    BadRequest,
+    Conflict,
+    Fault,
+    Forbidden,
+    NotFound,
+    OverLimit,
+    fault_name,
+)
+from cinderblock.wire.microversion import MIN_VERSION, MicroversionError, negotiate
+from cinderblock.wire.microversion import response_headers as version_headers
+from cinderblock.wire.policy import PolicyError
+
+log = logging.getLogger(__name__)
+
+CTX = "cinderblock.ctx"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_GLOBAL_ID = re.compile(r"^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
+# Paths served without a token or a microversion (discovery and health).
+PUBLIC_PATHS = frozenset({"/", "/v3", "/v3/", "/healthcheck"})
+
+
+def context(request: web.Request) -> RequestContext:
+    ctx: RequestContext = request[CTX]
+    return ctx
+
+
+def to_fault(err: BaseException) -> Fault:
+    """Map a raised error to the Cinder fault a client gets."""
+    match err:
+        case Fault():
+            return err
+        case MicroversionError():
+            return err.to_fault()
+        case PolicyError():
+            return Forbidden(str(err))
+        case VolumeNotFoundError():
+            return NotFound(err.message)
+        case QuotaExceededError():
+            return OverLimit(err.exc_name, err.message)
+        case InvalidInputError():
+            return BadRequest(f"Invalid input received: {err.message}")
+        case InvalidVolumeError():
+            return BadRequest(f"Invalid volume: {err.message}")
+        case ConflictError():
+            return Conflict(err.message)
+        case VolumeError():
+            return BadRequest(err.message)
+        case web.HTTPRequestEntityTooLarge():
+            return Fault(413, "Request is too large.")
+        case web.HTTPException() if err.status >= 400:
+            return Fault(err.status)
+    return Fault(500)
+
+
+def _identity(request: web.Request) -> tuple[str, str, frozenset[str], bool] | None:
+    """noauth as Cinder does it: ``X-Auth-Token: user:project``, every caller admin.
+
+    Behind an authenticating proxy, an ``X-Roles`` header replaces the admin default:
+    the caller then has exactly those roles and is admin only with role ``admin``.
+    """
+    token = request.headers.get("X-Auth-Token")
+    if not token:
+        return None
+    user, _, project = token.partition(":")
+    project = project or user
+    roles_header = request.headers.get("X-Roles")
+    if roles_header is None:
+        return user, project, frozenset({"admin"}), True
+    roles = frozenset(r.strip().lower() for r in roles_header.split(",") if r.strip())
+    return user, project, roles, "admin" in roles
+
+
+def _token_reply(request: web.Request) -> web.Response:
+    """Cinder's noauth answer to a request without a token (an Auth 1.1 handshake)."""
+    user = request.headers.get("X-Auth-User", "admin")
+    project = request.headers.get("X-Auth-Project-Id", "admin")
+    return web.Response(
+        status=204,
+        content_type="text/plain",
+        headers={
+            "X-Auth-Token": f"{user}:{project}",
+            "X-Server-Management-Url": str(request.url),
+        },
+    )
+
+
+def _context(request: web.Request, request_id: str) -> RequestContext | web.Response:
+    version = negotiate(request.headers)
+    identity = _identity(request)
+    if identity is None:
+        return _token_reply(request)
+    user, project, roles, is_admin = identity
+    project_in_url = request.match_info.get("project_id")
+    if project_in_url is not None and project_in_url != project:
+        raise BadRequest("Malformed request url")
+    inbound = request.headers.get("X-OpenStack-Request-ID", "")
+    return RequestContext(
+        request_id=request_id,
+        global_request_id=inbound if _GLOBAL_ID.match(inbound) else None,
+        user_id=user,
+        project_id=project,
+        roles=roles,
+        is_admin=is_admin,
+        version=version,
+        base_url=str(request.url.origin()),
+        project_in_url=project_in_url,
+        remote=request.remote,
+    )
+
+
+def fault_response(fault: Fault) -> web.Response:
+    response = web.json_response(fault.body(), status=fault.status)
+    response.headers.update(fault.headers)
+    return response
+
+
+@web.middleware
+async def cinder_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = f"req-{uuid.uuid4()}"
+    version_hdrs: dict[str, str] = {}
+    try:
+        if request.path not in PUBLIC_PATHS:
+            ctx = _context(request, request_id)
+            if isinstance(ctx, web.Response):
+                ctx.headers["x-openstack-request-id"] = request_id
+                return ctx
+            request[CTX] = ctx
+            version_hdrs = version_headers(ctx.version)
+        else:
+            version_hdrs = version_headers(MIN_VERSION)
+        response = await handler(request)
+    except Exception as err:
+        fault = to_fault(err)
+        if fault.status >= 500:
+            log.exception("unexpected error", extra=_log_fields(request, request_id))
+        else:
+            log.info("%s %s", fault.status, fault.message, extra=_log_fields(request, request_id))
+        response = fault_response(fault)
+        response.headers["x-compute-request-id"] = request_id
+    response.headers["x-openstack-request-id"] = request_id
+    for name, value in version_hdrs.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def _log_fields(request: web.Request, request_id: str) -> dict[str, str | None]:
+    return {
+        "request_id": request_id,
+        "volume_id": request.match_info.get("volume_id"),
+        "action": request.get("action") or f"{request.method} {request.path}",
+    }
+
+
+__all__ = ["CTX", "PUBLIC_PATHS", "cinder_middleware", "context", "fault_name", "to_fault"]

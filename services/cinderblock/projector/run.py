@@ -1,0 +1,68 @@
+"""The projector: follows the event log and keeps the read models, each batch applied with
+its tracking position in one transaction, then announced for read-your-writes waiters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+
+from cinderblock.config.settings import Settings
+from cinderblock.readmodels.projections import ProjectionEvent, apply_batch
+from cinderblock.readmodels.queries import projected_position
+from cinderblock.runtime.infra import alive, database
+from cinderblock.runtime.leadership import leadership
+from cinderblock.store.eventstore import AsyncEventStore, Position, RecordedEvent
+from cinderblock.store.mapping import event_data, event_name
+from cinderblock.store.tail import LogTail
+
+log = logging.getLogger(__name__)
+
+NAME = "volumes"
+
+
+class Projector:
+    def __init__(self, pool: asyncpg.Pool, name: str = NAME) -> None:
+        self.pool = pool
+        self.name = name
+        self.store = AsyncEventStore(pool)
+
+    def to_projection(self, record: RecordedEvent) -> ProjectionEvent:
+        domain_event = self.store.decode(record)
+        return ProjectionEvent(
+            name=event_name(record.topic),
+            aggregate_id=record.originator_id,
+            version=record.originator_version,
+            timestamp=domain_event.timestamp,
+            data=event_data(domain_event),
+        )
+
+    async def project(self, batch: Sequence[RecordedEvent]) -> int:
+        events = [self.to_projection(r) for r in batch]
+        async with self.pool.acquire() as conn:
+            return await apply_batch(conn, self.name, events, (batch[-1].tx_id, batch[-1].position))
+
+    async def position(self) -> Position:
+        async with self.pool.acquire() as conn:
+            return Position(*await projected_position(conn, self.name))
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async for batch in LogTail(self.pool).batches(await self.position(), stop):
+                    await self.project(batch)
+            except (OSError, asyncpg.PostgresConnectionError) as err:
+                log.warning("projector lost the database, resuming: %s", err)
+                await asyncio.sleep(0.5)
+
+
+async def run(settings: Settings, *, stop: asyncio.Event) -> None:
+    settings.require_servers()
+    async with database(settings, max_size=4) as pool:
+        with alive("projector"):
+            async with leadership(pool, f"projector:{NAME}", stop) as leader:
+                if leader:
+                    log.info("projector active", extra={"projection": NAME})
+                    await Projector(pool).follow(stop)

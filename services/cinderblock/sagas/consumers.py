@@ -1,0 +1,124 @@
+"""Which events the sagas react to, and what each reaction does (I/O around the pure
+decisions of cinderblock.domain.sagas)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
+from cinderblock.domain.sagas.lifecycle import needs_create, needs_delete
+from cinderblock.domain.volume import Volume
+from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
+from cinderblock.store.volumes import Volumes
+from cinderblock.wire.envelope import ReceivedEnvelope
+
+log = logging.getLogger(__name__)
+
+Reaction = Callable[[ReceivedEnvelope], Awaitable[None]]
+
+
+def saga_meta(env: ReceivedEnvelope, saga: str) -> dict[str, Any]:
+    return {
+        "actor": f"saga:{saga}",
+        "causation_id": env.id,
+        "request_id": env.request_id,
+        "global_request_id": env.meta.get("global_request_id"),
+    }
+
+
+class Sagas:
+    """One reaction per event type; each is safe to run again on redelivery."""
+
+    def __init__(self, volumes: Volumes, driver: VolumeDriver) -> None:
+        self.volumes = volumes
+        self.driver = driver
+        self.reactions: dict[str, Reaction] = {
+            "volume.created": self.when_created_place_and_create,
+            "volume.extend_requested": self.when_extend_requested_grow,
+            "volume.delete_requested": self.when_delete_requested_remove,
+        }
+        # Compensation used when a message has used up its deliveries.
+        self.give_up: dict[str, Reaction] = {
+            "volume.created": self.give_up_create,
+            "volume.extend_requested": self.give_up_extend,
+            "volume.delete_requested": self.give_up_delete,
+        }
+
+    async def _volume(self, env: ReceivedEnvelope) -> Volume | None:
+        return await self.volumes.store.load(UUID(env.aggregate_id), Volume)
+
+    def _log(self, env: ReceivedEnvelope, action: str) -> dict[str, Any]:
+        return {"volume_id": env.aggregate_id, "action": action, "request_id": env.request_id}
+
+    async def when_created_place_and_create(self, env: ReceivedEnvelope) -> None:
+        volume = await self._volume(env)
+        if volume is None or not needs_create(volume):
+            return
+        meta = saga_meta(env, "create")
+        try:
+            host = await self.driver.create_volume(
+                volume.vid, volume.size_gb, location=None, step_key=env.id
+            )
+        except (CapacityError, BackendError) as err:
+            log.warning("create failed: %s", err.reason, extra=self._log(env, "create"))
+            await self.volumes.fail_create(volume.vid, err.reason, meta=meta)
+            return
+        await self.volumes.complete_create(volume.vid, host, meta=meta)
+
+    async def when_extend_requested_grow(self, env: ReceivedEnvelope) -> None:
+        decision = decide_extend(await self._volume(env), env.version)
+        if decision.step is ExtendStep.SKIP:
+            return
+        meta = saga_meta(env, "extend")
+        try:
+            await self.driver.extend_volume(
+                env.aggregate_id, decision.location, decision.new_size_gb, step_key=env.id
+            )
+        except CapacityError as err:
+            log.warning("extend found no capacity: %s", err.reason, extra=self._log(env, "extend"))
+            await self.volumes.fail_extend(
+                env.aggregate_id, env.version, err.reason, restore=True, meta=meta
+            )
+            return
+        except BackendError as err:
+            log.error("extend failed: %s", err.reason, extra=self._log(env, "extend"))
+            await self.volumes.fail_extend(
+                env.aggregate_id, env.version, err.reason, restore=False, meta=meta
+            )
+            return
+        await self.volumes.complete_extend(env.aggregate_id, env.version, meta=meta)
+
+    async def when_delete_requested_remove(self, env: ReceivedEnvelope) -> None:
+        volume = await self._volume(env)
+        if volume is None or not needs_delete(volume) or volume.host is None:
+            return
+        meta = saga_meta(env, "delete")
+        try:
+            await self.driver.delete_volume(volume.vid, volume.host, step_key=env.id)
+        except BackendError as err:
+            log.error("delete failed: %s", err.reason, extra=self._log(env, "delete"))
+            await self.volumes.fail_delete(volume.vid, err.reason, meta=meta)
+            return
+        await self.volumes.complete_delete(volume.vid, meta=meta)
+
+    async def give_up_create(self, env: ReceivedEnvelope) -> None:
+        await self.volumes.fail_create(
+            env.aggregate_id, "gave up after repeated failures", meta=saga_meta(env, "create")
+        )
+
+    async def give_up_extend(self, env: ReceivedEnvelope) -> None:
+        await self.volumes.fail_extend(
+            env.aggregate_id,
+            env.version,
+            "gave up after repeated failures",
+            restore=False,
+            meta=saga_meta(env, "extend"),
+        )
+
+    async def give_up_delete(self, env: ReceivedEnvelope) -> None:
+        await self.volumes.fail_delete(
+            env.aggregate_id, "gave up after repeated failures", meta=saga_meta(env, "delete")
+        )

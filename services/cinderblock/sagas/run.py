@@ -1,0 +1,94 @@
+"""The sagas worker: a durable JetStream pull consumer that runs driver steps and records
+their completion or compensation on the volume."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import asyncpg
+from nats.aio.msg import Msg
+
+from cinderblock.bus.connection import connect
+from cinderblock.bus.jetstream import ConsumerSpec, ensure_stream, run_consumer
+from cinderblock.config.settings import Settings
+from cinderblock.drivers.base import PoolConfig, VolumeDriver
+from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
+from cinderblock.drivers.file import FileDriver
+from cinderblock.runtime.infra import alive, database
+from cinderblock.runtime.streams import stream_spec
+from cinderblock.sagas.consumers import Sagas
+from cinderblock.store.eventstore import AsyncEventStore
+from cinderblock.store.volumes import Volumes, VolumesConfig
+from cinderblock.wire.envelope import ReceivedEnvelope
+
+log = logging.getLogger(__name__)
+
+DURABLE = "sagas"
+
+
+def build_driver(settings: Settings) -> VolumeDriver:
+    """The file driver on the configured pools, wrapped by the fault injector when asked."""
+    pools = [PoolConfig.parse(p) for p in settings.pools]
+    driver: VolumeDriver = FileDriver(Path(settings.data_dir) / "volumes", pools)
+    if settings.inject:
+        plan = FaultPlan.parse(settings.inject)
+        log.warning("driver fault injection on: %s", plan.describe())
+        driver = FaultInjectingDriver(driver, plan)
+    return driver
+
+
+def consumer_spec(settings: Settings, sagas: Sagas) -> ConsumerSpec:
+    names = {t.partition(".")[2] for t in sagas.reactions}
+    camel = {n: "".join(p.title() for p in n.split("_")) for n in names}
+    return ConsumerSpec(
+        stream=settings.stream,
+        durable=f"{settings.subject_prefix.replace('.', '-')}{DURABLE}",
+        filter_subjects=sorted(settings.subject(f"volume.events.{c}.>") for c in camel.values()),
+        ack_wait=settings.saga_ack_wait,
+        max_deliver=settings.saga_max_deliver,
+    )
+
+
+class SagaRunner:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, driver: VolumeDriver) -> None:
+        self.pool = pool
+        volumes = Volumes(AsyncEventStore(pool), VolumesConfig(quota_limits=settings.quota_limits))
+        self.sagas = Sagas(volumes, driver)
+        self.spec = consumer_spec(settings, self.sagas)
+
+    async def handle(self, msg: Msg) -> None:
+        env = ReceivedEnvelope.model_validate_json(msg.data)
+        reaction = self.sagas.reactions.get(env.type)
+        if reaction is not None:
+            await reaction(env)
+
+    async def park(self, msg: Msg, error: str) -> None:
+        """Last delivery failed: compensate on the volume, then keep the message."""
+        env = ReceivedEnvelope.model_validate_json(msg.data)
+        give_up = self.sagas.give_up.get(env.type)
+        if give_up is not None:
+            await give_up(env)
+        await self.pool.execute(
+            "INSERT INTO dead_letters (consumer, subject, msg_id, deliveries, error, payload) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            self.spec.durable,
+            msg.subject,
+            env.id,
+            msg.metadata.num_delivered,
+            error,
+            msg.data,
+        )
+
+
+async def run(
+    settings: Settings, *, stop: asyncio.Event, driver: VolumeDriver | None = None
+) -> None:
+    settings.require_servers()
+    async with database(settings, max_size=8) as pool, connect(settings.nats_url, "sagas") as nc:
+        js = nc.jetstream()
+        await ensure_stream(js, stream_spec(settings))
+        runner = SagaRunner(settings, pool, driver or build_driver(settings))
+        with alive("sagas"):
+            await run_consumer(js, runner.spec, runner.handle, runner.park, stop)

@@ -1,0 +1,145 @@
+"""docker-compose.yml and the Dockerfile wire the services as DESIGN.md "Running it" says.
+
+No Docker engine is needed: the files are parsed (PyYAML resolves the ``<<`` merge keys the same
+way Compose does) and their structure is checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+CINDERBLOCK_SERVICES = ("api", "relay", "projector", "sagas")
+DATABASE_URL = "postgresql://postgres:postgres@postgres:5432/cinderblock"
+NATS_URL = "nats://nats:4222"
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert isinstance(compose, dict)
+    found = compose["services"]
+    assert isinstance(found, dict)
+    return found
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):  # the KEY=value list form
+        return dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command", [])
+    return command.split() if isinstance(command, str) else list(command)
+
+
+def _healthcheck(service: dict[str, Any]) -> str:
+    test = service.get("healthcheck", {}).get("test")
+    assert test, "healthcheck.test missing"
+    return test if isinstance(test, str) else " ".join(test)
+
+
+def _build(service: dict[str, Any]) -> tuple[str, str]:
+    build = service["build"]
+    if isinstance(build, str):
+        return build, "Dockerfile"
+    return build.get("context", "."), build.get("dockerfile", "Dockerfile")
+
+
+def test_every_expected_service_is_present(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) >= {"postgres", "nats", *CINDERBLOCK_SERVICES}
+
+
+@pytest.mark.parametrize("name", ["postgres", "nats", *CINDERBLOCK_SERVICES])
+def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name: str) -> None:
+    test = _healthcheck(services[name])
+    assert test.split()[0] in ("CMD", "CMD-SHELL")
+
+
+def test_postgres(services: dict[str, dict[str, Any]]) -> None:
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:16")
+    assert "pg_isready" in _healthcheck(postgres)
+    assert _environment(postgres)["POSTGRES_PASSWORD"] == "postgres"
+    assert _environment(postgres)["POSTGRES_DB"] == "cinderblock"
+
+
+def test_nats_runs_jetstream_with_monitoring(services: dict[str, dict[str, Any]]) -> None:
+    nats = services["nats"]
+    # The scratch-based default image has no shell and no wget for a healthcheck.
+    assert nats["image"].startswith("nats:2.10-alpine")
+    command = _command(nats)
+    assert "-js" in command
+    assert command[command.index("-m") + 1] == "8222"
+    check = _healthcheck(nats)
+    assert "8222/healthz" in check
+    assert "wget" in check or "curl" in check
+
+
+@pytest.mark.parametrize("name", CINDERBLOCK_SERVICES)
+def test_cinderblock_service(services: dict[str, dict[str, Any]], name: str) -> None:
+    service = services[name]
+    assert _command(service) == ["serve", name]
+    env = _environment(service)
+    assert env["CINDERBLOCK_DATABASE_URL"] == DATABASE_URL
+    assert env["CINDERBLOCK_NATS_URL"] == NATS_URL
+    depends = service["depends_on"]
+    assert isinstance(depends, dict), "depends_on needs the long form to carry conditions"
+    for server in ("postgres", "nats"):
+        assert depends[server]["condition"] == "service_healthy"
+
+
+def test_cinderblock_services_share_one_build(services: dict[str, dict[str, Any]]) -> None:
+    builds = {_build(services[name]) for name in CINDERBLOCK_SERVICES}
+    assert len(builds) == 1
+    context, dockerfile = builds.pop()
+    assert (REPO / context / dockerfile).resolve() == REPO / "Dockerfile"
+
+
+def test_api_is_published_and_probed(services: dict[str, dict[str, Any]]) -> None:
+    api = services["api"]
+    assert any(str(port).endswith("8776:8776") for port in api["ports"])
+    assert _environment(api)["CINDERBLOCK_HOST"] == "0.0.0.0"
+    check = _healthcheck(api)
+    assert "python" in check
+    assert "http://127.0.0.1:8776/healthcheck" in check
+
+
+@pytest.mark.parametrize("name", ["relay", "projector", "sagas"])
+def test_workers_are_probed_by_their_liveness_file(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    check = _healthcheck(services[name])
+    assert "python" in check
+    assert f"/tmp/cinderblock-{name}.alive" in check
+
+
+def test_sagas_keeps_file_driver_data_in_a_named_volume(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    sagas = services["sagas"]
+    assert _environment(sagas)["CINDERBLOCK_DATA_DIR"] == "/var/lib/cinderblock"
+    mounts = [str(volume).split(":") for volume in sagas["volumes"]]
+    named = [source for source, target, *_ in mounts if target == "/var/lib/cinderblock"]
+    assert len(named) == 1
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert named[0] in compose["volumes"]
+
+
+def test_dockerfile_installs_the_package_with_the_cli_entrypoint() -> None:
+    lines = [
+        line.strip()
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert lines[0] == "FROM python:3.11-slim"
+    assert any("pip install ." in line for line in lines)
+    assert 'ENTRYPOINT ["cinderblock"]' in lines

