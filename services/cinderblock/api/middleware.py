@@ -34,7 +34,8 @@ from cinderblock.wire.policy import PolicyError
 
 log = logging.getLogger(__name__)
 
-CTX = "cinderblock.ctx"
+CTX = web.RequestKey("ctx", RequestContext)
+ACTION = web.RequestKey("action", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _GLOBAL_ID = re.compile(r"^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
@@ -43,8 +44,7 @@ PUBLIC_PATHS = frozenset({"/", "/v3", "/v3/", "/healthcheck"})
 
 
 def context(request: web.Request) -> RequestContext:
-    ctx: RequestContext = request[CTX]
-    return ctx
+    return request[CTX]
 
 
 def to_fault(err: BaseException) -> Fault:
@@ -170,8 +170,16 @@ def _log_fields(request: web.Request, request_id: str) -> dict[str, str | None]:
     return {
         "request_id": request_id,
         "volume_id": request.match_info.get("volume_id"),
-        "action": request.get("action") or f"{request.method} {request.path}",
+        "action": request.get(ACTION) or f"{request.method} {request.path}",
     }
 
 
-__all__ = ["CTX", "PUBLIC_PATHS", "cinder_middleware", "context", "fault_name", "to_fault"]
+__all__ = [
+    "ACTION",
+    "CTX",
+    "PUBLIC_PATHS",
+    "cinder_middleware",
+    "context",
+    "fault_name",
+    "to_fault",
+]

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
-from cinderblock.api.middleware import context
+from cinderblock.api.middleware import ACTION, context
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
 from cinderblock.wire.actions import (
@@ -83,7 +83,7 @@ async def volume_action(request: web.Request) -> web.Response:
     ctx = context(request)
     raw = await request.read()
     key, payload = split_action_body(raw, request.headers.get("Content-Type"))
-    request["action"] = key
+    request[ACTION] = key
     action = ACTIONS.get(key)
     if action is None:
         raise no_such_action(key)

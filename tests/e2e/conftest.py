@@ -1,0 +1,72 @@
+"""The whole system in this process, as `cinderblock dev` runs it (api, relay, projector,
+sagas), on the session's PostgreSQL and NATS, with a fault-injecting file driver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+
+from cinderblock.cli.system import run_all
+from cinderblock.config.settings import Settings
+from cinderblock.drivers.base import PoolConfig
+from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
+from cinderblock.drivers.file import FileDriver
+from tests.conftest import Projected
+from tests.helpers.client import CinderClient
+
+
+@dataclass
+class System:
+    url: str
+    settings: Settings
+    driver: FaultInjectingDriver
+    client: CinderClient
+    projected: Projected
+
+    def faults(self, spec: str) -> None:
+        self.driver.plan = FaultPlan.parse(spec)
+
+    async def until_volume(
+        self,
+        volume_id: str,
+        predicate: Callable[[dict[str, Any] | None], bool],
+        client: CinderClient | None = None,
+    ) -> dict[str, Any] | None:
+        c = client or self.client
+
+        async def check() -> Any:
+            volume = await c.volume(volume_id)
+            return (volume or {"gone": True}) if predicate(volume) else None
+
+        return await self.projected.until(check)  # type: ignore[no-any-return]
+
+    async def until_status(self, volume_id: str, status: str) -> dict[str, Any]:
+        found = await self.until_volume(
+            volume_id, lambda v: v is not None and v["status"] == status
+        )
+        assert found is not None
+        return found
+
+    async def available_volume(self, size: int = 1, **fields: Any) -> dict[str, Any]:
+        created = await self.client.create_volume(size, **fields)
+        return await self.until_status(created["id"], "available")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def system(settings: Settings, projected: Projected, data_dir: Path) -> AsyncIterator[System]:
+    pools = [PoolConfig.parse(p) for p in settings.pools]
+    driver = FaultInjectingDriver(FileDriver(data_dir / "volumes", pools), FaultPlan())
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_all(settings, stop=stop, ready=ready.set_result, driver=driver))
+    url = await asyncio.wait_for(asyncio.shield(ready), 30)
+    async with aiohttp.ClientSession() as session:
+        yield System(url, settings, driver, CinderClient(session, url), projected)
+    stop.set()
+    await asyncio.wait_for(task, 30)
