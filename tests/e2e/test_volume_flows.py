@@ -4,7 +4,7 @@ event log out."""
 from __future__ import annotations
 
 import asyncio
-import os
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -104,7 +104,7 @@ async def test_delete_removes_volume_and_file(system: System) -> None:
     reply = await system.client.request("DELETE", f"/volumes/{volume['id']}")
     assert (reply.status, reply.text) == (202, "")
     await system.until_volume(volume["id"], lambda v: v is None)
-    assert not os.path.exists(path)
+    assert not await asyncio.to_thread(path.exists)
 
 
 async def test_two_concurrent_extends_one_wins(system: System, pool: asyncpg.Pool) -> None:

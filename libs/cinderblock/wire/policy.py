@@ -8,7 +8,6 @@ parentheses. Roles imply each other as Keystone's defaults do: admin ⇒ member 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -62,7 +61,18 @@ class PolicyError(Exception):
         self.rule = rule
 
 
-_TOKEN = re.compile(r"\(|\)|[^\s()]+")
+def _tokens(text: str) -> list[str]:
+    """Split on whitespace, then peel parentheses off each word's ends (as oslo.policy does),
+    so ``project_id:%(project_id)s`` stays one atom."""
+    tokens: list[str] = []
+    for word in text.split():
+        opening = len(word) - len(word.lstrip("("))
+        core = word.lstrip("(")
+        closing = 0
+        while core.endswith(")") and core.count("(") < core.count(")"):
+            core, closing = core[:-1], closing + 1
+        tokens += ["("] * opening + ([core] if core else []) + [")"] * closing
+    return tokens
 
 
 class Enforcer:
@@ -79,7 +89,7 @@ class Enforcer:
     def _check(self, text: str, creds: Credentials, target: Mapping[str, str], depth: int) -> bool:
         if depth > 10:
             return False
-        tokens = _TOKEN.findall(text) or ["@"]
+        tokens = _tokens(text) or ["@"]
         parser = _Parser(tokens, lambda atom: self._atom(atom, creds, target, depth))
         return parser.parse()
 
