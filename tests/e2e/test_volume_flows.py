@@ -127,9 +127,7 @@ async def test_two_concurrent_extends_one_wins(system: System, pool: asyncpg.Poo
     assert done["size"] == winner_size
     names = await pool.fetch(
         "SELECT topic FROM events WHERE originator_id = $1 ORDER BY originator_version",
-        volume["id"]
-        if not isinstance(volume["id"], str)
-        else __import__("uuid").UUID(volume["id"]),
+        uuid.UUID(volume["id"]),
     )
     topics = [r["topic"].rpartition(".")[2] for r in names]
     assert topics == ["Created", "CreateCompleted", "ExtendRequested", "Extended"]
