@@ -1,0 +1,473 @@
+"""`cinderblock bench`: latency and throughput of a running Cinderblock, over HTTP.
+
+Every scenario runs at each concurrency: N workers, each with its own project (quotas are
+per project) and its own volume, loop for `seconds` after a short warm-up. Only operations
+started inside the measured window count. Any status other than the expected one is an
+error: counted, its first bodies kept, and the worker recovers with a fresh volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aiohttp
+
+CONCURRENCIES = (1, 16)
+POLL_INTERVAL = 0.001  # between GETs while waiting for a volume to settle
+POLL_TIMEOUT = 30.0
+MAX_SIZE = 50  # GiB; extend_e2e recreates its volume beyond this
+ERROR_SAMPLES = 5
+PROGRESS_EVERY = 5.0
+
+Volume = dict[str, Any]
+
+
+class BadStatusError(Exception):
+    def __init__(self, what: str, status: int, body: str) -> None:
+        super().__init__(f"{what} -> {status}: {body}")
+
+
+class Api:
+    """The volumes API as seen by one fresh project."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        project = uuid.uuid4().hex
+        self.session = session
+        self.base = f"{url.rstrip('/')}/v3/{project}/volumes"
+        self.headers = {"X-Auth-Token": f"bench:{project}"}
+
+    async def call(
+        self, method: str, path: str, expect: tuple[int, ...], body: Volume | None = None
+    ) -> tuple[int, bytes]:
+        url = self.base + path
+        async with self.session.request(method, url, json=body, headers=self.headers) as resp:
+            data = await resp.read()
+        if resp.status not in expect:
+            text = data.decode(errors="replace")[:300]
+            raise BadStatusError(f"{method} {path or '/'}", resp.status, text)
+        return resp.status, data
+
+    async def get(self, volume_id: str) -> Volume:
+        _, data = await self.call("GET", f"/{volume_id}", (200,))
+        volume: Volume = json.loads(data)["volume"]
+        return volume
+
+    async def create(self, size: int = 1) -> str:
+        _, data = await self.call("POST", "", (202,), {"volume": {"size": size}})
+        return str(json.loads(data)["volume"]["id"])
+
+    async def action(self, volume_id: str, body: Volume, expect: int) -> None:
+        await self.call("POST", f"/{volume_id}/action", (expect,), body)
+
+    async def wait_for(self, volume_id: str, done: Callable[[Volume], bool]) -> None:
+        deadline = time.perf_counter() + POLL_TIMEOUT
+        while True:
+            volume = await self.get(volume_id)
+            if done(volume):
+                return
+            if str(volume["status"]).startswith("error"):
+                raise BadStatusError(f"volume {volume_id}", 200, f"status {volume['status']}")
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"volume {volume_id} still {volume['status']}")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def delete(self, volume_id: str) -> None:
+        """DELETE, then wait until GET answers 404."""
+        await self.call("DELETE", f"/{volume_id}", (202,))
+        deadline = time.perf_counter() + POLL_TIMEOUT
+        while (await self.call("GET", f"/{volume_id}", (200, 404)))[0] != 404:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"volume {volume_id} not gone")
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+class Scenario:
+    """One worker's loop body; `op` returns the latency it measured, in seconds."""
+
+    name: ClassVar[str]
+    needs_volume: ClassVar[bool] = True
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.volume: str | None = None
+        self.size = 1
+
+    async def setup(self) -> None:
+        if self.needs_volume:
+            self.volume, self.size = await self.api.create(), 1
+            await self.api.wait_for(self.volume, lambda v: v["status"] == "available")
+
+    async def teardown(self) -> None:
+        volume, self.volume = self.volume, None
+        if volume is not None:
+            await self.api.delete(volume)
+
+    async def op(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def vid(self) -> str:
+        assert self.volume is not None
+        return self.volume
+
+
+class GetVolume(Scenario):
+    name = "get_volume"
+
+    async def op(self) -> float:
+        t0 = time.perf_counter()
+        await self.api.call("GET", f"/{self.vid}", (200,))
+        return time.perf_counter() - t0
+
+
+class SetBootable(Scenario):
+    name = "set_bootable"
+    bootable = False
+
+    async def op(self) -> float:
+        self.bootable = not self.bootable
+        t0 = time.perf_counter()
+        await self.api.action(self.vid, {"os-set_bootable": {"bootable": self.bootable}}, 200)
+        return time.perf_counter() - t0
+
+
+class ExtendE2E(Scenario):
+    name = "extend_e2e"
+
+    async def op(self) -> float:
+        if self.size >= MAX_SIZE:
+            await self.teardown()
+            await self.setup()
+        new = self.size + 1
+        t0 = time.perf_counter()
+        await self.api.action(self.vid, {"os-extend": {"new_size": new}}, 202)
+        await self.api.wait_for(self.vid, lambda v: v["status"] == "available" and v["size"] == new)
+        self.size = new
+        return time.perf_counter() - t0
+
+
+class CreateE2E(Scenario):
+    name = "create_e2e"
+    needs_volume = False
+
+    async def op(self) -> float:
+        t0 = time.perf_counter()
+        self.volume = await self.api.create()
+        await self.api.wait_for(self.vid, lambda v: v["status"] == "available")
+        latency = time.perf_counter() - t0
+        await self.teardown()  # untimed; waits for the 404 so the quota never runs out
+        return latency
+
+
+SCENARIOS: tuple[type[Scenario], ...] = (GetVolume, SetBootable, ExtendE2E, CreateE2E)
+FAILURES = (BadStatusError, aiohttp.ClientError, TimeoutError)
+
+
+@dataclass
+class Recorder:
+    start: float = 0.0
+    end: float = float("inf")
+    latencies: list[float] = field(default_factory=list)
+    last_done: float = 0.0
+    errors: int = 0
+    samples: list[str] = field(default_factory=list)
+
+    def error(self, err: BaseException) -> None:
+        self.errors += 1
+        if len(self.samples) < ERROR_SAMPLES:
+            self.samples.append(f"{type(err).__name__}: {err}")
+
+
+@dataclass
+class Result:
+    scenario: str
+    concurrency: int
+    count: int
+    errors: int
+    window_s: float
+    rate: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    client_cpu_pct: float
+    error_samples: list[str]
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    """The q-th percentile (0..100) of sorted values, interpolating between closest ranks."""
+    if not ordered:
+        return None
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(
+    scenario: str, concurrency: int, rec: Recorder, window: float, cpu_s: float
+) -> Result:
+    ordered = sorted(rec.latencies)
+
+    def ms(q: float) -> float | None:
+        value = percentile(ordered, q)
+        return None if value is None else round(value * 1000, 2)
+
+    return Result(
+        scenario=scenario,
+        concurrency=concurrency,
+        count=len(ordered),
+        errors=rec.errors,
+        window_s=round(window, 3),
+        rate=round(len(ordered) / window, 1) if window > 0 else 0.0,
+        p50_ms=ms(50),
+        p90_ms=ms(90),
+        p99_ms=ms(99),
+        max_ms=ms(100),
+        client_cpu_pct=round(100 * cpu_s / window, 1) if window > 0 else 0.0,
+        error_samples=rec.samples,
+    )
+
+
+async def _worker(scenario: Scenario, rec: Recorder) -> None:
+    while (started := time.perf_counter()) < rec.end:
+        try:
+            if scenario.needs_volume and scenario.volume is None:
+                await scenario.setup()  # after a failure: a fresh volume, untimed
+                continue
+            latency = await scenario.op()
+        except FAILURES as err:
+            rec.error(err)
+            await asyncio.sleep(0.05)
+            try:
+                await scenario.teardown()
+            except FAILURES as again:
+                rec.error(again)
+            scenario.volume = None
+            continue
+        if started >= rec.start:
+            rec.latencies.append(latency)
+            rec.last_done = time.perf_counter()
+
+
+async def _progress(label: str, rec: Recorder, cpu: list[float]) -> None:
+    """Client CPU over the measured window, and a line every few seconds while it lasts."""
+    await asyncio.sleep(max(0.0, rec.start - time.perf_counter()))
+    cpu.append(time.process_time())
+    try:
+        while (left := rec.end - time.perf_counter()) > 0:
+            await asyncio.sleep(min(PROGRESS_EVERY, left))
+            elapsed = time.perf_counter() - rec.start
+            print(
+                f"  .. {label} {elapsed:5.1f}s  {len(rec.latencies)} ops  {rec.errors} errors",
+                flush=True,
+            )
+    finally:
+        cpu.append(time.process_time())
+
+
+async def run_one(
+    session: aiohttp.ClientSession, url: str, kind: type[Scenario], concurrency: int, seconds: float
+) -> Result:
+    scenarios = [kind(Api(session, url)) for _ in range(concurrency)]
+    rec = Recorder()
+    for outcome in await asyncio.gather(*(s.setup() for s in scenarios), return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            rec.error(outcome)
+    warmup = min(2.0, max(0.5, seconds / 5))
+    rec.start = time.perf_counter() + warmup
+    rec.end = rec.start + seconds
+    cpu: list[float] = []
+    label = f"{kind.name} c={concurrency}"
+    progress = asyncio.create_task(_progress(label, rec, cpu))
+    await asyncio.gather(*(_worker(s, rec) for s in scenarios))
+    await progress
+    window = max(rec.end, rec.last_done) - rec.start
+    for outcome in await asyncio.gather(*(s.teardown() for s in scenarios), return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            rec.error(outcome)
+    return summarize(kind.name, concurrency, rec, window, cpu[-1] - cpu[0])
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One line of the bar: `metric` of (scenario, concurrency) against a threshold."""
+
+    scenario: str
+    concurrency: int
+    metric: str  # "rate" (higher is better) or "p50_ms" (lower is better)
+    low: float  # for rate: the minimum; for p50_ms: the maximum (exclusive)
+    high: float | None = None  # rate only: the top of a range; between low and high is partial
+    text: str = ""
+
+    def verdict(self, result: dict[str, Any]) -> str:
+        value = result.get(self.metric)
+        if value is None or result.get("count", 0) == 0:
+            return "no data"
+        if self.metric != "rate":
+            return "met" if value < self.low else "missed"
+        if value < self.low:
+            return "missed"
+        return "met" if self.high is None or value >= self.high else "met (low end)"
+
+
+BARS = (
+    Bar("get_volume", 16, "rate", 670, text=">= 670 ops/s (10x Cinder's ~67)"),
+    Bar("set_bootable", 16, "rate", 650, 900, text=">= 650-900 ops/s (10x Cinder's ~65-90)"),
+    Bar("extend_e2e", 1, "p50_ms", 30, text="p50 < 30 ms (Cinder ~120-150)"),
+    Bar("create_e2e", 1, "p50_ms", 30, text="p50 < 30 ms (Cinder ~300)"),
+)
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: machine, results table, the bar, errors."""
+    machine, git = report["machine"], report["git"]
+    commit = git.get("commit") or "unknown"
+    lines = [
+        f"# Cinderblock benchmark, {report['started_at']}",
+        "",
+        f"- target: `{report['url']}`, {report['seconds']:g} s per run after "
+        f"{report['warmup']:g} s warm-up",
+        f"- commit: `{commit}`{' (working tree dirty)' if git.get('dirty') else ''}",
+        f"- machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
+        f"{machine['ram_gib']} GiB RAM, Linux {machine['kernel']}, "
+        f"Python {machine['python']}, load average at start {machine['loadavg']}",
+        "- client and server share the machine; client CPU is the bench's own share of one core",
+        "",
+        "| scenario | conc | count | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors "
+        "| client CPU % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in report["results"]:
+        cells = [r["scenario"], r["concurrency"], r["count"], r["rate"], r["p50_ms"]]
+        cells += [r["p90_ms"], r["p99_ms"], r["max_ms"], r["errors"], r["client_cpu_pct"]]
+        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    index = {(r["scenario"], r["concurrency"]): r for r in report["results"]}
+    bars = [
+        (b, index[b.scenario, b.concurrency]) for b in BARS if (b.scenario, b.concurrency) in index
+    ]
+    if bars:
+        lines += ["", "| bar | measured | verdict |", "| --- | ---: | --- |"]
+        for bar, r in bars:
+            unit = "ops/s" if bar.metric == "rate" else "ms"
+            measured = f"{_fmt(r[bar.metric])} {unit}"
+            lines.append(
+                f"| {bar.scenario} c={bar.concurrency}: {bar.text} "
+                f"| {measured} | {bar.verdict(r)} |"
+            )
+    failed = [r for r in report["results"] if r["errors"]]
+    if failed:
+        lines += ["", "## Errors", ""]
+        for r in failed:
+            lines.append(f"- {r['scenario']} c={r['concurrency']}: {r['errors']} errors")
+            lines += [f"  - `{s}`" for s in r["error_samples"]]
+    return "\n".join(lines) + "\n"
+
+
+def machine_facts() -> dict[str, Any]:
+    def first(path: str, key: str) -> str:
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return "unknown"
+
+    mem_kb = first("/proc/meminfo", "MemTotal").split()[0]
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": first("/proc/cpuinfo", "model name"),
+        "ram_gib": round(int(mem_kb) / 2**20, 1) if mem_kb.isdigit() else None,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "kernel": platform.release(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def git_facts() -> dict[str, Any]:
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(dirty) if commit else None}
+
+
+def _write(out: Path, report: dict[str, Any]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = report["started_at"].replace("-", "").replace(":", "")
+    text_json = json.dumps(report, indent=2) + "\n"
+    text_md = render_markdown(report)
+    paths = [out / f"bench-{stamp}.json", out / f"bench-{stamp}.md"]
+    paths += [out / "latest.json", out / "latest.md"]
+    for path, text in zip(paths, (text_json, text_md, text_json, text_md), strict=True):
+        path.write_text(text)
+    return paths[:2]
+
+
+def _line(r: Result) -> str:
+    return (
+        f"{r.scenario:<13} c={r.concurrency:<3} {r.count:6d} ops {r.rate:8.1f}/s  "
+        f"p50 {_fmt(r.p50_ms)}  p90 {_fmt(r.p90_ms)}  p99 {_fmt(r.p99_ms)}  "
+        f"max {_fmt(r.max_ms)} ms  errors {r.errors}  client CPU {r.client_cpu_pct:g}%"
+    )
+
+
+async def run_bench(url: str, *, seconds: float, out: Path) -> None:
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    machine, git = await asyncio.gather(
+        asyncio.to_thread(machine_facts), asyncio.to_thread(git_facts)
+    )
+    connector = aiohttp.TCPConnector(limit=2 * max(CONCURRENCIES))
+    timeout = aiohttp.ClientTimeout(total=60)
+    results: list[Result] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        try:
+            async with session.get(f"{url.rstrip('/')}/v3/") as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise SystemExit(f"cinderblock bench: GET {url}/v3/ answered {resp.status}")
+        except aiohttp.ClientError as err:
+            raise SystemExit(f"cinderblock bench: {url} is not reachable: {err}") from err
+        print(f"Benchmarking {url}: {seconds:g} s per run, concurrency {CONCURRENCIES}", flush=True)
+        for kind in SCENARIOS:
+            for concurrency in CONCURRENCIES:
+                result = await run_one(session, url, kind, concurrency, seconds)
+                results.append(result)
+                print(_line(result), flush=True)
+    report = {
+        "started_at": started,
+        "url": url,
+        "seconds": seconds,
+        "warmup": min(2.0, max(0.5, seconds / 5)),
+        "machine": machine,
+        "git": git,
+        "results": [asdict(r) for r in results],
+    }
+    written = await asyncio.to_thread(_write, out, report)
+    print(render_markdown(report), flush=True)
+    print("Written: " + ", ".join(str(p) for p in written) + f" and {out}/latest.{{json,md}}")
