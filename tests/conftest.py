@@ -59,21 +59,30 @@ def with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest_asyncio.fixture(scope="session")
-async def database_url(servers: Servers) -> AsyncIterator[str]:
-    """A fresh database for this session, dropped at the end."""
+@contextlib.asynccontextmanager
+async def fresh_database(servers: Servers) -> AsyncIterator[str]:
+    """A new database on the session's server, dropped afterwards."""
     name = f"cbt_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(servers.database_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield with_database(servers.database_url, name)
-    admin = await asyncpg.connect(servers.database_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield with_database(servers.database_url, name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(servers.database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def database_url(servers: Servers) -> AsyncIterator[str]:
+    """The database of the integration tests (the e2e system has its own)."""
+    async with fresh_database(servers) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +122,9 @@ async def settings(
         nc = await nats.connect(servers.nats_url)
         js = nc.jetstream()
         for stream in await js.streams_info():
-            if stream.config.name and stream.config.name.startswith(f"T_{session_tag}"):
-                await js.delete_stream(stream.config.name)
+            name = stream.config.name or ""
+            if name == s.stream or name.startswith(f"{s.stream}_"):
+                await js.delete_stream(name)
         await nc.close()
 
 
@@ -160,13 +170,15 @@ class Projected:
                     await self.changed.wait()
 
 
-@pytest_asyncio.fixture(scope="session")
-async def projected(pool: asyncpg.Pool) -> AsyncIterator[Projected]:
+@contextlib.asynccontextmanager
+async def listening(pool: asyncpg.Pool) -> AsyncIterator[Projected]:
     from cinderblock.readmodels.schema import PROJECTED_CHANNEL
 
     waiter = Projected()
     conn = await pool.acquire()
     await conn.add_listener(PROJECTED_CHANNEL, waiter.on_notify)
-    yield waiter
-    await conn.remove_listener(PROJECTED_CHANNEL, waiter.on_notify)
-    await pool.release(conn)
+    try:
+        yield waiter
+    finally:
+        await conn.remove_listener(PROJECTED_CHANNEL, waiter.on_notify)
+        await pool.release(conn)

@@ -4,6 +4,7 @@ sagas), on the session's PostgreSQL and NATS, with a fault-injecting file driver
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
+import nats
+import nats.js.errors
 import pytest_asyncio
 
 from cinderblock.cli.system import run_all
@@ -18,7 +22,7 @@ from cinderblock.config.settings import Settings
 from cinderblock.drivers.base import PoolConfig
 from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
 from cinderblock.drivers.file import FileDriver
-from tests.conftest import Projected
+from tests.conftest import Projected, Servers, fresh_database, listening, make_settings
 from tests.helpers.client import CinderClient
 
 
@@ -29,6 +33,7 @@ class System:
     driver: FaultInjectingDriver
     client: CinderClient
     projected: Projected
+    pool: asyncpg.Pool
 
     def faults(self, spec: str) -> None:
         self.driver.plan = FaultPlan.parse(spec)
@@ -63,14 +68,35 @@ class System:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def system(settings: Settings, projected: Projected, data_dir: Path) -> AsyncIterator[System]:
-    pools = [PoolConfig.parse(p) for p in settings.pools]
-    driver = FaultInjectingDriver(FileDriver(data_dir / "volumes", pools), FaultPlan())
-    stop = asyncio.Event()
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_all(settings, stop=stop, ready=ready.set_result, driver=driver))
-    url = await asyncio.wait_for(asyncio.shield(ready), 30)
-    async with aiohttp.ClientSession() as session:
-        yield System(url, settings, driver, CinderClient(session, url), projected)
-    stop.set()
-    await asyncio.wait_for(task, 30)
+async def system(servers: Servers, session_tag: str, data_dir: Path) -> AsyncIterator[System]:
+    """Its own database and stream: what it does never mixes with the integration tests."""
+    async with fresh_database(servers) as url:
+        settings = make_settings(url, servers.nats_url, f"{session_tag}E", data_dir)
+        pools = [PoolConfig.parse(p) for p in settings.pools]
+        driver = FaultInjectingDriver(FileDriver(data_dir / "volumes", pools), FaultPlan())
+        stop = asyncio.Event()
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            run_all(settings, stop=stop, ready=ready.set_result, driver=driver)
+        )
+        try:
+            base = await asyncio.wait_for(asyncio.shield(ready), 30)
+            async with (
+                asyncpg.create_pool(url, min_size=1, max_size=4) as pool,
+                listening(pool) as projected,
+                aiohttp.ClientSession() as session,
+            ):
+                yield System(base, settings, driver, CinderClient(session, base), projected, pool)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            await _delete_stream(settings)
+
+
+async def _delete_stream(settings: Settings) -> None:
+    nc = await nats.connect(settings.nats_url)
+    try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_stream(settings.stream)
+    finally:
+        await nc.close()

@@ -53,7 +53,6 @@ BAD_BODIES = [
 @pytest.mark.parametrize(("raw", "ctype", "status", "fault", "fragment"), BAD_BODIES)
 async def test_bad_action_body_is_rejected_and_appends_nothing(
     system: System,
-    pool: asyncpg.Pool,
     raw: bytes,
     ctype: str,
     status: int,
@@ -61,7 +60,7 @@ async def test_bad_action_body_is_rejected_and_appends_nothing(
     fragment: str,
 ) -> None:
     volume = await system.available_volume(1)
-    before = await event_count(pool, volume["id"])
+    before = await event_count(system.pool, volume["id"])
     reply = await system.client.request(
         "POST", f"/volumes/{volume['id']}/action", raw=raw, headers={"Content-Type": ctype}
     )
@@ -71,7 +70,7 @@ async def test_bad_action_body_is_rejected_and_appends_nothing(
     assert body[fault]["code"] == status
     assert fragment in body[fault]["message"]
     assert reply.headers["x-openstack-request-id"].startswith("req-")
-    assert await event_count(pool, volume["id"]) == before
+    assert await event_count(system.pool, volume["id"]) == before
     shown = await system.client.volume(volume["id"])
     assert shown is not None
     assert (shown["status"], shown["size"], shown["bootable"]) == ("available", 1, "false")
@@ -93,9 +92,9 @@ async def test_schema_errors_beat_not_found(system: System) -> None:
     ).status == 404
 
 
-async def test_extend_rules_and_quota_change_nothing(system: System, pool: asyncpg.Pool) -> None:
+async def test_extend_rules_and_quota_change_nothing(system: System) -> None:
     volume = await system.available_volume(2)
-    before = await event_count(pool, volume["id"])
+    before = await event_count(system.pool, volume["id"])
     smaller = await system.client.action(volume["id"], {"os-extend": {"new_size": 2}})
     assert smaller.status == 400
     assert smaller.json["badRequest"]["message"] == (
@@ -106,7 +105,7 @@ async def test_extend_rules_and_quota_change_nothing(system: System, pool: async
     assert over.status == 413
     assert over.headers["Retry-After"] == "0"
     assert over.json["overLimit"]["message"].startswith("VolumeSizeExceedsAvailableQuota: ")
-    assert await event_count(pool, volume["id"]) == before
+    assert await event_count(system.pool, volume["id"]) == before
 
 
 async def test_quota_on_create_is_413(system: System) -> None:

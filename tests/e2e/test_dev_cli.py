@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 import pytest_asyncio
 
 BANNER = re.compile(r"Cinderblock is running: (http://\S+)/v3/([0-9a-f]+)")
@@ -55,7 +54,8 @@ class DevProcess:
         asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         while await self.proc.stdout.readline():
             pass
 

@@ -7,8 +7,6 @@ import asyncio
 import uuid
 from pathlib import Path
 
-import asyncpg
-
 from tests.e2e.conftest import System
 
 GIB = 2**30
@@ -107,7 +105,7 @@ async def test_delete_removes_volume_and_file(system: System) -> None:
     assert not await asyncio.to_thread(path.exists)
 
 
-async def test_two_concurrent_extends_one_wins(system: System, pool: asyncpg.Pool) -> None:
+async def test_two_concurrent_extends_one_wins(system: System) -> None:
     volume = await system.available_volume(1)
     system.faults("extend=delay:0.2")
     try:
@@ -125,7 +123,7 @@ async def test_two_concurrent_extends_one_wins(system: System, pool: asyncpg.Poo
         system.faults("")
     winner_size = 2 if replies[0].status == 202 else 3
     assert done["size"] == winner_size
-    names = await pool.fetch(
+    names = await system.pool.fetch(
         "SELECT topic FROM events WHERE originator_id = $1 ORDER BY originator_version",
         uuid.UUID(volume["id"]),
     )

@@ -111,35 +111,45 @@ async def rig(pool: asyncpg.Pool, settings: Settings, tmp_path: Path) -> AsyncIt
 
 
 class DiesAfterExtend:
-    """The file driver, but the worker process 'dies' right after the backend grew the file."""
+    """The file driver, but the worker 'dies' right after the backend grew the file of the
+    volume under test."""
 
-    def __init__(self, inner: FileDriver) -> None:
+    def __init__(self, inner: FileDriver, volume_id: uuid.UUID) -> None:
         self.inner = inner
+        self.volume_id = str(volume_id)
         self.grown = asyncio.Event()
 
     async def extend_volume(
         self, volume_id: str, location: str, new_size_gb: int, *, step_key: str
     ) -> None:
         await self.inner.extend_volume(volume_id, location, new_size_gb, step_key=step_key)
-        self.grown.set()
-        await asyncio.Event().wait()
+        if volume_id == self.volume_id:
+            self.grown.set()
+            await asyncio.Event().wait()
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self.inner, name)
 
 
 class Counting:
-    def __init__(self, inner: FileDriver, failure: Exception | None = None) -> None:
+    """Counts (and optionally fails) the extends of the volume under test. The database is
+    shared with other tests, whose events this stream carries too."""
+
+    def __init__(
+        self, inner: FileDriver, volume_id: uuid.UUID, failure: Exception | None = None
+    ) -> None:
         self.inner = inner
+        self.volume_id = str(volume_id)
         self.extends = 0
         self.failure = failure
 
     async def extend_volume(
         self, volume_id: str, location: str, new_size_gb: int, *, step_key: str
     ) -> None:
-        self.extends += 1
-        if self.failure is not None:
-            raise self.failure
+        if volume_id == self.volume_id:
+            self.extends += 1
+            if self.failure is not None:
+                raise self.failure
         await self.inner.extend_volume(volume_id, location, new_size_gb, step_key=step_key)
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
@@ -150,7 +160,7 @@ async def test_worker_killed_after_driver_step_is_finished_by_redelivery(
     rig: Rig, pool: asyncpg.Pool
 ) -> None:
     volume = await rig.extending_volume()
-    dying = DiesAfterExtend(rig.files)
+    dying = DiesAfterExtend(rig.files, volume.id)
     first = SagaRunner(rig.settings, pool, dying)  # type: ignore[arg-type]
     stop = asyncio.Event()
     worker = rig.start(run_consumer(rig.js, first.spec, first.handle, first.park, stop))
@@ -161,9 +171,10 @@ async def test_worker_killed_after_driver_step_is_finished_by_redelivery(
     path = rig.files.volume_path(str(volume.id), volume.host or "")
     assert path.stat().st_size == 2 * GIB
     still = await AsyncEventStore(pool).load(volume.id, Volume)
-    assert still is not None and still.status == Status.EXTENDING
+    assert still is not None
+    assert still.status == Status.EXTENDING
 
-    counting = Counting(rig.files)
+    counting = Counting(rig.files, volume.id)
     second = SagaRunner(rig.settings, pool, counting)  # type: ignore[arg-type]
     rig.start(run_consumer(rig.js, second.spec, second.handle, second.park, asyncio.Event()))
     done = await rig.until_settled(volume)
@@ -182,7 +193,7 @@ async def test_worker_killed_after_driver_step_is_finished_by_redelivery(
 
 async def test_poison_message_is_parked_and_compensated(rig: Rig, pool: asyncpg.Pool) -> None:
     volume = await rig.extending_volume()
-    broken = Counting(rig.files, failure=RuntimeError("controller unreachable"))
+    broken = Counting(rig.files, volume.id, failure=RuntimeError("controller unreachable"))
     runner = SagaRunner(rig.settings, pool, broken)  # type: ignore[arg-type]
     rig.start(run_consumer(rig.js, runner.spec, runner.handle, runner.park, asyncio.Event()))
     done = await rig.until_settled(volume)

@@ -64,14 +64,16 @@ async def test_concurrent_writers_conflict(pool: asyncpg.Pool) -> None:
     await store_a.save(volume, meta={})
     a = await store_a.load(volume.id, Volume)
     b = await store_b.load(volume.id, Volume)
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     a.set_bootable(True)
     b.set_bootable(False)
     await store_a.save(a, meta={})
     with pytest.raises(ConcurrencyConflictError):
         await store_b.save(b, meta={})
     reloaded = await store_b.load(volume.id, Volume)
-    assert reloaded is not None and reloaded.bootable is True
+    assert reloaded is not None
+    assert reloaded.bootable is True
 
 
 async def test_multi_aggregate_save_is_atomic(pool: asyncpg.Pool) -> None:
@@ -81,7 +83,8 @@ async def test_multi_aggregate_save_is_atomic(pool: asyncpg.Pool) -> None:
     await store.save(quota, meta={})
     stale = await AsyncEventStore(pool).load(quota.id, ProjectQuota)
     fresh = await store.load(quota.id, ProjectQuota)
-    assert stale is not None and fresh is not None
+    assert stale is not None
+    assert fresh is not None
     fresh.release_usage({"volumes": 1}, reason="x")
     await store.save(fresh, meta={})
     volume = new_volume(project)
@@ -110,7 +113,8 @@ async def test_settled_reads_wait_for_a_late_committer(pool: asyncpg.Pool) -> No
         await store.save(late, meta={})  # commits while the early writer is still open
         async with pool.acquire() as conn:
             seen = [r.originator_id for r in await read_settled(conn, after, 1000)]
-        assert late.id not in seen and early not in seen  # the reader waits, never skips
+        assert late.id not in seen
+        assert early not in seen
         await tx.commit()
     finally:
         await pool.release(slow)

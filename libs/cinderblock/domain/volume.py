@@ -256,6 +256,7 @@ class Volume(Aggregate):
     def _delete_requested(self, previous_status: str, forced: bool) -> None:
         self.previous_status = Status(previous_status)
         self.status = Status.DELETING
+        self.pending_extend = None  # a late extend outcome must not revive the volume
 
     def complete_delete(self) -> bool:
         if self.status != Status.DELETING:

@@ -126,13 +126,16 @@ class Volumes:
         async def attempt() -> Position:
             volume = await self._visible(caller, volume_id)
             authorize(volume)
-            if not volume.request_delete(force=force):
-                return await self.store.save(volume, meta=meta)
+            interrupted = volume.pending_extend  # a forced delete cancels an extend
+            gone = volume.request_delete(force=force)
             quota = await self._quota(volume.project_id)
-            quota.release_usage(
-                volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
-                reason=f"delete {volume_id}",
-            )
+            if interrupted is not None:
+                quota.release(str(interrupted["reservation_id"]))
+            if gone:
+                quota.release_usage(
+                    volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
+                    reason=f"delete {volume_id}",
+                )
             return await self.store.save(volume, quota, meta=meta)
 
         return await self._retrying("delete", attempt)

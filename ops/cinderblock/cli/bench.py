@@ -171,7 +171,9 @@ class CreateE2E(Scenario):
 
 
 SCENARIOS: tuple[type[Scenario], ...] = (GetVolume, SetBootable, ExtendE2E, CreateE2E)
-FAILURES = (BadStatusError, aiohttp.ClientError, TimeoutError)
+# What a worker records as an error and recovers from: besides bad statuses and transport
+# failures, malformed bodies (KeyError, TypeError, ValueError) are the server's fault too.
+FAILURES = (BadStatusError, aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError)
 
 
 @dataclass
@@ -265,16 +267,15 @@ async def _progress(label: str, rec: Recorder, cpu: list[float]) -> None:
     """Client CPU over the measured window, and a line every few seconds while it lasts."""
     await asyncio.sleep(max(0.0, rec.start - time.perf_counter()))
     cpu.append(time.process_time())
-    try:
-        while (left := rec.end - time.perf_counter()) > 0:
-            await asyncio.sleep(min(PROGRESS_EVERY, left))
-            elapsed = time.perf_counter() - rec.start
-            print(
-                f"  .. {label} {elapsed:5.1f}s  {len(rec.latencies)} ops  {rec.errors} errors",
-                flush=True,
-            )
-    finally:
-        cpu.append(time.process_time())
+    while rec.end - time.perf_counter() > PROGRESS_EVERY + 1:
+        await asyncio.sleep(PROGRESS_EVERY)
+        elapsed = time.perf_counter() - rec.start
+        print(
+            f"  .. {label} {elapsed:5.1f}s  {len(rec.latencies)} ops  {rec.errors} errors",
+            flush=True,
+        )
+    await asyncio.sleep(max(0.0, rec.end - time.perf_counter()))
+    cpu.append(time.process_time())
 
 
 async def run_one(
@@ -345,7 +346,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['warmup']:g} s warm-up",
         f"- commit: `{commit}`{' (working tree dirty)' if git.get('dirty') else ''}",
         f"- machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
-        f"{machine['ram_gib']} GiB RAM, Linux {machine['kernel']}, "
+        f"{_fmt(machine['ram_gib'])} GiB RAM, Linux {machine['kernel']}, "
         f"Python {machine['python']}, load average at start {machine['loadavg']}",
         "- client and server share the machine; client CPU is the bench's own share of one core",
         "",
@@ -417,7 +418,7 @@ def git_facts() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(dirty) if commit else None}
 
 
-def _write(out: Path, report: dict[str, Any]) -> list[Path]:
+def write_reports(out: Path, report: dict[str, Any]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     stamp = report["started_at"].replace("-", "").replace(":", "")
     text_json = json.dumps(report, indent=2) + "\n"
@@ -468,6 +469,6 @@ async def run_bench(url: str, *, seconds: float, out: Path) -> None:
         "git": git,
         "results": [asdict(r) for r in results],
     }
-    written = await asyncio.to_thread(_write, out, report)
+    written = await asyncio.to_thread(write_reports, out, report)
     print(render_markdown(report), flush=True)
     print("Written: " + ", ".join(str(p) for p in written) + f" and {out}/latest.{{json,md}}")

@@ -375,15 +375,7 @@ def test_error_extending_volume_cannot_be_extended_again() -> None:
 
 # -- an extend raced by a forced delete -------------------------------------------------------
 
-RESURRECTS = (
-    "BUG: a forced delete of an extending volume leaves pending_extend set and "
-    "complete_extend/fail_extend do not check the status, so the extend saga's late "
-    "outcome (or its give-up compensation) moves a deleting/deleted volume back to "
-    "available/error_extending (it reappears; the quota was already released)."
-)
 
-
-@pytest.mark.xfail(strict=True, reason=RESURRECTS)
 def test_complete_extend_after_a_forced_delete_completed_is_stale() -> None:
     volume, version = extending()
     volume.request_delete(force=True)
@@ -397,7 +389,6 @@ def test_complete_extend_after_a_forced_delete_completed_is_stale() -> None:
     assert volume.collect_events() == []
 
 
-@pytest.mark.xfail(strict=True, reason=RESURRECTS)
 @pytest.mark.parametrize("restore", [True, False])
 def test_fail_extend_after_a_forced_delete_completed_is_stale(restore: bool) -> None:
     volume, version = extending()
@@ -412,7 +403,6 @@ def test_fail_extend_after_a_forced_delete_completed_is_stale(restore: bool) -> 
     assert volume.collect_events() == []
 
 
-@pytest.mark.xfail(strict=True, reason=RESURRECTS)
 def test_complete_extend_while_a_forced_delete_is_pending_is_stale() -> None:
     volume, version = extending()
     volume.request_delete(force=True)
