@@ -1,0 +1,39 @@
+"""Every topic ever stored stays resolvable, and every event class is listed before it ships."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from eventsourcing.domain import CanMutateAggregate
+from eventsourcing.utils import get_topic, resolve_topic
+
+from cinderblock.domain.quota import ProjectQuota
+from cinderblock.domain.volume import Volume
+
+TOPICS_FILE = Path(__file__).with_name("topics.txt")
+STORED = [
+    line.strip()
+    for line in TOPICS_FILE.read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+
+@pytest.mark.parametrize("topic", STORED)
+def test_every_stored_topic_resolves_to_an_event_class(topic: str) -> None:
+    cls = resolve_topic(topic)
+    assert issubclass(cls, CanMutateAggregate)
+
+
+def test_every_event_class_is_listed() -> None:
+    current = {
+        get_topic(obj)
+        for aggregate in (Volume, ProjectQuota)
+        for obj in vars(aggregate).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, CanMutateAggregate)
+        and obj.__name__ != "Event"  # the per-aggregate base class, never stored
+    }
+    missing = sorted(current - set(STORED))
+    assert not missing, f"add these to {TOPICS_FILE.name}: {missing}"
