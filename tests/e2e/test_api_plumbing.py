@@ -150,6 +150,11 @@ async def test_request_ids(system: System) -> None:
     )
     assert reply.headers["x-openstack-request-id"] != global_id
     assert reply.headers["x-openstack-request-id"].startswith("req-")
+    assert reply.headers["x-compute-request-id"] == reply.headers["x-openstack-request-id"]
+    volume = await system.available_volume(1)
+    deleted = await system.client.request("DELETE", f"/volumes/{volume['id']}")
+    assert deleted.status == 202
+    assert "x-compute-request-id" not in deleted.headers  # a hand-built reply in Cinder
 
 
 async def test_healthcheck(system: System) -> None:

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 CTX = web.RequestKey("ctx", RequestContext)
 ACTION = web.RequestKey("action", str)
+# Set by handlers that build their reply by hand, as Cinder's DELETE /volumes/{id} does:
+# such replies carry no x-compute-request-id.
+RAW_REPLY = web.RequestKey("raw_reply", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _GLOBAL_ID = re.compile(r"^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
@@ -152,6 +155,8 @@ async def cinder_middleware(request: web.Request, handler: Handler) -> web.Strea
         else:
             version_hdrs = version_headers(MIN_VERSION)
         response = await handler(request)
+        if request.path not in PUBLIC_PATHS and not request.get(RAW_REPLY, False):
+            response.headers["x-compute-request-id"] = request_id
     except Exception as err:
         fault = to_fault(err)
         if fault.status >= 500:

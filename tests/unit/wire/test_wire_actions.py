@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -21,9 +20,8 @@ from cinderblock.wire.actions import (
 from cinderblock.wire.faults import BadMediaType, BadRequest
 from cinderblock.wire.microversion import MAX_VERSION, MIN_VERSION, APIVersion
 from cinderblock.wire.schema import Boolean
+from tests.helpers.apiref import SAMPLES, require_samples
 
-# shared/ sits beside the repository (locally and in CI).
-SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "cinder-api-ref" / "v3" / "samples"
 V30 = MIN_VERSION
 HINT = "Verify the request body and Content-Type header and try again."
 
@@ -190,6 +188,7 @@ def test_extend_messages() -> None:
 
 
 def test_extend_sample() -> None:
+    require_samples()
     raw = (SAMPLES / "volume-extend-request.json").read_bytes()
     key, payload = split_action_body(raw, "application/json")
     assert key == "os-extend"
@@ -227,6 +226,7 @@ def test_set_bootable_rejects(payload: object) -> None:
 
 
 def test_set_bootable_sample() -> None:
+    require_samples()
     raw = (SAMPLES / "volume-bootable-status-update-request.json").read_bytes()
     key, payload = split_action_body(raw, "application/json")
     assert parse_action(key, payload, V30) == SetBootableAction(bootable=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +17,8 @@ from cinderblock.wire.views import (
     volume_links,
     volume_summary,
 )
+from tests.helpers.apiref import SAMPLES, require_samples
 
-SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "cinder-api-ref" / "v3" / "samples"
 VOLUME_ID = "f7223234-1afc-4d19-bfa3-d19deb6235ef"
 PROJECT = "89afd400-b646-4bbc-b12b-c0a4d63e5bd3"
 BASE = "http://127.0.0.1:45839"
@@ -85,6 +84,7 @@ def _ctx(
 
 
 def _sample(*parts: str) -> dict[str, Any]:
+    require_samples()
     data: dict[str, Any] = json.loads((SAMPLES.joinpath(*parts)).read_text())
     return data
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.handlers.listing import parse_list_query
-from cinderblock.api.middleware import context
+from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.readmodels.queries import get_volume, list_volumes
 from cinderblock.store.volumes import DEFAULT_TYPE_ID, DEFAULT_TYPE_NAME
 from cinderblock.wire.actions import JSON_MEDIA_TYPES
@@ -155,4 +155,5 @@ async def delete(request: web.Request) -> web.Response:
         ctx.caller, volume_id, meta=ctx.meta("volume:delete"), force=force, authorize=authorize
     )
     await d.read_your_write(at)
+    request[RAW_REPLY] = True
     return web.Response(status=202)
