@@ -199,9 +199,77 @@ async def test_poison_message_is_parked_and_compensated(rig: Rig, pool: asyncpg.
     done = await rig.until_settled(volume)
     assert (done.status, done.size_gb) == (Status.ERROR_EXTENDING, 1)
     assert broken.extends == rig.settings.saga_max_deliver
-    parked = await pool.fetchrow(
-        "SELECT consumer, deliveries, error FROM dead_letters WHERE msg_id = $1", f"{volume.id}:3"
-    )
+    parked = None
+    for _ in range(500):  # compensation is recorded first, the dead letter right after
+        parked = await pool.fetchrow(
+            "SELECT consumer, deliveries, error FROM dead_letters WHERE msg_id = $1",
+            f"{volume.id}:3",
+        )
+        if parked is not None:
+            break
+        await asyncio.sleep(0.01)
     assert parked is not None
     assert parked["deliveries"] == rig.settings.saga_max_deliver
     assert "controller unreachable" in parked["error"]
+
+
+class GatedCreate:
+    """The file driver, with create held until the test lets it finish."""
+
+    def __init__(self, inner: FileDriver) -> None:
+        self.inner = inner
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def create_volume(
+        self, volume_id: str, size_gb: int, *, location: str | None, step_key: str
+    ) -> str:
+        host = await self.inner.create_volume(
+            volume_id, size_gb, location=location, step_key=step_key
+        )
+        self.started.set()
+        await self.release.wait()
+        return host
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
+async def test_delete_racing_create_leaves_no_orphan_file(rig: Rig, pool: asyncpg.Pool) -> None:
+    from cinderblock.sagas.consumers import Sagas
+    from cinderblock.wire.envelope import ReceivedEnvelope
+
+    vid = uuid.uuid4()
+    caller = Caller("u", uuid.uuid4().hex)
+    await rig.volumes.create_volume(
+        caller,
+        vid,
+        meta={},
+        name=None,
+        description=None,
+        size_gb=1,
+        metadata={},
+        bootable=False,
+        multiattach=False,
+    )
+    gated = GatedCreate(rig.files)
+    sagas = Sagas(Volumes(AsyncEventStore(pool)), gated)  # type: ignore[arg-type]
+    env = ReceivedEnvelope(
+        id=f"{vid}:1",
+        type="volume.created",
+        aggregate="volume",
+        aggregate_id=str(vid),
+        version=1,
+        position=1,
+        occurred_at="2026-01-01T00:00:00Z",
+    )
+    reaction = asyncio.create_task(sagas.when_created_place_and_create(env))
+    await asyncio.wait_for(gated.started.wait(), 10)
+    assert list(rig.files.root.glob(f"*/*/volume-{vid}.img"))  # the store exists now
+    await rig.volumes.delete_volume(caller, str(vid), meta={})  # never placed: gone at once
+    gated.release.set()
+    await asyncio.wait_for(reaction, 10)
+    assert not list(rig.files.root.glob(f"*/*/volume-{vid}.img"))
+    volume = await AsyncEventStore(pool).load(vid, Volume)
+    assert volume is not None
+    assert volume.is_deleted

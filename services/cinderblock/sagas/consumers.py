@@ -66,7 +66,18 @@ class Sagas:
             log.warning("create failed: %s", err.reason, extra=self._log(env, "create"))
             await self.volumes.fail_create(volume.vid, err.reason, meta=meta)
             return
-        await self.volumes.complete_create(volume.vid, host, meta=meta)
+        if not await self.volumes.complete_create(volume.vid, host, meta=meta):
+            await self._remove_if_abandoned(env, host)
+
+    async def _remove_if_abandoned(self, env: ReceivedEnvelope, host: str) -> None:
+        """The volume was deleted while its store was being made: remove the store again
+        (compensation for a create that lost the race with a delete)."""
+        volume = await self._volume(env)
+        if volume is not None and volume.is_deleted and volume.host is None:
+            log.info(
+                "volume deleted during create, removing its store", extra=self._log(env, "create")
+            )
+            await self.driver.delete_volume(volume.vid, host, step_key=f"{env.id}:abandoned")
 
     async def when_extend_requested_grow(self, env: ReceivedEnvelope) -> None:
         decision = decide_extend(await self._volume(env), env.version)

@@ -61,7 +61,12 @@ async def create(request: web.Request) -> web.Response:
     if req.snapshot_id is not None:
         raise NotFound(f"Snapshot {req.snapshot_id} could not be found.")
     if req.source_volid is not None:
-        raise volume_not_found(req.source_volid)
+        source = await get_volume(
+            d.pool, req.source_volid, project_id=None if ctx.is_admin else ctx.project_id
+        )
+        if source is None:
+            raise volume_not_found(req.source_volid)
+        raise invalid_input("Creating a volume from another volume is not supported yet.")
     if req.backup_id is not None:
         raise NotFound(f"Backup {req.backup_id} could not be found.")
     if req.image_ref is not None:
