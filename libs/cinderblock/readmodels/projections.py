@@ -1,16 +1,19 @@
-"""Projections: each event's effect on the read-model tables, as SQL.
+"""Projections: each event's effect on the read-model tables, as one SQL statement.
 
-One function per event name, applied in the transaction that also moves the tracking row.
-A row's ``version`` makes every update idempotent: an event at or below it changes nothing.
-The same functions serve live projection and replay from position 0.
+A projection is a statement plus the arguments it takes from an event. Consecutive events
+with the same statement go to PostgreSQL as one pipelined ``executemany``, in the
+transaction that also moves the tracking row. A row's ``version`` makes every update
+idempotent: an event at or below it changes nothing. Live projection and replay from
+position 0 run the same statements.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 from uuid import UUID
 
@@ -30,21 +33,15 @@ class ProjectionEvent:
     data: Mapping[str, Any]
 
 
-Apply = Callable[[asyncpg.Connection, ProjectionEvent], Awaitable[None]]
+@dataclass(frozen=True)
+class Projection:
+    sql: str
+    args: Callable[[ProjectionEvent], tuple[Any, ...]]
 
-_UPDATE_GUARD = "WHERE id = $1 AND version < $2"
 
-
-async def _volume_created(conn: asyncpg.Connection, e: ProjectionEvent) -> None:
+def _created_args(e: ProjectionEvent) -> tuple[Any, ...]:
     d = e.data
-    await conn.execute(
-        """
-        INSERT INTO volumes (id, project_id, user_id, name, description, size, status,
-            availability_zone, volume_type_id, volume_type_name, bootable, multiattach,
-            metadata, created_at, version)
-        VALUES ($1, $2, $3, $4, $5, $6, 'creating', $7, $8, $9, $10, $11, $12::jsonb, $13, $14)
-        ON CONFLICT (id) DO NOTHING
-        """,
+    return (
         e.aggregate_id,
         d["project_id"],
         d["user_id"],
@@ -62,31 +59,34 @@ async def _volume_created(conn: asyncpg.Connection, e: ProjectionEvent) -> None:
     )
 
 
-def _set(assignments: str, *fields: str) -> Apply:
-    """A projection that runs ``UPDATE volumes SET <assignments>`` with the event's fields
-    as $4, $5, … ($3 is the event time)."""
-    sql = f"UPDATE volumes SET {assignments}, updated_at = $3, version = $2 {_UPDATE_GUARD}"
+VOLUME_CREATED = Projection(
+    """
+    INSERT INTO volumes (id, project_id, user_id, name, description, size, status,
+        availability_zone, volume_type_id, volume_type_name, bootable, multiattach,
+        metadata, created_at, version)
+    VALUES ($1, $2, $3, $4, $5, $6, 'creating', $7, $8, $9, $10, $11, $12::jsonb, $13, $14)
+    ON CONFLICT (id) DO NOTHING
+    """,
+    _created_args,
+)
 
-    async def apply(conn: asyncpg.Connection, e: ProjectionEvent) -> None:
-        await conn.execute(
-            sql, e.aggregate_id, e.version, e.timestamp, *(e.data[f] for f in fields)
-        )
 
-    return apply
-
-
-async def _volume_deleted(conn: asyncpg.Connection, e: ProjectionEvent) -> None:
-    await conn.execute(
-        f"UPDATE volumes SET status = 'deleted', deleted = true, deleted_at = $3, "
-        f"updated_at = $3, version = $2 {_UPDATE_GUARD}",
-        e.aggregate_id,
-        e.version,
-        e.timestamp,
+def _set(assignments: str, *fields: str) -> Projection:
+    """``UPDATE volumes SET <assignments>`` with the event's ``fields`` as $4, $5, …
+    ($1 id, $2 version, $3 event time)."""
+    sql = (
+        f"UPDATE volumes SET {assignments}, updated_at = $3, version = $2 "
+        "WHERE id = $1 AND version < $2"
     )
 
+    def args(e: ProjectionEvent) -> tuple[Any, ...]:
+        return (e.aggregate_id, e.version, e.timestamp, *(e.data[f] for f in fields))
 
-VOLUME_PROJECTIONS: dict[str, Apply] = {
-    "Volume.Created": _volume_created,
+    return Projection(sql, args)
+
+
+VOLUME_PROJECTIONS: dict[str, Projection] = {
+    "Volume.Created": VOLUME_CREATED,
     "Volume.CreateCompleted": _set("status = 'available', host = $4", "host"),
     "Volume.CreateFailed": _set("status = 'error'"),
     "Volume.ExtendRequested": _set("previous_status = status, status = 'extending'"),
@@ -95,7 +95,7 @@ VOLUME_PROJECTIONS: dict[str, Apply] = {
     "Volume.BootableSet": _set("bootable = $4", "bootable"),
     "Volume.DeleteRequested": _set("previous_status = status, status = 'deleting'"),
     "Volume.DeleteFailed": _set("status = 'error_deleting'"),
-    "Volume.Deleted": _volume_deleted,
+    "Volume.Deleted": _set("status = 'deleted', deleted = true, deleted_at = $3"),
 }
 
 
@@ -108,18 +108,15 @@ async def apply_batch(
     """Apply ``events`` and move projection ``name``'s tracking row to ``upto`` in one
     transaction. A batch wholly at or before the tracked position is skipped; inside a batch,
     row versions make already-applied events no-ops. Returns how many events were applied."""
-    applied = 0
+    known = [(VOLUME_PROJECTIONS[e.name], e) for e in events if e.name in VOLUME_PROJECTIONS]
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT tx_id, position FROM tracking WHERE name = $1 FOR UPDATE", name
         )
         if row is not None and (row["tx_id"], row["position"]) >= upto:
             return 0
-        for event in events:
-            projection = VOLUME_PROJECTIONS.get(event.name)
-            if projection is not None:
-                await projection(conn, event)
-                applied += 1
+        for sql, run in groupby(known, key=lambda pair: pair[0].sql):
+            await conn.executemany(sql, [projection.args(e) for projection, e in run])
         await conn.execute(
             """
             INSERT INTO tracking (name, tx_id, position, updated_at) VALUES ($1, $2, $3, now())
@@ -130,4 +127,4 @@ async def apply_batch(
             upto[1],
         )
         await conn.execute("SELECT pg_notify($1, $2)", PROJECTED_CHANNEL, f"{upto[0]}:{upto[1]}")
-    return applied
+    return len(known)

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import copy
 import json
+import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,7 +100,8 @@ class AsyncEventStore:
     def __init__(self, pool: asyncpg.Pool, *, cache_size: int = 10_000) -> None:
         self.pool = pool
         self.mapper = make_mapper()
-        self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
+        # Pickled aggregates: unpickling is the cheapest private copy for each caller.
+        self._cache: OrderedDict[UUID, bytes] = OrderedDict()
         self._cache_size = cache_size
 
     async def create_schema(self) -> None:
@@ -114,7 +115,7 @@ class AsyncEventStore:
     async def load(self, aggregate_id: UUID, cls: type[A]) -> A | None:
         """The aggregate's current state, or None if it has no events."""
         cached = self._cache.get(aggregate_id)
-        aggregate: Any = copy.deepcopy(cached) if cached is not None else None
+        aggregate: Any = pickle.loads(cached) if cached is not None else None
         after = aggregate.version if aggregate is not None else 0
         rows = await self.pool.fetch(_SELECT_AGGREGATE, aggregate_id, after)
         for row in rows:
@@ -156,7 +157,7 @@ class AsyncEventStore:
         return Position(row["tx_id"], row["position"])
 
     def _remember(self, aggregate: Aggregate) -> None:
-        self._cache[aggregate.id] = aggregate
+        self._cache[aggregate.id] = pickle.dumps(aggregate, protocol=pickle.HIGHEST_PROTOCOL)
         self._cache.move_to_end(aggregate.id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -203,7 +203,8 @@ class Result:
     p90_ms: float | None
     p99_ms: float | None
     max_ms: float | None
-    client_cpu_pct: float
+    client_cpu_pct: float  # the bench's own CPU time over the window, % of one core
+    machine_cpu_pct: float | None  # every core's busy time over the window, % of all cores
     error_samples: list[str]
 
 
@@ -218,7 +219,12 @@ def percentile(ordered: list[float], q: float) -> float | None:
 
 
 def summarize(
-    scenario: str, concurrency: int, rec: Recorder, window: float, cpu_s: float
+    scenario: str,
+    concurrency: int,
+    rec: Recorder,
+    window: float,
+    cpu_s: float,
+    machine_pct: float | None = None,
 ) -> Result:
     ordered = sorted(rec.latencies)
 
@@ -238,6 +244,7 @@ def summarize(
         p99_ms=ms(99),
         max_ms=ms(100),
         client_cpu_pct=round(100 * cpu_s / window, 1) if window > 0 else 0.0,
+        machine_cpu_pct=machine_pct,
         error_samples=rec.samples,
     )
 
@@ -263,10 +270,42 @@ async def _worker(scenario: Scenario, rec: Recorder) -> None:
             rec.last_done = time.perf_counter()
 
 
-async def _progress(label: str, rec: Recorder, cpu: list[float]) -> None:
-    """Client CPU over the measured window, and a line every few seconds while it lasts."""
+def warmup_for(seconds: float) -> float:
+    return min(2.0, max(0.5, seconds / 5))
+
+
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all cores so far, from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(values) - sum(values[3:5]), sum(values)  # idle and iowait are not busy
+
+
+def busy_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+
+
+@dataclass
+class Usage:
+    """CPU use over the measured window: the bench process's, and the whole machine's."""
+
+    process: list[float] = field(default_factory=list)
+    machine: list[tuple[int, int] | None] = field(default_factory=list)
+
+    def mark(self) -> None:
+        self.process.append(time.process_time())
+        self.machine.append(cpu_jiffies())
+
+
+async def _progress(label: str, rec: Recorder, usage: Usage) -> None:
+    """Marks CPU use at both ends of the window and prints a line every few seconds."""
     await asyncio.sleep(max(0.0, rec.start - time.perf_counter()))
-    cpu.append(time.process_time())
+    usage.mark()
     while rec.end - time.perf_counter() > PROGRESS_EVERY + 1:
         await asyncio.sleep(PROGRESS_EVERY)
         elapsed = time.perf_counter() - rec.start
@@ -275,7 +314,7 @@ async def _progress(label: str, rec: Recorder, cpu: list[float]) -> None:
             flush=True,
         )
     await asyncio.sleep(max(0.0, rec.end - time.perf_counter()))
-    cpu.append(time.process_time())
+    usage.mark()
 
 
 async def run_one(
@@ -286,19 +325,23 @@ async def run_one(
     for outcome in await asyncio.gather(*(s.setup() for s in scenarios), return_exceptions=True):
         if isinstance(outcome, BaseException):
             rec.error(outcome)
-    warmup = min(2.0, max(0.5, seconds / 5))
-    rec.start = time.perf_counter() + warmup
+    rec.start = time.perf_counter() + warmup_for(seconds)
     rec.end = rec.start + seconds
-    cpu: list[float] = []
-    label = f"{kind.name} c={concurrency}"
-    progress = asyncio.create_task(_progress(label, rec, cpu))
-    await asyncio.gather(*(_worker(s, rec) for s in scenarios))
-    await progress
+    usage = Usage()
+    progress = asyncio.create_task(_progress(f"{kind.name} c={concurrency}", rec, usage))
+    try:
+        await asyncio.gather(*(_worker(s, rec) for s in scenarios))
+        await progress
+    finally:  # delete what was created, also when interrupted
+        progress.cancel()
+        teardowns = [s.teardown() for s in scenarios]
+        for outcome in await asyncio.gather(*teardowns, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                rec.error(outcome)
     window = max(rec.end, rec.last_done) - rec.start
-    for outcome in await asyncio.gather(*(s.teardown() for s in scenarios), return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            rec.error(outcome)
-    return summarize(kind.name, concurrency, rec, window, cpu[-1] - cpu[0])
+    cpu_s = usage.process[-1] - usage.process[0]
+    machine = busy_pct(usage.machine[0], usage.machine[-1])
+    return summarize(kind.name, concurrency, rec, window, cpu_s, machine)
 
 
 @dataclass(frozen=True)
@@ -348,15 +391,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
         f"{_fmt(machine['ram_gib'])} GiB RAM, Linux {machine['kernel']}, "
         f"Python {machine['python']}, load average at start {machine['loadavg']}",
-        "- client and server share the machine; client CPU is the bench's own share of one core",
+        "- client and server share the machine: client CPU is the bench's own CPU time, in % of "
+        "one core; machine CPU is every core's busy time, in % of all cores",
         "",
         "| scenario | conc | count | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors "
-        "| client CPU % |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| client CPU % | machine CPU % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["results"]:
         cells = [r["scenario"], r["concurrency"], r["count"], r["rate"], r["p50_ms"]]
         cells += [r["p90_ms"], r["p99_ms"], r["max_ms"], r["errors"], r["client_cpu_pct"]]
+        cells.append(r.get("machine_cpu_pct"))
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     index = {(r["scenario"], r["concurrency"]): r for r in report["results"]}
     bars = [
@@ -434,7 +479,8 @@ def _line(r: Result) -> str:
     return (
         f"{r.scenario:<13} c={r.concurrency:<3} {r.count:6d} ops {r.rate:8.1f}/s  "
         f"p50 {_fmt(r.p50_ms)}  p90 {_fmt(r.p90_ms)}  p99 {_fmt(r.p99_ms)}  "
-        f"max {_fmt(r.max_ms)} ms  errors {r.errors}  client CPU {r.client_cpu_pct:g}%"
+        f"max {_fmt(r.max_ms)} ms  errors {r.errors}  CPU client {r.client_cpu_pct:g}% "
+        f"machine {_fmt(r.machine_cpu_pct)}%"
     )
 
 
@@ -464,7 +510,7 @@ async def run_bench(url: str, *, seconds: float, out: Path) -> None:
         "started_at": started,
         "url": url,
         "seconds": seconds,
-        "warmup": min(2.0, max(0.5, seconds / 5)),
+        "warmup": warmup_for(seconds),
         "machine": machine,
         "git": git,
         "results": [asdict(r) for r in results],

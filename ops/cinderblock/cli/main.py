@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from cinderblock.cli.system import SERVICES, run_service
 from cinderblock.config.settings import Settings, SettingsError, load_settings
@@ -44,6 +46,17 @@ async def _serve(name: str, settings: Settings) -> None:
     await run_service(name, settings, stop=stop)
 
 
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where available (faster sockets for aiohttp, asyncpg and nats)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -57,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             from cinderblock.cli.dev import run_dev
 
-            asyncio.run(run_dev(settings))
+            _run(run_dev(settings))
         elif args.command == "serve":
-            asyncio.run(_serve(args.service, settings))
+            _run(_serve(args.service, settings))
         elif args.command == "bench":
             from cinderblock.cli.bench import run_bench
 
-            asyncio.run(run_bench(args.url, seconds=args.seconds, out=args.out))
+            _run(run_bench(args.url, seconds=args.seconds, out=args.out))
     except SettingsError as err:
         print(f"cinderblock: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,8 @@ from cinderblock.cli.bench import (
     BadStatusError,
     Bar,
     Recorder,
+    busy_pct,
+    cpu_jiffies,
     machine_facts,
     percentile,
     render_markdown,
@@ -123,8 +125,13 @@ def test_markdown_has_machine_commit_and_one_row_per_result() -> None:
     assert "2 CPUs (Test CPU), 4 GiB RAM, Linux 6.1.0, Python CPython 3.11.7" in text
     assert "`abc1234`" in text
     assert "dirty" not in text
-    assert "| get_volume | 1 | 3 | 3 | 20 | 28 | 29.8 | 30 | 0 | 10 |" in text
+    assert "| get_volume | 1 | 3 | 3 | 20 | 28 | 29.8 | 30 | 0 | 10 | - |" in text
     assert "| get_volume | 16 | 3 | 3 | 20 |" in text
+
+
+def test_markdown_shows_machine_cpu_when_known() -> None:
+    text = render_markdown(_report(_result("get_volume", 16, machine_cpu_pct=91.5)))
+    assert "| 0 | 10 | 91.5 |" in text
 
 
 def test_markdown_table_rows_have_as_many_cells_as_the_header() -> None:
@@ -170,6 +177,19 @@ def test_reports_are_written_timestamped_and_as_latest(tmp_path: Path) -> None:
     assert [p.name for p in written] == names[:2]
     assert json.loads((tmp_path / "out" / "latest.json").read_text()) == report
     assert (tmp_path / "out" / "latest.md").read_text() == render_markdown(report)
+
+
+def test_busy_pct_is_the_busy_share_of_the_jiffies_between_two_marks() -> None:
+    assert busy_pct((100, 1000), (250, 1200)) == 75.0
+    assert busy_pct(None, (250, 1200)) is None
+    assert busy_pct((100, 1000), (100, 1000)) is None
+
+
+def test_cpu_jiffies_count_busy_within_total() -> None:
+    marks = cpu_jiffies()
+    if marks is not None:  # Linux
+        busy, total = marks
+        assert 0 <= busy <= total
 
 
 def test_machine_facts_name_the_machine() -> None:
