@@ -60,7 +60,7 @@ class Projector:
 
 async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     settings.require_servers()
-    async with database(settings, max_size=4) as pool:
+    async with database(settings, max_size=4, derived_only=True) as pool:
         with alive("projector"):
             async with leadership(pool, f"projector:{NAME}", stop) as leader:
                 if leader:

@@ -112,7 +112,10 @@ async def run(
     settings: Settings, *, stop: asyncio.Event, after_publish: AfterPublish | None = None
 ) -> None:
     settings.require_servers()
-    async with database(settings, max_size=4) as pool, connect(settings.nats_url, "relay") as nc:
+    async with (
+        database(settings, max_size=4, derived_only=True) as pool,
+        connect(settings.nats_url, "relay") as nc,
+    ):
         js = nc.jetstream()
         await ensure_stream(js, stream_spec(settings))
         with alive("relay"):
