@@ -1,14 +1,17 @@
 """Read-your-writes: wait, bounded, until the projector has applied a given log position.
 
 The projector NOTIFYs ``cinderblock_projected`` with "<tx_id>:<position>" after each batch;
-one listening connection per process keeps the watermark and wakes waiters. No polling
-back-off: a periodic re-read of the tracking row only covers missed notifications.
+one listening connection per process keeps the watermark and resolves, in position order,
+the waiters it has passed. No polling back-off: a periodic re-read of the tracking row only
+covers notifications missed while the connection was down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 
 import asyncpg
@@ -18,6 +21,8 @@ from cinderblock.readmodels.schema import PROJECTED_CHANNEL
 
 log = logging.getLogger(__name__)
 
+At = tuple[int, int]
+
 
 class ProjectionWaiter:
     def __init__(
@@ -26,11 +31,11 @@ class ProjectionWaiter:
         self.pool = pool
         self.projection = projection
         self.refresh = refresh
-        self.watermark: tuple[int, int] = (0, 0)
-        self._changed = asyncio.Condition()
+        self.watermark: At = (0, 0)
+        self._waiters: list[tuple[At, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._waiting = 0
 
     async def start(self) -> None:
         self._conn = await self.pool.acquire()
@@ -54,19 +59,19 @@ class ProjectionWaiter:
         tx, _, pos = payload.partition(":")
         self._advance((int(tx), int(pos)))
 
-    def _advance(self, at: tuple[int, int]) -> None:
-        if at > self.watermark:
-            self.watermark = at
-            asyncio.get_running_loop().create_task(self._notify_all())
-
-    async def _notify_all(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _advance(self, at: At) -> None:
+        if at <= self.watermark:
+            return
+        self.watermark = at
+        while self._waiters and self._waiters[0][0] <= at:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
 
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self.refresh)
-            if not self._waiting:
+            if not self._waiters:
                 continue
             try:
                 async with self.pool.acquire() as conn:
@@ -74,17 +79,15 @@ class ProjectionWaiter:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
                 log.warning("projection position refresh failed: %s", err)
 
-    async def wait_for(self, at: tuple[int, int], timeout: float) -> bool:
+    async def wait_for(self, at: At, timeout: float) -> bool:
         """True once the projection has reached ``at``; False after ``timeout`` seconds."""
         if self.watermark >= at:
             return True
-        self._waiting += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (at, next(self._order), future))
         try:
-            async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: self.watermark >= at)
+            await asyncio.wait_for(future, timeout)
         except TimeoutError:
             log.warning("read model behind", extra={"position": f"{at[0]}:{at[1]}"})
             return False
-        finally:
-            self._waiting -= 1
         return True
