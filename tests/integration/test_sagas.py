@@ -44,8 +44,8 @@ class Rig:
         self.tasks.append(task)
         return task
 
-    async def extending_volume(self) -> Volume:
-        """An available volume on a real file, with an extend to 2 GiB requested."""
+    async def creating_volume(self) -> tuple[uuid.UUID, Caller]:
+        """A 1 GiB volume in ``creating``, in a project of its own."""
         vid = uuid.uuid4()
         caller = Caller("u", uuid.uuid4().hex)
         await self.volumes.create_volume(
@@ -59,6 +59,11 @@ class Rig:
             bootable=False,
             multiattach=False,
         )
+        return vid, caller
+
+    async def extending_volume(self) -> Volume:
+        """An available volume on a real file, with an extend to 2 GiB requested."""
+        vid, caller = await self.creating_volume()
         host = await self.files.create_volume(str(vid), 1, location=None, step_key="c")
         await self.volumes.complete_create(str(vid), host, meta={})
         await self.volumes.extend_volume(
@@ -239,19 +244,7 @@ async def test_delete_racing_create_leaves_no_orphan_file(rig: Rig, pool: asyncp
     from cinderblock.sagas.consumers import Sagas
     from cinderblock.wire.envelope import ReceivedEnvelope
 
-    vid = uuid.uuid4()
-    caller = Caller("u", uuid.uuid4().hex)
-    await rig.volumes.create_volume(
-        caller,
-        vid,
-        meta={},
-        name=None,
-        description=None,
-        size_gb=1,
-        metadata={},
-        bootable=False,
-        multiattach=False,
-    )
+    vid, caller = await rig.creating_volume()
     gated = GatedCreate(rig.files)
     sagas = Sagas(Volumes(AsyncEventStore(pool)), gated)  # type: ignore[arg-type]
     env = ReceivedEnvelope(

@@ -104,19 +104,27 @@ class ListQuery:
     marker: str | None = None
 
 
-async def list_volumes(conn: asyncpg.Connection, q: ListQuery) -> list[dict[str, Any]]:
-    """A page of live volumes in the requested order (keyset pagination after ``marker``)."""
+def _where(q: ListQuery) -> tuple[list[str], list[Any]]:
+    """The filter conditions of a list query (no marker), with their arguments."""
     where = ["NOT v.deleted"]
     args: list[Any] = []
+    if q.project_id is not None:
+        args.append(q.project_id)
+        where.append(f"v.project_id = ${len(args)}")
+    for key, value in q.filters.items():
+        args.append(value)
+        where.append(f"{FILTER_COLUMNS[key]} = ${len(args)}")
+    return where, args
+
+
+async def list_volumes(conn: asyncpg.Connection, q: ListQuery) -> list[dict[str, Any]]:
+    """A page of live volumes in the requested order (keyset pagination after ``marker``)."""
+    where, args = _where(q)
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
-    if q.project_id is not None:
-        where.append(f"v.project_id = {arg(q.project_id)}")
-    for key, value in q.filters.items():
-        where.append(f"{FILTER_COLUMNS[key]} = {arg(value)}")
     sort = list(q.sort)
     if all(key != "id" for key, _ in sort):
         sort.append(("id", "asc"))  # a total order, so markers never skip or repeat rows
@@ -135,6 +143,15 @@ async def list_volumes(conn: asyncpg.Connection, q: ListQuery) -> list[dict[str,
     for v in volumes:
         v["attachments"] = attached.get(v["id"], [])
     return volumes
+
+
+async def count_volumes(conn: asyncpg.Connection, q: ListQuery) -> int:
+    """How many live volumes match the query's filters (``with_count``), ignoring paging."""
+    where, args = _where(q)
+    count: int = await conn.fetchval(
+        f"SELECT count(*) FROM volumes v WHERE {' AND '.join(where)}", *args
+    )
+    return count
 
 
 async def _marker_row(conn: asyncpg.Connection, marker: str) -> asyncpg.Record | None:

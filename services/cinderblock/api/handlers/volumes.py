@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +13,7 @@ from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.handlers.listing import parse_list_query
 from cinderblock.api.middleware import RAW_REPLY, context
-from cinderblock.readmodels.queries import get_volume, list_volumes
+from cinderblock.readmodels.queries import count_volumes, get_volume, list_volumes
 from cinderblock.store.volumes import DEFAULT_TYPE_ID, DEFAULT_TYPE_NAME
 from cinderblock.wire.actions import JSON_MEDIA_TYPES
 from cinderblock.wire.faults import (
@@ -128,8 +127,7 @@ async def _list(request: web.Request, *, detail: bool) -> web.Response:
         url = request.url.update_query({"limit": str(query.limit), "marker": rows[-1]["id"]})
         body["volumes_links"] = [{"href": str(url), "rel": "next"}]
     if with_count and ctx.version.matches(WITH_COUNT):
-        everything = await list_volumes(d.pool, replace(query, limit=2**31 - 1, marker=None))
-        body["count"] = len(everything)
+        body["count"] = await count_volumes(d.pool, query)
     return web.json_response(body)
 
 
