@@ -68,3 +68,19 @@ class StaleCommandError(VolumeError):
     """Raised when a saga completion refers to a request the volume no longer has pending."""
 
     code = "stale_command"
+
+
+class AttachmentConflictError(VolumeError):
+    """Raised when a detach would pull an attachment from under its instance, or names an
+    attachment the volume does not have (Cinder's ConflictNovaUsingAttachment, 409)."""
+
+    code = "attachment_conflict"
+
+
+class MetadataNotFoundError(VolumeError):
+    """Raised when image ("Glance") metadata, or one key of it, is absent (404)."""
+
+    code = "metadata_not_found"
+
+    def __init__(self, volume_id: str) -> None:
+        super().__init__(f"Glance metadata for volume/snapshot {volume_id} cannot be found.")

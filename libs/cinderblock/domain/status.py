@@ -32,6 +32,9 @@ class Status(StrEnum):
     EXTENDING = "extending"
     REVERTING = "reverting"
     DELETED = "deleted"
+    UNMANAGING = "unmanaging"
+    ERROR_UNMANAGING = "error_unmanaging"
+    ERROR_MANAGING_DELETING = "error_managing_deleting"
 
 
 class AttachStatus(StrEnum):

@@ -10,6 +10,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from cinderblock.domain.admin import AdminActions
+from cinderblock.domain.attachments import Attachments
 from cinderblock.domain.errors import (
     InvalidInputError,
     InvalidVolumeError,
@@ -17,9 +19,10 @@ from cinderblock.domain.errors import (
     VolumeStatusError,
 )
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
+from cinderblock.domain.unmanage import Unmanaging
 
 
-class Volume(Aggregate):
+class Volume(Attachments, AdminActions, Unmanaging, Aggregate):
     """One Cinder volume. Its id is the volume's UUID."""
 
     class Created(Aggregate.Created):
@@ -98,7 +101,9 @@ class Volume(Aggregate):
         self.attach_status = AttachStatus.DETACHED
         self.migration_status: str | None = None
         self.host: str | None = None
-        self.attachment_ids: list[str] = []
+        self.attachments: dict[str, dict[str, Any]] = {}
+        self.admin_metadata: dict[str, str] = {}
+        self.image_metadata: dict[str, str] = {}
         self.pending_extend: dict[str, Any] | None = None
 
     @classmethod
@@ -123,8 +128,12 @@ class Volume(Aggregate):
             expected = "available" if Status.AVAILABLE in allowed else sorted(allowed)[0]
             raise VolumeStatusError(self.vid, self.status.value, action=action, expected=expected)
 
+    @property
+    def attachment_ids(self) -> list[str]:
+        return list(self.attachments)
+
     def _status_after_work(self) -> Status:
-        return Status.IN_USE if self.attachment_ids else Status.AVAILABLE
+        return Status.IN_USE if self.attachments else Status.AVAILABLE
 
     # ---------------------------------------------------------------- create
 

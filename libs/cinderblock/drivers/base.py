@@ -165,6 +165,14 @@ class VolumeDriver(Protocol):
         """
         ...
 
+    async def unmanage_volume(self, volume_id: str, location: str, *, step_key: str) -> None:
+        """Stop managing the volume, leaving its data on the backend.
+
+        Raises:
+            BackendError: the backend failed or the volume is missing.
+        """
+        ...
+
     def volume_path(self, volume_id: str, location: str) -> Path:
         """Where the volume's data lives on this host (for connectors and checks)."""
         ...

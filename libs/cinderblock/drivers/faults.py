@@ -15,7 +15,7 @@ from cinderblock.drivers.base import BackendError, CapacityError, PoolStats, Vol
 
 log = logging.getLogger(__name__)
 
-OPERATIONS = ("create", "extend", "delete")
+OPERATIONS = ("create", "extend", "delete", "unmanage")
 """The driver steps a fault can be injected into, in canonical order."""
 
 INJECTED_REASON = "injected failure"
@@ -168,6 +168,10 @@ class FaultInjectingDriver:
     async def delete_volume(self, volume_id: str, location: str, *, step_key: str) -> None:
         await self._apply("delete", volume_id, step_key)
         await self.inner.delete_volume(volume_id, location, step_key=step_key)
+
+    async def unmanage_volume(self, volume_id: str, location: str, *, step_key: str) -> None:
+        await self._apply("unmanage", volume_id, step_key)
+        await self.inner.unmanage_volume(volume_id, location, step_key=step_key)
 
     def volume_path(self, volume_id: str, location: str) -> Path:
         return self.inner.volume_path(volume_id, location)

@@ -158,6 +158,16 @@ class FileDriver:
             await self._release(location, freed)
         log.info("deleted volume %s", volume_id, extra={**ctx, "location": location})
 
+    async def unmanage_volume(self, volume_id: str, location: str, *, step_key: str) -> None:
+        """Stop managing the volume: its file stays where it is, bytes and space included
+        (the pool keeps counting it, as the space is really used)."""
+        check_volume_id(volume_id)
+        pool = self._pool("unmanage", volume_id, location)
+        path = self._volume_file(pool, volume_id)
+        size = await self._size_on_disk("unmanage", volume_id, path)
+        ctx = {"volume_id": volume_id, "action": "unmanage", "step_key": step_key}
+        log.info("unmanaged volume %s, %s bytes left at %s", volume_id, size, path, extra=ctx)
+
     def volume_path(self, volume_id: str, location: str) -> Path:
         check_volume_id(volume_id)
         return self._volume_file(self._pool("volume_path", volume_id, location), volume_id)
@@ -262,3 +272,24 @@ class FileDriver:
         }
         log.info("volume %s already exists in %s", volume_id, location, extra=ctx)
         return location
+
+
+def local_connection_info(
+    root: Path, location: str, volume_id: str, *, access_mode: str, connector: object
+) -> dict[str, object]:
+    """What os-initialize_connection returns for a file-backed volume: a local path
+    connector (os-brick's ``local`` type). Pure: it names the file, it does not open it."""
+    host_backend, _, pool = location.partition("#")
+    path = root / host_backend / pool / imagefiles.image_name(volume_id)
+    multipath = (
+        bool(connector.get("enforce_multipath", False)) if isinstance(connector, dict) else False
+    )
+    data: dict[str, object] = {
+        "device_path": str(path),
+        "access_mode": access_mode,
+        "qos_specs": None,
+        "encrypted": False,
+        "discard": True,
+        "enforce_multipath": multipath,
+    }
+    return {"driver_volume_type": "local", "data": data, "enforce_multipath": multipath}

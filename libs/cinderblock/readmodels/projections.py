@@ -85,7 +85,133 @@ def _set(assignments: str, *fields: str) -> Projection:
     return Projection(sql, args)
 
 
-VOLUME_PROJECTIONS: dict[str, Projection] = {
+def _attachment_insert_args(e: ProjectionEvent) -> tuple[Any, ...]:
+    d = e.data
+    return (
+        UUID(d["attachment_id"]),
+        e.aggregate_id,
+        d["instance_uuid"],
+        d["attached_host"],
+        d["mountpoint"],
+        d["mode"],
+        e.timestamp,
+        e.version,
+    )
+
+
+ATTACHMENT_ADDED = Projection(
+    """
+    INSERT INTO attachments (id, volume_id, instance_uuid, attached_host, mountpoint,
+        attach_status, attach_mode, attach_time, version)
+    VALUES ($1, $2, $3, $4, $5, 'attached', $6, $7, $8)
+    ON CONFLICT (id) DO NOTHING
+    """,
+    _attachment_insert_args,
+)
+
+
+def _removed_attachments(e: ProjectionEvent) -> tuple[Any, ...]:
+    d = e.data
+    ids = d.get("removed_attachments")
+    if ids is None:
+        ids = [d["attachment_id"]] if d.get("attachment_id") else []
+    return ([UUID(i) for i in ids], e.timestamp)
+
+
+ATTACHMENTS_REMOVED = Projection(
+    """
+    UPDATE attachments SET deleted = true, attach_status = 'detached', detach_time = $2
+    WHERE id = ANY($1::uuid[]) AND NOT deleted
+    """,
+    _removed_attachments,
+)
+
+_DROP_ATTACHED_MODE = (
+    "admin_metadata = CASE WHEN $6::boolean THEN admin_metadata - 'attached_mode' "
+    "ELSE admin_metadata END"
+)
+
+
+def _detached_args(e: ProjectionEvent) -> tuple[Any, ...]:
+    d = e.data
+    removed = bool(d.get("attachment_id")) or bool(d.get("removed_attachments"))
+    return (e.aggregate_id, e.version, e.timestamp, d["status"], d["attach_status"], removed)
+
+
+def _readonly_args(e: ProjectionEvent) -> tuple[Any, ...]:
+    flag = "True" if e.data["readonly"] else "False"
+    return (e.aggregate_id, e.version, e.timestamp, json.dumps({"readonly": flag}))
+
+
+def _attached_args(e: ProjectionEvent) -> tuple[Any, ...]:
+    return (e.aggregate_id, e.version, e.timestamp, json.dumps({"attached_mode": e.data["mode"]}))
+
+
+def _json_arg(field: str) -> Callable[[ProjectionEvent], tuple[Any, ...]]:
+    def args(e: ProjectionEvent) -> tuple[Any, ...]:
+        return (e.aggregate_id, e.version, e.timestamp, json.dumps(e.data[field]))
+
+    return args
+
+
+def _update(assignments: str, args: Callable[[ProjectionEvent], tuple[Any, ...]]) -> Projection:
+    return Projection(
+        f"UPDATE volumes SET {assignments}, updated_at = $3, version = $2 "
+        "WHERE id = $1 AND version < $2",
+        args,
+    )
+
+
+def _reset_args(e: ProjectionEvent) -> tuple[Any, ...]:
+    d = e.data
+    return (
+        e.aggregate_id,
+        e.version,
+        e.timestamp,
+        d["status"],
+        d["attach_status"],
+        bool(d["removed_attachments"]),
+        d["migration_status"],
+    )
+
+
+VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
+    "Volume.Reserved": _set("status = 'attaching'"),
+    "Volume.Unreserved": _set("status = $4", "status"),
+    "Volume.Attached": (
+        ATTACHMENT_ADDED,
+        _update(
+            "status = 'in-use', attach_status = 'attached', admin_metadata = "
+            "jsonb_build_object('readonly', 'False') || admin_metadata || $4::jsonb",
+            _attached_args,
+        ),
+    ),
+    "Volume.Detached": (
+        ATTACHMENTS_REMOVED,
+        _update(f"status = $4, attach_status = $5, {_DROP_ATTACHED_MODE}", _detached_args),
+    ),
+    "Volume.DetachingBegun": _set("status = 'detaching'"),
+    "Volume.DetachingRolledBack": _set("status = 'in-use'"),
+    "Volume.ReadonlyFlagUpdated": _update(
+        "admin_metadata = admin_metadata || $4::jsonb", _readonly_args
+    ),
+    "Volume.StatusReset": (
+        ATTACHMENTS_REMOVED,
+        _update(
+            f"status = $4, attach_status = $5, {_DROP_ATTACHED_MODE}, migration_status = $7",
+            _reset_args,
+        ),
+    ),
+    "Volume.ImageMetadataSet": _update(
+        "image_metadata = image_metadata || $4::jsonb", _json_arg("metadata")
+    ),
+    "Volume.ImageMetadataUnset": _set("image_metadata = image_metadata - $4", "key"),
+    "Volume.UnmanageRequested": _set(
+        "previous_status = status, status = CASE WHEN status = 'error_managing' "
+        "THEN 'error_managing_deleting' ELSE 'unmanaging' END"
+    ),
+    "Volume.Unmanaged": _set("status = 'deleted', deleted = true, deleted_at = $3"),
+    "Volume.UnmanageFailed": _set("status = 'error_unmanaging'"),
     "Volume.Created": VOLUME_CREATED,
     "Volume.CreateCompleted": _set("status = 'available', host = $4", "host"),
     "Volume.CreateFailed": _set("status = 'error'"),
@@ -99,6 +225,11 @@ VOLUME_PROJECTIONS: dict[str, Projection] = {
 }
 
 
+def _projections_of(name: str) -> tuple[Projection, ...]:
+    found = VOLUME_PROJECTIONS.get(name, ())
+    return found if isinstance(found, tuple) else (found,)
+
+
 async def apply_batch(
     conn: asyncpg.Connection,
     name: str,
@@ -108,7 +239,7 @@ async def apply_batch(
     """Apply ``events`` and move projection ``name``'s tracking row to ``upto`` in one
     transaction. A batch wholly at or before the tracked position is skipped; inside a batch,
     row versions make already-applied events no-ops. Returns how many events were applied."""
-    known = [(VOLUME_PROJECTIONS[e.name], e) for e in events if e.name in VOLUME_PROJECTIONS]
+    known = [(projection, e) for e in events for projection in _projections_of(e.name)]
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT tx_id, position FROM tracking WHERE name = $1 FOR UPDATE", name
@@ -127,4 +258,4 @@ async def apply_batch(
             upto[1],
         )
         await conn.execute("SELECT pg_notify($1, $2)", PROJECTED_CHANNEL, f"{upto[0]}:{upto[1]}")
-    return len(known)
+    return len({id(e) for _, e in known})

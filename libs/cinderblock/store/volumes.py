@@ -150,19 +150,55 @@ class Volumes:
         return await self._finish(volume_id, meta, lambda v: v.fail_delete(reason))
 
     async def complete_delete(self, volume_id: str, *, meta: Mapping[str, Any]) -> bool:
+        return await self._remove(volume_id, meta, Volume.complete_delete, "delete")
+
+    async def complete_unmanage(self, volume_id: str, *, meta: Mapping[str, Any]) -> bool:
+        return await self._remove(volume_id, meta, Volume.complete_unmanage, "unmanage")
+
+    async def fail_unmanage(self, volume_id: str, reason: str, *, meta: Mapping[str, Any]) -> bool:
+        return await self._finish(volume_id, meta, lambda v: v.fail_unmanage(reason))
+
+    async def _remove(
+        self, volume_id: str, meta: Mapping[str, Any], complete: Callable[[Volume], bool], verb: str
+    ) -> bool:
+        """The volume left the backend (deleted or unmanaged): record it and give its usage
+        back to the project's quota in the same append."""
+
         async def attempt() -> bool:
             volume = await self.store.load(UUID(volume_id), Volume)
-            if volume is None or not volume.complete_delete():
+            if volume is None or not complete(volume):
                 return False
             quota = await self._quota(volume.project_id)
             quota.release_usage(
                 volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
-                reason=f"delete {volume_id}",
+                reason=f"{verb} {volume_id}",
             )
             await self.store.save(volume, quota, meta=meta)
             return True
 
-        return await self._retrying("complete delete", attempt)
+        return await self._retrying(f"complete {verb}", attempt)
+
+    async def unmanage_volume(
+        self,
+        caller: Caller,
+        volume_id: str,
+        *,
+        meta: Mapping[str, Any],
+        authorize: Authorize = _allow_all,
+    ) -> Position:
+        async def attempt() -> Position:
+            volume = await self._visible(caller, volume_id)
+            authorize(volume)
+            if not volume.request_unmanage():
+                return await self.store.save(volume, meta=meta)
+            quota = await self._quota(volume.project_id)
+            quota.release_usage(
+                volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
+                reason=f"unmanage {volume_id}",
+            )
+            return await self.store.save(volume, quota, meta=meta)
+
+        return await self._retrying("unmanage", attempt)
 
     async def _finish(
         self, volume_id: str, meta: Mapping[str, Any], change: Callable[[Volume], bool]
@@ -253,6 +289,28 @@ class Volumes:
 
         return await self._retrying("settle extend", attempt)
 
+    async def act(
+        self,
+        caller: Caller,
+        volume_id: str,
+        change: Callable[[Volume], T],
+        *,
+        meta: Mapping[str, Any],
+        authorize: Authorize = _allow_all,
+    ) -> tuple[Position, T]:
+        """The common shape of an action that touches only the volume: load it as the
+        caller may see it, authorize, let the aggregate decide, append what it recorded.
+        Returns the log position (START when nothing changed) and ``change``'s result."""
+
+        async def attempt() -> tuple[Position, T]:
+            volume = await self._visible(caller, volume_id)
+            authorize(volume)
+            result = change(volume)
+            return await self.store.save(volume, meta=meta), result
+
+        verb = str(meta.get("action", "action"))
+        return await self._retrying(verb, attempt)
+
     async def set_bootable(
         self,
         caller: Caller,
@@ -262,10 +320,7 @@ class Volumes:
         meta: Mapping[str, Any],
         authorize: Authorize = _allow_all,
     ) -> Position:
-        async def attempt() -> Position:
-            volume = await self._visible(caller, volume_id)
-            authorize(volume)
-            volume.set_bootable(bootable)
-            return await self.store.save(volume, meta=meta)
-
-        return await self._retrying("set_bootable", attempt)
+        at, _ = await self.act(
+            caller, volume_id, lambda v: v.set_bootable(bootable), meta=meta, authorize=authorize
+        )
+        return at

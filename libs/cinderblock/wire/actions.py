@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import ClassVar, Self
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
+from cinderblock.wire.actions_base import ActionBody
+from cinderblock.wire.bookkeeping import BOOKKEEPING_MODELS
 from cinderblock.wire.faults import BadMediaType, BadRequest
 from cinderblock.wire.microversion import APIVersion
-from cinderblock.wire.schema import Boolean, SchemaError, VolumeSize, validate_object
+from cinderblock.wire.schema import Boolean, VolumeSize
 
 JSON_MEDIA_TYPES = frozenset({"application/json", "application/vnd.openstack.volume+json"})
 
@@ -62,33 +62,6 @@ def split_action_body(raw: bytes, content_type: str | None) -> tuple[str, object
     return key, payload
 
 
-class ActionBody(BaseModel):
-    """Base of the per-action payload models (Cinder's ``additionalProperties: false``).
-
-    Subclasses set ``ACTION`` and may set ``SINCE``: payload keys that exist only
-    from a microversion on (below it they are unexpected keys, as in Cinder).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    ACTION: ClassVar[str]
-    SINCE: ClassVar[Mapping[str, APIVersion]] = MappingProxyType({})
-
-    @classmethod
-    def parse(cls, payload: object, version: APIVersion) -> Self:
-        """Validate ``payload`` at ``version``.
-
-        Raises:
-            BadRequest: Cinder's schema message, e.g. ``Invalid input for
-                field/attribute new_size. Value: 0. 0 is less than the minimum of 1``.
-        """
-        hidden = [key for key, since in cls.SINCE.items() if version < since]
-        try:
-            return validate_object(cls, payload, field=cls.ACTION, hidden=hidden)
-        except SchemaError as err:
-            raise BadRequest(str(err)) from err
-
-
 class ExtendAction(ActionBody):
     """``os-extend``: grow a volume to ``new_size`` GiB."""
 
@@ -111,6 +84,7 @@ ACTION_MODELS: Mapping[str, type[ActionBody]] = MappingProxyType(
         for model in (
             ExtendAction,
             SetBootableAction,
+            *BOOKKEEPING_MODELS,
         )
     }
 )

@@ -11,10 +11,18 @@ from pydantic import BaseModel, ConfigDict
 SCHEMA_VERSION = 1
 
 
+# The aggregate class that holds an event (events declared on a mixin are re-declared on
+# the aggregate by eventsourcing, and stored under the aggregate's name).
+AGGREGATE_OF = {
+    "Volume": "volume",
+    "ProjectQuota": "quota",
+}
+
+
 def event_type(name: str) -> str:
     """``Volume.ExtendRequested`` → ``volume.extend_requested``."""
-    aggregate, _, event = name.partition(".")
-    aggregate = {"ProjectQuota": "quota"}.get(aggregate, aggregate.lower())
+    holder, _, event = name.partition(".")
+    aggregate = AGGREGATE_OF[holder]
     return f"{aggregate}.{re.sub(r'(?<!^)(?=[A-Z])', '_', event).lower()}"
 
 

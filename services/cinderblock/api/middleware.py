@@ -12,8 +12,10 @@ from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.domain.errors import (
+    AttachmentConflictError,
     InvalidInputError,
     InvalidVolumeError,
+    MetadataNotFoundError,
     QuotaExceededError,
     VolumeError,
     VolumeNotFoundError,
@@ -59,8 +61,10 @@ def to_fault(err: BaseException) -> Fault:
             return err.to_fault()
         case PolicyError():
             return Forbidden(str(err))
-        case VolumeNotFoundError():
+        case VolumeNotFoundError() | MetadataNotFoundError():
             return NotFound(err.message)
+        case AttachmentConflictError():
+            return Conflict(f"ConflictNovaUsingAttachment: {err.message}")
         case QuotaExceededError():
             return OverLimit(err.exc_name, err.message)
         case InvalidInputError():

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
-from cinderblock.domain.sagas.lifecycle import needs_create, needs_delete
+from cinderblock.domain.sagas.lifecycle import needs_create, needs_delete, needs_unmanage
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.store.volumes import Volumes
@@ -39,12 +39,14 @@ class Sagas:
             "volume.created": self.when_created_place_and_create,
             "volume.extend_requested": self.when_extend_requested_grow,
             "volume.delete_requested": self.when_delete_requested_remove,
+            "volume.unmanage_requested": self.when_unmanage_requested_forget,
         }
         # Compensation used when a message has used up its deliveries.
         self.give_up: dict[str, Reaction] = {
             "volume.created": self.give_up_create,
             "volume.extend_requested": self.give_up_extend,
             "volume.delete_requested": self.give_up_delete,
+            "volume.unmanage_requested": self.give_up_unmanage,
         }
 
     async def _volume(self, env: ReceivedEnvelope) -> Volume | None:
@@ -114,6 +116,24 @@ class Sagas:
             await self.volumes.fail_delete(volume.vid, err.reason, meta=meta)
             return
         await self.volumes.complete_delete(volume.vid, meta=meta)
+
+    async def when_unmanage_requested_forget(self, env: ReceivedEnvelope) -> None:
+        volume = await self._volume(env)
+        if volume is None or not needs_unmanage(volume) or volume.host is None:
+            return
+        meta = saga_meta(env, "unmanage")
+        try:
+            await self.driver.unmanage_volume(volume.vid, volume.host, step_key=env.id)
+        except BackendError as err:
+            log.error("unmanage failed: %s", err.reason, extra=self._log(env, "unmanage"))
+            await self.volumes.fail_unmanage(volume.vid, err.reason, meta=meta)
+            return
+        await self.volumes.complete_unmanage(volume.vid, meta=meta)
+
+    async def give_up_unmanage(self, env: ReceivedEnvelope) -> None:
+        await self.volumes.fail_unmanage(
+            env.aggregate_id, "gave up after repeated failures", meta=saga_meta(env, "unmanage")
+        )
 
     async def give_up_create(self, env: ReceivedEnvelope) -> None:
         await self.volumes.fail_create(

@@ -84,6 +84,15 @@ def in_state(volume: Volume, status: Status, **attributes: Any) -> Volume:
     attached, migrating ...): the domain has no attach/migrate events yet, but its rules
     already read those fields. Nothing is recorded."""
     volume.status = status
+    for attachment_id in attributes.pop("attachment_ids", []):
+        volume.attachments[attachment_id] = {
+            "instance_uuid": None,
+            "attached_host": "h",
+            "mountpoint": "/dev/vdb",
+            "attach_status": "attached",
+            "attach_mode": "rw",
+            "attach_time": None,
+        }
     for name, value in attributes.items():
         setattr(volume, name, value)
     return volume

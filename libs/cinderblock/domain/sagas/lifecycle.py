@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cinderblock.domain.status import Status
+from cinderblock.domain.unmanage import UNMANAGING
 from cinderblock.domain.volume import Volume
 
 
@@ -21,3 +22,11 @@ def needs_delete(volume: Volume | None) -> bool:
     Compensation: a driver failure → ``fail_delete`` (``error_deleting``, quota kept).
     """
     return volume is not None and volume.status == Status.DELETING and volume.host is not None
+
+
+def needs_unmanage(volume: Volume | None) -> bool:
+    """On ``UnmanageRequested``: tell the backend to forget the volume (data stays).
+
+    Compensation: a driver failure → ``fail_unmanage`` (``error_unmanaging``, quota kept).
+    """
+    return volume is not None and volume.status in UNMANAGING and volume.host is not None

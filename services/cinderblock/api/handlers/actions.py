@@ -11,7 +11,8 @@ from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
-from cinderblock.api.middleware import ACTION, context
+from cinderblock.api.handlers.bookkeeping import BOOKKEEPING_ACTIONS
+from cinderblock.api.middleware import ACTION, RAW_REPLY, context
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
 from cinderblock.wire.actions import (
@@ -73,9 +74,13 @@ async def set_bootable(
     return web.Response(status=200)
 
 
+# Cinder builds these replies by hand: they carry no x-compute-request-id.
+RAW_ACTIONS = frozenset({"os-unmanage", "os-unset_image_metadata"})
+
 ACTIONS: dict[str, Action] = {
     "os-extend": extend,
     "os-set_bootable": set_bootable,
+    **BOOKKEEPING_ACTIONS,
 }
 
 
@@ -88,4 +93,6 @@ async def volume_action(request: web.Request) -> web.Response:
     if action is None:
         raise no_such_action(key)
     body = parse_action(key, payload, ctx.version)
+    if key in RAW_ACTIONS:
+        request[RAW_REPLY] = True
     return await action(deps(request), ctx, request.match_info["volume_id"], body)

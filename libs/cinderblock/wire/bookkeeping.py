@@ -1,0 +1,251 @@
+"""Request models of the attachment-bookkeeping and admin actions (spec §3.2, §3.4 to 3.10,
+§3.14, §3.17 to 3.23). Registered in ``actions.ACTION_MODELS``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from cinderblock.wire.actions_base import ActionBody
+from cinderblock.wire.faults import BadRequest
+from cinderblock.wire.microversion import APIVersion
+from cinderblock.wire.schema import (
+    Boolean,
+    SchemaError,
+    Uuid,
+    field_type,
+    not_of_type,
+    optional_string,
+    parse_string,
+)
+
+VOLUME_STATUSES = frozenset(
+    {
+        "creating",
+        "available",
+        "deleting",
+        "error",
+        "error_deleting",
+        "error_managing",
+        "managing",
+        "attaching",
+        "in-use",
+        "detaching",
+        "maintenance",
+        "restoring-backup",
+        "error_restoring",
+        "reserved",
+        "awaiting-transfer",
+        "backing-up",
+        "error_backing-up",
+        "error_extending",
+        "downloading",
+        "uploading",
+        "retyping",
+        "extending",
+    }
+)
+ATTACH_STATUSES = frozenset({"attached", "detached"})
+MIGRATION_STATUSES = frozenset({"migrating", "error", "success", "completing", "none", "starting"})
+MAX_IMAGE_VALUE_BYTES = 65535
+
+
+class AnyPayload(ActionBody):
+    """Actions whose value Cinder does not check (``null``, ``{}``, ``""``… all accepted)."""
+
+    @classmethod
+    def parse(cls, payload: object, version: APIVersion) -> Self:
+        return cls()
+
+
+class Reserve(AnyPayload):
+    ACTION: ClassVar[str] = "os-reserve"
+
+
+class Unreserve(AnyPayload):
+    ACTION: ClassVar[str] = "os-unreserve"
+
+
+class BeginDetaching(AnyPayload):
+    ACTION: ClassVar[str] = "os-begin_detaching"
+
+
+class RollDetaching(AnyPayload):
+    ACTION: ClassVar[str] = "os-roll_detaching"
+
+
+class ForceDelete(AnyPayload):
+    ACTION: ClassVar[str] = "os-force_delete"
+
+
+class Unmanage(AnyPayload):
+    ACTION: ClassVar[str] = "os-unmanage"
+
+
+class ShowImageMetadata(AnyPayload):
+    ACTION: ClassVar[str] = "os-show_image_metadata"
+
+
+def _enum(name: str, allowed: frozenset[str]) -> Any:
+    def check(value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise SchemaError(not_of_type(value, "string", "null"))
+        if value.lower() not in allowed:
+            raise SchemaError(f"{value!r} is not a valid {name}")
+        return value.lower()
+
+    return field_type(check)
+
+
+class ResetStatus(ActionBody):
+    """``os-reset_status``: values compared case-insensitively, stored lower case; the
+    migration status ``none`` means null."""
+
+    ACTION: ClassVar[str] = "os-reset_status"
+
+    status: Annotated[str | None, _enum("status", VOLUME_STATUSES)] = None
+    attach_status: Annotated[str | None, _enum("attach_status", ATTACH_STATUSES)] = None
+    migration_status: Annotated[str | None, _enum("migration_status", MIGRATION_STATUSES)] = None
+
+    @classmethod
+    def parse(cls, payload: object, version: APIVersion) -> Self:
+        model = super().parse(payload, version)
+        if not (model.status or model.attach_status or model.migration_status):
+            raise BadRequest(
+                "Must specify 'status', 'attach_status' or 'migration_status' for update."
+            )
+        return model
+
+    @property
+    def migration_given(self) -> bool:
+        return self.migration_status is not None
+
+    @property
+    def migration_value(self) -> str | None:
+        return None if self.migration_status in (None, "none") else self.migration_status
+
+
+def _image_metadata(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise SchemaError(not_of_type(value, "object"))
+    for key, item in value.items():
+        parse_string(key, max_length=255, min_length=1)
+        if not isinstance(item, str):
+            raise SchemaError(not_of_type(item, "string"))
+        if len(item.encode("utf-8")) > MAX_IMAGE_VALUE_BYTES:
+            raise SchemaError(f"value of {key!r} is longer than {MAX_IMAGE_VALUE_BYTES} bytes")
+    return dict(value)
+
+
+class SetImageMetadata(ActionBody):
+    ACTION: ClassVar[str] = "os-set_image_metadata"
+
+    metadata: Annotated[dict[str, str], field_type(_image_metadata)]
+
+
+class UnsetImageMetadata(ActionBody):
+    ACTION: ClassVar[str] = "os-unset_image_metadata"
+
+    key: Annotated[str, field_type(lambda v: parse_string(v, max_length=255, min_length=1))]
+
+
+class Attach(ActionBody):
+    """``os-attach``: mountpoint, and an instance or a host."""
+
+    ACTION: ClassVar[str] = "os-attach"
+
+    mountpoint: Annotated[str | None, optional_string(max_length=255, min_length=1)]
+    instance_uuid: Uuid | None = None
+    host_name: Annotated[str | None, optional_string(max_length=255)] = None
+    mode: Literal["rw", "ro"] = "rw"
+
+    @classmethod
+    def parse(cls, payload: object, version: APIVersion) -> Self:
+        model = super().parse(payload, version)
+        if model.mountpoint is None:
+            raise BadRequest(
+                "Invalid input for field/attribute mountpoint. Value: None. "
+                "None is not of type 'string'"
+            )
+        if "instance_uuid" not in model.model_fields_set and (
+            "host_name" not in model.model_fields_set
+        ):
+            raise BadRequest(
+                f"Invalid input for field/attribute {cls.ACTION}. Value: "
+                f"{payload}. 'instance_uuid' or 'host_name' is required"
+            )
+        return model
+
+
+class Detach(ActionBody):
+    """``os-detach``; ``null`` as the whole value means ``{}`` (Cinder answers 500)."""
+
+    ACTION: ClassVar[str] = "os-detach"
+
+    attachment_id: Uuid | None = None
+
+    @classmethod
+    def parse(cls, payload: object, version: APIVersion) -> Self:
+        return super().parse({} if payload is None else payload, version)
+
+
+def _connector(value: object) -> Any:
+    if value is not None and not isinstance(value, dict | str):
+        raise SchemaError(not_of_type(value, "object", "string", "null"))
+    return value
+
+
+class ForceDetach(ActionBody):
+    ACTION: ClassVar[str] = "os-force_detach"
+
+    attachment_id: Annotated[str | None, optional_string(max_length=255)] = None
+    connector: Annotated[Any, field_type(_connector)] = None
+
+
+class TerminateConnection(ActionBody):
+    ACTION: ClassVar[str] = "os-terminate_connection"
+
+    connector: Annotated[Any, field_type(_connector)]
+
+
+class InitializeConnection(ActionBody):
+    ACTION: ClassVar[str] = "os-initialize_connection"
+
+    connector: Annotated[Any, field_type(_connector)]
+
+    @classmethod
+    def parse(cls, payload: object, version: APIVersion) -> Self:
+        model = super().parse(payload, version)
+        if model.connector is None:
+            raise BadRequest(
+                "Invalid input for field/attribute connector. Value: None. "
+                "None is not of type 'object', 'string'"
+            )
+        return model
+
+
+class UpdateReadonlyFlag(ActionBody):
+    ACTION: ClassVar[str] = "os-update_readonly_flag"
+
+    readonly: Boolean
+
+
+BOOKKEEPING_MODELS: tuple[type[ActionBody], ...] = (
+    Reserve,
+    Unreserve,
+    BeginDetaching,
+    RollDetaching,
+    ForceDelete,
+    Unmanage,
+    ShowImageMetadata,
+    ResetStatus,
+    SetImageMetadata,
+    UnsetImageMetadata,
+    Attach,
+    Detach,
+    ForceDetach,
+    TerminateConnection,
+    InitializeConnection,
+    UpdateReadonlyFlag,
+)
