@@ -47,6 +47,8 @@ class Settings(BaseModel):
     saga_ack_wait: float = 30.0
     log_level: str = "INFO"
     log_format: str = "json"
+    # A deployer's policy.yaml overriding Cinder's default rules (unset: the defaults).
+    policy_file: Path | None = None
 
     @field_validator("pools", mode="before")
     @classmethod
@@ -54,6 +56,11 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
+
+    @field_validator("policy_file", mode="before")
+    @classmethod
+    def _empty_policy_file(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @property
     def quota_limits(self) -> dict[str, int]:

@@ -18,11 +18,12 @@ from cinderblock.domain.errors import (
     StaleCommandError,
     VolumeStatusError,
 )
+from cinderblock.domain.migration import Migration
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
 from cinderblock.domain.unmanage import Unmanaging
 
 
-class Volume(Attachments, AdminActions, Unmanaging, Aggregate):
+class Volume(Attachments, AdminActions, Unmanaging, Migration, Aggregate):
     """One Cinder volume. Its id is the volume's UUID."""
 
     class Created(Aggregate.Created):
@@ -104,6 +105,7 @@ class Volume(Attachments, AdminActions, Unmanaging, Aggregate):
         self.attachments: dict[str, dict[str, Any]] = {}
         self.admin_metadata: dict[str, str] = {}
         self.image_metadata: dict[str, str] = {}
+        self.pending_migration: dict[str, Any] | None = None
         self.pending_extend: dict[str, Any] | None = None
 
     @classmethod

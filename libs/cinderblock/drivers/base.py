@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -11,6 +13,15 @@ GIB = 2**30
 """Bytes in one GiB; volume sizes are whole GiB."""
 
 MULTIATTACH_SUFFIX = "multiattach"
+
+before_verify: ContextVar[Callable[[Path], None] | None] = ContextVar(
+    "cinderblock_drivers_before_verify", default=None
+)
+"""Fault-injection hook of copying steps (migrate): when set in the caller's context, a
+driver calls it with the path of each fresh copy, in a worker thread, after the copy is
+written and synced and before its checksum is verified. Only tests and the fault
+injector set it; it must not change the outcome of a correct driver except through the
+verification catching what it did."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _VOLUME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
@@ -97,7 +108,8 @@ class DriverError(Exception):
     """Base of every failure of a driver step.
 
     Attributes:
-        operation: the step that failed: ``create``, ``extend`` or ``delete``.
+        operation: the step that failed: ``create``, ``extend``, ``delete``,
+            ``unmanage``, ``migrate`` (or ``checksum``, which is no step).
         volume_id: the volume the step worked on.
         reason: what went wrong, for logs and the compensation event.
     """
@@ -120,8 +132,9 @@ class CapacityError(DriverError):
 
 
 class BackendError(DriverError):
-    """Raised when the backend operation itself failed (I/O error, unknown pool,
-    missing volume file, a size conflict with what is on disk)."""
+    """Raised when the backend operation itself failed (I/O error, unknown pool or
+    backend, missing volume file, a size conflict with what is on disk, a copy whose
+    checksum does not match its source)."""
 
 
 @runtime_checkable
@@ -170,6 +183,36 @@ class VolumeDriver(Protocol):
 
         Raises:
             BackendError: the backend failed or the volume is missing.
+        """
+        ...
+
+    async def migrate_volume(
+        self, volume_id: str, source: str, destination: str, *, step_key: str
+    ) -> str:
+        """Copy the volume from ``source`` (``host@backend#pool``) to ``destination`` and
+        return the destination location; the source copy is left in place (delete it
+        with ``delete_volume(volume_id, source)`` once the move is recorded).
+
+        ``destination`` is a pool (``host@backend#pool``) or a backend (``host@backend``):
+        then the pool of that backend with the most free space that fits is chosen,
+        preferring one that already holds a copy of the volume. The copy keeps holes,
+        is synced and verified by checksum before it gets its final name. If the
+        destination already holds a copy with the same size and checksum, it is kept
+        and its location returned; a copy that differs is replaced.
+
+        Raises:
+            CapacityError: the destination pool (or no pool of the backend) has room.
+            BackendError: the destination is unknown or is the source pool, the source
+                file is missing, the copy failed, or its checksum did not match (the
+                partial copy is removed).
+        """
+        ...
+
+    async def checksum(self, volume_id: str, location: str) -> str:
+        """Hex sha256 of the volume's bytes at ``location`` (its whole size, holes as zeros).
+
+        Raises:
+            BackendError: unknown pool, missing volume file, or a read failed.
         """
         ...
 

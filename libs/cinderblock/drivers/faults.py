@@ -11,24 +11,38 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
-from cinderblock.drivers.base import BackendError, CapacityError, PoolStats, VolumeDriver
+from cinderblock.drivers import copying
+from cinderblock.drivers.base import (
+    BackendError,
+    CapacityError,
+    PoolStats,
+    VolumeDriver,
+    before_verify,
+)
 
 log = logging.getLogger(__name__)
 
-OPERATIONS = ("create", "extend", "delete", "unmanage")
+OPERATIONS = ("create", "extend", "delete", "unmanage", "migrate")
 """The driver steps a fault can be injected into, in canonical order."""
+
+CORRUPTIBLE = ("migrate",)
+"""The steps that copy bytes, which the ``corrupt`` fault applies to."""
 
 INJECTED_REASON = "injected failure"
 
-FaultKind = Literal["fail", "capacity", "delay"]
+FaultKind = Literal["fail", "capacity", "delay", "corrupt"]
 
-_GRAMMAR = "fail, fail:N (N >= 1), capacity or delay:SECONDS (SECONDS >= 0)"
+_GRAMMAR = "fail, fail:N (N >= 1), capacity, delay:SECONDS (SECONDS >= 0), corrupt or corrupt:N"
+
+_COUNTABLE: dict[str, FaultKind] = {"fail": "fail", "corrupt": "corrupt"}
+"""The modes that take an optional ``:N`` (only the first N calls)."""
 
 
 @dataclass(frozen=True)
 class Fault:
     """What happens to one operation: ``fail`` (every call, or the first ``times``),
-    ``capacity``, or ``delay`` by ``seconds`` before passing through."""
+    ``capacity``, ``delay`` by ``seconds`` before passing through, or ``corrupt`` (the
+    copy of every call, or of the first ``times``)."""
 
     kind: FaultKind
     times: int | None = None
@@ -36,18 +50,20 @@ class Fault:
 
     @classmethod
     def parse(cls, mode: str) -> Fault:
-        """Read one mode (``fail``, ``fail:2``, ``capacity``, ``delay:0.2``).
+        """Read one mode (``fail``, ``fail:2``, ``capacity``, ``delay:0.2``, ``corrupt``,
+        ``corrupt:1``).
 
         Raises:
             ValueError: the mode is none of these.
         """
         name, colon, arg = mode.strip().partition(":")
-        if name == "fail" and not colon:
-            return cls("fail")
+        kind: FaultKind | None = _COUNTABLE.get(name)
         if name == "capacity" and not colon:
             return cls("capacity")
-        if name == "fail" and arg.isascii() and arg.strip().isdigit() and int(arg) >= 1:
-            return cls("fail", times=int(arg))
+        if kind is not None and not colon:
+            return cls(kind)
+        if kind is not None and arg.isascii() and arg.strip().isdigit() and int(arg) >= 1:
+            return cls(kind, times=int(arg))
         if name == "delay" and colon:
             try:
                 seconds = float(arg)
@@ -61,7 +77,7 @@ class Fault:
         if self.kind == "delay":
             return f"delay:{self.seconds:g}"
         if self.times is not None:
-            return f"fail:{self.times}"
+            return f"{self.kind}:{self.times}"
         return self.kind
 
     def describe(self) -> str:
@@ -69,6 +85,10 @@ class Fault:
             return f"delay {self.seconds:g}s"
         if self.kind == "capacity":
             return "raise CapacityError on every call"
+        if self.kind == "corrupt":
+            if self.times is not None:
+                return f"corrupt the copy of the first {self.times} call(s)"
+            return "corrupt the copy of every call"
         if self.times is not None:
             return f"fail the first {self.times} call(s)"
         return "fail every call"
@@ -76,7 +96,21 @@ class Fault:
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """Which operations get which fault; operations not listed pass through."""
+    """Which operations get which fault; operations not listed pass through.
+
+    Operations: ``create``, ``extend``, ``delete``, ``unmanage``, ``migrate``. Modes:
+
+    - ``fail``: raise ``BackendError(reason="injected failure")`` on every call;
+      ``fail:N``: on the first N calls, then pass through;
+    - ``capacity``: raise ``CapacityError`` on every call;
+    - ``delay:SECONDS``: sleep, then pass through;
+    - ``corrupt`` (``migrate`` only): the call reaches the driver and its copy is
+      written, but one byte of the copy is flipped before the driver verifies it (via
+      the ``before_verify`` hook), so the driver's own checksum verification must
+      raise ``BackendError("checksum mismatch ...")`` and remove the copy;
+      ``corrupt:N``: only on the first N calls. A call that makes no copy (the
+      destination already holds a verified one) has nothing to corrupt.
+    """
 
     faults: Mapping[str, Fault] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -101,9 +135,15 @@ class FaultPlan:
             if operation in faults:
                 raise ValueError(f"fault plan names operation {operation!r} twice")
             try:
-                faults[operation] = Fault.parse(mode)
+                fault = Fault.parse(mode)
             except ValueError as err:
                 raise ValueError(f"fault plan item {item.strip()!r}: {err}") from None
+            if fault.kind == "corrupt" and operation not in CORRUPTIBLE:
+                only = ", ".join(CORRUPTIBLE)
+                raise ValueError(
+                    f"fault plan item {item.strip()!r}: corrupt applies to {only} only"
+                )
+            faults[operation] = fault
         return cls(MappingProxyType(faults))
 
     def fault_for(self, operation: str) -> Fault | None:
@@ -135,9 +175,9 @@ class FaultInjectingDriver:
     """Wraps any VolumeDriver and applies a FaultPlan before each step.
 
     Attributes:
-        calls: every create/extend/delete call received, in order, injected
-            failures included.
-        injected: the calls that failed by injection (never reached the inner driver).
+        calls: every step call received, in order, injected failures included.
+        injected: the calls a fault was injected into: failed ones (they never
+            reached the inner driver) and migrations whose copy was corrupted.
     """
 
     def __init__(self, inner: VolumeDriver, plan: FaultPlan | None = None) -> None:
@@ -145,7 +185,7 @@ class FaultInjectingDriver:
         self.plan = plan if plan is not None else FaultPlan()
         self.calls: list[DriverCall] = []
         self.injected: list[DriverCall] = []
-        self._failed: dict[str, int] = {}
+        self._hits: dict[str, int] = {}
 
     def count(self, operation: str) -> int:
         """How many calls of ``operation`` were received."""
@@ -173,26 +213,58 @@ class FaultInjectingDriver:
         await self._apply("unmanage", volume_id, step_key)
         await self.inner.unmanage_volume(volume_id, location, step_key=step_key)
 
+    async def migrate_volume(
+        self, volume_id: str, source: str, destination: str, *, step_key: str
+    ) -> str:
+        if not await self._apply("migrate", volume_id, step_key):
+            return await self.inner.migrate_volume(
+                volume_id, source, destination, step_key=step_key
+            )
+        flipped: list[int] = []
+
+        def corrupt(copy: Path) -> None:  # runs in the driver's worker thread
+            flipped.append(copying.flip_byte(copy))
+
+        token = before_verify.set(corrupt)
+        try:
+            return await self.inner.migrate_volume(
+                volume_id, source, destination, step_key=step_key
+            )
+        finally:
+            before_verify.reset(token)
+            if flipped:
+                self.injected.append(DriverCall("migrate", volume_id, step_key))
+                extra = {"volume_id": volume_id, "action": "migrate", "step_key": step_key}
+                log.info(
+                    "flipped byte %d of the copy of volume %s", flipped[0], volume_id, extra=extra
+                )
+
+    async def checksum(self, volume_id: str, location: str) -> str:
+        return await self.inner.checksum(volume_id, location)
+
     def volume_path(self, volume_id: str, location: str) -> Path:
         return self.inner.volume_path(volume_id, location)
 
     def pools(self) -> list[PoolStats]:
         return self.inner.pools()
 
-    async def _apply(self, operation: str, volume_id: str, step_key: str) -> None:
-        """Record the call, then delay it, fail it, or let it through."""
+    async def _apply(self, operation: str, volume_id: str, step_key: str) -> bool:
+        """Record the call, then delay it, fail it, or let it through; True when it
+        goes through with a ``corrupt`` fault armed."""
         call = DriverCall(operation, volume_id, step_key)
         self.calls.append(call)
         fault = self.plan.fault_for(operation)
         if fault is None:
-            return
+            return False
         if fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
-            return
+            return False
         if fault.times is not None:
-            if self._failed.get(operation, 0) >= fault.times:
-                return
-            self._failed[operation] = self._failed.get(operation, 0) + 1
+            if self._hits.get(operation, 0) >= fault.times:
+                return False
+            self._hits[operation] = self._hits.get(operation, 0) + 1
+        if fault.kind == "corrupt":
+            return True
         self.injected.append(call)
         extra = {"volume_id": volume_id, "action": operation, "step_key": step_key}
         log.info("injecting %s into %s of volume %s", fault, operation, volume_id, extra=extra)

@@ -4,42 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-from cinderblock.drivers import imagefiles
+from cinderblock.drivers import copying, imagefiles, migration
 from cinderblock.drivers.base import (
     GIB,
     BackendError,
-    CapacityError,
     PoolConfig,
     PoolStats,
     check_size_gb,
     check_volume_id,
 )
+from cinderblock.drivers.ledger import KeyedLocks, Ledger
 
 log = logging.getLogger(__name__)
-
-
-class _KeyedLocks:
-    """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] = self._users.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key], self._locks[key]
 
 
 class FileDriver:
@@ -62,12 +41,12 @@ class FileDriver:
             if pool.location in self._pools:
                 raise ValueError(f"pool {pool.location} is configured twice")
             self._pools[pool.location] = pool
-        self._allocated = {
+        allocated = {
             location: imagefiles.scan_pool(self._pool_dir(pool))
             for location, pool in self._pools.items()
         }
-        self._alloc_lock = asyncio.Lock()
-        self._volume_locks = _KeyedLocks()
+        self._ledger = Ledger(self._pools, allocated)
+        self._volume_locks = KeyedLocks()
 
     @property
     def root(self) -> Path:
@@ -91,7 +70,7 @@ class FileDriver:
             try:
                 await asyncio.to_thread(imagefiles.create_sparse, path, size)
             except OSError as err:
-                await self._release(pool.location, size)
+                await self._ledger.release(pool.location, size)
                 log.warning("create failed: %s", err, extra={**ctx, "location": pool.location})
                 raise BackendError("create", volume_id, f"cannot create {path}: {err}") from err
         log.info(
@@ -127,11 +106,11 @@ class FileDriver:
             if current > size:
                 reason = f"would shrink {path} from {current} to {size} bytes"
                 raise BackendError("extend", volume_id, reason)
-            await self._reserve(pool, "extend", volume_id, size - current)
+            await self._ledger.reserve(pool, "extend", volume_id, size - current)
             try:
                 await asyncio.to_thread(imagefiles.grow, path, size)
             except OSError as err:
-                await self._release(pool.location, size - current)
+                await self._ledger.release(pool.location, size - current)
                 log.warning("extend failed: %s", err, extra={**ctx, "location": location})
                 raise BackendError("extend", volume_id, f"cannot grow {path}: {err}") from err
         log.info(
@@ -155,7 +134,7 @@ class FileDriver:
             if freed is None:
                 log.info("volume %s already gone", volume_id, extra={**ctx, "location": location})
                 return
-            await self._release(location, freed)
+            await self._ledger.release(location, freed)
         log.info("deleted volume %s", volume_id, extra={**ctx, "location": location})
 
     async def unmanage_volume(self, volume_id: str, location: str, *, step_key: str) -> None:
@@ -168,29 +147,75 @@ class FileDriver:
         ctx = {"volume_id": volume_id, "action": "unmanage", "step_key": step_key}
         log.info("unmanaged volume %s, %s bytes left at %s", volume_id, size, path, extra=ctx)
 
+    async def migrate_volume(
+        self, volume_id: str, source: str, destination: str, *, step_key: str
+    ) -> str:
+        """Copy the image to a pool of ``destination`` through a temp file, sparse, synced
+        and checked by sha256 before it gets its name; the source file stays."""
+        check_volume_id(volume_id)
+        source_path = self._volume_file(self._pool("migrate", volume_id, source), volume_id)
+        candidates = migration.destination_pools(self._pools, volume_id, source, destination)
+        ctx = {"volume_id": volume_id, "action": "migrate", "step_key": step_key}
+        async with self._volume_locks.hold(volume_id):
+            size = await self._size_on_disk("migrate", volume_id, source_path)
+            if size is None:
+                raise BackendError("migrate", volume_id, f"volume file {source_path} not found")
+            copy = await self._existing_copy(volume_id, candidates)
+            if copy is not None and copy[1] == size:
+                copy_path = self._volume_file(copy[0], volume_id)
+                ours, theirs = await migration.checksums(
+                    "migrate", volume_id, source_path, copy_path
+                )
+                if ours == theirs:
+                    where = {**ctx, "location": copy[0].location}
+                    log.info("volume %s is already copied to %s", volume_id, copy_path, extra=where)
+                    return copy[0].location
+            if copy is not None:
+                where = {**ctx, "location": copy[0].location}
+                log.warning("replacing the stale copy of volume %s", volume_id, extra=where)
+            pool, reserved = await self._reserve_copy(
+                volume_id, size, destination, candidates, copy
+            )
+            ctx["location"] = pool.location
+            try:
+                digest = await migration.copy_verified(
+                    volume_id, source_path, self._volume_file(pool, volume_id), ctx
+                )
+            except BaseException:
+                await self._ledger.release(pool.location, reserved)
+                raise
+            if copy is not None and copy[1] > size:  # the stale copy it replaced was larger
+                await self._ledger.release(pool.location, copy[1] - size)
+        log.info(
+            "migrated volume %s from %s to %s, sha256 %s",
+            volume_id,
+            source,
+            pool.location,
+            digest,
+            extra=ctx,
+        )
+        return pool.location
+
+    async def checksum(self, volume_id: str, location: str) -> str:
+        """sha256 of the file at ``location``. It takes no volume lock (a migration holds
+        it for long): the hash covers the one inode it opened, at the size it had then."""
+        check_volume_id(volume_id)
+        path = self._volume_file(self._pool("checksum", volume_id, location), volume_id)
+        try:
+            return await asyncio.to_thread(copying.sha256_file, path)
+        except FileNotFoundError:
+            raise BackendError("checksum", volume_id, f"volume file {path} not found") from None
+        except OSError as err:
+            raise BackendError("checksum", volume_id, f"cannot read {path}: {err}") from err
+
     def volume_path(self, volume_id: str, location: str) -> Path:
         check_volume_id(volume_id)
         return self._volume_file(self._pool("volume_path", volume_id, location), volume_id)
 
     def pools(self) -> list[PoolStats]:
-        stats = []
-        for location, pool in self._pools.items():
-            allocated_gb = -(-self._allocated[location] // GIB)  # a partial GiB counts as used
-            stats.append(
-                PoolStats(
-                    location=location,
-                    capacity_gb=pool.capacity_gb,
-                    allocated_gb=allocated_gb,
-                    free_gb=max(pool.capacity_gb - allocated_gb, 0),
-                    multiattach=pool.multiattach,
-                )
-            )
-        return stats
+        return self._ledger.stats()
 
-    # -- placement and accounting ---------------------------------------------------------
-
-    def _free_bytes(self, location: str) -> int:
-        return self._pools[location].capacity_gb * GIB - self._allocated[location]
+    # -- placement and migration ----------------------------------------------------------
 
     async def _reserve_placement(
         self, volume_id: str, size: int, location: str | None
@@ -199,32 +224,46 @@ class FileDriver:
         and reserve ``size`` bytes in it."""
         if location is not None:
             pool = self._pool("create", volume_id, location)
-            await self._reserve(pool, "create", volume_id, size)
+            await self._ledger.reserve(pool, "create", volume_id, size)
             return pool
-        async with self._alloc_lock:
-            fitting = [loc for loc in self._pools if self._free_bytes(loc) >= size]
-            if not fitting:
-                most = max(max(self._free_bytes(loc), 0) for loc in self._pools) // GIB
-                reason = f"no pool has {size // GIB} GiB free (most free: {most} GiB)"
-                raise CapacityError("create", volume_id, reason)
-            chosen = max(fitting, key=self._free_bytes)  # ties: first in configuration order
-            self._allocated[chosen] += size
-            return self._pools[chosen]
+        return await self._ledger.reserve_best(
+            "create", volume_id, size, list(self._pools.values())
+        )
 
-    async def _reserve(self, pool: PoolConfig, operation: str, volume_id: str, size: int) -> None:
-        async with self._alloc_lock:
-            free = self._free_bytes(pool.location)
-            if free < size:
-                reason = (
-                    f"pool {pool.location} has {max(free, 0) // GIB} GiB free,"
-                    f" {-(-size // GIB)} GiB needed"
-                )
-                raise CapacityError(operation, volume_id, reason)
-            self._allocated[pool.location] += size
+    async def _existing_copy(
+        self, volume_id: str, candidates: Sequence[PoolConfig]
+    ) -> tuple[PoolConfig, int] | None:
+        """The first candidate pool holding a file of the volume, with its apparent size."""
+        for pool in candidates:
+            size = await self._size_on_disk(
+                "migrate", volume_id, self._volume_file(pool, volume_id)
+            )
+            if size is not None:
+                return pool, size
+        return None
 
-    async def _release(self, location: str, size: int) -> None:
-        async with self._alloc_lock:
-            self._allocated[location] = max(self._allocated[location] - size, 0)
+    async def _reserve_copy(
+        self,
+        volume_id: str,
+        size: int,
+        destination: str,
+        candidates: Sequence[PoolConfig],
+        copy: tuple[PoolConfig, int] | None,
+    ) -> tuple[PoolConfig, int]:
+        """Choose the destination pool and reserve room for a copy of ``size`` bytes;
+        return it with the bytes reserved. A stale copy already counts in its pool."""
+        if copy is not None:
+            pool, on_disk = copy
+            growth = max(size - on_disk, 0)
+            if growth:
+                await self._ledger.reserve(pool, "migrate", volume_id, growth)
+            return pool, growth
+        if "#" in destination:
+            await self._ledger.reserve(candidates[0], "migrate", volume_id, size)
+            return candidates[0], size
+        scope = f"pool of {destination}"
+        pool = await self._ledger.reserve_best("migrate", volume_id, size, candidates, scope=scope)
+        return pool, size
 
     # -- paths and lookups ----------------------------------------------------------------
 

@@ -18,6 +18,11 @@ def image_name(volume_id: str) -> str:
     return f"{IMAGE_PREFIX}{volume_id}{IMAGE_SUFFIX}"
 
 
+def temp_path(path: Path) -> Path:
+    """A fresh temp name next to ``path``; a driver removes leftovers of it at start."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
 def _is_image(name: str) -> bool:
     return name.startswith(IMAGE_PREFIX) and name.endswith(IMAGE_SUFFIX)
 
@@ -68,7 +73,7 @@ def create_sparse(path: Path, size_bytes: int) -> None:
     leaves either no volume or a complete one, and an existing file is never
     overwritten (FileExistsError instead).
     """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    temp = temp_path(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         try:
@@ -107,3 +112,16 @@ def remove(path: Path) -> int | None:
         return None
     fsync_dir(path.parent)
     return size
+
+
+def install(temp: Path, path: Path) -> None:
+    """Give the complete, synced file ``temp`` the name ``path``, replacing any file
+    there atomically, and make the new name durable."""
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+def discard(path: Path) -> None:
+    """Unlink ``path`` if it exists (a temp file that will never be installed)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -85,6 +85,13 @@ def _set(assignments: str, *fields: str) -> Projection:
     return Projection(sql, args)
 
 
+# A migration hands back the status it held (maintenance, retyping) when it ends.
+_RESTORE_HELD = (
+    "status = CASE WHEN status IN ('maintenance', 'retyping') "
+    "THEN coalesce(previous_status, 'available') ELSE status END"
+)
+
+
 def _attachment_insert_args(e: ProjectionEvent) -> tuple[Any, ...]:
     d = e.data
     return (
@@ -212,6 +219,16 @@ VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     ),
     "Volume.Unmanaged": _set("status = 'deleted', deleted = true, deleted_at = $3"),
     "Volume.UnmanageFailed": _set("status = 'error_unmanaging'"),
+    "Volume.MigrationStarted": _set(
+        "previous_status = status, migration_status = 'starting', status = CASE "
+        "WHEN $4 AND status = 'available' THEN 'maintenance' ELSE status END",
+        "lock_volume",
+    ),
+    "Volume.MigrationCopying": _set("migration_status = 'migrating'"),
+    "Volume.MigrationCompleted": _set(
+        f"host = $4, migration_status = 'success', {_RESTORE_HELD}", "host"
+    ),
+    "Volume.MigrationFailed": _set(f"migration_status = 'error', {_RESTORE_HELD}"),
     "Volume.Created": VOLUME_CREATED,
     "Volume.CreateCompleted": _set("status = 'available', host = $4", "host"),
     "Volume.CreateFailed": _set("status = 'error'"),

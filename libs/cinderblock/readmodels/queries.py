@@ -28,6 +28,7 @@ SORT_KEYS = {
     "updated_at": "coalesce(v.updated_at, 'epoch'::timestamptz)",
     "id": "v.id",
     "name": "coalesce(v.name, '')",
+    "display_name": "coalesce(v.name, '')",  # cinderclient sends name as display_name
     "status": "v.status",
     "size": "v.size",
     "availability_zone": "v.availability_zone",
@@ -43,6 +44,7 @@ FILTER_COLUMNS = {
     "size": "v.size::text",
     "migration_status": "v.migration_status",
     "group_id": "v.group_id",
+    "user_id": "v.user_id",
 }
 
 
@@ -175,11 +177,11 @@ def _after_marker(sort: Sequence[tuple[str, str]], marker: asyncpg.Record, arg: 
 
 def _value(row: asyncpg.Record, key: str) -> Any:
     """The marker's value of a sort key, null-free exactly as SORT_KEYS sorts it."""
-    value = row[key]
+    value = row["name"] if key == "display_name" else row[key]
     if key == "id":
         return UUID(value)
-    if key == "name":
-        return value or ""
+    if key in ("name", "display_name"):
+        return row["name"] or ""
     if key == "updated_at" and value is None:
         return datetime(1970, 1, 1, tzinfo=UTC)
     return value

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid5
 
-from cinderblock.domain.errors import VolumeError, VolumeNotFoundError
+from cinderblock.domain.errors import StaleCommandError, VolumeError, VolumeNotFoundError
 from cinderblock.domain.quota import DEFAULT_LIMITS, ProjectQuota, quota_id, volume_deltas
 from cinderblock.domain.volume import Volume
 from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
@@ -324,3 +324,20 @@ class Volumes:
             caller, volume_id, lambda v: v.set_bootable(bootable), meta=meta, authorize=authorize
         )
         return at
+
+    # ------------------------------------------------------------ migration (saga side)
+
+    async def settle_migration_step(
+        self, volume_id: str, change: Callable[[Volume], object], *, meta: Mapping[str, Any]
+    ) -> bool:
+        """Record one migrate-saga outcome; False when the migration it belongs to is no
+        longer pending (already settled: a redelivery)."""
+
+        def guarded(volume: Volume) -> bool:
+            try:
+                change(volume)
+            except StaleCommandError:
+                return False
+            return True
+
+        return await self._finish(volume_id, meta, guarded)

@@ -16,6 +16,7 @@ from cinderblock.wire.actions_base import ActionBody
 from cinderblock.wire.bookkeeping import BOOKKEEPING_MODELS
 from cinderblock.wire.faults import BadMediaType, BadRequest
 from cinderblock.wire.microversion import APIVersion
+from cinderblock.wire.migration import MigrateVolume, MigrateVolumeCompletion
 from cinderblock.wire.schema import Boolean, VolumeSize
 
 JSON_MEDIA_TYPES = frozenset({"application/json", "application/vnd.openstack.volume+json"})
@@ -85,6 +86,8 @@ ACTION_MODELS: Mapping[str, type[ActionBody]] = MappingProxyType(
             ExtendAction,
             SetBootableAction,
             *BOOKKEEPING_MODELS,
+            MigrateVolume,
+            MigrateVolumeCompletion,
         )
     }
 )

@@ -1,64 +1,54 @@
-"""Policy: Cinder's rule names and default check strings, evaluated without oslo.
+"""Policy: Cinder's rule names and defaults, enforced by oslo.policy, overridable by policy.yaml.
 
-Supports the oslo.policy check-string syntax used by Cinder's defaults: ``role:<r>``,
-``project_id:%(project_id)s``, ``user_id:%(user_id)s``, ``is_admin:True``,
-``is_admin_project:True``, ``rule:<name>``, ``@``, ``!``, ``and``, ``or``, ``not`` and
-parentheses. Roles imply each other as Keystone's defaults do: admin ⇒ member ⇒ reader.
+The rules are registered from :mod:`cinderblock.wire.policy_rules` with Cinder's names and
+default check strings. A deployer's ``policy.yaml`` (Cinder's format: ``"rule name": "check
+string"``, only the rules that change) overrides them; it is read once, when the
+:class:`Enforcer` is built, and anything wrong with it fails there with
+:class:`PolicyConfigError` rather than at the first request.
+
+oslo.policy runs on a private ``oslo_config.cfg.ConfigOpts``: no command line, no environment,
+no config file and no search of ``/etc`` or ``policy.d``; only the file given is read.
+``enforce_new_defaults`` is on (deprecated check strings are never OR-ed in); oslo.policy has no
+``enforce_scope`` switch any more and none of these rules declares ``scope_types``.
+
+Roles imply each other as Keystone's defaults do (admin ⇒ member ⇒ reader); they are expanded
+before enforcing, since no Keystone token did it for us.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import logging
+import os
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
-ADMIN = "rule:admin_api"
-MEMBER = "role:admin or (role:member and project_id:%(project_id)s)"
-READER = "role:admin or (role:reader and project_id:%(project_id)s)"
+from oslo_config import cfg
+from oslo_policy import policy
 
-DEFAULT_RULES: Mapping[str, str] = {
-    "admin_api": "is_admin:True or (role:admin and is_admin_project:True)",
-    "context_is_admin": "role:admin",
-    "volume:create": MEMBER,
-    "volume:get": READER,
-    "volume:get_all": READER,
-    "volume:update": MEMBER,
-    "volume:delete": MEMBER,
-    "volume:force_delete": ADMIN,
-    "volume:extend": MEMBER,
-    "volume:extend_attached_volume": MEMBER,
-    "volume:update_readonly_flag": MEMBER,
-    "volume:update_volume_metadata": MEMBER,
-    "volume:get_volume_metadata": READER,
-    "volume:delete_volume_metadata": MEMBER,
-    "volume_extension:volume_admin_actions:reset_status": ADMIN,
-    "volume_extension:volume_admin_actions:force_delete": ADMIN,
-    "volume_extension:volume_admin_actions:force_detach": ADMIN,
-    "volume_extension:volume_actions:attach": MEMBER,
-    "volume_extension:volume_actions:detach": MEMBER,
-    "volume_extension:volume_actions:reserve": MEMBER,
-    "volume_extension:volume_actions:unreserve": MEMBER,
-    "volume_extension:volume_actions:begin_detaching": MEMBER,
-    "volume_extension:volume_actions:roll_detaching": MEMBER,
-    "volume_extension:volume_actions:initialize_connection": MEMBER,
-    "volume_extension:volume_actions:terminate_connection": MEMBER,
-    "volume_extension:volume_unmanage": ADMIN,
-    "volume_extension:volume_image_metadata:set": MEMBER,
-    "volume_extension:volume_image_metadata:remove": MEMBER,
-    "volume_extension:volume_host_attribute": ADMIN,
-    "volume_extension:volume_mig_status_attribute": ADMIN,
-    "volume_extension:volume_tenant_attribute": READER,
-}
+from cinderblock.wire.policy_rules import RULES
+
+DEFAULT_RULES: Mapping[str, str] = MappingProxyType({rule.name: rule.check_str for rule in RULES})
 
 IMPLIED_ROLES: Mapping[str, frozenset[str]] = {
     "admin": frozenset({"admin", "member", "reader"}),
     "member": frozenset({"member", "reader"}),
 }
 
+# Decisions are pure functions of (rule, credentials, target) once the rules are loaded, unless
+# a rule calls out (oslo.policy's ``http:``/``https:`` checks, or a plugin): then no cache.
+_DECISION_CACHE_SIZE = 4096
+_Target = tuple[tuple[str, Any], ...]
+
 
 def expand_roles(roles: frozenset[str]) -> frozenset[str]:
     out: set[str] = set()
     for role in roles:
-        out |= IMPLIED_ROLES.get(role, frozenset({role}))
+        out |= IMPLIED_ROLES.get(role.lower(), frozenset({role}))
     return frozenset(out)
 
 
@@ -79,98 +69,264 @@ class PolicyError(Exception):
         self.rule = rule
 
 
-def _tokens(text: str) -> list[str]:
-    """Split on whitespace, then peel parentheses off each word's ends (as oslo.policy does),
-    so ``project_id:%(project_id)s`` stays one atom."""
-    tokens: list[str] = []
-    for word in text.split():
-        opening = len(word) - len(word.lstrip("("))
-        core = word.lstrip("(")
-        closing = 0
-        while core.endswith(")") and core.count("(") < core.count(")"):
-            core, closing = core[:-1], closing + 1
-        tokens += ["("] * opening + ([core] if core else []) + [")"] * closing
-    return tokens
+class PolicyConfigError(ValueError):
+    """The policy file (or the rule overrides) cannot be used; raised by ``Enforcer()``."""
+
+
+class UnknownRuleError(LookupError):
+    """The code enforced a rule name that is not registered: a bug, not a denial."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(f"Policy rule {rule!r} is not registered.")
+        self.rule = rule
 
 
 class Enforcer:
-    def __init__(self, rules: Mapping[str, str] | None = None) -> None:
-        self.rules = dict(DEFAULT_RULES) | dict(rules or {})
+    """Cinder's rules, overridden by ``rules`` (in code) and then by ``policy_file``.
+
+    ``rules`` maps rule names to check strings that replace the defaults (or add helper rules);
+    the deployer's ``policy_file`` has the last word. Enforcing a name that is not registered
+    raises :class:`UnknownRuleError`.
+    """
+
+    def __init__(
+        self,
+        rules: Mapping[str, str] | None = None,
+        policy_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        overrides = dict(rules or {})
+        for name, check_str in overrides.items():
+            _parse("rules", name, check_str)
+        path = None if policy_file is None else Path(policy_file).absolute()
+        source = "rules" if path is None else f"policy file {path}"
+        if path is not None:
+            for name, check_str in _read_policy_file(path).items():
+                _parse(source, name, check_str)
+
+        self._oslo = policy.Enforcer(
+            _private_conf(),
+            policy_file=None if path is None else str(path),
+            use_conf=path is not None,
+        )
+        self._oslo.conf.set_override("policy_dirs", [], group="oslo_policy")
+        self._oslo.conf.set_override("enforce_new_defaults", True, group="oslo_policy")
+        self._oslo.register_defaults(_defaults(overrides))
+        if path is None:
+            registered = self._oslo.registered_rules.values()
+            self._oslo.set_rules(policy.Rules({r.name: r.check for r in registered}))
+        else:
+            self._oslo.load_rules(force_reload=True)
+        # Rules are fixed from here on: no stat() of the file on every enforce().
+        self._oslo.use_conf = False
+        _check_references(source, self._oslo.rules)
+        if not self._oslo.check_rules():
+            raise PolicyConfigError(f"{source}: rules refer to each other in a cycle")
+
+        self._registered = frozenset(self._oslo.registered_rules)
+        self._decide: Callable[[str, Credentials, _Target], bool] = self._evaluate
+        if all(_is_pure(check) for check in self._oslo.rules.values()):
+            self._decide = functools.lru_cache(maxsize=_DECISION_CACHE_SIZE)(self._evaluate)
+
+    @property
+    def rules(self) -> Mapping[str, str]:
+        """The rules in force (canonical check strings), for inspection."""
+        return {name: str(check) for name, check in self._oslo.rules.items()}
 
     def allowed(self, rule: str, creds: Credentials, target: Mapping[str, str]) -> bool:
-        return self._check(self.rules.get(rule, "!"), creds, target, depth=0)
+        if rule not in self._registered:
+            raise UnknownRuleError(rule)
+        items = tuple(sorted(target.items()))
+        try:
+            hash(items)
+        except TypeError:  # an unhashable target value: decide without the cache
+            return self._evaluate(rule, creds, items)
+        return self._decide(rule, creds, items)
 
     def authorize(self, rule: str, creds: Credentials, target: Mapping[str, str]) -> None:
         if not self.allowed(rule, creds, target):
             raise PolicyError(rule)
 
-    def _check(self, text: str, creds: Credentials, target: Mapping[str, str], depth: int) -> bool:
-        if depth > 10:
-            return False
-        tokens = _tokens(text) or ["@"]
-        parser = _Parser(tokens, lambda atom: self._atom(atom, creds, target, depth))
-        return parser.parse()
+    def _evaluate(self, rule: str, creds: Credentials, target: _Target) -> bool:
+        values = {
+            "user_id": creds.user_id,
+            "project_id": creds.project_id,
+            "roles": sorted(expand_roles(creds.roles)),
+            "is_admin": creds.is_admin,
+            "is_admin_project": creds.is_admin_project,
+        }
+        return bool(self._oslo.enforce(rule, dict(target), values))
 
-    def _atom(self, atom: str, creds: Credentials, target: Mapping[str, str], depth: int) -> bool:
-        if atom == "@":
-            return True
-        if atom == "!":
-            return False
-        kind, _, value = atom.partition(":")
-        if kind == "rule":
-            return self._check(self.rules.get(value, "!"), creds, target, depth + 1)
-        if kind == "role":
-            return value.lower() in expand_roles(creds.roles)
-        if kind == "is_admin":
-            return creds.is_admin == (value.lower() == "true")
-        if kind == "is_admin_project":
-            return creds.is_admin_project == (value.lower() == "true")
-        if value.startswith("%(") and value.endswith(")s"):
-            wanted = target.get(value[2:-2])
+
+def generate_sample() -> str:
+    """A policy.yaml with every default commented out, as oslopolicy-sample-generator writes."""
+    parts = [
+        "# Cinderblock policy (Cinder's rule names and defaults).\n"
+        "# Uncomment and edit only the rules you change; point CINDERBLOCK_POLICY_FILE at it.\n"
+    ]
+    for rule in RULES:
+        text = ""
+        if rule.description:
+            text += textwrap.fill(
+                " ".join(rule.description.split()),
+                70,
+                initial_indent="# ",
+                subsequent_indent="# ",
+            )
+            text += "\n"
+        for op in getattr(rule, "operations", ()):
+            text += f"# {op['method']}  {op['path']}\n"
+        text += f'#"{rule.name}": "{rule.check_str}"\n'
+        old = rule.deprecated_rule
+        if old is not None and old.name != rule.name:
+            text += f'# DEPRECATED: "{old.name}" still overrides this rule, with a warning.\n'
+        parts.append(text)
+    return "\n".join(parts)
+
+
+def _private_conf() -> cfg.ConfigOpts:
+    """A ConfigOpts that reads nothing: not sys.argv, not the environment, no file or dir."""
+    conf = cfg.ConfigOpts()
+    conf(
+        args=[],
+        project="cinderblock",
+        prog="cinderblock",
+        default_config_files=[],
+        default_config_dirs=[],
+        use_env=False,
+    )
+    return conf
+
+
+def _defaults(overrides: Mapping[str, str]) -> list[policy.RuleDefault]:
+    """The registered rules, with the check strings given in code replacing the defaults."""
+    out: list[policy.RuleDefault] = []
+    for rule in RULES:
+        if rule.name not in overrides:
+            out.append(rule)
+            continue
+        check_str = overrides[rule.name]
+        if isinstance(rule, policy.DocumentedRuleDefault):
+            out.append(
+                policy.DocumentedRuleDefault(
+                    rule.name,
+                    check_str,
+                    rule.description,
+                    rule.operations,
+                    deprecated_rule=rule.deprecated_rule,
+                )
+            )
         else:
-            wanted = value
-        have = {"project_id": creds.project_id, "user_id": creds.user_id}.get(kind)
-        return have is not None and wanted is not None and have == wanted
+            out.append(
+                policy.RuleDefault(
+                    rule.name,
+                    check_str,
+                    rule.description,
+                    deprecated_rule=rule.deprecated_rule,
+                )
+            )
+    out += [
+        policy.RuleDefault(name, s) for name, s in overrides.items() if name not in DEFAULT_RULES
+    ]
+    return out
 
 
-class _Parser:
-    """expr := term ('or' term)*; term := factor ('and' factor)*; factor := 'not' factor |
-    '(' expr ')' | atom."""
+def _read_policy_file(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyConfigError(f"policy file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PolicyConfigError(f"policy file {path} cannot be read: {e}") from None
+    try:
+        data: object = policy.parse_file_contents(text)  # YAML (or JSON), as oslo.policy reads it
+    except ValueError as e:
+        raise PolicyConfigError(f"policy file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise PolicyConfigError(
+            f"policy file {path} must map rule names to check strings, "
+            f"not be a {type(data).__name__}"
+        )
+    for name, check_str in data.items():
+        if not isinstance(name, str):
+            raise PolicyConfigError(f"policy file {path}: rule name {name!r} is not a string")
+        if check_str is None:
+            raise PolicyConfigError(
+                f"policy file {path}: rule {name!r} has no check string; quote it, as in "
+                f'"{name}": "!" (an unquoted ! is a YAML tag and would read as empty, '
+                "which allows everyone)"
+            )
+        if not isinstance(check_str, str):
+            raise PolicyConfigError(
+                f"policy file {path}: rule {name!r} must be a quoted check string, "
+                f"not {check_str!r}"
+            )
+    return data
 
-    def __init__(self, tokens: list[str], atom: object) -> None:
-        self.tokens = tokens
-        self.i = 0
-        self.atom = atom
 
-    def parse(self) -> bool:
-        return self._expr()
+class _ParseErrors(logging.Filter):
+    """Collects (and silences) what oslo.policy's parser logs about a rule it cannot read: it
+    would otherwise deny silently, with the rule replaced by ``!``."""
 
-    def _peek(self) -> str | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
 
-    def _expr(self) -> bool:
-        result = self._term()
-        while self._peek() == "or":
-            self.i += 1
-            right = self._term()
-            result = result or right
-        return result
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
+        return False
 
-    def _term(self) -> bool:
-        result = self._factor()
-        while self._peek() == "and":
-            self.i += 1
-            right = self._factor()
-            result = result and right
-        return result
 
-    def _factor(self) -> bool:
-        token = self._peek()
-        self.i += 1
-        if token == "not":
-            return not self._factor()
-        if token == "(":
-            result = self._expr()
-            self.i += 1  # ')'
-            return result
-        return bool(self.atom(token or "!"))  # type: ignore[operator]
+class _AnyTarget(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+def _parse(source: str, name: str, check_str: str) -> None:
+    """Fail on a check string oslo.policy would not understand or could not substitute."""
+    errors = _ParseErrors()
+    parser_log = logging.getLogger("oslo_policy._parser")
+    parser_log.addFilter(errors)
+    try:
+        check = policy.RuleDefault(name, check_str).check
+    finally:
+        parser_log.removeFilter(errors)
+    if errors.messages:
+        raise PolicyConfigError(f"{source}: rule {name!r}: cannot parse {check_str!r}")
+    for leaf in _leaves(check):
+        if isinstance(leaf, policy.Check):
+            try:
+                leaf.match % _AnyTarget()
+            except (ValueError, TypeError) as e:
+                raise PolicyConfigError(
+                    f"{source}: rule {name!r}: bad %(...)s substitution in {leaf.match!r}: {e}"
+                ) from None
+
+
+def _check_references(source: str, rules: Mapping[str, object]) -> None:
+    for name, check in rules.items():
+        for leaf in _leaves(check):
+            if isinstance(leaf, policy.RuleCheck) and leaf.match not in rules:
+                raise PolicyConfigError(
+                    f"{source}: rule {name!r} refers to rule:{leaf.match}, which is not defined"
+                )
+
+
+def _leaves(check: object) -> Iterator[object]:
+    if isinstance(check, (policy.AndCheck, policy.OrCheck)):
+        for sub in check.rules:
+            yield from _leaves(sub)
+    elif isinstance(check, policy.NotCheck):
+        yield from _leaves(check.rule)
+    else:
+        yield check
+
+
+# The check classes whose answer depends only on credentials, target and other rules.
+_PURE_CHECKS: frozenset[type] = frozenset(
+    type(policy.RuleDefault("_", s).check)
+    for s in ("@", "!", "rule:_", "role:_", "project_id:%(project_id)s")
+)
+
+
+def _is_pure(check: object) -> bool:
+    return all(type(leaf) in _PURE_CHECKS for leaf in _leaves(check))

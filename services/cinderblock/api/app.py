@@ -11,12 +11,12 @@ from aiohttp import web
 from cinderblock.api.deps import DEPS, Deps
 from cinderblock.api.middleware import cinder_middleware
 from cinderblock.api.routes import setup_routes
-from cinderblock.config.settings import Settings
+from cinderblock.config.settings import Settings, SettingsError
 from cinderblock.readmodels.waiter import ProjectionWaiter
 from cinderblock.runtime.infra import alive, database
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes, VolumesConfig
-from cinderblock.wire.policy import Enforcer
+from cinderblock.wire.policy import Enforcer, PolicyConfigError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,10 @@ MAX_BODY = 114688
 
 
 def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.Application:
+    try:
+        enforcer = policy or Enforcer(policy_file=settings.policy_file)
+    except PolicyConfigError as err:
+        raise SettingsError(f"CINDERBLOCK_POLICY_FILE: {err}") from err
     app = web.Application(middlewares=[cinder_middleware], client_max_size=MAX_BODY)
     setup_routes(app, settings.project_id_regex)
 
@@ -39,7 +43,7 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
                     default_availability_zone=settings.default_availability_zone,
                 ),
             )
-            app[DEPS] = Deps(settings, pool, volumes, waiter, policy or Enforcer())
+            app[DEPS] = Deps(settings, pool, volumes, waiter, enforcer)
             try:
                 yield
             finally:

@@ -8,8 +8,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
+from cinderblock.domain.migration import backend_of
 from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
 from cinderblock.domain.sagas.lifecycle import needs_create, needs_delete, needs_unmanage
+from cinderblock.domain.sagas.migrate import migration_to_run
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.store.volumes import Volumes
@@ -40,6 +42,9 @@ class Sagas:
             "volume.extend_requested": self.when_extend_requested_grow,
             "volume.delete_requested": self.when_delete_requested_remove,
             "volume.unmanage_requested": self.when_unmanage_requested_forget,
+            "volume.migration_started": self.when_migration_started_copy,
+            "volume.migration_completed": self.when_migration_completed_remove_old_copy,
+            "volume.migration_failed": self.when_migration_failed_remove_partial_copy,
         }
         # Compensation used when a message has used up its deliveries.
         self.give_up: dict[str, Reaction] = {
@@ -47,6 +52,7 @@ class Sagas:
             "volume.extend_requested": self.give_up_extend,
             "volume.delete_requested": self.give_up_delete,
             "volume.unmanage_requested": self.give_up_unmanage,
+            "volume.migration_started": self.give_up_migration,
         }
 
     async def _volume(self, env: ReceivedEnvelope) -> Volume | None:
@@ -129,6 +135,56 @@ class Sagas:
             await self.volumes.fail_unmanage(volume.vid, err.reason, meta=meta)
             return
         await self.volumes.complete_unmanage(volume.vid, meta=meta)
+
+    async def when_migration_started_copy(self, env: ReceivedEnvelope) -> None:
+        volume = await self._volume(env)
+        destination = migration_to_run(volume, env.version)
+        if volume is None or volume.host is None or destination is None:
+            return
+        meta = saga_meta(env, "migrate")
+        version = env.version
+        await self.volumes.settle_migration_step(
+            volume.vid, lambda v: v.mark_migration_copying(version), meta=meta
+        )
+        try:
+            new_host = await self.driver.migrate_volume(
+                volume.vid, volume.host, destination, step_key=env.id
+            )
+        except (CapacityError, BackendError) as err:
+            reason = err.reason
+            log.error("migration failed: %s", reason, extra=self._log(env, "migrate"))
+            await self.volumes.settle_migration_step(
+                volume.vid, lambda v: v.fail_migration(version, reason), meta=meta
+            )
+            return
+        await self.volumes.settle_migration_step(
+            volume.vid, lambda v: v.complete_migration(version, new_host), meta=meta
+        )
+
+    async def when_migration_completed_remove_old_copy(self, env: ReceivedEnvelope) -> None:
+        old, new = env.data["previous_host"], env.data["host"]
+        if old and old != new:
+            await self.driver.delete_volume(env.aggregate_id, old, step_key=env.id)
+
+    async def when_migration_failed_remove_partial_copy(self, env: ReceivedEnvelope) -> None:
+        """A copy verified at the destination may outlive a migration that gave up later:
+        remove the volume from every destination pool but the one it lives in."""
+        volume = await self._volume(env)
+        if volume is None or volume.host is None:
+            return
+        destination = str(env.data["destination"])
+        for pool in self.driver.pools():
+            in_destination = destination in (pool.location, backend_of(pool.location))
+            if in_destination and pool.location != volume.host:
+                await self.driver.delete_volume(volume.vid, pool.location, step_key=env.id)
+
+    async def give_up_migration(self, env: ReceivedEnvelope) -> None:
+        version = env.version
+        await self.volumes.settle_migration_step(
+            env.aggregate_id,
+            lambda v: v.fail_migration(version, "gave up after repeated failures"),
+            meta=saga_meta(env, "migrate"),
+        )
 
     async def give_up_unmanage(self, env: ReceivedEnvelope) -> None:
         await self.volumes.fail_unmanage(

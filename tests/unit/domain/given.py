@@ -127,3 +127,29 @@ def replay(events: Sequence[Any]) -> Any:
 def state(aggregate: Any) -> dict[str, Any]:
     """Everything an aggregate holds apart from its not-yet-collected events."""
     return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
+
+
+@dataclasses.dataclass
+class Story:
+    """A volume and every event it has recorded so far, so that a test can replay it."""
+
+    volume: Volume
+    events: list[Any]
+
+    def new_events(self) -> list[Any]:
+        """What the commands since the last call recorded (now part of the history)."""
+        new = self.volume.collect_events()
+        self.events.extend(new)
+        return new
+
+    def rebuilt(self) -> Volume:
+        """The volume rebuilt from its whole history, as the repository does."""
+        rebuilt: Volume = replay(self.events)
+        return rebuilt
+
+
+def story(**overrides: Any) -> Story:
+    """Given: Created, CreateCompleted on ``HOST`` (``available``), history kept."""
+    volume = Volume.create(VOLUME_ID, **volume_fields(**overrides))
+    volume.complete_create(HOST)
+    return Story(volume, volume.collect_events())

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
 
-from cinderblock.drivers import imagefiles
-from cinderblock.drivers.base import GIB, BackendError, CapacityError, DriverError, PoolConfig
+from cinderblock.drivers import copying, imagefiles
+from cinderblock.drivers.base import (
+    GIB,
+    BackendError,
+    CapacityError,
+    DriverError,
+    PoolConfig,
+    before_verify,
+)
 from cinderblock.drivers.file import FileDriver
+from tests.unit.drivers.given import MIB, files_in, write_at
+
+FROM = "node1@file-a#pool0"
+TO = "node1@file-a#pool1"
 
 # -- PoolConfig -------------------------------------------------------------------------------
 
@@ -144,3 +158,80 @@ async def test_failed_extend_releases_its_reservation(
     assert driver.pools()[0].allocated_gb == 2
     await driver.extend_volume("v1", location, 10, step_key="extend")
     assert driver.volume_path("v1", location).stat().st_size == 10 * GIB
+
+
+# -- FileDriver migration specifics -----------------------------------------------------------
+
+
+async def two_pools(tmp_path: Path) -> FileDriver:
+    driver = FileDriver(tmp_path, [PoolConfig.parse(f"{FROM}:10"), PoolConfig.parse(f"{TO}:10")])
+    await driver.create_volume("v1", 1, location=FROM, step_key="create")
+    write_at(driver.volume_path("v1", FROM), {0: MIB})
+    return driver
+
+
+async def test_failed_copy_releases_its_reservation_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = await two_pools(tmp_path)
+
+    def disk_full(_source: Path, target: Path) -> int:
+        target.write_bytes(b"half a copy")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(copying, "copy_sparse", disk_full)
+        with pytest.raises(BackendError, match="No space left") as caught:
+            await driver.migrate_volume("v1", FROM, TO, step_key="migrate")
+
+    assert isinstance(caught.value.__cause__, OSError)
+    assert files_in(driver.volume_path("v1", TO).parent) == []
+    assert [pool.allocated_gb for pool in driver.pools()] == [1, 0]
+    assert await driver.migrate_volume("v1", FROM, TO, step_key="migrate") == TO
+
+
+async def test_cancelled_migrate_releases_its_reservation_and_leaves_no_file(
+    tmp_path: Path,
+) -> None:
+    driver = await two_pools(tmp_path)
+    copied, resume = threading.Event(), threading.Event()
+
+    def hold(_copy: Path) -> None:
+        copied.set()
+        resume.wait(10)
+
+    async def migrate() -> str:
+        before_verify.set(hold)  # in this task's context only
+        return await driver.migrate_volume("v1", FROM, TO, step_key="migrate")
+
+    task = asyncio.create_task(migrate())
+    await asyncio.to_thread(copied.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    resume.set()
+
+    assert files_in(driver.volume_path("v1", TO).parent) == []
+    assert [pool.allocated_gb for pool in driver.pools()] == [1, 0]
+    assert before_verify.get() is None
+
+
+async def test_migrate_onto_a_non_file_is_a_backend_error(tmp_path: Path) -> None:
+    driver = await two_pools(tmp_path)
+    driver.volume_path("v1", TO).mkdir()
+
+    with pytest.raises(BackendError, match="not a regular file"):
+        await driver.migrate_volume("v1", FROM, TO, step_key="migrate")
+
+    assert [pool.allocated_gb for pool in driver.pools()] == [1, 0]
+
+
+async def test_start_removes_a_copy_a_crash_left_half_done(tmp_path: Path) -> None:
+    driver = await two_pools(tmp_path)
+    leftover = imagefiles.temp_path(driver.volume_path("v1", TO))
+    leftover.write_bytes(b"half a copy")
+
+    restarted = FileDriver(tmp_path, [PoolConfig.parse(f"{FROM}:10"), PoolConfig.parse(f"{TO}:10")])
+
+    assert not leftover.exists()
+    assert [pool.allocated_gb for pool in restarted.pools()] == [1, 0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,56 +12,10 @@ from cinderblock.drivers.base import (
     GIB,
     BackendError,
     CapacityError,
-    PoolConfig,
     PoolStats,
     VolumeDriver,
 )
-from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
-from cinderblock.drivers.file import FileDriver
-
-SMALL = "node1@file-a#pool0"
-LARGE = "node1@file-a#pool1"
-SHARED = "node2@file-b#pool0"
-POOLS = [
-    PoolConfig.parse(f"{SMALL}:10"),
-    PoolConfig.parse(f"{LARGE}:20"),
-    PoolConfig.parse(f"{SHARED}:5:multiattach"),
-]
-
-MakeDriver = Callable[..., VolumeDriver]
-
-
-def _file_driver(root: Path, pools: Sequence[PoolConfig]) -> VolumeDriver:
-    return FileDriver(root, pools)
-
-
-def _wrapped_file_driver(root: Path, pools: Sequence[PoolConfig]) -> VolumeDriver:
-    return FaultInjectingDriver(FileDriver(root, pools), FaultPlan.parse(""))
-
-
-@pytest.fixture(params=[_file_driver, _wrapped_file_driver], ids=["file", "fault-injecting"])
-def make_driver(request: pytest.FixtureRequest, tmp_path: Path) -> MakeDriver:
-    """Builds drivers over one root; a second call is a restarted driver on the same disk."""
-    factory: Callable[[Path, Sequence[PoolConfig]], VolumeDriver] = request.param
-
-    def make(pools: Sequence[PoolConfig] = POOLS) -> VolumeDriver:
-        return factory(tmp_path / "backend", pools)
-
-    return make
-
-
-@pytest.fixture
-def driver(make_driver: MakeDriver) -> VolumeDriver:
-    return make_driver()
-
-
-def stats(driver: VolumeDriver) -> dict[str, PoolStats]:
-    return {pool.location: pool for pool in driver.pools()}
-
-
-def allocated(driver: VolumeDriver) -> dict[str, int]:
-    return {pool.location: pool.allocated_gb for pool in driver.pools()}
-
+from tests.unit.drivers.given import LARGE, SHARED, SMALL, MakeDriver, allocated, stats
 
 # -- pools ------------------------------------------------------------------------------------
 

@@ -15,14 +15,26 @@ from cinderblock.drivers.faults import (
     FaultPlan,
 )
 from cinderblock.drivers.file import FileDriver
+from tests.unit.drivers.given import MIB, files_in, pattern, read_at, write_at
 
 POOL = "node1@file-a#pool0"
+OTHER = "node1@file-a#pool1"
 
 
 def wrap(tmp_path: Path, spec: str) -> FaultInjectingDriver:
     return FaultInjectingDriver(
         FileDriver(tmp_path, [PoolConfig.parse(f"{POOL}:10")]), FaultPlan.parse(spec)
     )
+
+
+async def migratable(tmp_path: Path, spec: str, *volume_ids: str) -> FaultInjectingDriver:
+    """A wrapped driver with two pools and the given 1 GiB volumes in POOL, with data."""
+    pools = [PoolConfig.parse(f"{POOL}:10"), PoolConfig.parse(f"{OTHER}:10")]
+    driver = FaultInjectingDriver(FileDriver(tmp_path, pools), FaultPlan.parse(spec))
+    for volume_id in volume_ids:
+        await driver.create_volume(volume_id, 1, location=POOL, step_key=f"c-{volume_id}")
+        write_at(driver.volume_path(volume_id, POOL), {MIB: MIB})
+    return driver
 
 
 # -- FaultPlan --------------------------------------------------------------------------------
@@ -97,6 +109,39 @@ def test_str_is_the_canonical_spec_and_parses_back() -> None:
 
     assert str(plan) == "create=delay:0.25,extend=fail,delete=fail:2"
     assert FaultPlan.parse(str(plan)) == plan
+
+
+@pytest.mark.parametrize(
+    ("spec", "fault", "description"),
+    [
+        ("migrate=corrupt", Fault("corrupt"), "corrupt the copy of every call"),
+        ("migrate=corrupt:2", Fault("corrupt", times=2), "corrupt the copy of the first 2 call(s)"),
+        ("migrate=fail:1", Fault("fail", times=1), "fail the first 1 call(s)"),
+    ],
+)
+def test_migrate_takes_every_mode_and_corrupt(spec: str, fault: Fault, description: str) -> None:
+    plan = FaultPlan.parse(spec)
+
+    assert plan.fault_for("migrate") == fault
+    assert plan.describe() == f"migrate: {description}"
+    assert str(plan) == spec
+    assert FaultPlan.parse(str(plan)) == plan
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("create=corrupt", "corrupt applies to migrate only"),
+        ("delete=corrupt:1", "corrupt applies to migrate only"),
+        ("migrate=corrupt:0", "invalid"),
+        ("migrate=corrupt:", "invalid"),
+        ("migrate=corrupt:many", "invalid"),
+        ("migrate=capacity:1", "invalid"),
+    ],
+)
+def test_corrupt_is_for_migrate_only(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FaultPlan.parse(spec)
 
 
 # -- fault modes ------------------------------------------------------------------------------
@@ -193,3 +238,86 @@ async def test_faults_on_one_operation_leave_the_others_alone(tmp_path: Path) ->
 
     assert driver.injected == []
     assert not driver.volume_path("v1", POOL).exists()
+
+
+# -- migrate ----------------------------------------------------------------------------------
+
+
+async def test_migrate_passes_through_and_is_recorded(tmp_path: Path) -> None:
+    driver = await migratable(tmp_path, "", "v1")
+
+    location = await driver.migrate_volume("v1", POOL, OTHER, step_key="m1")
+
+    assert location == OTHER
+    assert read_at(driver.volume_path("v1", OTHER), MIB, MIB) == pattern(MIB, MIB)
+    assert await driver.checksum("v1", OTHER) == await driver.inner.checksum("v1", POOL)
+    assert driver.calls[-1] == ("migrate", "v1", "m1")
+    assert driver.injected == []
+
+
+async def test_migrate_fail_copies_nothing(tmp_path: Path) -> None:
+    driver = await migratable(tmp_path, "migrate=fail", "v1")
+
+    with pytest.raises(BackendError, match="injected failure") as caught:
+        await driver.migrate_volume("v1", POOL, OTHER, step_key="m1")
+
+    assert caught.value.operation == "migrate"
+    assert not driver.volume_path("v1", OTHER).exists()
+    assert driver.injected == [DriverCall("migrate", "v1", "m1")]
+
+
+async def test_corrupt_is_caught_by_the_drivers_own_verification(tmp_path: Path) -> None:
+    driver = await migratable(tmp_path, "migrate=corrupt", "v1")
+    source_sum = await driver.checksum("v1", POOL)
+
+    with pytest.raises(BackendError, match="checksum mismatch") as caught:
+        await driver.migrate_volume("v1", POOL, OTHER, step_key="m1")
+
+    assert (caught.value.operation, caught.value.volume_id) == ("migrate", "v1")
+    assert source_sum in caught.value.reason
+    assert files_in(driver.volume_path("v1", OTHER).parent) == []  # no copy, no temp file
+    assert [pool.allocated_gb for pool in driver.pools()] == [1, 0]
+    assert await driver.checksum("v1", POOL) == source_sum  # the source is untouched
+    assert driver.injected == [DriverCall("migrate", "v1", "m1")]
+
+
+async def test_corrupt_n_lets_the_retry_through(tmp_path: Path) -> None:
+    driver = await migratable(tmp_path, "migrate=corrupt:1", "v1")
+
+    with pytest.raises(BackendError, match="checksum mismatch"):
+        await driver.migrate_volume("v1", POOL, OTHER, step_key="m1")
+    location = await driver.migrate_volume("v1", POOL, OTHER, step_key="m1")
+
+    assert location == OTHER
+    assert await driver.checksum("v1", OTHER) == await driver.checksum("v1", POOL)
+    assert driver.count("migrate") == 2
+    assert len(driver.injected) == 1
+
+
+async def test_corrupt_one_of_two_concurrent_migrations_damages_only_its_own(
+    tmp_path: Path,
+) -> None:
+    driver = await migratable(tmp_path, "migrate=corrupt:1", "v1", "v2")
+
+    results = await asyncio.gather(
+        driver.migrate_volume("v1", POOL, OTHER, step_key="m1"),
+        driver.migrate_volume("v2", POOL, OTHER, step_key="m2"),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], BackendError)
+    assert "checksum mismatch" in results[0].reason
+    assert results[1] == OTHER
+    assert files_in(driver.volume_path("v2", OTHER).parent) == ["volume-v2.img"]
+    assert [pool.allocated_gb for pool in driver.pools()] == [2, 1]
+
+
+async def test_corrupt_has_nothing_to_damage_when_the_copy_is_already_verified(
+    tmp_path: Path,
+) -> None:
+    driver = await migratable(tmp_path, "", "v1")
+    await driver.migrate_volume("v1", POOL, OTHER, step_key="m1")
+    driver.plan = FaultPlan.parse("migrate=corrupt")
+
+    assert await driver.migrate_volume("v1", POOL, OTHER, step_key="m1") == OTHER
+    assert driver.injected == []

@@ -24,7 +24,7 @@ ADMIN_ACTIONS = "volume_extension:volume_admin_actions"
 VOLUME_ACTIONS = "volume_extension:volume_actions"
 
 
-async def _act(
+async def act(
     d: Deps,
     ctx: RequestContext,
     volume_id: str,
@@ -51,19 +51,19 @@ def _accepted() -> web.Response:
 
 
 async def reserve(d: Deps, ctx: RequestContext, vid: str, _: body.Reserve) -> web.Response:
-    await _act(d, ctx, vid, "os-reserve", [f"{VOLUME_ACTIONS}:reserve"], Volume.reserve)
+    await act(d, ctx, vid, "os-reserve", [f"{VOLUME_ACTIONS}:reserve"], Volume.reserve)
     return _accepted()
 
 
 async def unreserve(d: Deps, ctx: RequestContext, vid: str, _: body.Unreserve) -> web.Response:
-    await _act(d, ctx, vid, "os-unreserve", [f"{VOLUME_ACTIONS}:unreserve"], Volume.unreserve)
+    await act(d, ctx, vid, "os-unreserve", [f"{VOLUME_ACTIONS}:unreserve"], Volume.unreserve)
     return _accepted()
 
 
 async def begin_detaching(
     d: Deps, ctx: RequestContext, vid: str, _: body.BeginDetaching
 ) -> web.Response:
-    await _act(
+    await act(
         d,
         ctx,
         vid,
@@ -77,7 +77,7 @@ async def begin_detaching(
 async def roll_detaching(
     d: Deps, ctx: RequestContext, vid: str, _: body.RollDetaching
 ) -> web.Response:
-    await _act(
+    await act(
         d,
         ctx,
         vid,
@@ -90,7 +90,7 @@ async def roll_detaching(
 
 async def attach(d: Deps, ctx: RequestContext, vid: str, req: body.Attach) -> web.Response:
     attachment_id = str(uuid.uuid4())
-    await _act(
+    await act(
         d,
         ctx,
         vid,
@@ -109,7 +109,7 @@ async def attach(d: Deps, ctx: RequestContext, vid: str, req: body.Attach) -> we
 
 async def detach(d: Deps, ctx: RequestContext, vid: str, req: body.Detach) -> web.Response:
     service = "service" in ctx.roles
-    await _act(
+    await act(
         d,
         ctx,
         vid,
@@ -128,14 +128,14 @@ async def force_detach(
         f"{VOLUME_ACTIONS}:terminate_connection",
         f"{VOLUME_ACTIONS}:detach",
     ]
-    await _act(d, ctx, vid, "os-force_detach", rules, lambda v: v.force_detach(req.attachment_id))
+    await act(d, ctx, vid, "os-force_detach", rules, lambda v: v.force_detach(req.attachment_id))
     return _accepted()
 
 
 async def terminate_connection(
     d: Deps, ctx: RequestContext, vid: str, _: body.TerminateConnection
 ) -> web.Response:
-    await _act(
+    await act(
         d,
         ctx,
         vid,
@@ -160,7 +160,7 @@ async def initialize_connection(
             root, volume.host, volume.vid, access_mode=volume.access_mode(), connector=req.connector
         )
 
-    info = await _act(
+    info = await act(
         d,
         ctx,
         vid,
@@ -174,7 +174,7 @@ async def initialize_connection(
 async def update_readonly_flag(
     d: Deps, ctx: RequestContext, vid: str, req: body.UpdateReadonlyFlag
 ) -> web.Response:
-    await _act(
+    await act(
         d,
         ctx,
         vid,
@@ -188,7 +188,7 @@ async def update_readonly_flag(
 async def reset_status(
     d: Deps, ctx: RequestContext, vid: str, req: body.ResetStatus
 ) -> web.Response:
-    await _act(
+    await act(
         d,
         ctx,
         vid,
@@ -208,7 +208,7 @@ async def set_image_metadata(
     d: Deps, ctx: RequestContext, vid: str, req: body.SetImageMetadata
 ) -> web.Response:
     rules = ["volume_extension:volume_image_metadata:set", "volume:update_volume_metadata"]
-    merged = await _act(
+    merged = await act(
         d, ctx, vid, "os-set_image_metadata", rules, lambda v: v.set_image_metadata(req.metadata)
     )
     return web.json_response({"metadata": merged})
@@ -222,7 +222,7 @@ async def unset_image_metadata(
         "volume:get_volume_metadata",
         "volume:delete_volume_metadata",
     ]
-    await _act(
+    await act(
         d, ctx, vid, "os-unset_image_metadata", rules, lambda v: v.unset_image_metadata(req.key)
     )
     return web.Response(status=200)

@@ -51,15 +51,19 @@ def _sort(query: Mapping[str, str]) -> list[tuple[str, str]]:
     return pairs
 
 
+# Filters only admins may use (Cinder skips its filter check for admins).
+ADMIN_FILTERS = frozenset({"project_id", "user_id"})
+
+
 def _filters(query: Mapping[str, str], ctx: RequestContext) -> dict[str, str]:
     filters: dict[str, str] = {}
     for key, value in query.items():
-        if key in CONTROL_KEYS:
+        if key in CONTROL_KEYS or (key == "project_id" and ctx.is_admin):
             continue
         if key in NOT_YET:
             raise invalid_input(f"Filtering volumes by {key} is not supported yet.")
-        if key not in FILTER_COLUMNS:
-            if ctx.version.matches(STRICT_FILTERS):
+        if key not in FILTER_COLUMNS or (key in ADMIN_FILTERS and not ctx.is_admin):
+            if ctx.version.matches(STRICT_FILTERS) and not ctx.is_admin:
                 raise BadRequest(f"Invalid filters {key} are found in query options.")
             continue
         if key == "bootable":
@@ -84,8 +88,11 @@ def parse_list_query(query: Mapping[str, str], ctx: RequestContext) -> tuple[Lis
             with_count = parse_boolean(query["with_count"])
         except ValueError:
             raise invalid_input("with_count must be a boolean.") from None
+    project_id = None if all_tenants else ctx.project_id
+    if ctx.is_admin and "project_id" in query:
+        project_id = query["project_id"]  # an admin listing one project (cinder list --tenant)
     list_query = ListQuery(
-        project_id=None if all_tenants else ctx.project_id,
+        project_id=project_id,
         filters=_filters(query, ctx),
         sort=_sort(query),
         limit=_limit(query.get("limit")),

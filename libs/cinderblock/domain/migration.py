@@ -1,0 +1,126 @@
+"""os-migrate_volume: move a volume's data to another backend, verified, then switch its
+host. A mixin of Volume; the migrate saga drives the steps (copy, switch, remove the old
+copy) and every step is an event, so a crash at any point resumes or compensates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from cinderblock.domain.errors import InvalidVolumeError, StaleCommandError
+from cinderblock.domain.status import NOT_MIGRATING, Status
+
+# Statuses a migration puts a volume in, and hands back when it ends.
+HELD = (Status.MAINTENANCE, Status.RETYPING)
+
+
+def backend_of(location: str) -> str:
+    """``host@backend#pool`` → ``host@backend``."""
+    return location.partition("#")[0]
+
+
+class Migration:
+    status: Status
+    previous_status: Status | None
+    migration_status: str | None
+    host: str | None
+    vid: str
+
+    class MigrationStarted(Aggregate.Event):
+        destination: str
+        force_host_copy: bool
+        lock_volume: bool
+        previous_status: str
+
+        def apply(self, volume: Any) -> None:
+            volume.previous_status = Status(self.previous_status)
+            volume.migration_status = "starting"
+            if self.lock_volume and volume.status == Status.AVAILABLE:
+                volume.status = Status.MAINTENANCE
+            volume.pending_migration = {
+                "destination": self.destination,
+                "request_version": volume.version + 1,
+                "source": volume.host,
+            }
+
+    class MigrationCopying(Aggregate.Event):
+        def apply(self, volume: Any) -> None:
+            volume.migration_status = "migrating"
+
+    class MigrationCompleted(Aggregate.Event):
+        host: str
+        previous_host: str
+
+        def apply(self, volume: Any) -> None:
+            volume.host = self.host
+            volume.migration_status = "success"
+            if volume.status in HELD:
+                volume.status = volume.previous_status or Status.AVAILABLE
+            volume.pending_migration = None
+
+    class MigrationFailed(Aggregate.Event):
+        reason: str
+        destination: str
+
+        def apply(self, volume: Any) -> None:
+            volume.migration_status = "error"
+            if volume.status in HELD:
+                volume.status = volume.previous_status or Status.AVAILABLE
+            volume.pending_migration = None
+
+    pending_migration: dict[str, Any] | None
+
+    def start_migration(
+        self, destination: str, *, force_host_copy: bool, lock_volume: bool
+    ) -> None:
+        """Checks of Cinder's conditional update; the destination backend was validated by
+        the caller against the configured services."""
+        if self.status not in (Status.AVAILABLE, Status.IN_USE):
+            raise InvalidVolumeError(
+                f"Volume {self.vid} status must be available or in-use to migrate, "
+                f"currently {self.status}."
+            )
+        if self.migration_status not in NOT_MIGRATING:
+            raise InvalidVolumeError(f"Volume {self.vid} is already being migrated.")
+        if self.host is not None and destination in (self.host, backend_of(self.host)):
+            raise InvalidVolumeError("Destination host must be different than the current host.")
+        self._fire(
+            self.MigrationStarted,
+            destination=destination,  # type: ignore[attr-defined]
+            force_host_copy=force_host_copy,
+            lock_volume=lock_volume,
+            previous_status=self.status.value,
+        )
+
+    def migration_pending_for(self, request_version: int) -> dict[str, Any]:
+        pending = getattr(self, "pending_migration", None)
+        if pending is None or pending["request_version"] != request_version:
+            raise StaleCommandError(f"No migration of volume {self.vid} at {request_version}.")
+        return pending
+
+    def mark_migration_copying(self, request_version: int) -> bool:
+        self.migration_pending_for(request_version)
+        if self.migration_status == "migrating":
+            return False
+        self._fire(self.MigrationCopying)  # type: ignore[attr-defined]
+        return True
+
+    def complete_migration(self, request_version: int, new_host: str) -> None:
+        pending = self.migration_pending_for(request_version)
+        self._fire(
+            self.MigrationCompleted,
+            host=new_host,  # type: ignore[attr-defined]
+            previous_host=pending["source"],
+        )
+
+    def fail_migration(self, request_version: int, reason: str) -> None:
+        pending = self.migration_pending_for(request_version)
+        self._fire(
+            self.MigrationFailed,
+            reason=reason,  # type: ignore[attr-defined]
+            destination=pending["destination"],
+        )
+
+    def _fire(self, event_class: type[Aggregate.Event], **kwargs: Any) -> None:
+        self.trigger_event(event_class, **kwargs)  # type: ignore[attr-defined]

@@ -1,0 +1,414 @@
+"""Unmodified python-cinderclient and openstacksdk against the running service.
+
+Both clients are pointed at the service without Keystone, the way ecosystem.md §1-2 says
+operators do it: cinderclient with its ``noauth`` keystoneauth plugin (``user:project``
+token), the SDK with keystoneauth's ``none`` plugin (token ``notused``, project-less URLs)
+or a static ``admin_token`` (project in the URL). Each one negotiates its microversion from
+our version document, drives the volume lifecycle with its own calls (create, show,
+list by name, extend, set bootable, delete) and sees our faults as its own exceptions.
+
+The clients are synchronous and the server runs on the test's event loop, so every client
+call goes through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import openstack
+import openstack.connection
+import pytest
+import pytest_asyncio
+from cinderclient import api_versions
+from cinderclient import client as cinder_client
+from cinderclient import exceptions as cinder_exc
+from cinderclient import utils as cinder_utils
+from cinderclient.contrib.noauth import CinderNoAuthLoader
+from keystoneauth1 import loading
+from keystoneauth1 import session as ks_session
+from openstack import exceptions as sdk_exc
+from openstack import utils as sdk_utils
+
+from tests.e2e.conftest import System
+
+# openstacksdk 4.x warns from its own code paths on every connection and every request
+# (not from anything these tests pass it): an all-None influxdb config is truthy, every
+# resource calls its own deprecated ``_compute_attributes``, and the proxy passes the
+# deprecated ``service_type`` argument to itself. Ignore exactly those three.
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:Support for InfluxDB requires the influxdb library"
+        ":openstack.warnings.RemovedInSDK60Warning"
+    ),
+    pytest.mark.filterwarnings(
+        "ignore:The _compute_attributes method is deprecated for removal"
+        ":openstack.warnings.RemovedInSDK50Warning"
+    ),
+    pytest.mark.filterwarnings(
+        "ignore:The 'service_type' parameter is unnecesary:openstack.warnings.RemovedInSDK50Warning"
+    ),
+]
+
+SERVER_MAX = "3.71"
+EXTEND_SMALLER = "New size for extend must be greater than current size"
+QUOTA_EXCEEDED = "Requested volume or snapshot exceeds allowed gigabytes quota."
+T = TypeVar("T")
+
+
+async def until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 15.0) -> T:
+    """Call the synchronous ``fetch`` (in a thread) until ``done`` holds for its result."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await asyncio.to_thread(fetch)
+        if done(value):
+            return value
+        if loop.time() >= deadline:
+            raise AssertionError(f"not reached in {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.05)
+
+
+async def server_view(system: System, volume_id: str) -> dict[str, Any]:
+    """The volume as our own raw client sees it (project-less URL, admin)."""
+    reply = await system.client.request("GET", "", url=f"{system.url}/v3/volumes/{volume_id}")
+    assert reply.status == 200, reply.text
+    volume: dict[str, Any] = reply.json["volume"]
+    return volume
+
+
+# --- python-cinderclient ------------------------------------------------------------------
+
+
+@dataclass
+class Cinder:
+    client: Any  # cinderclient.v3.client.Client
+    project_id: str
+    session: ks_session.Session
+    endpoint: str  # where its requests go
+
+
+def cinder_session(system: System, project_id: str) -> ks_session.Session:
+    """What ``cinder --os-auth-type noauth --os-user-id … --os-project-id …
+    --os-endpoint {url}/v3`` builds: the plugin appends the project to the endpoint."""
+    loader: Any = loading.get_plugin_loader("noauth")
+    assert isinstance(loader, CinderNoAuthLoader)  # cinderclient's entry point, not another
+    auth = loader.load_from_options(
+        user_id="cc-user", project_id=project_id, endpoint=f"{system.url}/v3"
+    )
+    return ks_session.Session(auth=auth)
+
+
+@pytest.fixture(params=["project-in-url", "projectless"])
+def cinder(system: System, request: pytest.FixtureRequest) -> Iterator[Cinder]:
+    project_id = uuid.uuid4().hex
+    session = cinder_session(system, project_id)
+    # ``os_endpoint`` becomes keystoneauth's endpoint_override: the URL is used verbatim.
+    if request.param == "projectless":
+        endpoint = f"{system.url}/v3"
+        client = cinder_client.Client(SERVER_MAX, session=session, os_endpoint=endpoint)
+    else:
+        endpoint = f"{system.url}/v3/{project_id}"
+        client = cinder_client.Client(SERVER_MAX, session=session)
+    try:
+        yield Cinder(client, project_id, session, endpoint)
+    finally:
+        session.close()
+
+
+async def test_cinderclient_negotiates_microversions_from_our_version_document(
+    system: System, cinder: Cinder
+) -> None:
+    c = cinder.client
+    assert await asyncio.to_thread(c.client.get_endpoint) == cinder.endpoint
+
+    # What the cinder CLI does before every command.
+    discovered = await asyncio.to_thread(
+        api_versions.discover_version, c, api_versions.APIVersion(SERVER_MAX)
+    )
+    assert discovered == api_versions.APIVersion(SERVER_MAX)
+    downgraded = await asyncio.to_thread(
+        api_versions.discover_version, c, api_versions.APIVersion("3.99")
+    )
+    assert downgraded == api_versions.APIVersion(SERVER_MAX)
+    highest = await asyncio.to_thread(api_versions.get_highest_version, c)
+    assert highest == api_versions.APIVersion(SERVER_MAX)
+    versions = await asyncio.to_thread(c.services.server_api_version)
+    assert [(v.id, v.min_version, v.version) for v in versions] == [("v3.0", "3.0", SERVER_MAX)]
+
+    # What Nova does (``nova/volume/cinder.py``): a bare requests GET of the root.
+    nova_style = await asyncio.to_thread(
+        cinder_client.get_highest_client_server_version, cinder.endpoint
+    )
+    assert nova_style == SERVER_MAX
+
+    # The negotiated version is sent and echoed; a 3.0 client sends nothing and gets 3.0.
+    resp, body = await asyncio.to_thread(c.client.get, "/volumes")
+    assert resp.request.headers["OpenStack-API-Version"] == f"volume {SERVER_MAX}"
+    assert resp.headers["OpenStack-API-Version"] == f"volume {SERVER_MAX}"
+    assert body == {"volumes": []}
+    plain = cinder_client.Client("3.0", session=cinder.session)
+    resp, _ = await asyncio.to_thread(plain.client.get, "/volumes")
+    assert resp.request.headers.get("OpenStack-API-Version") is None
+    assert resp.headers["OpenStack-API-Version"] == "volume 3.0"
+
+
+async def test_cinderclient_volume_lifecycle(system: System, cinder: Cinder) -> None:
+    c = cinder.client
+    name = f"cc-{uuid.uuid4().hex[:8]}"
+    created = await asyncio.to_thread(c.volumes.create, 1, name=name, description="by cinder")
+    assert created.status == "creating"
+    assert created.name == name
+
+    volume = await until(lambda: c.volumes.get(created.id), lambda v: v.status == "available")
+    assert (volume.size, volume.name, volume.description) == (1, name, "by cinder")
+    assert volume.bootable == "false"
+    assert getattr(volume, "os-vol-tenant-attr:tenant_id") == cinder.project_id
+
+    detailed = await asyncio.to_thread(c.volumes.list, search_opts={"name": name})
+    assert [(v.id, v.status, v.size) for v in detailed] == [(created.id, "available", 1)]
+    summary = await asyncio.to_thread(c.volumes.list, detailed=False, search_opts={"name": name})
+    assert [(v.id, v.name) for v in summary] == [(created.id, name)]
+    # How the cinder CLI resolves ``cinder extend <name> 2`` (all_tenants=1&name=…).
+    found = await asyncio.to_thread(cinder_utils.find_resource, c.volumes, name)
+    assert found.id == created.id
+
+    resp, body = await asyncio.to_thread(c.volumes.extend, volume, 2)
+    assert (resp.status_code, body) == (202, None)
+    volume = await until(
+        lambda: c.volumes.get(created.id), lambda v: (v.status, v.size) == ("available", 2)
+    )
+    resp, body = await asyncio.to_thread(c.volumes.set_bootable, volume, True)
+    assert (resp.status_code, body) == (200, None)
+    volume = await asyncio.to_thread(c.volumes.get, created.id)
+    assert (volume.status, volume.size, volume.bootable) == ("available", 2, "true")
+    stored = await server_view(system, created.id)
+    assert (stored["size"], stored["bootable"]) == (2, "true")
+
+    resp, body = await asyncio.to_thread(c.volumes.delete, volume)
+    assert (resp.status_code, body) == (202, None)
+    await until(lambda: _cinder_status(c, created.id), lambda s: s == "gone")
+    with pytest.raises(cinder_exc.NotFound) as gone:
+        await asyncio.to_thread(c.volumes.get, created.id)
+    assert gone.value.code == 404
+    assert f"Volume {created.id} could not be found." in str(gone.value)
+    remaining = await asyncio.to_thread(c.volumes.list, search_opts={"name": name})
+    assert list(remaining) == []
+
+
+def _cinder_status(c: Any, volume_id: str) -> str:
+    try:
+        status: str = c.volumes.get(volume_id).status
+    except cinder_exc.NotFound:
+        return "gone"
+    return status
+
+
+async def test_cinderclient_sees_our_faults_as_its_exceptions(
+    system: System, cinder: Cinder
+) -> None:
+    c = cinder.client
+    created = await asyncio.to_thread(c.volumes.create, 2, name="cc-faults")
+    volume = await until(lambda: c.volumes.get(created.id), lambda v: v.status == "available")
+
+    with pytest.raises(cinder_exc.BadRequest) as smaller:
+        await asyncio.to_thread(c.volumes.extend, volume, 1)
+    assert smaller.value.code == 400
+    assert EXTEND_SMALLER in smaller.value.message
+    assert smaller.value.message == (
+        "Invalid input received: New size for extend must be greater than current size."
+        " (current: 2, extended: 1)."
+    )
+    assert (smaller.value.request_id or "").startswith("req-")
+
+    missing = str(uuid.uuid4())
+    with pytest.raises(cinder_exc.NotFound) as not_found:
+        await asyncio.to_thread(c.volumes.extend, missing, 3)
+    assert not_found.value.message == f"Volume {missing} could not be found."
+
+    with pytest.raises(cinder_exc.OverLimit) as over:
+        await asyncio.to_thread(c.volumes.create, 1001)
+    assert over.value.code == 413
+    assert QUOTA_EXCEEDED in over.value.message
+
+    unchanged = await asyncio.to_thread(c.volumes.get, created.id)
+    assert (unchanged.status, unchanged.size) == ("available", 2)
+    await asyncio.to_thread(c.volumes.delete, unchanged)
+    await until(lambda: _cinder_status(c, created.id), lambda s: s == "gone")
+
+
+# cinderclient's SORT_KEY_MAPPINGS turns sort key ``name`` into ``display_name``; Cinder
+# translates ``name`` itself but also takes ``display_name`` (its DB column), and so do we.
+@pytest.mark.parametrize("cinder", ["project-in-url"], indirect=True)
+async def test_cinderclient_sorts_volumes_by_name(system: System, cinder: Cinder) -> None:
+    c = cinder.client
+    for name in ("b-sorted", "a-sorted", "c-sorted"):
+        await asyncio.to_thread(c.volumes.create, 1, name=name)
+    ordered = await asyncio.to_thread(c.volumes.list, sort="name:asc")
+    assert [v.name for v in ordered] == ["a-sorted", "b-sorted", "c-sorted"]
+
+
+# ``cinder list --tenant P`` sends all_tenants=1&project_id=P. Cinder checks list filters
+# only for non-admins (cinder/api/common.py reject_invalid_filters returns early for an
+# admin) and filters the project_id column.
+@pytest.mark.parametrize("cinder", ["project-in-url"], indirect=True)
+async def test_cinderclient_admin_lists_one_projects_volumes(
+    system: System, cinder: Cinder
+) -> None:
+    theirs = await system.available_volume(1)
+    await system.available_volume(1)  # in yet another project
+    project = theirs["os-vol-tenant-attr:tenant_id"]
+    listed = await asyncio.to_thread(
+        cinder.client.volumes.list, search_opts={"all_tenants": 1, "project_id": project}
+    )
+    assert [v.id for v in listed] == [theirs["id"]]
+
+
+# --- openstacksdk -------------------------------------------------------------------------
+
+
+@dataclass
+class Sdk:
+    conn: openstack.connection.Connection
+    bs: Any  # openstack.block_storage.v3._proxy.Proxy
+    project_id: str  # the project the service sees for this caller
+
+
+@pytest_asyncio.fixture(params=["none-projectless", "admin_token-project-in-url"])
+async def sdk(system: System, request: pytest.FixtureRequest) -> AsyncIterator[Sdk]:
+    if request.param == "none-projectless":
+        # keystoneauth's ``none`` plugin sends ``X-Auth-Token: notused``: noauth reads that
+        # as user and project ``notused``, which only a project-less URL can serve.
+        conn = openstack.connect(
+            auth_type="none",
+            block_storage_endpoint_override=f"{system.url}/v3",
+            load_yaml_config=False,
+            load_envvars=False,
+        )
+        project_id = "notused"
+    else:
+        project_id = uuid.uuid4().hex
+        conn = openstack.connect(
+            auth_type="admin_token",
+            auth={"token": f"sdk-user:{project_id}", "endpoint": f"{system.url}/v3/{project_id}"},
+            load_yaml_config=False,
+            load_envvars=False,
+        )
+    try:
+        # The proxy is built on first use, and building it runs version discovery.
+        bs = await asyncio.to_thread(lambda: conn.block_storage)
+        yield Sdk(conn, bs, project_id)
+    finally:
+        conn.close()
+
+
+async def test_sdk_negotiates_microversions_from_our_version_document(
+    system: System, sdk: Sdk
+) -> None:
+    data = await asyncio.to_thread(sdk.bs.get_endpoint_data)
+    assert data.url.startswith(f"{system.url}/v3")
+    assert (data.min_microversion, data.max_microversion) == ((3, 0), (3, 71))
+    assert data.api_version == (3, 0)
+    best = await asyncio.to_thread(sdk_utils.maximum_supported_microversion, sdk.bs, "3.99")
+    assert best == SERVER_MAX
+    assert await asyncio.to_thread(sdk_utils.supports_microversion, sdk.bs, "3.42")
+    assert not await asyncio.to_thread(sdk_utils.supports_microversion, sdk.bs, "3.72")
+    # Resource calls run at min(Volume._max_microversion 3.71, server max): the negotiated
+    # version goes out in keystoneauth's header and comes back echoed.
+    resp = await asyncio.to_thread(sdk.bs.get, "/volumes", microversion=best)
+    assert resp.status_code == 200
+    assert resp.request.headers["OpenStack-API-Version"] == f"volume {SERVER_MAX}"
+    assert resp.headers["OpenStack-API-Version"] == f"volume {SERVER_MAX}"
+
+
+async def test_sdk_volume_lifecycle(system: System, sdk: Sdk) -> None:
+    bs = sdk.bs
+    name = f"sdk-{uuid.uuid4().hex[:8]}"
+    created = await asyncio.to_thread(bs.create_volume, size=1, name=name, description="by sdk")
+    assert created.status == "creating"
+
+    volume = await until(lambda: bs.get_volume(created.id), lambda v: v.status == "available")
+    assert (volume.size, volume.name, volume.description) == (1, name, "by sdk")
+    assert volume.is_bootable is False
+    assert volume.project_id == sdk.project_id
+
+    detailed = await asyncio.to_thread(lambda: list(bs.volumes(details=True, name=name)))
+    assert [(v.id, v.status, v.size) for v in detailed] == [(created.id, "available", 1)]
+    summary = await asyncio.to_thread(lambda: list(bs.volumes(details=False, name=name)))
+    assert [(v.id, v.name) for v in summary] == [(created.id, name)]
+    found = await asyncio.to_thread(bs.find_volume, name, ignore_missing=False)
+    assert found.id == created.id
+
+    assert await asyncio.to_thread(bs.extend_volume, volume, 2) is None
+    volume = await until(
+        lambda: bs.get_volume(created.id), lambda v: (v.status, v.size) == ("available", 2)
+    )
+    assert await asyncio.to_thread(bs.set_volume_bootable_status, volume, True) is None
+    volume = await asyncio.to_thread(bs.get_volume, created.id)
+    assert (volume.status, volume.size, volume.is_bootable) == ("available", 2, True)
+    stored = await server_view(system, created.id)
+    assert (stored["size"], stored["bootable"]) == (2, "true")
+
+    await asyncio.to_thread(bs.delete_volume, volume, ignore_missing=False)
+    await until(lambda: _sdk_status(bs, created.id), lambda s: s == "gone")
+    with pytest.raises(sdk_exc.NotFoundException) as gone:
+        await asyncio.to_thread(bs.get_volume, created.id)
+    assert gone.value.status_code == 404
+    assert f"Volume {created.id} could not be found." in str(gone.value)
+    remaining = await asyncio.to_thread(lambda: list(bs.volumes(name=name)))
+    assert remaining == []
+
+
+def _sdk_status(bs: Any, volume_id: str) -> str:
+    try:
+        status: str = bs.get_volume(volume_id).status
+    except sdk_exc.NotFoundException:
+        return "gone"
+    return status
+
+
+async def test_sdk_sees_our_faults_as_its_exceptions(system: System, sdk: Sdk) -> None:
+    bs = sdk.bs
+    created = await asyncio.to_thread(bs.create_volume, size=2, name="sdk-faults")
+    volume = await until(lambda: bs.get_volume(created.id), lambda v: v.status == "available")
+
+    with pytest.raises(sdk_exc.BadRequestException) as smaller:
+        await asyncio.to_thread(bs.extend_volume, volume, 1)
+    assert smaller.value.status_code == 400
+    assert smaller.value.details == (
+        "Invalid input received: New size for extend must be greater than current size."
+        " (current: 2, extended: 1)."
+    )
+    assert EXTEND_SMALLER in str(smaller.value)
+    assert (smaller.value.request_id or "").startswith("req-")
+
+    missing = str(uuid.uuid4())
+    with pytest.raises(sdk_exc.NotFoundException) as not_found:
+        await asyncio.to_thread(bs.get_volume, missing)
+    assert not_found.value.details == f"Volume {missing} could not be found."
+
+    with pytest.raises(sdk_exc.HttpException) as over:
+        await asyncio.to_thread(bs.create_volume, size=1001)
+    assert over.value.status_code == 413
+    assert QUOTA_EXCEEDED in str(over.value.details)
+
+    unchanged = await asyncio.to_thread(bs.get_volume, created.id)
+    assert (unchanged.status, unchanged.size) == ("available", 2)
+    await asyncio.to_thread(bs.delete_volume, unchanged)
+    await until(lambda: _sdk_status(bs, created.id), lambda s: s == "gone")
+
+
+# ``openstack volume list --project P`` sends all_tenants=True&project_id=P (see the
+# cinderclient twin above).
+@pytest.mark.parametrize("sdk", ["none-projectless"], indirect=True)
+async def test_sdk_admin_lists_one_projects_volumes(system: System, sdk: Sdk) -> None:
+    theirs = await system.available_volume(1)
+    await system.available_volume(1)  # in yet another project
+    project = theirs["os-vol-tenant-attr:tenant_id"]
+    listed = await asyncio.to_thread(
+        lambda: list(sdk.bs.volumes(all_projects=True, project_id=project))
+    )
+    assert [v.id for v in listed] == [theirs["id"]]
