@@ -74,7 +74,7 @@ class AdminActions:
         if status is not None and Status(status) in NOT_RESETTABLE:
             raise InvalidInputError(f"Cannot reset-state to {status}.")
         live = [a for a in self.attachments.values() if a["attach_status"] != "detached"]
-        if status == Status.IN_USE and not live:
+        if status == Status.IN_USE and (not live or attach_status == AttachStatus.DETACHED):
             raise InvalidVolumeError(
                 f"Volume {self.vid} has no attachments: its status cannot be reset to in-use."
             )

@@ -8,7 +8,6 @@ Cinder's rules (decide) and trigger them. Requests that change nothing append no
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any
 
 from eventsourcing.domain import Aggregate
@@ -29,7 +28,7 @@ def sanitize_host(host_name: str | None) -> str | None:
     non-word characters removed, lower case, no leading/trailing '.' or '-'."""
     if host_name is None:
         return None
-    latin = unicodedata.normalize("NFKD", host_name).encode("latin-1", "ignore").decode("latin-1")
+    latin = host_name.encode("latin-1", "ignore").decode("latin-1")
     dashed = re.sub(r"[ _]", "-", latin)
     cleaned = re.sub(r"[^\w.-]", "", dashed).lower()
     return cleaned.strip(".-")
@@ -146,8 +145,9 @@ class Attachments:
         """os-reserve: available (multiattach: also in-use) → attaching."""
         allowed = {Status.AVAILABLE, Status.IN_USE} if self.multiattach else {Status.AVAILABLE}
         if self.status not in allowed:
+            expected = "available or in-use" if self.multiattach else "available"
             raise InvalidVolumeError(
-                f"Volume status must be available to reserve, but the status is {self.status}."
+                f"Volume status must be {expected} to reserve, but the status is {self.status}."
             )
         self.trigger_event(self.Reserved)  # type: ignore[attr-defined]
 
@@ -196,7 +196,7 @@ class Attachments:
         attached_mode = self.admin_metadata.get("attached_mode")
         if self.status == Status.ATTACHING and attached_mode and attached_mode != mode:
             raise InvalidVolumeError("being attached by different mode")
-        host = sanitize_host(host_name)
+        host = sanitize_host(host_name) or None
         for row in self.attachments.values():
             same = (
                 (row["instance_uuid"] == instance_uuid)
@@ -266,15 +266,17 @@ class Attachments:
             attach_status=attach_status,
         )
 
-    def terminate_connection(self) -> None:
-        """os-terminate_connection: the safety check, then unreserve semantics."""
-        self._safety_check(None)
+    def terminate_connection(self, *, service: bool = False) -> None:
+        """os-terminate_connection: the safety check (not for service callers), then
+        unreserve semantics."""
+        if not service:
+            self._safety_check(None)
         self.unreserve()
 
-    def force_detach(self, attachment_id: str | None) -> None:
+    def force_detach(self, attachment_id: str | None, *, service: bool = False) -> None:
         """os-force_detach: terminate the connection, then detach (admin)."""
-        self.terminate_connection()
-        self.detach(attachment_id)
+        self.terminate_connection(service=service)
+        self.detach(attachment_id, service=service)
 
     def update_readonly_flag(self, readonly: bool) -> None:
         """os-update_readonly_flag: only while exactly available."""

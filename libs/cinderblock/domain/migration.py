@@ -83,6 +83,10 @@ class Migration:
             )
         if self.migration_status not in NOT_MIGRATING:
             raise InvalidVolumeError(f"Volume {self.vid} is already being migrated.")
+        if self.host is None:
+            raise InvalidVolumeError(f"Volume {self.vid} has no host: it cannot be migrated.")
+        if getattr(self, "snapshot_ids", None):
+            raise InvalidVolumeError(f"Volume {self.vid} has snapshots: it cannot be migrated.")
         if self.host is not None and destination in (self.host, backend_of(self.host)):
             raise InvalidVolumeError("Destination host must be different than the current host.")
         self._fire(

@@ -102,6 +102,12 @@ class ProjectQuota(Aggregate):
                     "has been consumed.",
                     resource,
                 )
+            if resource.startswith("snapshots"):
+                raise QuotaExceededError(
+                    "SnapshotLimitExceeded",
+                    f"Maximum number of snapshots allowed ({limit}) exceeded",
+                    resource,
+                )
             raise QuotaExceededError(
                 "VolumeLimitExceeded",
                 f"Maximum number of volumes allowed ({limit}) exceeded for quota '{resource}'.",

@@ -42,7 +42,7 @@ class Unmanaging:
     def request_unmanage(self) -> bool:
         """True when the volume is gone at once (never placed), False when a saga must
         finish it."""
-        if self.host is None and self.status in (Status.CREATING, Status.ERROR):
+        if self.host is None:  # never placed: gone at once, no status checks (Cinder)
             self._trigger(self.UnmanageRequested, previous_status=self.status.value)
             self._trigger(self.Unmanaged)
             return True
@@ -50,6 +50,7 @@ class Unmanaging:
             self.status not in DELETABLE
             or self.attach_status == AttachStatus.ATTACHED
             or self.migration_status not in NOT_MIGRATING
+            or getattr(self, "snapshot_ids", None)
         ):
             raise InvalidVolumeError(
                 "Volume status must be available or error or error_restoring or "

@@ -19,11 +19,12 @@ from cinderblock.domain.errors import (
     VolumeStatusError,
 )
 from cinderblock.domain.migration import Migration
+from cinderblock.domain.snapshots import Snapshots
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
 from cinderblock.domain.unmanage import Unmanaging
 
 
-class Volume(Attachments, AdminActions, Unmanaging, Migration, Aggregate):
+class Volume(Attachments, AdminActions, Unmanaging, Migration, Snapshots, Aggregate):
     """One Cinder volume. Its id is the volume's UUID."""
 
     class Created(Aggregate.Created):
@@ -106,6 +107,8 @@ class Volume(Attachments, AdminActions, Unmanaging, Migration, Aggregate):
         self.admin_metadata: dict[str, str] = {}
         self.image_metadata: dict[str, str] = {}
         self.pending_migration: dict[str, Any] | None = None
+        self.snapshot_ids: list[str] = []
+        self.pending_revert: dict[str, Any] | None = None
         self.pending_extend: dict[str, Any] | None = None
 
     @classmethod
@@ -244,7 +247,7 @@ class Volume(Attachments, AdminActions, Unmanaging, Migration, Aggregate):
     def request_delete(self, *, force: bool = False) -> bool:
         """DELETE /volumes/{id}. Returns True when the volume is gone at once (never placed),
         False when a saga must remove it from its backend."""
-        if self.host is None and self.status in (Status.CREATING, Status.ERROR):
+        if self.host is None:  # never placed: gone at once, no status checks (Cinder)
             self._delete_requested(previous_status=self.status.value, forced=force)
             self._deleted()
             return True
@@ -260,6 +263,10 @@ class Volume(Attachments, AdminActions, Unmanaging, Migration, Aggregate):
             or self.migration_status not in NOT_MIGRATING
         ):
             raise InvalidVolumeError("Volume must not be attached or migrating to be deleted.")
+        if self.snapshot_ids:
+            raise InvalidVolumeError(
+                f"Volume {self.vid} has {len(self.snapshot_ids)} snapshot(s): delete them first."
+            )
         self._delete_requested(previous_status=self.status.value, forced=force)
         return False
 

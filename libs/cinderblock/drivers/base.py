@@ -17,7 +17,8 @@ MULTIATTACH_SUFFIX = "multiattach"
 before_verify: ContextVar[Callable[[Path], None] | None] = ContextVar(
     "cinderblock_drivers_before_verify", default=None
 )
-"""Fault-injection hook of copying steps (migrate): when set in the caller's context, a
+"""Fault-injection hook of copying steps (migrate, snapshot, revert): when set in the caller's
+context, a
 driver calls it with the path of each fresh copy, in a worker thread, after the copy is
 written and synced and before its checksum is verified. Only tests and the fault
 injector set it; it must not change the outcome of a correct driver except through the
@@ -31,6 +32,12 @@ def check_volume_id(volume_id: str) -> None:
     """Raise ValueError unless `volume_id` is safe to use inside a file name."""
     if not _VOLUME_ID.fullmatch(volume_id):
         raise ValueError(f"volume id {volume_id!r} is not a safe file name")
+
+
+def check_snapshot_id(snapshot_id: str) -> None:
+    """Raise ValueError unless `snapshot_id` is safe to use inside a file name."""
+    if not _VOLUME_ID.fullmatch(snapshot_id):
+        raise ValueError(f"snapshot id {snapshot_id!r} is not a safe file name")
 
 
 def check_size_gb(size_gb: int) -> None:
@@ -109,8 +116,10 @@ class DriverError(Exception):
 
     Attributes:
         operation: the step that failed: ``create``, ``extend``, ``delete``,
-            ``unmanage``, ``migrate`` (or ``checksum``, which is no step).
-        volume_id: the volume the step worked on.
+            ``unmanage``, ``migrate``, ``snapshot``, ``delete_snapshot``, ``revert``
+            (or ``checksum``, which is no step).
+        volume_id: the volume the step worked on (for ``delete_snapshot``, which
+            names no volume, the snapshot id).
         reason: what went wrong, for logs and the compensation event.
     """
 
@@ -133,8 +142,8 @@ class CapacityError(DriverError):
 
 class BackendError(DriverError):
     """Raised when the backend operation itself failed (I/O error, unknown pool or
-    backend, missing volume file, a size conflict with what is on disk, a copy whose
-    checksum does not match its source)."""
+    backend, missing volume or snapshot file, a size conflict with what is on disk, a
+    copy whose checksum does not match its source)."""
 
 
 @runtime_checkable
@@ -208,6 +217,47 @@ class VolumeDriver(Protocol):
         """
         ...
 
+    async def create_snapshot(
+        self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
+    ) -> None:
+        """Copy the volume's current bytes at ``location`` into the snapshot, in the same
+        pool: sparse, synced and verified by checksum against the volume before it gets
+        its name; no write, extend or revert of the volume interleaves with the copy. The
+        snapshot takes the volume's size from the pool's capacity. If the snapshot
+        already exists with the volume's size, nothing is done.
+
+        Raises:
+            CapacityError: the pool cannot hold the snapshot.
+            BackendError: the volume file is missing, the snapshot exists with another
+                size, the copy failed, or its checksum did not match (nothing is left).
+        """
+        ...
+
+    async def delete_snapshot(self, snapshot_id: str, location: str, *, step_key: str) -> None:
+        """Delete the snapshot and release its space; succeed if it is already gone.
+
+        Raises:
+            BackendError: the backend failed (its ``volume_id`` is the snapshot id).
+        """
+        ...
+
+    async def revert_to_snapshot(
+        self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
+    ) -> None:
+        """Give the volume at ``location`` the snapshot's bytes again (the snapshot stays).
+
+        The reverted image is built as a verified copy of the snapshot and renamed over
+        the volume's image in one step, so the volume never holds a half-reverted image;
+        while the copy exists it takes the snapshot's size from the pool. If the volume
+        already holds the snapshot's bytes, nothing is done.
+
+        Raises:
+            CapacityError: the pool cannot hold the temporary copy.
+            BackendError: the volume or snapshot file is missing, their sizes differ, the
+                copy failed, or its checksum did not match (the volume is untouched).
+        """
+        ...
+
     async def checksum(self, volume_id: str, location: str) -> str:
         """Hex sha256 of the volume's bytes at ``location`` (its whole size, holes as zeros).
 
@@ -218,6 +268,10 @@ class VolumeDriver(Protocol):
 
     def volume_path(self, volume_id: str, location: str) -> Path:
         """Where the volume's data lives on this host (for connectors and checks)."""
+        ...
+
+    def snapshot_path(self, snapshot_id: str, location: str) -> Path:
+        """Where the snapshot's data lives on this host (for checks)."""
         ...
 
     def pools(self) -> list[PoolStats]:

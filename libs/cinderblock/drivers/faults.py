@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 from cinderblock.drivers import copying
 from cinderblock.drivers.base import (
@@ -22,11 +22,22 @@ from cinderblock.drivers.base import (
 
 log = logging.getLogger(__name__)
 
-OPERATIONS = ("create", "extend", "delete", "unmanage", "migrate")
+OPERATIONS = (
+    "create",
+    "extend",
+    "delete",
+    "unmanage",
+    "migrate",
+    "snapshot",
+    "delete_snapshot",
+    "revert",
+)
 """The driver steps a fault can be injected into, in canonical order."""
 
-CORRUPTIBLE = ("migrate",)
+CORRUPTIBLE = ("migrate", "snapshot", "revert")
 """The steps that copy bytes, which the ``corrupt`` fault applies to."""
+
+T = TypeVar("T")
 
 INJECTED_REASON = "injected failure"
 
@@ -98,18 +109,20 @@ class Fault:
 class FaultPlan:
     """Which operations get which fault; operations not listed pass through.
 
-    Operations: ``create``, ``extend``, ``delete``, ``unmanage``, ``migrate``. Modes:
+    Operations: ``create``, ``extend``, ``delete``, ``unmanage``, ``migrate``,
+    ``snapshot``, ``delete_snapshot``, ``revert``. Modes:
 
     - ``fail``: raise ``BackendError(reason="injected failure")`` on every call;
       ``fail:N``: on the first N calls, then pass through;
     - ``capacity``: raise ``CapacityError`` on every call;
     - ``delay:SECONDS``: sleep, then pass through;
-    - ``corrupt`` (``migrate`` only): the call reaches the driver and its copy is
-      written, but one byte of the copy is flipped before the driver verifies it (via
-      the ``before_verify`` hook), so the driver's own checksum verification must
-      raise ``BackendError("checksum mismatch ...")`` and remove the copy;
-      ``corrupt:N``: only on the first N calls. A call that makes no copy (the
-      destination already holds a verified one) has nothing to corrupt.
+    - ``corrupt`` (``migrate``, ``snapshot``, ``revert``): the call reaches the driver
+      and its copy is written, but one byte of the copy is flipped before the driver
+      verifies it (via the ``before_verify`` hook), so the driver's own checksum
+      verification must raise ``BackendError("checksum mismatch ...")`` and remove the
+      copy; ``corrupt:N``: only on the first N calls. A call that makes no copy (the
+      copy already exists, the volume already holds the snapshot) has nothing to
+      corrupt.
     """
 
     faults: Mapping[str, Fault] = field(default_factory=lambda: MappingProxyType({}))
@@ -177,7 +190,10 @@ class FaultInjectingDriver:
     Attributes:
         calls: every step call received, in order, injected failures included.
         injected: the calls a fault was injected into: failed ones (they never
-            reached the inner driver) and migrations whose copy was corrupted.
+            reached the inner driver) and copying steps whose copy was corrupted.
+
+    A ``delete_snapshot`` call names no volume: its DriverCall carries the snapshot id
+    as ``volume_id``.
     """
 
     def __init__(self, inner: VolumeDriver, plan: FaultPlan | None = None) -> None:
@@ -216,28 +232,38 @@ class FaultInjectingDriver:
     async def migrate_volume(
         self, volume_id: str, source: str, destination: str, *, step_key: str
     ) -> str:
-        if not await self._apply("migrate", volume_id, step_key):
-            return await self.inner.migrate_volume(
-                volume_id, source, destination, step_key=step_key
-            )
-        flipped: list[int] = []
+        return await self._copying(
+            "migrate",
+            volume_id,
+            step_key,
+            lambda: self.inner.migrate_volume(volume_id, source, destination, step_key=step_key),
+        )
 
-        def corrupt(copy: Path) -> None:  # runs in the driver's worker thread
-            flipped.append(copying.flip_byte(copy))
+    async def create_snapshot(
+        self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
+    ) -> None:
+        await self._copying(
+            "snapshot",
+            volume_id,
+            step_key,
+            lambda: self.inner.create_snapshot(volume_id, snapshot_id, location, step_key=step_key),
+        )
 
-        token = before_verify.set(corrupt)
-        try:
-            return await self.inner.migrate_volume(
-                volume_id, source, destination, step_key=step_key
-            )
-        finally:
-            before_verify.reset(token)
-            if flipped:
-                self.injected.append(DriverCall("migrate", volume_id, step_key))
-                extra = {"volume_id": volume_id, "action": "migrate", "step_key": step_key}
-                log.info(
-                    "flipped byte %d of the copy of volume %s", flipped[0], volume_id, extra=extra
-                )
+    async def delete_snapshot(self, snapshot_id: str, location: str, *, step_key: str) -> None:
+        await self._apply("delete_snapshot", snapshot_id, step_key)
+        await self.inner.delete_snapshot(snapshot_id, location, step_key=step_key)
+
+    async def revert_to_snapshot(
+        self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
+    ) -> None:
+        await self._copying(
+            "revert",
+            volume_id,
+            step_key,
+            lambda: self.inner.revert_to_snapshot(
+                volume_id, snapshot_id, location, step_key=step_key
+            ),
+        )
 
     async def checksum(self, volume_id: str, location: str) -> str:
         return await self.inner.checksum(volume_id, location)
@@ -245,8 +271,39 @@ class FaultInjectingDriver:
     def volume_path(self, volume_id: str, location: str) -> Path:
         return self.inner.volume_path(volume_id, location)
 
+    def snapshot_path(self, snapshot_id: str, location: str) -> Path:
+        return self.inner.snapshot_path(snapshot_id, location)
+
     def pools(self) -> list[PoolStats]:
         return self.inner.pools()
+
+    async def _copying(
+        self, operation: str, volume_id: str, step_key: str, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Apply the plan to a copying step, then make the call; with ``corrupt`` armed,
+        flip a byte of each fresh copy the driver makes before it verifies it."""
+        if not await self._apply(operation, volume_id, step_key):
+            return await call()
+        flipped: list[int] = []
+
+        def corrupt(copy: Path) -> None:  # runs in the driver's worker thread
+            flipped.append(copying.flip_byte(copy))
+
+        token = before_verify.set(corrupt)
+        try:
+            return await call()
+        finally:
+            before_verify.reset(token)
+            if flipped:
+                self.injected.append(DriverCall(operation, volume_id, step_key))
+                extra = {"volume_id": volume_id, "action": operation, "step_key": step_key}
+                log.info(
+                    "flipped byte %d of the %s copy of volume %s",
+                    flipped[0],
+                    operation,
+                    volume_id,
+                    extra=extra,
+                )
 
     async def _apply(self, operation: str, volume_id: str, step_key: str) -> bool:
         """Record the call, then delay it, fail it, or let it through; True when it

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cinderblock.drivers import copying, imagefiles, migration
+from cinderblock.drivers import copying, imagefiles, migration, snapshots
 from cinderblock.drivers.base import (
     GIB,
     BackendError,
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class FileDriver:
-    """VolumeDriver keeping ``<root>/<host>@<backend>/<pool>/volume-<id>.img`` sparse files.
+    """VolumeDriver keeping ``<root>/<host>@<backend>/<pool>/volume-<id>.img`` sparse files
+    (and ``snapshot-<id>.img`` copies of them: see `snapshots`).
 
     Constructing it scans every pool directory (creating missing ones, removing
     temp files a crash left) to rebuild the allocated bytes per pool; after that
@@ -47,6 +48,9 @@ class FileDriver:
         }
         self._ledger = Ledger(self._pools, allocated)
         self._volume_locks = KeyedLocks()
+        self._snapshots = snapshots.Snapshots(
+            self._ledger, self._volume_locks, self._pool, self._pool_dir
+        )
 
     @property
     def root(self) -> Path:
@@ -196,6 +200,19 @@ class FileDriver:
         )
         return pool.location
 
+    async def create_snapshot(
+        self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
+    ) -> None:
+        await self._snapshots.create(volume_id, snapshot_id, location, step_key=step_key)
+
+    async def delete_snapshot(self, snapshot_id: str, location: str, *, step_key: str) -> None:
+        await self._snapshots.delete(snapshot_id, location, step_key=step_key)
+
+    async def revert_to_snapshot(
+        self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
+    ) -> None:
+        await self._snapshots.revert(volume_id, snapshot_id, location, step_key=step_key)
+
     async def checksum(self, volume_id: str, location: str) -> str:
         """sha256 of the file at ``location``. It takes no volume lock (a migration holds
         it for long): the hash covers the one inode it opened, at the size it had then."""
@@ -211,6 +228,9 @@ class FileDriver:
     def volume_path(self, volume_id: str, location: str) -> Path:
         check_volume_id(volume_id)
         return self._volume_file(self._pool("volume_path", volume_id, location), volume_id)
+
+    def snapshot_path(self, snapshot_id: str, location: str) -> Path:
+        return self._snapshots.path(snapshot_id, location)
 
     def pools(self) -> list[PoolStats]:
         return self._ledger.stats()

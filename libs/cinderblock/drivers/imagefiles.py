@@ -1,4 +1,5 @@
-"""Blocking, crash-safe operations on sparse volume image files (run them in a thread)."""
+"""Blocking, crash-safe operations on sparse volume and snapshot image files (run them in
+a thread)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import stat
 from pathlib import Path
 
 IMAGE_PREFIX = "volume-"
+SNAPSHOT_PREFIX = "snapshot-"
 IMAGE_SUFFIX = ".img"
 TEMP_SUFFIX = ".tmp"
 
@@ -18,17 +20,25 @@ def image_name(volume_id: str) -> str:
     return f"{IMAGE_PREFIX}{volume_id}{IMAGE_SUFFIX}"
 
 
+def snapshot_name(snapshot_id: str) -> str:
+    """File name of a snapshot's image inside its pool directory (never a volume's name)."""
+    return f"{SNAPSHOT_PREFIX}{snapshot_id}{IMAGE_SUFFIX}"
+
+
 def temp_path(path: Path) -> Path:
     """A fresh temp name next to ``path``; a driver removes leftovers of it at start."""
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
 def _is_image(name: str) -> bool:
-    return name.startswith(IMAGE_PREFIX) and name.endswith(IMAGE_SUFFIX)
+    """A volume's or a snapshot's image: both take space in their pool."""
+    return name.startswith((IMAGE_PREFIX, SNAPSHOT_PREFIX)) and name.endswith(IMAGE_SUFFIX)
 
 
 def _is_leftover_temp(name: str) -> bool:
-    return name.startswith(f".{IMAGE_PREFIX}") and name.endswith(TEMP_SUFFIX)
+    return name.startswith((f".{IMAGE_PREFIX}", f".{SNAPSHOT_PREFIX}")) and name.endswith(
+        TEMP_SUFFIX
+    )
 
 
 def fsync_dir(directory: Path) -> None:
@@ -42,7 +52,7 @@ def fsync_dir(directory: Path) -> None:
 
 def scan_pool(directory: Path) -> int:
     """Create the pool directory if needed, drop temp files a crash left, and
-    return the sum of the apparent sizes of its volume images in bytes."""
+    return the sum of the apparent sizes of its volume and snapshot images in bytes."""
     directory.mkdir(parents=True, exist_ok=True)
     allocated = 0
     with os.scandir(directory) as entries:

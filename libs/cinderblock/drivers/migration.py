@@ -1,4 +1,5 @@
-"""The file driver's migration helpers: where a copy may land, and the verified copy."""
+"""The file driver's migration helpers: where a copy may land, and the verified copy (which
+snapshots and reverts use too)."""
 
 from __future__ import annotations
 
@@ -56,11 +57,21 @@ async def checksums(operation: str, volume_id: str, *paths: Path) -> list[str]:
         raise BackendError(operation, volume_id, f"cannot checksum: {err}") from err
 
 
-async def copy_verified(volume_id: str, source: Path, target: Path, ctx: dict[str, str]) -> str:
+async def copy_verified(
+    volume_id: str,
+    source: Path,
+    target: Path,
+    ctx: dict[str, str],
+    *,
+    operation: str = "migrate",
+    expected: str | None = None,
+) -> str:
     """Copy ``source`` sparsely to a temp file next to ``target``, fsync it, check its
-    sha256 against the source's, then rename it to ``target`` (replacing a file there);
-    return the checksum. Afterwards the temp file is gone, whatever happened, so a
-    crash or a failure never leaves a file that looks like a complete volume.
+    sha256 against the source's (``expected`` when the caller already hashed the source
+    under a lock that keeps it unchanged), then rename it to ``target`` (replacing a file
+    there); return the checksum. Afterwards the temp file is gone, whatever happened, so
+    a crash or a failure never leaves a file that looks complete, and ``target`` is
+    either untouched or wholly the copy. Errors name ``operation``.
 
     Raises:
         BackendError: the copy failed, or its checksum did not match the source's.
@@ -68,20 +79,23 @@ async def copy_verified(volume_id: str, source: Path, target: Path, ctx: dict[st
     temp = imagefiles.temp_path(target)
     try:
         written = await asyncio.to_thread(copying.copy_sparse, source, temp)
-        log.info("copied %d data bytes of volume %s", written, volume_id, extra=ctx)
+        log.info("copied %d data bytes of %s", written, source.name, extra=ctx)
         hook = before_verify.get()
         if hook is not None:
             await asyncio.to_thread(hook, temp)
-        expected, copied = await checksums("migrate", volume_id, source, temp)
+        if expected is None:
+            expected, copied = await checksums(operation, volume_id, source, temp)
+        else:
+            (copied,) = await checksums(operation, volume_id, temp)
         if copied != expected:
             reason = f"checksum mismatch: source sha256 {expected}, copy {copied}"
-            log.error("migrate failed: %s", reason, extra=ctx)
-            raise BackendError("migrate", volume_id, reason)
+            log.error("%s failed: %s", operation, reason, extra=ctx)
+            raise BackendError(operation, volume_id, reason)
         await asyncio.to_thread(imagefiles.install, temp, target)
     except OSError as err:
-        log.warning("migrate failed: %s", err, extra=ctx)
+        log.warning("%s failed: %s", operation, err, extra=ctx)
         reason = f"cannot copy {source} to {target}: {err}"
-        raise BackendError("migrate", volume_id, reason) from err
+        raise BackendError(operation, volume_id, reason) from err
     finally:
         imagefiles.discard(temp)  # one unlink, run even when cancelled; no-op once installed
     return expected

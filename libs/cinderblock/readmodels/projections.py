@@ -71,11 +71,11 @@ VOLUME_CREATED = Projection(
 )
 
 
-def _set(assignments: str, *fields: str) -> Projection:
-    """``UPDATE volumes SET <assignments>`` with the event's ``fields`` as $4, $5, …
+def _set(assignments: str, *fields: str, table: str = "volumes") -> Projection:
+    """``UPDATE <table> SET <assignments>`` with the event's ``fields`` as $4, $5, …
     ($1 id, $2 version, $3 event time)."""
     sql = (
-        f"UPDATE volumes SET {assignments}, updated_at = $3, version = $2 "
+        f"UPDATE {table} SET {assignments}, updated_at = $3, version = $2 "
         "WHERE id = $1 AND version < $2"
     )
 
@@ -182,7 +182,60 @@ def _reset_args(e: ProjectionEvent) -> tuple[Any, ...]:
     )
 
 
+def _snapshot_created_args(e: ProjectionEvent) -> tuple[Any, ...]:
+    d = e.data
+    return (
+        e.aggregate_id,
+        UUID(d["volume_id"]),
+        d["project_id"],
+        d["user_id"],
+        d["name"],
+        d["description"],
+        d["volume_size"],
+        json.dumps(d["metadata"]),
+        e.timestamp,
+        e.version,
+    )
+
+
+SNAPSHOT_CREATED = Projection(
+    """
+    INSERT INTO snapshots (id, volume_id, project_id, user_id, name, description, size,
+        status, progress, metadata, created_at, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'creating', '0%', $8::jsonb, $9, $10)
+    ON CONFLICT (id) DO NOTHING
+    """,
+    _snapshot_created_args,
+)
+
+
+def _snap(assignments: str, *fields: str) -> Projection:
+    return _set(assignments, *fields, table="snapshots")
+
+
+SNAPSHOT_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
+    "Snapshot.Created": SNAPSHOT_CREATED,
+    "Snapshot.CreateCompleted": _snap("status = 'available', progress = '100%'"),
+    "Snapshot.CreateFailed": _snap("status = 'error'"),
+    "Snapshot.Updated": Projection(
+        "UPDATE snapshots SET "
+        "name = CASE WHEN $4::jsonb ? 'name' THEN $4::jsonb ->> 'name' ELSE name END, "
+        "description = CASE WHEN $4::jsonb ? 'description' "
+        "THEN $4::jsonb ->> 'description' ELSE description END, "
+        "updated_at = $3, version = $2 WHERE id = $1 AND version < $2",
+        _json_arg("changes"),
+    ),
+    "Snapshot.DeleteRequested": _snap("status = 'deleting'"),
+    "Snapshot.Deleted": _snap("status = 'deleted', deleted = true"),
+    "Snapshot.DeleteFailed": _snap("status = 'error_deleting'"),
+    "Snapshot.RestoreStarted": _snap("status = 'restoring'"),
+    "Snapshot.RestoreEnded": _snap("status = 'available'"),
+}
+
 VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
+    "Volume.RevertRequested": _set("status = 'reverting'"),
+    "Volume.Reverted": _set("status = 'available'"),
+    "Volume.RevertFailed": _set("status = 'error'"),
     "Volume.Reserved": _set("status = 'attaching'"),
     "Volume.Unreserved": _set("status = $4", "status"),
     "Volume.Attached": (
@@ -243,7 +296,7 @@ VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
 
 
 def _projections_of(name: str) -> tuple[Projection, ...]:
-    found = VOLUME_PROJECTIONS.get(name, ())
+    found = VOLUME_PROJECTIONS.get(name) or SNAPSHOT_PROJECTIONS.get(name, ())
     return found if isinstance(found, tuple) else (found,)
 
 

@@ -190,3 +190,70 @@ def _value(row: asyncpg.Record, key: str) -> Any:
 async def projected_position(conn: asyncpg.Connection, name: str) -> tuple[int, int]:
     row = await conn.fetchrow("SELECT tx_id, position FROM tracking WHERE name = $1", name)
     return (row["tx_id"], row["position"]) if row is not None else (0, 0)
+
+
+_SNAPSHOT_COLUMNS = """
+    s.id::text AS id, s.volume_id::text AS volume_id, s.project_id, s.user_id, s.name,
+    s.description, s.size, s.status, s.progress, s.metadata::text AS metadata, s.created_at,
+    s.updated_at
+"""
+
+SNAPSHOT_FILTERS = {"name": "s.name", "status": "s.status", "volume_id": "s.volume_id::text"}
+
+
+def _row_to_snapshot(row: asyncpg.Record) -> dict[str, Any]:
+    snapshot = dict(row)
+    snapshot["metadata"] = json.loads(snapshot["metadata"])
+    return snapshot
+
+
+async def get_snapshot(
+    conn: asyncpg.Connection, snapshot_id: str, *, project_id: str | None
+) -> dict[str, Any] | None:
+    try:
+        sid = UUID(snapshot_id)
+    except ValueError:
+        return None
+    row = await conn.fetchrow(
+        f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots s WHERE s.id = $1 AND NOT s.deleted "
+        "AND ($2::text IS NULL OR s.project_id = $2)",
+        sid,
+        project_id,
+    )
+    return _row_to_snapshot(row) if row is not None else None
+
+
+async def list_snapshots(
+    conn: asyncpg.Connection,
+    *,
+    project_id: str | None,
+    filters: Mapping[str, str],
+    limit: int,
+    marker: str | None,
+) -> list[dict[str, Any]]:
+    """Newest first (Cinder's default), keyset pagination after ``marker``."""
+    where = ["NOT s.deleted"]
+    args: list[Any] = []
+    if project_id is not None:
+        args.append(project_id)
+        where.append(f"s.project_id = ${len(args)}")
+    for key, value in filters.items():
+        args.append(value)
+        where.append(f"{SNAPSHOT_FILTERS[key]} = ${len(args)}")
+    if marker is not None:
+        try:
+            mid = UUID(marker)
+        except ValueError:
+            raise LookupError(marker) from None
+        found = await conn.fetchrow("SELECT created_at FROM snapshots WHERE id = $1", mid)
+        if found is None:
+            raise LookupError(marker)
+        args += [found["created_at"], mid]
+        where.append(f"(s.created_at, s.id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    rows = await conn.fetch(
+        f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots s WHERE {' AND '.join(where)} "
+        f"ORDER BY s.created_at DESC, s.id DESC LIMIT ${len(args)}",
+        *args,
+    )
+    return [_row_to_snapshot(r) for r in rows]

@@ -61,6 +61,26 @@ CREATE TABLE IF NOT EXISTS attachments (
 );
 CREATE INDEX IF NOT EXISTS attachments_volume ON attachments (volume_id) WHERE NOT deleted;
 
+CREATE TABLE IF NOT EXISTS snapshots (
+    id uuid PRIMARY KEY,
+    volume_id uuid NOT NULL,
+    project_id text NOT NULL,
+    user_id text NOT NULL,
+    name text,
+    description text,
+    size integer NOT NULL,
+    status text NOT NULL,
+    progress text NOT NULL DEFAULT '0%',
+    metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz,
+    deleted boolean NOT NULL DEFAULT false,
+    version integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_project_created ON snapshots (project_id, created_at DESC, id)
+    WHERE NOT deleted;
+CREATE INDEX IF NOT EXISTS snapshots_volume ON snapshots (volume_id) WHERE NOT deleted;
+
 CREATE TABLE IF NOT EXISTS tracking (
     name text PRIMARY KEY,
     tx_id bigint NOT NULL,

@@ -9,5 +9,8 @@ from cinderblock.config.settings import Settings
 def stream_spec(settings: Settings) -> StreamSpec:
     return StreamSpec(
         name=settings.stream,
-        subjects=[settings.subject("volume.events.>"), settings.subject("quota.events.>")],
+        subjects=[
+            settings.subject(f"{aggregate}.events.>")
+            for aggregate in ("volume", "snapshot", "quota")
+        ],
     )

@@ -15,6 +15,7 @@ from cinderblock.domain.errors import StaleCommandError, VolumeError, VolumeNotF
 from cinderblock.domain.quota import DEFAULT_LIMITS, ProjectQuota, quota_id, volume_deltas
 from cinderblock.domain.volume import Volume
 from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
+from cinderblock.store.snapshots import SnapshotCommands
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def _allow_all(_: Volume) -> None:
     return None
 
 
-class Volumes:
+class Volumes(SnapshotCommands):
     """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
 
     def __init__(self, store: AsyncEventStore, config: VolumesConfig | None = None) -> None:

@@ -18,6 +18,7 @@ from cinderblock.wire.faults import BadMediaType, BadRequest
 from cinderblock.wire.microversion import APIVersion
 from cinderblock.wire.migration import MigrateVolume, MigrateVolumeCompletion
 from cinderblock.wire.schema import Boolean, VolumeSize
+from cinderblock.wire.snapshots import Revert
 
 JSON_MEDIA_TYPES = frozenset({"application/json", "application/vnd.openstack.volume+json"})
 
@@ -88,6 +89,7 @@ ACTION_MODELS: Mapping[str, type[ActionBody]] = MappingProxyType(
             *BOOKKEEPING_MODELS,
             MigrateVolume,
             MigrateVolumeCompletion,
+            Revert,
         )
     }
 )

@@ -16,6 +16,7 @@ SCHEMA_VERSION = 1
 AGGREGATE_OF = {
     "Volume": "volume",
     "ProjectQuota": "quota",
+    "Snapshot": "snapshot",
 }
 
 

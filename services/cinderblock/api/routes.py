@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cinderblock.api.handlers import actions, versions, volumes
+from cinderblock.api.handlers import actions, snapshots, versions, volumes
 
 
 def setup_routes(app: web.Application, project_id_regex: str) -> None:
@@ -21,3 +21,9 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         r.add_get(f"{prefix}/volumes/{{volume_id}}", volumes.show, allow_head=False)
         r.add_delete(f"{prefix}/volumes/{{volume_id}}", volumes.delete)
         r.add_post(f"{prefix}/volumes/{{volume_id}}/action", actions.volume_action)
+        r.add_post(f"{prefix}/snapshots", snapshots.create)
+        r.add_get(f"{prefix}/snapshots", snapshots.index, allow_head=False)
+        r.add_get(f"{prefix}/snapshots/detail", snapshots.detail, allow_head=False)
+        r.add_get(f"{prefix}/snapshots/{{snapshot_id}}", snapshots.show, allow_head=False)
+        r.add_put(f"{prefix}/snapshots/{{snapshot_id}}", snapshots.update)
+        r.add_delete(f"{prefix}/snapshots/{{snapshot_id}}", snapshots.delete)

@@ -14,6 +14,7 @@ from cinderblock.domain.sagas.lifecycle import needs_create, needs_delete, needs
 from cinderblock.domain.sagas.migrate import migration_to_run
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
+from cinderblock.sagas.snapshots import SnapshotSagas
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
 
@@ -37,7 +38,11 @@ class Sagas:
     def __init__(self, volumes: Volumes, driver: VolumeDriver) -> None:
         self.volumes = volumes
         self.driver = driver
+        snapshots = SnapshotSagas(volumes, driver)
         self.reactions: dict[str, Reaction] = {
+            "snapshot.created": snapshots.when_snapshot_created_copy,
+            "snapshot.delete_requested": snapshots.when_snapshot_delete_requested_remove,
+            "volume.revert_requested": snapshots.when_revert_requested_restore,
             "volume.created": self.when_created_place_and_create,
             "volume.extend_requested": self.when_extend_requested_grow,
             "volume.delete_requested": self.when_delete_requested_remove,
@@ -48,6 +53,9 @@ class Sagas:
         }
         # Compensation used when a message has used up its deliveries.
         self.give_up: dict[str, Reaction] = {
+            "snapshot.created": snapshots.give_up_snapshot,
+            "snapshot.delete_requested": snapshots.give_up_snapshot_delete,
+            "volume.revert_requested": snapshots.give_up_revert,
             "volume.created": self.give_up_create,
             "volume.extend_requested": self.give_up_extend,
             "volume.delete_requested": self.give_up_delete,

@@ -40,12 +40,18 @@ def build_driver(settings: Settings) -> VolumeDriver:
 
 
 def consumer_spec(settings: Settings, sagas: Sagas) -> ConsumerSpec:
-    names = {t.partition(".")[2] for t in sagas.reactions}
-    camel = {n: "".join(p.title() for p in n.split("_")) for n in names}
+    """One durable consumer for every event type a saga reacts to: ``volume.extend_requested``
+    listens on ``volume.events.ExtendRequested.>``."""
+
+    def subject(event_type: str) -> str:
+        aggregate, _, name = event_type.partition(".")
+        camel = "".join(part.title() for part in name.split("_"))
+        return settings.subject(f"{aggregate}.events.{camel}.>")
+
     return ConsumerSpec(
         stream=settings.stream,
         durable=f"{settings.subject_prefix.replace('.', '-')}{DURABLE}",
-        filter_subjects=sorted(settings.subject(f"volume.events.{c}.>") for c in camel.values()),
+        filter_subjects=sorted(subject(t) for t in sagas.reactions),
         ack_wait=settings.saga_ack_wait,
         max_deliver=settings.saga_max_deliver,
     )

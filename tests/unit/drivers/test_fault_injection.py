@@ -131,15 +131,15 @@ def test_migrate_takes_every_mode_and_corrupt(spec: str, fault: Fault, descripti
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("create=corrupt", "corrupt applies to migrate only"),
-        ("delete=corrupt:1", "corrupt applies to migrate only"),
+        ("create=corrupt", "corrupt applies to migrate, snapshot, revert only"),
+        ("delete=corrupt:1", "corrupt applies to migrate, snapshot, revert only"),
         ("migrate=corrupt:0", "invalid"),
         ("migrate=corrupt:", "invalid"),
         ("migrate=corrupt:many", "invalid"),
         ("migrate=capacity:1", "invalid"),
     ],
 )
-def test_corrupt_is_for_migrate_only(spec: str, message: str) -> None:
+def test_corrupt_is_for_copying_steps_only(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FaultPlan.parse(spec)
 

@@ -128,20 +128,29 @@ async def force_detach(
         f"{VOLUME_ACTIONS}:terminate_connection",
         f"{VOLUME_ACTIONS}:detach",
     ]
-    await act(d, ctx, vid, "os-force_detach", rules, lambda v: v.force_detach(req.attachment_id))
+    service = "service" in ctx.roles
+    await act(
+        d,
+        ctx,
+        vid,
+        "os-force_detach",
+        rules,
+        lambda v: v.force_detach(req.attachment_id, service=service),
+    )
     return _accepted()
 
 
 async def terminate_connection(
     d: Deps, ctx: RequestContext, vid: str, _: body.TerminateConnection
 ) -> web.Response:
+    service = "service" in ctx.roles
     await act(
         d,
         ctx,
         vid,
         "os-terminate_connection",
         [f"{VOLUME_ACTIONS}:terminate_connection"],
-        Volume.terminate_connection,
+        lambda v: v.terminate_connection(service=service),
     )
     return _accepted()
 

@@ -1,0 +1,190 @@
+"""The Snapshot aggregate: a point-in-time copy of a volume, created and deleted by sagas,
+and the source of a volume's revert."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from cinderblock.domain.errors import InvalidInputError
+
+
+class SnapshotStatus:
+    CREATING = "creating"
+    AVAILABLE = "available"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    ERROR = "error"
+    ERROR_DELETING = "error_deleting"
+    RESTORING = "restoring"
+
+
+class SnapshotNotFoundError(InvalidInputError):
+    """Raised when a snapshot does not exist, is deleted, or belongs to another project."""
+
+    code = "snapshot_not_found"
+
+    def __init__(self, snapshot_id: str) -> None:
+        super().__init__(f"Snapshot {snapshot_id} could not be found.")
+        self.snapshot_id = snapshot_id
+
+
+class InvalidSnapshotError(InvalidInputError):
+    """Raised when the snapshot's status does not allow the request (Cinder's
+    InvalidSnapshot, 400)."""
+
+    code = "invalid_snapshot"
+
+
+class Snapshot(Aggregate):
+    class Created(Aggregate.Created):
+        volume_id: str
+        project_id: str
+        user_id: str
+        name: str | None
+        description: str | None
+        volume_size: int
+        metadata: dict[str, str]
+        volume_type_name: str
+
+    class CreateCompleted(Aggregate.Event):
+        pass
+
+    class CreateFailed(Aggregate.Event):
+        reason: str
+
+    class Updated(Aggregate.Event):
+        changes: dict[str, Any]
+
+    class DeleteRequested(Aggregate.Event):
+        pass
+
+    class Deleted(Aggregate.Event):
+        pass
+
+    class DeleteFailed(Aggregate.Event):
+        reason: str
+
+    class RestoreStarted(Aggregate.Event):
+        pass
+
+    class RestoreEnded(Aggregate.Event):
+        pass
+
+    @event(Created)
+    def __init__(
+        self,
+        volume_id: str,
+        project_id: str,
+        user_id: str,
+        name: str | None,
+        description: str | None,
+        volume_size: int,
+        metadata: dict[str, str],
+        volume_type_name: str,
+    ) -> None:
+        self.volume_id = volume_id
+        self.project_id = project_id
+        self.user_id = user_id
+        self.name = name
+        self.description = description
+        self.volume_size = volume_size
+        self.metadata = dict(metadata)
+        self.volume_type_name = volume_type_name
+        self.status = SnapshotStatus.CREATING
+
+    @classmethod
+    def take(cls, snapshot_id: Any, **fields: Any) -> Snapshot:
+        return cls._create(cls.Created, id=snapshot_id, **fields)
+
+    @property
+    def sid(self) -> str:
+        return str(self.id)
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.status == SnapshotStatus.DELETED
+
+    def complete_create(self) -> bool:
+        if self.status != SnapshotStatus.CREATING:
+            return False
+        self._create_completed()
+        return True
+
+    @event(CreateCompleted)
+    def _create_completed(self) -> None:
+        self.status = SnapshotStatus.AVAILABLE
+
+    def fail_create(self, reason: str) -> bool:
+        if self.status != SnapshotStatus.CREATING:
+            return False
+        self._create_failed(reason=reason)
+        return True
+
+    @event(CreateFailed)
+    def _create_failed(self, reason: str) -> None:
+        self.status = SnapshotStatus.ERROR
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """PUT /snapshots/{id}: name, description (already resolved by the wire)."""
+        if changes:
+            self._updated(changes=dict(changes))
+
+    @event(Updated)
+    def _updated(self, changes: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            setattr(self, key, value)
+
+    def request_delete(self) -> None:
+        if self.status not in (SnapshotStatus.AVAILABLE, SnapshotStatus.ERROR):
+            raise InvalidSnapshotError(
+                f"Invalid snapshot: Volume Snapshot status must be available or error, "
+                f"currently {self.status}."
+            )
+        self._delete_requested()
+
+    @event(DeleteRequested)
+    def _delete_requested(self) -> None:
+        self.status = SnapshotStatus.DELETING
+
+    def complete_delete(self) -> bool:
+        if self.status != SnapshotStatus.DELETING:
+            return False
+        self._deleted()
+        return True
+
+    @event(Deleted)
+    def _deleted(self) -> None:
+        self.status = SnapshotStatus.DELETED
+
+    def fail_delete(self, reason: str) -> bool:
+        if self.status != SnapshotStatus.DELETING:
+            return False
+        self._delete_failed(reason=reason)
+        return True
+
+    @event(DeleteFailed)
+    def _delete_failed(self, reason: str) -> None:
+        self.status = SnapshotStatus.ERROR_DELETING
+
+    def start_restore(self) -> bool:
+        """available → restoring (a revert of its volume); False when not available."""
+        if self.status != SnapshotStatus.AVAILABLE:
+            return False
+        self._restore_started()
+        return True
+
+    @event(RestoreStarted)
+    def _restore_started(self) -> None:
+        self.status = SnapshotStatus.RESTORING
+
+    def end_restore(self) -> bool:
+        if self.status != SnapshotStatus.RESTORING:
+            return False
+        self._restore_ended()
+        return True
+
+    @event(RestoreEnded)
+    def _restore_ended(self) -> None:
+        self.status = SnapshotStatus.AVAILABLE

@@ -1,0 +1,123 @@
+"""The volume's side of snapshots: which it has (newest last), the rules for taking one, and
+revert to the newest (spec §3.3, §5.1). A mixin of Volume with explicit events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError, StaleCommandError
+from cinderblock.domain.status import NOT_MIGRATING, Status
+
+
+class RevertConflictError(InvalidVolumeError):
+    """Raised when the volume or the snapshot is not in a state to revert (409)."""
+
+    code = "revert_conflict"
+
+
+class Snapshots:
+    status: Status
+    migration_status: str | None
+    host: str | None
+    size_gb: int
+    snapshot_ids: list[str]
+    vid: str
+
+    class SnapshotTaken(Aggregate.Event):
+        snapshot_id: str
+
+        def apply(self, volume: Any) -> None:
+            volume.snapshot_ids.append(self.snapshot_id)
+
+    class SnapshotRemoved(Aggregate.Event):
+        snapshot_id: str
+
+        def apply(self, volume: Any) -> None:
+            if self.snapshot_id in volume.snapshot_ids:
+                volume.snapshot_ids.remove(self.snapshot_id)
+
+    class RevertRequested(Aggregate.Event):
+        snapshot_id: str
+
+        def apply(self, volume: Any) -> None:
+            volume.status = Status.REVERTING
+            volume.pending_revert = {
+                "snapshot_id": self.snapshot_id,
+                "request_version": volume.version + 1,
+            }
+
+    class Reverted(Aggregate.Event):
+        snapshot_id: str
+
+        def apply(self, volume: Any) -> None:
+            volume.status = Status.AVAILABLE
+            volume.pending_revert = None
+
+    class RevertFailed(Aggregate.Event):
+        snapshot_id: str
+        reason: str
+
+        def apply(self, volume: Any) -> None:
+            volume.status = Status.ERROR
+            volume.pending_revert = None
+
+    def take_snapshot(self, snapshot_id: str, *, force: bool, in_use_ok: bool) -> None:
+        """Rules of POST /snapshots on the volume (``in_use_ok``: force given or 3.66+)."""
+        if self.host is None:
+            raise InvalidVolumeError(f"Volume {self.vid} has no host: it was never created.")
+        if self.status == Status.MAINTENANCE:
+            raise InvalidVolumeError(f"Volume {self.vid} is in maintenance.")
+        if self.migration_status not in NOT_MIGRATING:
+            raise InvalidVolumeError(f"Volume {self.vid} is being migrated.")
+        allowed = {Status.AVAILABLE, Status.IN_USE} if (force or in_use_ok) else {Status.AVAILABLE}
+        if self.status not in allowed:
+            raise InvalidVolumeError(
+                f"Volume {self.vid} status must be available, currently {self.status}."
+            )
+        self.trigger_event(self.SnapshotTaken, snapshot_id=snapshot_id)  # type: ignore[attr-defined]
+
+    def forget_snapshot(self, snapshot_id: str) -> None:
+        if snapshot_id in self.snapshot_ids:
+            self.trigger_event(self.SnapshotRemoved, snapshot_id=snapshot_id)  # type: ignore[attr-defined]
+
+    def latest_snapshot(self) -> str | None:
+        return self.snapshot_ids[-1] if self.snapshot_ids else None
+
+    def request_revert(self, snapshot_id: str | None, snapshot_size: int | None) -> None:
+        """revert: only to the newest snapshot, of the volume's current size, from
+        ``available`` (else 409)."""
+        latest = self.latest_snapshot()
+        if latest is None:
+            raise InvalidInputError(f"Volume {self.vid} doesn't have any snapshots.")
+        if snapshot_id != latest:
+            raise InvalidInputError(
+                f"Snapshot {snapshot_id} is not the latest one of volume {self.vid}."
+            )
+        if snapshot_size != self.size_gb:
+            raise InvalidInputError(
+                f"Volume {self.vid} size ({self.size_gb}G) must equal the snapshot's "
+                f"({snapshot_size}G) to revert; it was extended after the snapshot."
+            )
+        if self.status != Status.AVAILABLE:
+            raise RevertConflictError(
+                f"Volume {self.vid} status must be available to revert, currently {self.status}."
+            )
+        self.trigger_event(self.RevertRequested, snapshot_id=snapshot_id)  # type: ignore[attr-defined]
+
+    def revert_pending_for(self, request_version: int) -> dict[str, Any]:
+        pending = getattr(self, "pending_revert", None)
+        if pending is None or pending["request_version"] != request_version:
+            raise StaleCommandError(f"No revert of volume {self.vid} at {request_version}.")
+        return pending
+
+    def complete_revert(self, request_version: int) -> None:
+        pending = self.revert_pending_for(request_version)
+        self.trigger_event(self.Reverted, snapshot_id=pending["snapshot_id"])  # type: ignore[attr-defined]
+
+    def fail_revert(self, request_version: int, reason: str) -> None:
+        pending = self.revert_pending_for(request_version)
+        self.trigger_event(  # type: ignore[attr-defined]
+            self.RevertFailed, snapshot_id=pending["snapshot_id"], reason=reason
+        )

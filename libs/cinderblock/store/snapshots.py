@@ -1,0 +1,200 @@
+"""Snapshot verbs of the command service: each touches the volume, the snapshot and, where
+quota moves, the project's quota, in one atomic append."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+from uuid import UUID
+
+from cinderblock.domain.quota import ProjectQuota
+from cinderblock.domain.snapshot import Snapshot, SnapshotNotFoundError
+from cinderblock.domain.snapshots import RevertConflictError
+from cinderblock.domain.volume import Volume
+from cinderblock.store.eventstore import AsyncEventStore, Position
+
+T = TypeVar("T")
+
+
+def snapshot_deltas(size_gb: int, type_name: str, *, count: int) -> dict[str, int]:
+    """Quota usage of ``count`` (±1) snapshots of ``size_gb`` each."""
+    return {
+        "snapshots": count,
+        f"snapshots_{type_name}": count,
+        "gigabytes": size_gb * count,
+        f"gigabytes_{type_name}": size_gb * count,
+    }
+
+
+class SnapshotCommands:
+    """Mixed into Volumes, whose plumbing (_visible, _quota, _retrying, _finish) it uses."""
+
+    store: AsyncEventStore
+    config: Any
+    _visible: Callable[..., Awaitable[Volume]]
+    _quota: Callable[[str], Awaitable[ProjectQuota]]
+    _retrying: Callable[..., Awaitable[Any]]
+
+    async def load_snapshot(self, caller: Any, snapshot_id: str) -> Snapshot:
+        try:
+            sid = UUID(snapshot_id)
+        except ValueError:
+            raise SnapshotNotFoundError(snapshot_id) from None
+        snapshot = await self.store.load(sid, Snapshot)
+        hidden = (
+            snapshot is not None
+            and caller is not None
+            and not caller.is_admin
+            and (snapshot.project_id != caller.project_id)
+        )
+        if snapshot is None or snapshot.is_deleted or hidden:
+            raise SnapshotNotFoundError(snapshot_id)
+        return snapshot
+
+    async def create_snapshot(
+        self,
+        caller: Any,
+        volume_id: str,
+        snapshot_id: UUID,
+        *,
+        name: str | None,
+        description: str | None,
+        metadata: Mapping[str, str],
+        force: bool,
+        in_use_ok: bool,
+        meta: Mapping[str, Any],
+        authorize: Callable[[Volume], None],
+    ) -> Position:
+        async def attempt() -> Position:
+            volume = await self._visible(caller, volume_id)
+            authorize(volume)
+            volume.take_snapshot(str(snapshot_id), force=force, in_use_ok=in_use_ok)
+            snapshot = Snapshot.take(
+                snapshot_id,
+                volume_id=volume.vid,
+                project_id=volume.project_id,
+                user_id=caller.user_id,
+                name=name,
+                description=description,
+                volume_size=volume.size_gb,
+                metadata=dict(metadata),
+                volume_type_name=volume.volume_type_name,
+            )
+            quota = await self._quota(volume.project_id)
+            quota.consume(
+                snapshot_deltas(volume.size_gb, volume.volume_type_name, count=1),
+                self.config.quota_limits,
+                size_gb=volume.size_gb,
+                reason=f"snapshot {snapshot_id}",
+            )
+            return await self.store.save(volume, snapshot, quota, meta=meta)
+
+        result: Position = await self._retrying("create snapshot", attempt)
+        return result
+
+    async def snapshot_act(
+        self,
+        caller: Any,
+        snapshot_id: str,
+        change: Callable[[Snapshot], T],
+        *,
+        meta: Mapping[str, Any],
+        authorize: Callable[[Snapshot], None],
+    ) -> tuple[Position, T]:
+        async def attempt() -> tuple[Position, T]:
+            snapshot = await self.load_snapshot(caller, snapshot_id)
+            authorize(snapshot)
+            result = change(snapshot)
+            return await self.store.save(snapshot, meta=meta), result
+
+        found: tuple[Position, T] = await self._retrying("snapshot action", attempt)
+        return found
+
+    async def settle_snapshot(
+        self, snapshot_id: str, change: Callable[[Snapshot], bool], *, meta: Mapping[str, Any]
+    ) -> bool:
+        """A saga outcome on the snapshot alone (create completed or failed, delete failed)."""
+
+        async def attempt() -> bool:
+            snapshot = await self.store.load(UUID(snapshot_id), Snapshot)
+            if snapshot is None or not change(snapshot):
+                return False
+            await self.store.save(snapshot, meta=meta)
+            return True
+
+        done: bool = await self._retrying("settle snapshot", attempt)
+        return done
+
+    async def complete_snapshot_delete(self, snapshot_id: str, *, meta: Mapping[str, Any]) -> bool:
+        """The snapshot's data is gone: record it, drop it from its volume, give back quota."""
+
+        async def attempt() -> bool:
+            snapshot = await self.store.load(UUID(snapshot_id), Snapshot)
+            if snapshot is None or not snapshot.complete_delete():
+                return False
+            volume = await self.store.load(UUID(snapshot.volume_id), Volume)
+            touched: list[Any] = [snapshot]
+            if volume is not None:
+                volume.forget_snapshot(snapshot.sid)
+                touched.append(volume)
+            quota = await self._quota(snapshot.project_id)
+            quota.release_usage(
+                snapshot_deltas(snapshot.volume_size, snapshot.volume_type_name, count=1),
+                reason=f"delete snapshot {snapshot_id}",
+            )
+            await self.store.save(*touched, quota, meta=meta)
+            return True
+
+        done: bool = await self._retrying("complete snapshot delete", attempt)
+        return done
+
+    async def revert_volume(
+        self,
+        caller: Any,
+        volume_id: str,
+        snapshot_id: str | None,
+        *,
+        meta: Mapping[str, Any],
+        authorize: Callable[[Volume], None],
+    ) -> Position:
+        """Volume reverting and snapshot restoring in one append: either both or neither
+        (Cinder leaves the volume 'reverting' when the snapshot is not available, a QUIRK)."""
+
+        async def attempt() -> Position:
+            volume = await self._visible(caller, volume_id)
+            latest = volume.latest_snapshot()
+            snapshot = await self.store.load(UUID(latest), Snapshot) if latest else None
+            authorize(volume)
+            volume.request_revert(snapshot_id, snapshot.volume_size if snapshot else None)
+            if snapshot is None or not snapshot.start_restore():
+                status = snapshot.status if snapshot else "missing"
+                raise RevertConflictError(
+                    f"Snapshot {snapshot_id} status must be available to revert, "
+                    f"currently {status}."
+                )
+            return await self.store.save(volume, snapshot, meta=meta)
+
+        result: Position = await self._retrying("revert", attempt)
+        return result
+
+    async def settle_revert(
+        self, volume_id: str, request_version: int, failure: str | None, *, meta: Mapping[str, Any]
+    ) -> bool:
+        async def attempt() -> bool:
+            volume = await self.store.load(UUID(volume_id), Volume)
+            pending = volume.pending_revert if volume is not None else None
+            if volume is None or pending is None or pending["request_version"] != request_version:
+                return False
+            if failure is None:
+                volume.complete_revert(request_version)
+            else:
+                volume.fail_revert(request_version, failure)
+            snapshot = await self.store.load(UUID(pending["snapshot_id"]), Snapshot)
+            touched: list[Any] = [volume]
+            if snapshot is not None and snapshot.end_restore():
+                touched.append(snapshot)
+            await self.store.save(*touched, meta=meta)
+            return True
+
+        done: bool = await self._retrying("settle revert", attempt)
+        return done

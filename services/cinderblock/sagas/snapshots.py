@@ -1,0 +1,124 @@
+"""Snapshot sagas: make and remove a snapshot's copy, and revert a volume to its newest
+snapshot. Each ends in a completion event or a compensating one."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
+from cinderblock.domain.volume import Volume
+from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
+from cinderblock.store.volumes import Volumes
+from cinderblock.wire.envelope import ReceivedEnvelope
+
+log = logging.getLogger(__name__)
+
+
+def _meta(env: ReceivedEnvelope, saga: str) -> dict[str, Any]:
+    return {"actor": f"saga:{saga}", "causation_id": env.id, "request_id": env.request_id}
+
+
+class SnapshotSagas:
+    def __init__(self, volumes: Volumes, driver: VolumeDriver) -> None:
+        self.volumes = volumes
+        self.driver = driver
+
+    async def _pair(self, snapshot_id: str) -> tuple[Snapshot | None, Volume | None]:
+        snapshot = await self.volumes.store.load(UUID(snapshot_id), Snapshot)
+        if snapshot is None:
+            return None, None
+        return snapshot, await self.volumes.store.load(UUID(snapshot.volume_id), Volume)
+
+    async def when_snapshot_created_copy(self, env: ReceivedEnvelope) -> None:
+        """Compensation: a driver failure → the snapshot goes to ``error`` (its quota stays
+        used until it is deleted, as in Cinder)."""
+        snapshot, volume = await self._pair(env.aggregate_id)
+        if snapshot is None or snapshot.status != SnapshotStatus.CREATING:
+            return
+        meta = _meta(env, "snapshot")
+        if volume is None or volume.host is None:
+            await self.volumes.settle_snapshot(
+                snapshot.sid, lambda s: s.fail_create("volume has no backend"), meta=meta
+            )
+            return
+        try:
+            await self.driver.create_snapshot(
+                volume.vid, snapshot.sid, volume.host, step_key=env.id
+            )
+        except (CapacityError, BackendError) as err:
+            reason = err.reason
+            log.error(
+                "snapshot failed: %s",
+                reason,
+                extra={"volume_id": volume.vid, "action": "snapshot", "request_id": env.request_id},
+            )
+            await self.volumes.settle_snapshot(
+                snapshot.sid, lambda s: s.fail_create(reason), meta=meta
+            )
+            return
+        await self.volumes.settle_snapshot(snapshot.sid, Snapshot.complete_create, meta=meta)
+
+    async def when_snapshot_delete_requested_remove(self, env: ReceivedEnvelope) -> None:
+        """Compensation: a driver failure → ``error_deleting``."""
+        snapshot, volume = await self._pair(env.aggregate_id)
+        if snapshot is None or snapshot.status != SnapshotStatus.DELETING:
+            return
+        meta = _meta(env, "delete_snapshot")
+        if volume is not None and volume.host is not None:
+            try:
+                await self.driver.delete_snapshot(snapshot.sid, volume.host, step_key=env.id)
+            except BackendError as err:
+                reason = err.reason
+                await self.volumes.settle_snapshot(
+                    snapshot.sid, lambda s: s.fail_delete(reason), meta=meta
+                )
+                return
+        await self.volumes.complete_snapshot_delete(snapshot.sid, meta=meta)
+
+    async def when_revert_requested_restore(self, env: ReceivedEnvelope) -> None:
+        """Compensation: a driver failure → the volume goes to ``error``, the snapshot back to
+        ``available`` (Cinder's manager does the same)."""
+        volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
+        pending = volume.pending_revert if volume is not None else None
+        if volume is None or volume.host is None or pending is None:
+            return
+        if pending["request_version"] != env.version:
+            return
+        meta = _meta(env, "revert")
+        try:
+            await self.driver.revert_to_snapshot(
+                volume.vid, pending["snapshot_id"], volume.host, step_key=env.id
+            )
+        except (CapacityError, BackendError) as err:
+            log.error(
+                "revert failed: %s",
+                err.reason,
+                extra={"volume_id": volume.vid, "action": "revert", "request_id": env.request_id},
+            )
+            await self.volumes.settle_revert(volume.vid, env.version, err.reason, meta=meta)
+            return
+        await self.volumes.settle_revert(volume.vid, env.version, None, meta=meta)
+
+    async def give_up_snapshot(self, env: ReceivedEnvelope) -> None:
+        await self.volumes.settle_snapshot(
+            env.aggregate_id,
+            lambda s: s.fail_create("gave up after repeated failures"),
+            meta=_meta(env, "snapshot"),
+        )
+
+    async def give_up_snapshot_delete(self, env: ReceivedEnvelope) -> None:
+        await self.volumes.settle_snapshot(
+            env.aggregate_id,
+            lambda s: s.fail_delete("gave up after repeated failures"),
+            meta=_meta(env, "delete_snapshot"),
+        )
+
+    async def give_up_revert(self, env: ReceivedEnvelope) -> None:
+        await self.volumes.settle_revert(
+            env.aggregate_id,
+            env.version,
+            "gave up after repeated failures",
+            meta=_meta(env, "revert"),
+        )
