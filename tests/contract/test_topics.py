@@ -12,6 +12,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from cinderblock.domain.quota import ProjectQuota
 from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.volume import Volume
+from cinderblock.domain.volume_type import TypeNameClaim, VolumeType
 from cinderblock.wire.envelope import event_type
 
 TOPICS_FILE = Path(__file__).with_name("topics.txt")
@@ -27,7 +28,7 @@ def event_classes() -> set[type]:
     on the aggregate, and those (``Volume.Attached``) are what gets stored."""
     return {
         obj
-        for aggregate in (Volume, ProjectQuota, Snapshot)
+        for aggregate in (Volume, ProjectQuota, Snapshot, VolumeType, TypeNameClaim)
         for obj in vars(aggregate).values()
         if inspect.isclass(obj)
         and issubclass(obj, CanMutateAggregate)
@@ -51,4 +52,9 @@ def test_every_event_class_is_listed() -> None:
 def test_every_topic_maps_to_a_published_aggregate(topic: str) -> None:
     """The relay names subjects after the aggregate: an event whose holder it does not know
     would stop it."""
-    assert event_type(topic.rpartition(":")[2]).split(".")[0] in {"volume", "snapshot", "quota"}
+    assert event_type(topic.rpartition(":")[2]).split(".")[0] in {
+        "volume",
+        "snapshot",
+        "type",
+        "quota",
+    }

@@ -232,6 +232,63 @@ SNAPSHOT_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Snapshot.RestoreEnded": _snap("status = 'available'"),
 }
 
+
+def _type_created_args(e: ProjectionEvent) -> tuple[Any, ...]:
+    d = e.data
+    return (
+        e.aggregate_id,
+        d["name"],
+        d["description"],
+        d["is_public"],
+        json.dumps(d["extra_specs"]),
+        e.timestamp,
+        e.version,
+    )
+
+
+def _type(assignments: str, args: Callable[[ProjectionEvent], tuple[Any, ...]]) -> Projection:
+    return Projection(
+        f"UPDATE volume_types SET {assignments}, updated_at = $3, version = $2 "
+        "WHERE id = $1 AND version < $2",
+        args,
+    )
+
+
+def _field_arg(field: str) -> Callable[[ProjectionEvent], tuple[Any, ...]]:
+    def args(e: ProjectionEvent) -> tuple[Any, ...]:
+        return (e.aggregate_id, e.version, e.timestamp, e.data[field])
+
+    return args
+
+
+TYPE_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
+    "VolumeType.Created": Projection(
+        """
+        INSERT INTO volume_types (id, name, description, is_public, extra_specs, created_at,
+            version)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
+        ON CONFLICT (id) DO NOTHING
+        """,
+        _type_created_args,
+    ),
+    "VolumeType.Updated": _type(
+        "name = coalesce($4::jsonb ->> 'name', name), "
+        "description = CASE WHEN $4::jsonb ? 'description' "
+        "THEN $4::jsonb ->> 'description' ELSE description END, "
+        "is_public = coalesce(($4::jsonb ->> 'is_public')::boolean, is_public)",
+        _json_arg("changes"),
+    ),
+    "VolumeType.ExtraSpecsSet": _type("extra_specs = extra_specs || $4::jsonb", _json_arg("specs")),
+    "VolumeType.ExtraSpecUnset": _type("extra_specs = extra_specs - $4::text", _field_arg("key")),
+    "VolumeType.AccessAdded": _type(
+        "projects = projects || jsonb_build_array($4::text)", _field_arg("project_id")
+    ),
+    "VolumeType.AccessRemoved": _type("projects = projects - $4::text", _field_arg("project_id")),
+    "VolumeType.Deleted": _type(
+        "deleted = true", lambda e: (e.aggregate_id, e.version, e.timestamp)
+    ),
+}
+
 VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Volume.RevertRequested": _set("status = 'reverting'"),
     "Volume.Reverted": _set("status = 'available'"),
@@ -296,7 +353,11 @@ VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
 
 
 def _projections_of(name: str) -> tuple[Projection, ...]:
-    found = VOLUME_PROJECTIONS.get(name) or SNAPSHOT_PROJECTIONS.get(name, ())
+    found = (
+        VOLUME_PROJECTIONS.get(name)
+        or SNAPSHOT_PROJECTIONS.get(name)
+        or TYPE_PROJECTIONS.get(name, ())
+    )
     return found if isinstance(found, tuple) else (found,)
 
 

@@ -257,3 +257,48 @@ async def list_snapshots(
         *args,
     )
     return [_row_to_snapshot(r) for r in rows]
+
+
+_TYPE_COLUMNS = """
+    t.id::text AS id, t.name, t.description, t.is_public, t.extra_specs::text AS extra_specs,
+    t.projects::text AS projects
+"""
+
+
+def _row_to_type(row: asyncpg.Record) -> dict[str, Any]:
+    vtype = dict(row)
+    vtype["extra_specs"] = json.loads(vtype["extra_specs"])
+    vtype["projects"] = json.loads(vtype["projects"])
+    return vtype
+
+
+async def list_types(
+    conn: asyncpg.Connection, *, project_id: str | None, is_public: bool | None = None
+) -> list[dict[str, Any]]:
+    """Live types by name; ``project_id`` limits to public types and those shared with it."""
+    rows = await conn.fetch(
+        f"SELECT {_TYPE_COLUMNS} FROM volume_types t WHERE NOT t.deleted "
+        "AND ($1::text IS NULL OR t.is_public OR t.projects ? $1) "
+        "AND ($2::boolean IS NULL OR t.is_public = $2) ORDER BY t.name, t.id",
+        project_id,
+        is_public,
+    )
+    return [_row_to_type(r) for r in rows]
+
+
+async def get_type(conn: asyncpg.Connection, type_id: str) -> dict[str, Any] | None:
+    try:
+        tid = UUID(type_id)
+    except ValueError:
+        return None
+    row = await conn.fetchrow(
+        f"SELECT {_TYPE_COLUMNS} FROM volume_types t WHERE t.id = $1 AND NOT t.deleted", tid
+    )
+    return _row_to_type(row) if row is not None else None
+
+
+async def volumes_of_type(conn: asyncpg.Connection, type_id: str) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM volumes WHERE volume_type_id = $1 AND NOT deleted", type_id
+    )
+    return count

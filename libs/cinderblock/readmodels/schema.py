@@ -81,6 +81,19 @@ CREATE INDEX IF NOT EXISTS snapshots_project_created ON snapshots (project_id, c
     WHERE NOT deleted;
 CREATE INDEX IF NOT EXISTS snapshots_volume ON snapshots (volume_id) WHERE NOT deleted;
 
+CREATE TABLE IF NOT EXISTS volume_types (
+    id uuid PRIMARY KEY,
+    name text NOT NULL,
+    description text,
+    is_public boolean NOT NULL DEFAULT true,
+    extra_specs jsonb NOT NULL DEFAULT '{}'::jsonb,
+    projects jsonb NOT NULL DEFAULT '[]'::jsonb,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz,
+    deleted boolean NOT NULL DEFAULT false,
+    version integer NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS tracking (
     name text PRIMARY KEY,
     tx_id bigint NOT NULL,

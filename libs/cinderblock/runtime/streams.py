@@ -11,6 +11,6 @@ def stream_spec(settings: Settings) -> StreamSpec:
         name=settings.stream,
         subjects=[
             settings.subject(f"{aggregate}.events.>")
-            for aggregate in ("volume", "snapshot", "quota")
+            for aggregate in ("volume", "snapshot", "type", "quota")
         ],
     )

@@ -9,19 +9,23 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from cinderblock.domain.errors import StaleCommandError, VolumeError, VolumeNotFoundError
 from cinderblock.domain.quota import DEFAULT_LIMITS, ProjectQuota, quota_id, volume_deltas
 from cinderblock.domain.volume import Volume
+from cinderblock.domain.volume_type import DEFAULT_TYPE_ID as _DEFAULT_TYPE_ID
+from cinderblock.domain.volume_type import DEFAULT_TYPE_NAME as _DEFAULT_TYPE_NAME
+from cinderblock.domain.volume_type import VolumeType
 from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
 from cinderblock.store.snapshots import SnapshotCommands
+from cinderblock.store.types import TypeCommands
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DEFAULT_TYPE_NAME = "__DEFAULT__"
-DEFAULT_TYPE_ID = str(uuid5(UUID(int=0), "cinderblock:volume-type:__DEFAULT__"))
+DEFAULT_TYPE_NAME = _DEFAULT_TYPE_NAME
+DEFAULT_TYPE_ID = str(_DEFAULT_TYPE_ID)
 
 
 class ConflictError(VolumeError):
@@ -53,7 +57,7 @@ def _allow_all(_: Volume) -> None:
     return None
 
 
-class Volumes(SnapshotCommands):
+class Volumes(SnapshotCommands, TypeCommands):
     """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
 
     def __init__(self, store: AsyncEventStore, config: VolumesConfig | None = None) -> None:
@@ -232,6 +236,9 @@ class Volumes(SnapshotCommands):
             volume = await self._visible(caller, volume_id)
             authorize(volume)
             delta = new_size_gb - volume.size_gb
+            vtype = await self.store.load(UUID(volume.volume_type_id), VolumeType)
+            if vtype is not None and new_size_gb > volume.size_gb:
+                vtype.check_size(new_size_gb)
             volume.request_extend(
                 new_size_gb, in_use_allowed=in_use_allowed, reservation_id=reservation_id
             )

@@ -17,6 +17,8 @@ AGGREGATE_OF = {
     "Volume": "volume",
     "ProjectQuota": "quota",
     "Snapshot": "snapshot",
+    "VolumeType": "type",
+    "TypeNameClaim": "type",
 }
 
 

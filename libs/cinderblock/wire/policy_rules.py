@@ -434,6 +434,18 @@ VOLUME_TYPE_RULES: tuple[policy.RuleDefault, ...] = (
         "POST /types",
     ),
     _rule(
+        "volume_extension:volume_type_access:addProjectAccess",
+        ADMIN_API,
+        "Add volume type access for project.",
+        "POST /types/{type_id}/action (addProjectAccess)",
+    ),
+    _rule(
+        "volume_extension:volume_type_access:removeProjectAccess",
+        ADMIN_API,
+        "Remove volume type access for project.",
+        "POST /types/{type_id}/action (removeProjectAccess)",
+    ),
+    _rule(
         "volume_extension:types_extra_specs:index",
         READER,
         "List type extra specs.",

@@ -44,6 +44,9 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
                 ),
             )
             app[DEPS] = Deps(settings, pool, volumes, waiter, enforcer)
+            bootstrapped = await volumes.ensure_default_type()
+            if bootstrapped is not None:
+                await app[DEPS].read_your_write(bootstrapped)
             try:
                 yield
             finally:

@@ -20,6 +20,7 @@ from cinderblock.domain.errors import (
     VolumeError,
     VolumeNotFoundError,
 )
+from cinderblock.domain.volume_type import VolumeTypeExistsError, VolumeTypeNotFoundError
 from cinderblock.store.volumes import ConflictError
 from cinderblock.wire.faults import (
     BadRequest,
@@ -61,8 +62,10 @@ def to_fault(err: BaseException) -> Fault:
             return err.to_fault()
         case PolicyError():
             return Forbidden(str(err))
-        case VolumeNotFoundError() | MetadataNotFoundError():
+        case VolumeNotFoundError() | MetadataNotFoundError() | VolumeTypeNotFoundError():
             return NotFound(err.message)
+        case VolumeTypeExistsError():
+            return Conflict(err.message)
         case AttachmentConflictError():
             return Conflict(f"ConflictNovaUsingAttachment: {err.message}")
         case QuotaExceededError():

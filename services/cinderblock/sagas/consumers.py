@@ -13,6 +13,7 @@ from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
 from cinderblock.domain.sagas.lifecycle import needs_create, needs_delete, needs_unmanage
 from cinderblock.domain.sagas.migrate import migration_to_run
 from cinderblock.domain.volume import Volume
+from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.sagas.snapshots import SnapshotSagas
 from cinderblock.store.volumes import Volumes
@@ -75,8 +76,9 @@ class Sagas:
             return
         meta = saga_meta(env, "create")
         try:
+            location = await self._place(volume)
             host = await self.driver.create_volume(
-                volume.vid, volume.size_gb, location=None, step_key=env.id
+                volume.vid, volume.size_gb, location=location, step_key=env.id
             )
         except (CapacityError, BackendError) as err:
             log.warning("create failed: %s", err.reason, extra=self._log(env, "create"))
@@ -84,6 +86,24 @@ class Sagas:
             return
         if not await self.volumes.complete_create(volume.vid, host, meta=meta):
             await self._remove_if_abandoned(env, host)
+
+    async def _place(self, volume: Volume) -> str:
+        """The scheduler's choice: among pools of the type's ``volume_backend_name`` (any
+        when unset) that can multiattach if the type does, the one with most free space."""
+        vtype = await self.volumes.store.load(UUID(volume.volume_type_id), VolumeType)
+        backend = vtype.backend_name if vtype is not None else None
+        fits = [
+            pool
+            for pool in self.driver.pools()
+            if (backend is None or backend_of(pool.location).partition("@")[2] == backend)
+            and (pool.multiattach or not volume.multiattach)
+            and pool.free_gb >= volume.size_gb
+        ]
+        if not fits:
+            raise CapacityError(
+                "create", volume.vid, "No valid backend was found: no pool fits the volume type"
+            )
+        return max(fits, key=lambda pool: pool.free_gb).location
 
     async def _remove_if_abandoned(self, env: ReceivedEnvelope, host: str) -> None:
         """The volume was deleted while its store was being made: remove the store again

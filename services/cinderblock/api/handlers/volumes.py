@@ -14,7 +14,7 @@ from cinderblock.api.deps import Deps, deps
 from cinderblock.api.handlers.listing import parse_list_query
 from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.readmodels.queries import count_volumes, get_volume, list_volumes
-from cinderblock.store.volumes import DEFAULT_TYPE_ID, DEFAULT_TYPE_NAME
+from cinderblock.store.volumes import DEFAULT_TYPE_NAME
 from cinderblock.wire.actions import JSON_MEDIA_TYPES
 from cinderblock.wire.faults import (
     BadMediaType,
@@ -47,12 +47,6 @@ async def _json_body(request: web.Request) -> object:
         raise BadRequest("Malformed request body") from err
 
 
-def _resolve_type(requested: str | None) -> tuple[str, str]:
-    if requested in (None, DEFAULT_TYPE_NAME, DEFAULT_TYPE_ID):
-        return DEFAULT_TYPE_ID, DEFAULT_TYPE_NAME
-    raise NotFound(f"Volume type with name {requested} could not be found.")
-
-
 async def create(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     req = VolumeCreateRequest.parse(await _json_body(request), ctx.version)
@@ -73,10 +67,15 @@ async def create(request: web.Request) -> web.Response:
     zone = req.availability_zone or d.settings.default_availability_zone
     if zone != d.settings.default_availability_zone:
         raise invalid_input(f"Availability zone '{zone}' is invalid.")
-    type_id, type_name = _resolve_type(req.volume_type)
-    volume_id = uuid.uuid4()
     if req.size is None:
         raise invalid_input("Volume size is required.")
+    vtype = await d.volumes.find_type(
+        req.volume_type or DEFAULT_TYPE_NAME, project_id=ctx.project_id, is_admin=ctx.is_admin
+    )
+    vtype.check_size(req.size)
+    if vtype.multiattach:
+        _authorize(d, ctx, "volume:multiattach", ctx.project_id)
+    volume_id = uuid.uuid4()
     at = await d.volumes.create_volume(
         ctx.caller,
         volume_id,
@@ -85,11 +84,11 @@ async def create(request: web.Request) -> web.Response:
         description=req.description,
         size_gb=req.size,
         availability_zone=zone,
-        volume_type_id=type_id,
-        volume_type_name=type_name,
+        volume_type_id=vtype.tid,
+        volume_type_name=vtype.name,
         metadata=dict(req.metadata),
         bootable=False,
-        multiattach=False,
+        multiattach=vtype.multiattach,
     )
     await d.read_your_write(at)
     row = await get_volume(d.pool, str(volume_id), project_id=None)
