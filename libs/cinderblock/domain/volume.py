@@ -19,12 +19,13 @@ from cinderblock.domain.errors import (
     VolumeStatusError,
 )
 from cinderblock.domain.migration import Migration
+from cinderblock.domain.retype import Retype
 from cinderblock.domain.snapshots import Snapshots
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
 from cinderblock.domain.unmanage import Unmanaging
 
 
-class Volume(Attachments, AdminActions, Unmanaging, Migration, Snapshots, Aggregate):
+class Volume(Attachments, AdminActions, Unmanaging, Migration, Snapshots, Retype, Aggregate):
     """One Cinder volume. Its id is the volume's UUID."""
 
     class Created(Aggregate.Created):
@@ -109,6 +110,7 @@ class Volume(Attachments, AdminActions, Unmanaging, Migration, Snapshots, Aggreg
         self.pending_migration: dict[str, Any] | None = None
         self.snapshot_ids: list[str] = []
         self.pending_revert: dict[str, Any] | None = None
+        self.pending_retype: dict[str, Any] | None = None
         self.pending_extend: dict[str, Any] | None = None
 
     @classmethod

@@ -259,7 +259,9 @@ class VolumeDriver(Protocol):
         ...
 
     async def checksum(self, volume_id: str, location: str) -> str:
-        """Hex sha256 of the volume's bytes at ``location`` (its whole size, holes as zeros).
+        """Hex content digest of the volume's bytes at ``location`` (its whole size, holes
+        as zeros): equal for equal bytes, whatever the layout of holes. The file driver's
+        is sha256 over the sha256 of each 1 MiB chunk (`copying.content_digest`).
 
         Raises:
             BackendError: unknown pool, missing volume file, or a read failed.

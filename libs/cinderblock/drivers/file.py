@@ -155,7 +155,7 @@ class FileDriver:
         self, volume_id: str, source: str, destination: str, *, step_key: str
     ) -> str:
         """Copy the image to a pool of ``destination`` through a temp file, sparse, synced
-        and checked by sha256 before it gets its name; the source file stays."""
+        and checked by content digest before it gets its name; the source file stays."""
         check_volume_id(volume_id)
         source_path = self._volume_file(self._pool("migrate", volume_id, source), volume_id)
         candidates = migration.destination_pools(self._pools, volume_id, source, destination)
@@ -214,12 +214,13 @@ class FileDriver:
         await self._snapshots.revert(volume_id, snapshot_id, location, step_key=step_key)
 
     async def checksum(self, volume_id: str, location: str) -> str:
-        """sha256 of the file at ``location``. It takes no volume lock (a migration holds
-        it for long): the hash covers the one inode it opened, at the size it had then."""
+        """Content digest of the file at ``location`` (`copying.content_digest`: sha256 of
+        the chunks' sha256s, holes never read). It takes no volume lock (a migration holds
+        it for long): the digest covers the one inode it opened, at the size it had then."""
         check_volume_id(volume_id)
         path = self._volume_file(self._pool("checksum", volume_id, location), volume_id)
         try:
-            return await asyncio.to_thread(copying.sha256_file, path)
+            return await asyncio.to_thread(copying.content_digest, path)
         except FileNotFoundError:
             raise BackendError("checksum", volume_id, f"volume file {path} not found") from None
         except OSError as err:

@@ -44,14 +44,14 @@ def destination_pools(
 
 
 async def checksums(operation: str, volume_id: str, *paths: Path) -> list[str]:
-    """sha256 of each file, hashed in parallel threads.
+    """The content digest (`copying.content_digest`) of each file, in parallel threads.
 
     Raises:
         BackendError: a file is missing or could not be read.
     """
     try:
         return list(
-            await asyncio.gather(*(asyncio.to_thread(copying.sha256_file, p) for p in paths))
+            await asyncio.gather(*(asyncio.to_thread(copying.content_digest, p) for p in paths))
         )
     except OSError as err:
         raise BackendError(operation, volume_id, f"cannot checksum: {err}") from err
@@ -67,9 +67,9 @@ async def copy_verified(
     expected: str | None = None,
 ) -> str:
     """Copy ``source`` sparsely to a temp file next to ``target``, fsync it, check its
-    sha256 against the source's (``expected`` when the caller already hashed the source
-    under a lock that keeps it unchanged), then rename it to ``target`` (replacing a file
-    there); return the checksum. Afterwards the temp file is gone, whatever happened, so
+    content digest against the source's (``expected`` when the caller already hashed the
+    source under a lock that keeps it unchanged), then rename it to ``target`` (replacing a
+    file there); return the digest. Afterwards the temp file is gone, whatever happened, so
     a crash or a failure never leaves a file that looks complete, and ``target`` is
     either untouched or wholly the copy. Errors name ``operation``.
 

@@ -291,6 +291,20 @@ TYPE_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
 
 VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Volume.RevertRequested": _set("status = 'reverting'"),
+    "Volume.RetypeRequested": _set(
+        "previous_status = status, status = 'retyping', multiattach = $4", "new_multiattach"
+    ),
+    "Volume.Retyped": _set(
+        "volume_type_id = $4, volume_type_name = $5, host = coalesce($6, host), "
+        "migration_status = CASE WHEN $6::text IS NULL THEN migration_status ELSE 'success' "
+        "END, status = coalesce(previous_status, 'available')",
+        "new_type_id",
+        "new_type_name",
+        "host",
+    ),
+    "Volume.RetypeFailed": _set(
+        "multiattach = $4, status = coalesce(previous_status, 'available')", "multiattach"
+    ),
     "Volume.Reverted": _set("status = 'available'"),
     "Volume.RevertFailed": _set("status = 'error'"),
     "Volume.Reserved": _set("status = 'attaching'"),

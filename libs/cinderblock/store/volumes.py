@@ -18,6 +18,7 @@ from cinderblock.domain.volume_type import DEFAULT_TYPE_ID as _DEFAULT_TYPE_ID
 from cinderblock.domain.volume_type import DEFAULT_TYPE_NAME as _DEFAULT_TYPE_NAME
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
+from cinderblock.store.retype import RetypeCommands
 from cinderblock.store.snapshots import SnapshotCommands
 from cinderblock.store.types import TypeCommands
 
@@ -57,7 +58,7 @@ def _allow_all(_: Volume) -> None:
     return None
 
 
-class Volumes(SnapshotCommands, TypeCommands):
+class Volumes(SnapshotCommands, TypeCommands, RetypeCommands):
     """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
 
     def __init__(self, store: AsyncEventStore, config: VolumesConfig | None = None) -> None:

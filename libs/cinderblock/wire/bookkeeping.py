@@ -231,7 +231,18 @@ class UpdateReadonlyFlag(ActionBody):
     readonly: Boolean
 
 
+class RetypeAction(ActionBody):
+    """``os-retype``: the new type's name or id; ``migration_policy`` never (default) or
+    on-demand (null is not one of the two: 400)."""
+
+    ACTION: ClassVar[str] = "os-retype"
+
+    new_type: Annotated[str, field_type(lambda v: parse_string(v, max_length=255, min_length=1))]
+    migration_policy: Literal["never", "on-demand"] = "never"
+
+
 BOOKKEEPING_MODELS: tuple[type[ActionBody], ...] = (
+    RetypeAction,
     Reserve,
     Unreserve,
     BeginDetaching,

@@ -15,6 +15,7 @@ from cinderblock.domain.sagas.migrate import migration_to_run
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
+from cinderblock.sagas.retype import RetypeSaga
 from cinderblock.sagas.snapshots import SnapshotSagas
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
@@ -40,7 +41,10 @@ class Sagas:
         self.volumes = volumes
         self.driver = driver
         snapshots = SnapshotSagas(volumes, driver)
+        retype = RetypeSaga(volumes, driver)
         self.reactions: dict[str, Reaction] = {
+            "volume.retype_requested": retype.when_retype_requested_switch_or_move,
+            "volume.retyped": retype.when_retyped_remove_old_copy,
             "snapshot.created": snapshots.when_snapshot_created_copy,
             "snapshot.delete_requested": snapshots.when_snapshot_delete_requested_remove,
             "volume.revert_requested": snapshots.when_revert_requested_restore,
@@ -54,6 +58,7 @@ class Sagas:
         }
         # Compensation used when a message has used up its deliveries.
         self.give_up: dict[str, Reaction] = {
+            "volume.retype_requested": retype.give_up,
             "snapshot.created": snapshots.give_up_snapshot,
             "snapshot.delete_requested": snapshots.give_up_snapshot_delete,
             "volume.revert_requested": snapshots.give_up_revert,

@@ -70,9 +70,11 @@ def temp_files(directory: Path) -> list[str]:
     return [name for name in files_in(directory) if name.endswith(".tmp")]
 
 
-async def sha256s(*paths: Path) -> list[str]:
-    """Whole-image checksums, hashed in parallel threads."""
-    return list(await asyncio.gather(*(asyncio.to_thread(copying.sha256_file, p) for p in paths)))
+async def digests(*paths: Path) -> list[str]:
+    """Whole-image content digests, computed in parallel threads."""
+    return list(
+        await asyncio.gather(*(asyncio.to_thread(copying.content_digest, p) for p in paths))
+    )
 
 
 # -- snapshot and revert ----------------------------------------------------------------------
@@ -104,7 +106,7 @@ async def test_revert_brings_back_the_snapshot_and_drops_later_writes(
     assert read_at(volume, LATER, 8_192) == bytes(8_192)
     assert volume.stat().st_size == GIB
     assert allocated_bytes(volume) < MIB  # the snapshot's holes, not the later data
-    ours, theirs = await sha256s(volume, snapshot)
+    ours, theirs = await digests(volume, snapshot)
     assert ours == theirs
     assert files_in(volume.parent) == ["snapshot-s1.img", "volume-v1.img"]  # snapshot stays
     assert allocated(driver)[SMALL] == 2

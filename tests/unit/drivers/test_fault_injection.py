@@ -281,6 +281,17 @@ async def test_corrupt_is_caught_by_the_drivers_own_verification(tmp_path: Path)
     assert driver.injected == [DriverCall("migrate", "v1", "m1")]
 
 
+async def test_corrupt_of_a_volume_without_data_is_caught(tmp_path: Path) -> None:
+    driver = await migratable(tmp_path, "migrate=corrupt")
+    await driver.create_volume("v1", 1, location=POOL, step_key="c-v1")  # nothing but a hole
+
+    with pytest.raises(BackendError, match="checksum mismatch"):
+        await driver.migrate_volume("v1", POOL, OTHER, step_key="m1")
+
+    assert files_in(driver.volume_path("v1", OTHER).parent) == []
+    assert driver.injected == [DriverCall("migrate", "v1", "m1")]
+
+
 async def test_corrupt_n_lets_the_retry_through(tmp_path: Path) -> None:
     driver = await migratable(tmp_path, "migrate=corrupt:1", "v1")
 

@@ -124,6 +124,8 @@ EXPECTED: dict[str, str] = {
     "volume_extension:access_types_extra_specs": READER_RULE,
     "volume_extension:access_types_qos_specs_id": ADMIN_API,
     "volume_extension:volume_type_access": MEMBER_RULE,
+    "volume_extension:volume_type_access:addProjectAccess": ADMIN_API,
+    "volume_extension:volume_type_access:removeProjectAccess": ADMIN_API,
     "volume_extension:types_extra_specs:index": READER_RULE,
     "volume_extension:types_extra_specs:show": READER_RULE,
     "volume_extension:types_extra_specs:create": ADMIN_API,

@@ -13,6 +13,7 @@ from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.handlers.bookkeeping import BOOKKEEPING_ACTIONS
 from cinderblock.api.handlers.migration import MIGRATION_ACTIONS
+from cinderblock.api.handlers.retype import retype
 from cinderblock.api.handlers.snapshots import revert
 from cinderblock.api.middleware import ACTION, RAW_REPLY, context
 from cinderblock.domain.status import Status
@@ -85,6 +86,7 @@ ACTIONS: dict[str, Action] = {
     **BOOKKEEPING_ACTIONS,
     **MIGRATION_ACTIONS,
     "revert": revert,
+    "os-retype": retype,
 }
 
 

@@ -1,0 +1,132 @@
+"""os-retype: a volume changes type in place when its backend suits the new type, or moves
+to one that does (migration policy on-demand). A mixin of Volume with explicit events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from cinderblock.domain.errors import InvalidVolumeError, StaleCommandError
+from cinderblock.domain.status import NOT_MIGRATING, Status
+
+RETYPE_REFUSED = (
+    "Retype needs volume to be in available or in-use state, not be part of an active "
+    "migration or a consistency group, requested type has to be different that the one from "
+    "the volume, and for in-use volumes front-end qos specs cannot change."
+)
+
+
+class Retype:
+    status: Status
+    previous_status: Status | None
+    migration_status: str | None
+    multiattach: bool
+    volume_type_id: str
+    volume_type_name: str
+    host: str | None
+    vid: str
+
+    class RetypeRequested(Aggregate.Event):
+        new_type_id: str
+        new_type_name: str
+        migration_policy: str
+        previous_status: str
+        previous_multiattach: bool
+        new_multiattach: bool
+        reservation_id: str
+
+        def apply(self, volume: Any) -> None:
+            volume.previous_status = Status(self.previous_status)
+            volume.status = Status.RETYPING
+            volume.multiattach = self.new_multiattach  # at once, as Cinder does
+            volume.pending_retype = {
+                "new_type_id": self.new_type_id,
+                "new_type_name": self.new_type_name,
+                "migration_policy": self.migration_policy,
+                "previous_multiattach": self.previous_multiattach,
+                "reservation_id": self.reservation_id,
+                "request_version": volume.version + 1,
+            }
+
+    class Retyped(Aggregate.Event):
+        new_type_id: str
+        new_type_name: str
+        host: str | None  # set when the data moved to another pool
+        previous_host: str | None
+
+        def apply(self, volume: Any) -> None:
+            volume.volume_type_id = self.new_type_id
+            volume.volume_type_name = self.new_type_name
+            if self.host is not None:
+                volume.host = self.host
+                volume.migration_status = "success"
+            volume.status = volume.previous_status or Status.AVAILABLE
+            volume.pending_retype = None
+
+    class RetypeFailed(Aggregate.Event):
+        reason: str
+        multiattach: bool  # restored (Cinder leaves the new value: a QUIRK)
+
+        def apply(self, volume: Any) -> None:
+            volume.multiattach = self.multiattach
+            volume.status = volume.previous_status or Status.AVAILABLE
+            volume.pending_retype = None
+
+    pending_retype: dict[str, Any] | None
+
+    def request_retype(
+        self,
+        new_type_id: str,
+        new_type_name: str,
+        *,
+        new_multiattach: bool,
+        migration_policy: str,
+        reservation_id: str,
+    ) -> None:
+        if (
+            self.status not in (Status.AVAILABLE, Status.IN_USE)
+            or self.migration_status not in NOT_MIGRATING
+            or new_type_id == self.volume_type_id
+        ):
+            raise InvalidVolumeError(RETYPE_REFUSED)
+        if new_multiattach != self.multiattach and self.status != Status.AVAILABLE:
+            raise InvalidVolumeError(
+                "Changing the multiattach property of a volume needs it to be available, "
+                f"currently {self.status}."
+            )
+        self.trigger_event(  # type: ignore[attr-defined]
+            self.RetypeRequested,
+            new_type_id=new_type_id,
+            new_type_name=new_type_name,
+            migration_policy=migration_policy,
+            previous_status=self.status.value,
+            previous_multiattach=self.multiattach,
+            new_multiattach=new_multiattach,
+            reservation_id=reservation_id,
+        )
+
+    def retype_pending_for(self, request_version: int) -> dict[str, Any]:
+        pending = getattr(self, "pending_retype", None)
+        if pending is None or pending["request_version"] != request_version:
+            raise StaleCommandError(f"No retype of volume {self.vid} at {request_version}.")
+        return pending
+
+    def complete_retype(self, request_version: int, new_host: str | None) -> str:
+        pending = self.retype_pending_for(request_version)
+        moved = new_host if new_host not in (None, self.host) else None
+        self.trigger_event(  # type: ignore[attr-defined]
+            self.Retyped,
+            new_type_id=pending["new_type_id"],
+            new_type_name=pending["new_type_name"],
+            host=moved,
+            previous_host=self.host if moved else None,
+        )
+        return str(pending["reservation_id"])
+
+    def fail_retype(self, request_version: int, reason: str) -> str:
+        pending = self.retype_pending_for(request_version)
+        self.trigger_event(  # type: ignore[attr-defined]
+            self.RetypeFailed, reason=reason, multiattach=pending["previous_multiattach"]
+        )
+        return str(pending["reservation_id"])

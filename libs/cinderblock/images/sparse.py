@@ -1,0 +1,133 @@
+"""Blocking, sparse-aware reading of image sources (run these in a thread).
+
+A volume file is mostly holes. Only its data extents (``SEEK_DATA`` / ``SEEK_HOLE``) are
+read from disk; holes are handed out as zeros without reading them. Where the file
+system cannot report extents the whole file is read. (A small sibling of
+`cinderblock.drivers.copying`, which this package may not import.)
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+CHUNK = 2**20
+"""Bytes read, written, hashed or sent at a time."""
+
+_ZEROS = bytes(CHUNK)
+_SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
+_SEEK_HOLE: int | None = getattr(os, "SEEK_HOLE", None)
+_NO_EXTENTS = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+class SourceTooSmallError(ValueError):
+    """Raised when a source file has fewer bytes than the size asked for."""
+
+
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The ``[start, end)`` ranges of the first `size` bytes of `fd` that may hold
+    data, in order; the gaps between them are holes."""
+    if _SEEK_DATA is None or _SEEK_HOLE is None:
+        if size:
+            yield 0, size
+        return
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, _SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # only a hole from offset on
+                return
+            if offset == 0 and err.errno in _NO_EXTENTS:
+                yield 0, size
+                return
+            raise
+        if start >= size:
+            return
+        end = min(os.lseek(fd, start, _SEEK_HOLE), size)
+        yield start, end
+        offset = end
+
+
+def _read_exactly(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            raise OSError(errno.EIO, f"file ended at byte {offset + len(data)} while reading")
+        data += more
+    return data
+
+
+def _zeros(count: int) -> Iterator[bytes]:
+    while count > 0:
+        step = min(count, CHUNK)
+        yield _ZEROS if step == CHUNK else bytes(step)
+        count -= step
+
+
+def is_zero(chunk: bytes) -> bool:
+    """True when every byte of `chunk` is zero."""
+    return chunk == _ZEROS if len(chunk) == CHUNK else not any(chunk)
+
+
+def open_source(path: Path, size: int) -> int:
+    """Open `path` for reading; the caller closes the descriptor.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        SourceTooSmallError: the file has fewer than `size` bytes.
+    """
+    if size < 0:
+        raise ValueError(f"size must not be negative, got {size}")
+    fd = os.open(path, os.O_RDONLY)
+    apparent = os.fstat(fd).st_size
+    if apparent < size:
+        os.close(fd)
+        raise SourceTooSmallError(f"{path} has {apparent} bytes, fewer than {size}")
+    return fd
+
+
+def chunks(fd: int, size: int) -> Iterator[tuple[int, bytes, bool]]:
+    """``(offset, chunk, is_hole)`` for the first `size` bytes of `fd`, in order, each
+    chunk at most CHUNK bytes. Hole chunks are zeros that were never read."""
+    done = 0
+    for start, end in data_extents(fd, size):
+        for zeros in _zeros(start - done):
+            yield done, zeros, True
+            done += len(zeros)
+        for offset in range(start, end, CHUNK):
+            yield offset, _read_exactly(fd, min(CHUNK, end - offset), offset), False
+        done = end
+    for zeros in _zeros(size - done):
+        yield done, zeros, True
+        done += len(zeros)
+
+
+def digests(path: Path, size: int, algorithms: Iterable[str]) -> dict[str, str]:
+    """Hex digests of the first `size` bytes of `path`, one per hashlib algorithm."""
+    hashers = {name: new_hash(name) for name in algorithms}
+    fd = open_source(path, size)
+    try:
+        for _, chunk, _ in chunks(fd, size):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    finally:
+        os.close(fd)
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
+
+
+def new_hash(name: str) -> hashlib._Hash:
+    """A hashlib object; md5 is asked for as a checksum, not for security (FIPS)."""
+    return hashlib.new(name, usedforsecurity=False)
+
+
+def write_all(fd: int, data: bytes, offset: int) -> None:
+    """``pwrite`` every byte of `data` at `offset`."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written

@@ -1,0 +1,93 @@
+"""Retype verbs of the command service: the volume, its quota move between the two types'
+keys (reserved at request, committed or released by the saga), in one append each."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from uuid import UUID
+
+from cinderblock.domain.quota import ProjectQuota
+from cinderblock.domain.volume import Volume
+from cinderblock.domain.volume_type import VolumeType
+from cinderblock.store.eventstore import AsyncEventStore, Position
+
+
+def type_move(size_gb: int, old_type: str, new_type: str) -> dict[str, int]:
+    """Per-type usage moving from ``old_type`` to ``new_type`` (global keys unchanged)."""
+    deltas = {f"volumes_{new_type}": 1, f"gigabytes_{new_type}": size_gb}
+    deltas[f"volumes_{old_type}"] = -1
+    deltas[f"gigabytes_{old_type}"] = -size_gb
+    return deltas
+
+
+class RetypeCommands:
+    store: AsyncEventStore
+    config: Any
+    _visible: Callable[..., Awaitable[Volume]]
+    _quota: Callable[[str], Awaitable[ProjectQuota]]
+    _retrying: Callable[..., Awaitable[Any]]
+
+    async def retype_volume(
+        self,
+        caller: Any,
+        volume_id: str,
+        new_type: VolumeType,
+        *,
+        migration_policy: str,
+        reservation_id: str,
+        meta: Mapping[str, Any],
+        authorize: Callable[[Volume], None],
+    ) -> Position:
+        async def attempt() -> Position:
+            volume = await self._visible(caller, volume_id)
+            authorize(volume)
+            new_type.check_size(volume.size_gb)
+            old_name = volume.volume_type_name
+            volume.request_retype(
+                new_type.tid,
+                new_type.name,
+                new_multiattach=new_type.multiattach,
+                migration_policy=migration_policy,
+                reservation_id=reservation_id,
+            )
+            quota = await self._quota(volume.project_id)
+            quota.reserve(
+                reservation_id,
+                type_move(volume.size_gb, old_name, new_type.name),
+                self.config.quota_limits,
+                size_gb=volume.size_gb,
+            )
+            return await self.store.save(volume, quota, meta=meta)
+
+        result: Position = await self._retrying("retype", attempt)
+        return result
+
+    async def settle_retype(
+        self,
+        volume_id: str,
+        request_version: int,
+        *,
+        new_host: str | None,
+        failure: str | None,
+        meta: Mapping[str, Any],
+    ) -> bool:
+        """Completion (quota committed) or compensation (released, multiattach and status
+        restored). False when already settled."""
+
+        async def attempt() -> bool:
+            volume = await self.store.load(UUID(volume_id), Volume)
+            pending = volume.pending_retype if volume is not None else None
+            if volume is None or pending is None or pending["request_version"] != request_version:
+                return False
+            if failure is None:
+                reservation = volume.complete_retype(request_version, new_host)
+            else:
+                reservation = volume.fail_retype(request_version, failure)
+            quota = await self._quota(volume.project_id)
+            settled = quota.commit(reservation) if failure is None else quota.release(reservation)
+            await self.store.save(volume, *([quota] if settled else []), meta=meta)
+            return True
+
+        done: bool = await self._retrying("settle retype", attempt)
+        return done

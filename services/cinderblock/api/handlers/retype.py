@@ -1,0 +1,36 @@
+"""os-retype → 202; the retype saga switches the type in place or moves the data."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from cinderblock.api.context import RequestContext
+from cinderblock.api.deps import Deps
+from cinderblock.domain.volume import Volume
+from cinderblock.wire.bookkeeping import RetypeAction
+
+
+async def retype(d: Deps, ctx: RequestContext, vid: str, req: RetypeAction) -> web.Response:
+    new_type = await d.volumes.find_type(
+        req.new_type, project_id=ctx.project_id, is_admin=ctx.is_admin
+    )
+
+    def authorize(volume: Volume) -> None:
+        target = {"project_id": volume.project_id}
+        d.policy.authorize("volume:retype", ctx.credentials, target)
+        if new_type.multiattach:
+            d.policy.authorize("volume:multiattach", ctx.credentials, target)
+
+    at = await d.volumes.retype_volume(
+        ctx.caller,
+        vid,
+        new_type,
+        migration_policy=req.migration_policy,
+        reservation_id=str(uuid.uuid4()),
+        meta=ctx.meta("os-retype"),
+        authorize=authorize,
+    )
+    await d.read_your_write(at)
+    return web.Response(status=202)
