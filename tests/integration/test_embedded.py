@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,6 +178,20 @@ async def test_recovers_after_owner_was_sigkilled(data_dir: Path) -> None:
     assert json.loads((data_dir / "pg" / ".handle_pids.json").read_text()) == []
 
 
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Until ``pid`` no longer names a live (non-zombie) process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state == "Z":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} still alive after {timeout}s")
+
+
 async def test_recovers_after_servers_crashed(data_dir: Path) -> None:
     pg, nt, dsn, url = await _start(data_dir)
     await _seed(dsn, url, "before_crash")
@@ -184,6 +199,11 @@ async def test_recovers_after_servers_crashed(data_dir: Path) -> None:
     assert postmaster is not None
     for pid in [postmaster, *nt.server_processes()]:
         os.kill(pid, signal.SIGKILL)
+    # A crash is over once the processes are gone; our own nats child must also be reaped,
+    # or a restart could still see it alive for a moment.
+    if nt._proc is not None:
+        await asyncio.to_thread(nt._proc.wait, 10)
+    await asyncio.to_thread(_wait_gone, postmaster)
     # Stale postmaster.pid and nats pid file remain; the same handles start again.
     assert (data_dir / "pg" / "postmaster.pid").exists()
     assert (data_dir / "nats" / "nats-server.pid").exists()
