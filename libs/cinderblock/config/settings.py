@@ -47,6 +47,12 @@ class Settings(BaseModel):
     saga_ack_wait: float = 30.0
     log_level: str = "INFO"
     log_format: str = "json"
+    # Image service for os-volume_upload_image: Glance v2 at this URL (e.g.
+    # http://glance:9292), or, unset, a local image store under the data dir.
+    glance_url: str = ""
+    glance_token: str = ""
+    # Cinder's enable_force_upload: honour force=true (upload an in-use volume).
+    enable_force_upload: bool = False
     # A deployer's policy.yaml overriding Cinder's default rules (unset: the defaults).
     policy_file: Path | None = None
 

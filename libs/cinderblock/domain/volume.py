@@ -23,9 +23,12 @@ from cinderblock.domain.retype import Retype
 from cinderblock.domain.snapshots import Snapshots
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
 from cinderblock.domain.unmanage import Unmanaging
+from cinderblock.domain.upload import Upload
 
 
-class Volume(Attachments, AdminActions, Unmanaging, Migration, Snapshots, Retype, Aggregate):
+class Volume(
+    Attachments, AdminActions, Unmanaging, Migration, Snapshots, Retype, Upload, Aggregate
+):
     """One Cinder volume. Its id is the volume's UUID."""
 
     class Created(Aggregate.Created):
@@ -111,6 +114,7 @@ class Volume(Attachments, AdminActions, Unmanaging, Migration, Snapshots, Retype
         self.snapshot_ids: list[str] = []
         self.pending_revert: dict[str, Any] | None = None
         self.pending_retype: dict[str, Any] | None = None
+        self.pending_upload: dict[str, Any] | None = None
         self.pending_extend: dict[str, Any] | None = None
 
     @classmethod

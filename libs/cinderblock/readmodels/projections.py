@@ -291,6 +291,9 @@ TYPE_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
 
 VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Volume.RevertRequested": _set("status = 'reverting'"),
+    "Volume.UploadRequested": _set("previous_status = status, status = 'uploading'"),
+    "Volume.Uploaded": _set("status = $4", "status"),
+    "Volume.UploadFailed": _set("status = $4", "status"),
     "Volume.RetypeRequested": _set(
         "previous_status = status, status = 'retyping', multiattach = $4", "new_multiattach"
     ),

@@ -336,7 +336,7 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands):
 
     # ------------------------------------------------------------ migration (saga side)
 
-    async def settle_migration_step(
+    async def settle_saga_step(
         self, volume_id: str, change: Callable[[Volume], object], *, meta: Mapping[str, Any]
     ) -> bool:
         """Record one migrate-saga outcome; False when the migration it belongs to is no

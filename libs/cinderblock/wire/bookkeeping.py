@@ -241,8 +241,26 @@ class RetypeAction(ActionBody):
     migration_policy: Literal["never", "on-demand"] = "never"
 
 
+DISK_FORMATS = ("raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop")
+
+
+class UploadImage(ActionBody):
+    """``os-volume_upload_image``; ``visibility`` and ``protected`` exist from 3.1."""
+
+    ACTION: ClassVar[str] = "os-volume_upload_image"
+    SINCE: ClassVar[Any] = {"visibility": APIVersion(3, 1), "protected": APIVersion(3, 1)}
+
+    image_name: Annotated[str, field_type(lambda v: parse_string(v, max_length=255, min_length=1))]
+    force: Boolean = False
+    disk_format: Literal["raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop"] = "raw"
+    container_format: Annotated[str | None, optional_string(max_length=255)] = "bare"
+    visibility: Literal["community", "public", "private", "shared"] = "private"
+    protected: Boolean = False
+
+
 BOOKKEEPING_MODELS: tuple[type[ActionBody], ...] = (
     RetypeAction,
+    UploadImage,
     Reserve,
     Unreserve,
     BeginDetaching,

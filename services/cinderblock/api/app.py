@@ -13,6 +13,7 @@ from cinderblock.api.middleware import cinder_middleware
 from cinderblock.api.routes import setup_routes
 from cinderblock.config.settings import Settings, SettingsError
 from cinderblock.readmodels.waiter import ProjectionWaiter
+from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes, VolumesConfig
@@ -43,7 +44,8 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
                     default_availability_zone=settings.default_availability_zone,
                 ),
             )
-            app[DEPS] = Deps(settings, pool, volumes, waiter, enforcer)
+            images = build_image_service(settings)
+            app[DEPS] = Deps(settings, pool, volumes, waiter, enforcer, images)
             bootstrapped = await volumes.ensure_default_type()
             if bootstrapped is not None:
                 await app[DEPS].read_your_write(bootstrapped)
@@ -51,6 +53,7 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
                 yield
             finally:
                 await waiter.stop()
+                await close_image_service(images)
 
     app.cleanup_ctx.append(infra)
     return app

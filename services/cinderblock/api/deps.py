@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from cinderblock.config.settings import Settings
+from cinderblock.images.port import ImageService
 from cinderblock.readmodels.waiter import ProjectionWaiter
 from cinderblock.store.eventstore import Position
 from cinderblock.store.volumes import Volumes
@@ -21,6 +22,7 @@ class Deps:
     volumes: Volumes
     waiter: ProjectionWaiter
     policy: Enforcer
+    images: ImageService
 
     async def read_your_write(self, at: Position) -> None:
         """Hold the reply until the read models show this write (bounded)."""

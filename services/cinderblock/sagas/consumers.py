@@ -15,8 +15,10 @@ from cinderblock.domain.sagas.migrate import migration_to_run
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
+from cinderblock.images.port import ImageService
 from cinderblock.sagas.retype import RetypeSaga
 from cinderblock.sagas.snapshots import SnapshotSagas
+from cinderblock.sagas.upload import UploadSaga
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
 
@@ -37,12 +39,20 @@ def saga_meta(env: ReceivedEnvelope, saga: str) -> dict[str, Any]:
 class Sagas:
     """One reaction per event type; each is safe to run again on redelivery."""
 
-    def __init__(self, volumes: Volumes, driver: VolumeDriver) -> None:
+    def __init__(
+        self, volumes: Volumes, driver: VolumeDriver, images: ImageService | None = None
+    ) -> None:
         self.volumes = volumes
         self.driver = driver
         snapshots = SnapshotSagas(volumes, driver)
         retype = RetypeSaga(volumes, driver)
-        self.reactions: dict[str, Reaction] = {
+        self.reactions: dict[str, Reaction] = {}
+        self.give_up: dict[str, Reaction] = {}
+        if images is not None:
+            upload = UploadSaga(volumes, driver, images)
+            self.reactions["volume.upload_requested"] = upload.when_upload_requested_copy
+            self.give_up["volume.upload_requested"] = upload.give_up
+        self.reactions |= {
             "volume.retype_requested": retype.when_retype_requested_switch_or_move,
             "volume.retyped": retype.when_retyped_remove_old_copy,
             "snapshot.created": snapshots.when_snapshot_created_copy,
@@ -57,7 +67,7 @@ class Sagas:
             "volume.migration_failed": self.when_migration_failed_remove_partial_copy,
         }
         # Compensation used when a message has used up its deliveries.
-        self.give_up: dict[str, Reaction] = {
+        self.give_up |= {
             "volume.retype_requested": retype.give_up,
             "snapshot.created": snapshots.give_up_snapshot,
             "snapshot.delete_requested": snapshots.give_up_snapshot_delete,
@@ -176,7 +186,7 @@ class Sagas:
             return
         meta = saga_meta(env, "migrate")
         version = env.version
-        await self.volumes.settle_migration_step(
+        await self.volumes.settle_saga_step(
             volume.vid, lambda v: v.mark_migration_copying(version), meta=meta
         )
         try:
@@ -186,11 +196,11 @@ class Sagas:
         except (CapacityError, BackendError) as err:
             reason = err.reason
             log.error("migration failed: %s", reason, extra=self._log(env, "migrate"))
-            await self.volumes.settle_migration_step(
+            await self.volumes.settle_saga_step(
                 volume.vid, lambda v: v.fail_migration(version, reason), meta=meta
             )
             return
-        await self.volumes.settle_migration_step(
+        await self.volumes.settle_saga_step(
             volume.vid, lambda v: v.complete_migration(version, new_host), meta=meta
         )
 
@@ -213,7 +223,7 @@ class Sagas:
 
     async def give_up_migration(self, env: ReceivedEnvelope) -> None:
         version = env.version
-        await self.volumes.settle_migration_step(
+        await self.volumes.settle_saga_step(
             env.aggregate_id,
             lambda v: v.fail_migration(version, "gave up after repeated failures"),
             meta=saga_meta(env, "migrate"),

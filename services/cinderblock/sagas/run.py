@@ -16,6 +16,7 @@ from cinderblock.config.settings import Settings
 from cinderblock.drivers.base import PoolConfig, VolumeDriver
 from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
 from cinderblock.drivers.file import FileDriver
+from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.sagas.consumers import Sagas
@@ -61,7 +62,8 @@ class SagaRunner:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, driver: VolumeDriver) -> None:
         self.pool = pool
         volumes = Volumes(AsyncEventStore(pool), VolumesConfig(quota_limits=settings.quota_limits))
-        self.sagas = Sagas(volumes, driver)
+        self.images = build_image_service(settings)
+        self.sagas = Sagas(volumes, driver, self.images)
         self.spec = consumer_spec(settings, self.sagas)
 
     async def handle(self, msg: Msg) -> None:
@@ -97,4 +99,7 @@ async def run(
         await ensure_stream(js, stream_spec(settings))
         runner = SagaRunner(settings, pool, driver or build_driver(settings))
         with alive("sagas"):
-            await run_consumer(js, runner.spec, runner.handle, runner.park, stop)
+            try:
+                await run_consumer(js, runner.spec, runner.handle, runner.park, stop)
+            finally:
+                await close_image_service(runner.images)

@@ -15,6 +15,7 @@ from cinderblock.api.handlers.bookkeeping import BOOKKEEPING_ACTIONS
 from cinderblock.api.handlers.migration import MIGRATION_ACTIONS
 from cinderblock.api.handlers.retype import retype
 from cinderblock.api.handlers.snapshots import revert
+from cinderblock.api.handlers.upload import upload_image
 from cinderblock.api.middleware import ACTION, RAW_REPLY, context
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
@@ -87,6 +88,7 @@ ACTIONS: dict[str, Action] = {
     **MIGRATION_ACTIONS,
     "revert": revert,
     "os-retype": retype,
+    "os-volume_upload_image": upload_image,
 }
 
 

@@ -1,0 +1,82 @@
+"""os-volume_upload_image → 202 with the image it is becoming; the upload saga copies the
+data. The image record is made now, as Cinder does, so its id can be returned."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from cinderblock.api.context import RequestContext
+from cinderblock.api.deps import Deps
+from cinderblock.domain.volume import Volume
+from cinderblock.images.port import ImageServiceError, ImageSpec
+from cinderblock.wire.bookkeeping import UploadImage
+from cinderblock.wire.faults import BadRequest
+from cinderblock.wire.views import format_time
+
+RULE = "volume_extension:volume_actions:upload_image"
+PUBLIC_RULE = "volume_extension:volume_actions:upload_public"
+
+
+async def upload_image(d: Deps, ctx: RequestContext, vid: str, req: UploadImage) -> web.Response:
+    image_id = str(uuid.uuid4())
+    public = ctx.version.matches("3.1") and req.visibility == "public"
+    force = req.force and d.settings.enable_force_upload  # ignored unless enabled (Cinder)
+    container_format = req.container_format or "bare"
+
+    def start(volume: Volume) -> Volume:
+        target = {"project_id": volume.project_id}
+        d.policy.authorize(RULE, ctx.credentials, target)
+        if public:
+            d.policy.authorize(PUBLIC_RULE, ctx.credentials, target)
+        volume.request_upload(
+            image_id,
+            image_name=req.image_name,
+            disk_format=req.disk_format,
+            container_format=container_format,
+            visibility=req.visibility,
+            protected=req.protected,
+            force=force,
+        )
+        return volume
+
+    at, volume = await d.volumes.act(
+        ctx.caller, vid, start, meta=ctx.meta("os-volume_upload_image")
+    )
+    spec = ImageSpec(
+        image_id=image_id,
+        name=req.image_name,
+        disk_format=req.disk_format,
+        container_format=container_format,
+        visibility=req.visibility,
+        protected=req.protected,
+        min_disk=volume.size_gb,
+        properties={"volume_id": vid},
+    )
+    try:
+        await d.images.create(spec, request_id=ctx.request_id)
+    except ImageServiceError as err:
+        reason, version = err.message, volume.version  # the UploadRequested event's version
+        await d.volumes.settle_saga_step(
+            vid,
+            lambda v: v.fail_upload(version, reason),
+            meta=ctx.meta("os-volume_upload_image"),
+        )
+        raise BadRequest(f"Failed to create image {image_id}: {err.message}") from err
+    await d.read_your_write(at)
+    body = {
+        "id": vid,
+        "updated_at": format_time(volume.modified_on.replace(tzinfo=None)),
+        "status": "uploading",
+        "display_description": volume.description,
+        "size": volume.size_gb,
+        "volume_type": None,
+        "image_id": image_id,
+        "container_format": container_format,
+        "disk_format": req.disk_format,
+        "image_name": req.image_name,
+        "protected": req.protected,
+        "visibility": req.visibility,
+    }
+    return web.json_response({"os-volume_upload_image": body}, status=202)
