@@ -66,6 +66,9 @@ class Volume(
     class BootableSet(Aggregate.Event):
         bootable: bool
 
+    class Updated(Aggregate.Event):
+        changes: dict[str, Any]
+
     class DeleteRequested(Aggregate.Event):
         previous_status: str
         forced: bool
@@ -247,6 +250,20 @@ class Volume(
     @event(BootableSet)
     def _bootable_set(self, bootable: bool) -> None:
         self.bootable = bootable
+
+    # ---------------------------------------------------------------- update
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """PUT /volumes/{id}: name, description, metadata (replaces all user metadata)."""
+        if self.status == Status.MAINTENANCE:
+            raise InvalidVolumeError("Volume status is maintenance.")
+        if changes:
+            self._updated(changes=dict(changes))
+
+    @event(Updated)
+    def _updated(self, changes: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            setattr(self, key, dict(value) if key == "metadata" else value)
 
     # ---------------------------------------------------------------- delete
 

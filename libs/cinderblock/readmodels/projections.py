@@ -291,6 +291,13 @@ TYPE_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
 
 VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Volume.RevertRequested": _set("status = 'reverting'"),
+    "Volume.Updated": _update(
+        "name = CASE WHEN $4::jsonb ? 'name' THEN $4::jsonb ->> 'name' ELSE name END, "
+        "description = CASE WHEN $4::jsonb ? 'description' "
+        "THEN $4::jsonb ->> 'description' ELSE description END, "
+        "metadata = coalesce($4::jsonb -> 'metadata', metadata)",
+        _json_arg("changes"),
+    ),
     "Volume.UploadRequested": _set("previous_status = status, status = 'uploading'"),
     "Volume.Uploaded": _set("status = $4", "status"),
     "Volume.UploadFailed": _set("status = $4", "status"),

@@ -19,6 +19,7 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         r.add_get(f"{prefix}/volumes", volumes.index, allow_head=False)
         r.add_get(f"{prefix}/volumes/detail", volumes.detail, allow_head=False)
         r.add_get(f"{prefix}/volumes/{{volume_id}}", volumes.show, allow_head=False)
+        r.add_put(f"{prefix}/volumes/{{volume_id}}", volumes.update)
         r.add_delete(f"{prefix}/volumes/{{volume_id}}", volumes.delete)
         r.add_post(f"{prefix}/volumes/{{volume_id}}/action", actions.volume_action)
         r.add_post(f"{prefix}/snapshots", snapshots.create)

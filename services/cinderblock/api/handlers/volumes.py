@@ -26,7 +26,7 @@ from cinderblock.wire.faults import (
 from cinderblock.wire.microversion import APIVersion
 from cinderblock.wire.schema import parse_boolean
 from cinderblock.wire.views import volume_detail, volume_summary
-from cinderblock.wire.volumes import VolumeCreateRequest
+from cinderblock.wire.volumes import VolumeCreateRequest, VolumeUpdateRequest
 
 FORCE_DELETE = APIVersion(3, 23)
 WITH_COUNT = APIVersion(3, 45)
@@ -136,6 +136,25 @@ async def index(request: web.Request) -> web.Response:
 
 async def detail(request: web.Request) -> web.Response:
     return await _list(request, detail=True)
+
+
+async def update(request: web.Request) -> web.Response:
+    """PUT /volumes/{id} → 200 with the detail view (admin metadata merged)."""
+    d, ctx = deps(request), context(request)
+    volume_id = request.match_info["volume_id"]
+    req = VolumeUpdateRequest.parse(await _json_body(request), ctx.version)
+    changes = req.changes()
+
+    def change(volume: Any) -> None:
+        _authorize(d, ctx, "volume:update", volume.project_id)
+        volume.update(changes)
+
+    at, _ = await d.volumes.act(ctx.caller, volume_id, change, meta=ctx.meta("volume:update"))
+    await d.read_your_write(at)
+    row = await get_volume(d.pool, volume_id, project_id=None)
+    if row is None:
+        raise volume_not_found(volume_id)
+    return web.json_response({"volume": volume_detail(row, ctx.view, extended=False)})
 
 
 async def delete(request: web.Request) -> web.Response:
