@@ -12,6 +12,7 @@ from eventsourcing.domain import Aggregate, event
 
 from cinderblock.domain.admin import AdminActions
 from cinderblock.domain.attachments import Attachments
+from cinderblock.domain.attachments_api import AttachmentsApi
 from cinderblock.domain.errors import (
     InvalidInputError,
     InvalidVolumeError,
@@ -27,7 +28,15 @@ from cinderblock.domain.upload import Upload
 
 
 class Volume(
-    Attachments, AdminActions, Unmanaging, Migration, Snapshots, Retype, Upload, Aggregate
+    Attachments,
+    AttachmentsApi,
+    AdminActions,
+    Unmanaging,
+    Migration,
+    Snapshots,
+    Retype,
+    Upload,
+    Aggregate,
 ):
     """One Cinder volume. Its id is the volume's UUID."""
 

@@ -291,6 +291,50 @@ TYPE_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
 
 VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Volume.RevertRequested": _set("status = 'reverting'"),
+    "Volume.AttachmentReserved": (
+        Projection(
+            """
+            INSERT INTO attachments (id, volume_id, instance_uuid, attach_status, attach_mode,
+                version)
+            VALUES ($1, $2, $3, 'reserved', $4, $5) ON CONFLICT (id) DO NOTHING
+            """,
+            lambda e: (
+                UUID(e.data["attachment_id"]),
+                e.aggregate_id,
+                e.data["instance_uuid"],
+                e.data["mode"],
+                e.version,
+            ),
+        ),
+        _set("status = $4", "status"),
+    ),
+    "Volume.AttachmentConnected": (
+        Projection(
+            """
+            UPDATE attachments SET attach_status = 'attaching', attached_host = $2,
+                mountpoint = $3, attach_mode = $4, connector = $5::jsonb,
+                connection_info = $6::jsonb
+            WHERE id = $1 AND NOT deleted
+            """,
+            lambda e: (
+                UUID(e.data["attachment_id"]),
+                e.data["attached_host"],
+                e.data["mountpoint"],
+                e.data["mode"],
+                json.dumps(e.data["connector"]),
+                json.dumps(e.data["connection_info"]),
+            ),
+        ),
+        _set("status = 'attaching', attach_status = 'attaching'"),
+    ),
+    "Volume.AttachmentCompleted": (
+        Projection(
+            "UPDATE attachments SET attach_status = 'attached', attach_time = $2 "
+            "WHERE id = $1 AND NOT deleted",
+            lambda e: (UUID(e.data["attachment_id"]), e.timestamp),
+        ),
+        _set("status = 'in-use', attach_status = 'attached'"),
+    ),
     "Volume.Updated": _update(
         "name = CASE WHEN $4::jsonb ? 'name' THEN $4::jsonb ->> 'name' ELSE name END, "
         "description = CASE WHEN $4::jsonb ? 'description' "

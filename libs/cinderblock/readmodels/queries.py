@@ -302,3 +302,59 @@ async def volumes_of_type(conn: asyncpg.Connection, type_id: str) -> int:
         "SELECT count(*) FROM volumes WHERE volume_type_id = $1 AND NOT deleted", type_id
     )
     return count
+
+
+_ATTACHMENT_COLUMNS = """
+    a.id::text AS id, a.volume_id::text AS volume_id, a.instance_uuid, a.attached_host,
+    a.mountpoint, a.attach_status, a.attach_mode, a.connection_info::text AS connection_info,
+    a.attach_time, a.detach_time, v.project_id
+"""
+
+ATTACHMENT_FILTERS = {
+    "volume_id": "a.volume_id::text",
+    "instance_id": "a.instance_uuid",
+    "status": "a.attach_status",
+    "attach_status": "a.attach_status",
+}
+
+
+def _row_to_attachment(row: asyncpg.Record) -> dict[str, Any]:
+    attachment = dict(row)
+    raw = attachment["connection_info"]
+    attachment["connection_info"] = json.loads(raw) if raw else {}
+    return attachment
+
+
+async def get_attachment(
+    conn: asyncpg.Connection, attachment_id: str, *, project_id: str | None
+) -> dict[str, Any] | None:
+    try:
+        aid = UUID(attachment_id)
+    except ValueError:
+        return None
+    row = await conn.fetchrow(
+        f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments a JOIN volumes v ON v.id = a.volume_id "
+        "WHERE a.id = $1 AND NOT a.deleted AND ($2::text IS NULL OR v.project_id = $2)",
+        aid,
+        project_id,
+    )
+    return _row_to_attachment(row) if row is not None else None
+
+
+async def list_attachments(
+    conn: asyncpg.Connection, *, project_id: str | None, filters: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    where = ["NOT a.deleted"]
+    args: list[Any] = []
+    if project_id is not None:
+        args.append(project_id)
+        where.append(f"v.project_id = ${len(args)}")
+    for key, value in filters.items():
+        args.append(value)
+        where.append(f"{ATTACHMENT_FILTERS[key]} = ${len(args)}")
+    rows = await conn.fetch(
+        f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments a JOIN volumes v ON v.id = a.volume_id "
+        f"WHERE {' AND '.join(where)} ORDER BY a.attach_time NULLS LAST, a.id",
+        *args,
+    )
+    return [_row_to_attachment(r) for r in rows]

@@ -54,12 +54,14 @@ CREATE TABLE IF NOT EXISTS attachments (
     attach_status text NOT NULL,
     attach_mode text,
     connector jsonb,
+    connection_info jsonb,
     attach_time timestamptz,
     detach_time timestamptz,
     deleted boolean NOT NULL DEFAULT false,
     version integer NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attachments_volume ON attachments (volume_id) WHERE NOT deleted;
+ALTER TABLE attachments ADD COLUMN IF NOT EXISTS connection_info jsonb;
 
 CREATE TABLE IF NOT EXISTS snapshots (
     id uuid PRIMARY KEY,

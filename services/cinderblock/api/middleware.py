@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from cinderblock.api.context import RequestContext
+from cinderblock.domain.attachments_api import AttachmentNotFoundError
 from cinderblock.domain.errors import (
     AttachmentConflictError,
     InvalidInputError,
@@ -62,7 +63,12 @@ def to_fault(err: BaseException) -> Fault:
             return err.to_fault()
         case PolicyError():
             return Forbidden(str(err))
-        case VolumeNotFoundError() | MetadataNotFoundError() | VolumeTypeNotFoundError():
+        case (
+            VolumeNotFoundError()
+            | MetadataNotFoundError()
+            | VolumeTypeNotFoundError()
+            | AttachmentNotFoundError()
+        ):
             return NotFound(err.message)
         case VolumeTypeExistsError():
             return Conflict(err.message)

@@ -4,6 +4,7 @@ its tracking position in one transaction, then announced for read-your-writes wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -49,13 +50,24 @@ class Projector:
             return Position(*await projected_position(conn, self.name))
 
     async def follow(self, stop: asyncio.Event) -> None:
+        """Project until ``stop``. A batch that cannot be applied is retried with back-off
+        (never skipped: a read model with a hole would differ from a replay); the error is
+        logged with its position, and the API keeps serving the last good state."""
+        delay = 0.5
         while not stop.is_set():
             try:
                 async for batch in LogTail(self.pool).batches(await self.position(), stop):
                     await self.project(batch)
+                    delay = 0.5
             except (OSError, asyncpg.PostgresConnectionError) as err:
                 log.warning("projector lost the database, resuming: %s", err)
-                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception(
+                    "projection failed; retrying in %.1fs", delay, extra={"projection": self.name}
+                )
+                delay = min(delay * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
 
 
 async def run(settings: Settings, *, stop: asyncio.Event) -> None:

@@ -8,6 +8,7 @@ batch and ``Nats-Msg-Id`` de-duplication drops the copies. One active relay per 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -95,7 +96,9 @@ class Relay:
             return Position(*await projected_position(conn, tracking_name(self.settings)))
 
     async def follow(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop``; on a publish failure start over from the tracked position."""
+        """Publish until ``stop``; on any failure start over from the tracked position after
+        a back-off (re-publishing is harmless: Nats-Msg-Id de-duplicates)."""
+        delay = 0.5
         while not stop.is_set():
             try:
                 async for batch in LogTail(self.pool).batches(await self.position(), stop):
@@ -103,9 +106,16 @@ class Relay:
                     if self.after_publish is not None:
                         await self.after_publish(batch)
                     await self.record(batch[-1].at)
+                    delay = 0.5
             except (TimeoutError, OSError) as err:
                 log.warning("relay publish failed, retrying from tracked position: %s", err)
-                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception(
+                    "relay failed; retrying in %.1fs", delay, extra={"stream": self.settings.stream}
+                )
+                delay = min(delay * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
 
 
 async def run(

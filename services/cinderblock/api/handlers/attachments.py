@@ -1,0 +1,193 @@
+"""The attachments API (3.27+): how Nova attaches today. Attachments live on their volume's
+aggregate, shared with the legacy actions; this module finds the volume and acts on it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cinderblock.api.context import RequestContext
+from cinderblock.api.deps import Deps, deps
+from cinderblock.api.handlers.volumes import _json_body
+from cinderblock.api.middleware import context
+from cinderblock.domain.volume import Volume
+from cinderblock.drivers.file import local_connection_info
+from cinderblock.readmodels.queries import ATTACHMENT_FILTERS, get_attachment, list_attachments
+from cinderblock.wire.attachments import (
+    ATTACHMENTS_VERSION,
+    COMPLETE_VERSION,
+    AttachmentCreateRequest,
+    attachment_detail,
+    attachment_summary,
+    parse_update,
+)
+from cinderblock.wire.faults import BadRequest, NotFound, resource_not_found
+
+
+def _since(ctx: RequestContext, version: Any = ATTACHMENTS_VERSION) -> None:
+    if not ctx.version.matches(version):
+        raise resource_not_found()
+
+
+def _scope(ctx: RequestContext) -> str | None:
+    return None if ctx.is_admin else ctx.project_id
+
+
+def _authorizer(d: Deps, ctx: RequestContext, rule: str) -> Any:
+    def authorize(volume: Volume) -> None:
+        d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
+
+    return authorize
+
+
+async def _attachment(d: Deps, ctx: RequestContext, attachment_id: str) -> dict[str, Any]:
+    row = await get_attachment(d.pool, attachment_id, project_id=_scope(ctx))
+    if row is None:
+        raise NotFound(f"VolumeAttachment {attachment_id} could not be found.")
+    return row
+
+
+def _connection(
+    d: Deps, volume: Volume, attachment_id: str, connector: dict[str, Any]
+) -> dict[str, Any]:
+    if volume.host is None:
+        raise BadRequest(f"Invalid volume: Volume {volume.vid} has no backend yet.")
+    root = Path(d.settings.data_dir) / "volumes"
+    info = local_connection_info(
+        root,
+        volume.host,
+        volume.vid,
+        access_mode=volume.attachment_mode(attachment_id, connector),
+        connector=connector,
+    )
+    info["data"]["attachment_id"] = attachment_id  # type: ignore[index]
+    return info
+
+
+async def _reply(d: Deps, ctx: RequestContext, at: Any, attachment_id: str) -> web.Response:
+    await d.read_your_write(at)
+    row = await _attachment(d, ctx, attachment_id)
+    return web.json_response({"attachment": attachment_detail(row)})
+
+
+async def create(request: web.Request) -> web.Response:
+    d, ctx = deps(request), context(request)
+    _since(ctx)
+    req = AttachmentCreateRequest.parse(await _json_body(request), ctx.version)
+    attachment_id = str(uuid.uuid4())
+
+    def change(volume: Volume) -> None:
+        volume.create_attachment(attachment_id, instance_uuid=req.instance_uuid, mode=req.mode)
+        if req.connector:
+            connection = _connection(d, volume, attachment_id, req.connector)
+            volume.connect_attachment(attachment_id, req.connector, connection)
+
+    at, _ = await d.volumes.act(
+        ctx.caller,
+        req.volume_uuid,
+        change,
+        meta=ctx.meta("attachment:create"),
+        authorize=_authorizer(d, ctx, "volume:attachment_create"),
+    )
+    return await _reply(d, ctx, at, attachment_id)
+
+
+async def update(request: web.Request) -> web.Response:
+    d, ctx = deps(request), context(request)
+    _since(ctx)
+    connector = parse_update(await _json_body(request))
+    attachment_id = request.match_info["attachment_id"]
+    row = await _attachment(d, ctx, attachment_id)
+
+    def change(volume: Volume) -> None:
+        connection = _connection(d, volume, attachment_id, connector)
+        volume.connect_attachment(attachment_id, connector, connection)
+
+    at, _ = await d.volumes.act(
+        ctx.caller,
+        row["volume_id"],
+        change,
+        meta=ctx.meta("attachment:update"),
+        authorize=_authorizer(d, ctx, "volume:attachment_update"),
+    )
+    return await _reply(d, ctx, at, attachment_id)
+
+
+async def action(request: web.Request) -> web.Response:
+    """os-complete (3.44+) → 204."""
+    d, ctx = deps(request), context(request)
+    _since(ctx, COMPLETE_VERSION)
+    body = await _json_body(request)
+    if not isinstance(body, dict) or list(body) != ["os-complete"]:
+        raise BadRequest(
+            f"There is no such action: {next(iter(body), None) if isinstance(body, dict) else None}"
+        )
+    attachment_id = request.match_info["attachment_id"]
+    row = await _attachment(d, ctx, attachment_id)
+    at, _ = await d.volumes.act(
+        ctx.caller,
+        row["volume_id"],
+        lambda v: v.complete_attachment(attachment_id),
+        meta=ctx.meta("attachment:complete"),
+        authorize=_authorizer(d, ctx, "volume:attachment_complete"),
+    )
+    await d.read_your_write(at)
+    return web.Response(status=204)
+
+
+async def delete(request: web.Request) -> web.Response:
+    """→ 200 with the volume's remaining attachments."""
+    d, ctx = deps(request), context(request)
+    _since(ctx)
+    attachment_id = request.match_info["attachment_id"]
+    row = await _attachment(d, ctx, attachment_id)
+    at, _ = await d.volumes.act(
+        ctx.caller,
+        row["volume_id"],
+        lambda v: v.delete_attachment(attachment_id),
+        meta=ctx.meta("attachment:delete"),
+        authorize=_authorizer(d, ctx, "volume:attachment_delete"),
+    )
+    await d.read_your_write(at)
+    rest = await list_attachments(
+        d.pool, project_id=_scope(ctx), filters={"volume_id": row["volume_id"]}
+    )
+    return web.json_response({"attachments": [attachment_summary(r) for r in rest]})
+
+
+async def show(request: web.Request) -> web.Response:
+    d, ctx = deps(request), context(request)
+    _since(ctx)
+    row = await _attachment(d, ctx, request.match_info["attachment_id"])
+    return web.json_response({"attachment": attachment_detail(row)})
+
+
+async def _list(request: web.Request, *, detail: bool) -> web.Response:
+    d, ctx = deps(request), context(request)
+    _since(ctx)
+    filters = {k: v for k, v in request.query.items() if k in ATTACHMENT_FILTERS}
+    scope = None if ctx.is_admin and "all_tenants" in request.query else ctx.project_id
+    rows = await list_attachments(d.pool, project_id=scope, filters=filters)
+    view = attachment_detail if detail else attachment_summary
+    return web.json_response({"attachments": [view(r) for r in rows]})
+
+
+async def index(request: web.Request) -> web.Response:
+    return await _list(request, detail=False)
+
+
+async def detail(request: web.Request) -> web.Response:
+    return await _list(request, detail=True)
+
+
+def setup(router: web.UrlDispatcher, prefix: str) -> None:
+    router.add_post(f"{prefix}/attachments", create)
+    router.add_get(f"{prefix}/attachments", index, allow_head=False)
+    router.add_get(f"{prefix}/attachments/detail", detail, allow_head=False)
+    router.add_get(f"{prefix}/attachments/{{attachment_id}}", show, allow_head=False)
+    router.add_put(f"{prefix}/attachments/{{attachment_id}}", update)
+    router.add_delete(f"{prefix}/attachments/{{attachment_id}}", delete)
+    router.add_post(f"{prefix}/attachments/{{attachment_id}}/action", action)
