@@ -12,7 +12,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from cinderblock.domain.errors import QuotaExceededError
+from cinderblock.domain.errors import InvalidInputError, QuotaExceededError
 
 DEFAULT_LIMITS: Mapping[str, int] = MappingProxyType(
     {
@@ -60,11 +60,18 @@ class ProjectQuota(Aggregate):
     class ReservationReleased(Aggregate.Event):
         reservation_id: str
 
+    class LimitsSet(Aggregate.Event):
+        limits: dict[str, int]
+
+    class LimitsCleared(Aggregate.Event):
+        pass
+
     @event(Created)
     def __init__(self, project_id: str) -> None:
         self.project_id = project_id
         self.in_use: dict[str, int] = {}
         self.reservations: dict[str, dict[str, int]] = {}
+        self.limits: dict[str, int] = {}  # this project's own limits over the defaults
 
     @classmethod
     def start(cls, project_id: str) -> ProjectQuota:
@@ -81,6 +88,7 @@ class ProjectQuota(Aggregate):
     def check(self, deltas: Mapping[str, int], limits: Mapping[str, int], size_gb: int) -> None:
         """Raise QuotaExceededError when adding ``deltas`` breaks a limit (Cinder's order:
         per-volume size first, then gigabytes, then volume counts)."""
+        limits = {**limits, **getattr(self, "limits", {})}
         per_volume = limits.get("per_volume_gigabytes", -1)
         if per_volume >= 0 and size_gb > per_volume:
             raise QuotaExceededError(
@@ -168,3 +176,37 @@ class ProjectQuota(Aggregate):
     @event(ReservationReleased)
     def _released(self, reservation_id: str) -> None:
         self.reservations.pop(reservation_id, None)
+
+    # ---------------------------------------------------------------- limits
+
+    def set_limits(self, limits: Mapping[str, int], known: frozenset[str]) -> None:
+        """PUT /os-quota-sets/{project}: unknown keys, and limits below what is used and
+        reserved (except -1 and per_volume_gigabytes), are refused."""
+        unknown = sorted(set(limits) - known)
+        if unknown:
+            raise InvalidInputError(f"Bad key(s) in quota set: {', '.join(unknown)}")
+        for resource, limit in limits.items():
+            if limit < -1:
+                raise InvalidInputError(
+                    f"Quota limit {limit} for {resource} must be -1 or greater."
+                )
+            used = self.usage(resource)
+            if limit != -1 and resource != "per_volume_gigabytes" and limit < used:
+                raise InvalidInputError(
+                    f"Quota limit {limit} for {resource} must be greater than or equal to "
+                    f"already used and reserved {used}."
+                )
+        if limits:
+            self._limits_set(limits=dict(limits))
+
+    @event(LimitsSet)
+    def _limits_set(self, limits: dict[str, int]) -> None:
+        self.limits = {**getattr(self, "limits", {}), **limits}
+
+    def clear_limits(self) -> None:
+        if getattr(self, "limits", {}):
+            self._limits_cleared()
+
+    @event(LimitsCleared)
+    def _limits_cleared(self) -> None:
+        self.limits = {}

@@ -289,6 +289,49 @@ TYPE_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     ),
 }
 
+
+def _quota(assignments: str, *fields: str) -> Projection:
+    return _set(assignments, *fields, table="quotas")
+
+
+def _quota_json(assignments: str, field: str) -> Projection:
+    return Projection(
+        f"UPDATE quotas SET {assignments}, updated_at = $3, version = $2 "
+        "WHERE id = $1 AND version < $2",
+        _json_arg(field),
+    )
+
+
+QUOTA_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
+    "ProjectQuota.Created": Projection(
+        "INSERT INTO quotas (id, project_id, updated_at, version) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (id) DO NOTHING",
+        lambda e: (e.aggregate_id, e.data["project_id"], e.timestamp, e.version),
+    ),
+    "ProjectQuota.UsageAdjusted": _quota_json("in_use = cb_jsonb_add(in_use, $4::jsonb)", "deltas"),
+    "ProjectQuota.Reserved": Projection(
+        "UPDATE quotas SET reservations = reservations || jsonb_build_object($4::text, "
+        "$5::jsonb), updated_at = $3, version = $2 WHERE id = $1 AND version < $2",
+        lambda e: (
+            e.aggregate_id,
+            e.version,
+            e.timestamp,
+            e.data["reservation_id"],
+            json.dumps(e.data["deltas"]),
+        ),
+    ),
+    "ProjectQuota.ReservationCommitted": _quota(
+        "in_use = cb_jsonb_add(in_use, coalesce(reservations -> $4, '{}'::jsonb)), "
+        "reservations = reservations - $4",
+        "reservation_id",
+    ),
+    "ProjectQuota.ReservationReleased": _quota(
+        "reservations = reservations - $4", "reservation_id"
+    ),
+    "ProjectQuota.LimitsSet": _quota_json("limits = limits || $4::jsonb", "limits"),
+    "ProjectQuota.LimitsCleared": _quota("limits = '{}'::jsonb"),
+}
+
 VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Volume.RevertRequested": _set("status = 'reverting'"),
     "Volume.AttachmentReserved": (
@@ -424,7 +467,8 @@ def _projections_of(name: str) -> tuple[Projection, ...]:
     found = (
         VOLUME_PROJECTIONS.get(name)
         or SNAPSHOT_PROJECTIONS.get(name)
-        or TYPE_PROJECTIONS.get(name, ())
+        or TYPE_PROJECTIONS.get(name)
+        or QUOTA_PROJECTIONS.get(name, ())
     )
     return found if isinstance(found, tuple) else (found,)
 

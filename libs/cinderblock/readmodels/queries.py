@@ -358,3 +358,23 @@ async def list_attachments(
         *args,
     )
     return [_row_to_attachment(r) for r in rows]
+
+
+async def get_quota(conn: asyncpg.Connection, project_id: str) -> dict[str, Any]:
+    """A project's own limits, usage in use and outstanding reservations (empty when the
+    project never used anything)."""
+    row = await conn.fetchrow(
+        "SELECT limits::text, in_use::text, reservations::text FROM quotas WHERE project_id = $1",
+        project_id,
+    )
+    if row is None:
+        return {"limits": {}, "in_use": {}, "reserved": {}}
+    reserved: dict[str, int] = {}
+    for deltas in json.loads(row["reservations"]).values():
+        for key, value in deltas.items():
+            reserved[key] = reserved.get(key, 0) + max(int(value), 0)
+    return {
+        "limits": json.loads(row["limits"]),
+        "in_use": json.loads(row["in_use"]),
+        "reserved": reserved,
+    }

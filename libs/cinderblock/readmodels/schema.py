@@ -96,6 +96,24 @@ CREATE TABLE IF NOT EXISTS volume_types (
     version integer NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS quotas (
+    id uuid PRIMARY KEY,
+    project_id text NOT NULL UNIQUE,
+    limits jsonb NOT NULL DEFAULT '{}'::jsonb,
+    in_use jsonb NOT NULL DEFAULT '{}'::jsonb,
+    reservations jsonb NOT NULL DEFAULT '{}'::jsonb,
+    updated_at timestamptz,
+    version integer NOT NULL
+);
+
+-- Key-wise sum of two {"resource": n} objects (usage arithmetic of the quota projection).
+CREATE OR REPLACE FUNCTION cb_jsonb_add(a jsonb, b jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT coalesce(jsonb_object_agg(k, coalesce((a ->> k)::bigint, 0)
+                                        + coalesce((b ->> k)::bigint, 0)), '{}'::jsonb)
+    FROM (SELECT jsonb_object_keys(a) UNION SELECT jsonb_object_keys(b)) AS keys(k)
+$fn$;
+
 CREATE TABLE IF NOT EXISTS tracking (
     name text PRIMARY KEY,
     tx_id bigint NOT NULL,

@@ -133,3 +133,36 @@ class TypeCommands:
 
         done: tuple[Position, T] = await self._retrying("change type", attempt)
         return done
+
+
+class QuotaCommands:
+    """Per-project quota limits (mixed into Volumes)."""
+
+    store: AsyncEventStore
+    _quota: Callable[[str], Awaitable[Any]]
+    _retrying: Callable[..., Awaitable[Any]]
+
+    async def set_quota_limits(
+        self,
+        project_id: str,
+        limits: Mapping[str, int],
+        known: frozenset[str],
+        *,
+        meta: Mapping[str, Any],
+    ) -> Position:
+        async def attempt() -> Position:
+            quota = await self._quota(project_id)
+            quota.set_limits(limits, known)
+            return await self.store.save(quota, meta=meta)
+
+        result: Position = await self._retrying("update quota", attempt)
+        return result
+
+    async def clear_quota_limits(self, project_id: str, *, meta: Mapping[str, Any]) -> Position:
+        async def attempt() -> Position:
+            quota = await self._quota(project_id)
+            quota.clear_limits()
+            return await self.store.save(quota, meta=meta)
+
+        result: Position = await self._retrying("delete quota", attempt)
+        return result

@@ -20,7 +20,7 @@ from cinderblock.domain.volume_type import VolumeType
 from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
 from cinderblock.store.retype import RetypeCommands
 from cinderblock.store.snapshots import SnapshotCommands
-from cinderblock.store.types import TypeCommands
+from cinderblock.store.types import QuotaCommands, TypeCommands
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _allow_all(_: Volume) -> None:
     return None
 
 
-class Volumes(SnapshotCommands, TypeCommands, RetypeCommands):
+class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, QuotaCommands):
     """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
 
     def __init__(self, store: AsyncEventStore, config: VolumesConfig | None = None) -> None:

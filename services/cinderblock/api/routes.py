@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cinderblock.api.handlers import actions, attachments, snapshots, types, versions, volumes
+from cinderblock.api.handlers import (
+    actions,
+    attachments,
+    quotas,
+    snapshots,
+    types,
+    versions,
+    volumes,
+)
 
 
 def setup_routes(app: web.Application, project_id_regex: str) -> None:
@@ -30,3 +38,4 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         r.add_delete(f"{prefix}/snapshots/{{snapshot_id}}", snapshots.delete)
         types.setup(r, prefix)
         attachments.setup(r, prefix)
+        quotas.setup(r, prefix)
