@@ -463,14 +463,19 @@ VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
 }
 
 
+def _all_projections() -> dict[str, tuple[Projection, ...]]:
+    merged: dict[str, tuple[Projection, ...]] = {}
+    for table in (VOLUME_PROJECTIONS, SNAPSHOT_PROJECTIONS, TYPE_PROJECTIONS, QUOTA_PROJECTIONS):
+        for name, found in table.items():
+            merged[name] = found if isinstance(found, tuple) else (found,)
+    return merged
+
+
+PROJECTIONS = _all_projections()
+
+
 def _projections_of(name: str) -> tuple[Projection, ...]:
-    found = (
-        VOLUME_PROJECTIONS.get(name)
-        or SNAPSHOT_PROJECTIONS.get(name)
-        or TYPE_PROJECTIONS.get(name)
-        or QUOTA_PROJECTIONS.get(name, ())
-    )
-    return found if isinstance(found, tuple) else (found,)
+    return PROJECTIONS.get(name, ())
 
 
 async def apply_batch(
