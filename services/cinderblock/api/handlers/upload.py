@@ -3,6 +3,7 @@ data. The image record is made now, as Cinder does, so its id can be returned.""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from aiohttp import web
@@ -41,9 +42,10 @@ async def upload_image(d: Deps, ctx: RequestContext, vid: str, req: UploadImage)
         )
         return volume
 
-    at, volume = await d.volumes.act(
-        ctx.caller, vid, start, meta=ctx.meta("os-volume_upload_image")
-    )
+    # The image record exists before the event that starts the upload saga, so the saga
+    # never looks for an image that is not there yet.
+    current = await d.volumes.get(ctx.caller, vid)
+    d.policy.authorize(RULE, ctx.credentials, {"project_id": current.project_id})
     spec = ImageSpec(
         image_id=image_id,
         name=req.image_name,
@@ -51,19 +53,21 @@ async def upload_image(d: Deps, ctx: RequestContext, vid: str, req: UploadImage)
         container_format=container_format,
         visibility=req.visibility,
         protected=req.protected,
-        min_disk=volume.size_gb,
+        min_disk=current.size_gb,
         properties={"volume_id": vid},
     )
     try:
         await d.images.create(spec, request_id=ctx.request_id)
     except ImageServiceError as err:
-        reason, version = err.message, volume.version  # the UploadRequested event's version
-        await d.volumes.settle_saga_step(
-            vid,
-            lambda v: v.fail_upload(version, reason),
-            meta=ctx.meta("os-volume_upload_image"),
-        )
         raise BadRequest(f"Failed to create image {image_id}: {err.message}") from err
+    try:
+        at, volume = await d.volumes.act(
+            ctx.caller, vid, start, meta=ctx.meta("os-volume_upload_image")
+        )
+    except Exception:
+        with contextlib.suppress(ImageServiceError):
+            await d.images.delete(image_id)  # nothing will upload into it
+        raise
     await d.read_your_write(at)
     body = {
         "id": vid,
