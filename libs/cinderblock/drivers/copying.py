@@ -11,64 +11,19 @@ on the layout of the holes.
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+
+from cinderblock.sparse.extents import data_extents, is_zero, read_exactly
 
 CHUNK = 2**20
 """Bytes read, written or hashed at a time; also the chunk size of `content_digest`
 (changing it changes every digest)."""
 
 _ZEROS = bytes(CHUNK)
-
-SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
-SEEK_HOLE: int | None = getattr(os, "SEEK_HOLE", None)
-_NO_EXTENTS = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
-
-
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """The ``[start, end)`` ranges of the first ``size`` bytes of ``fd`` that may hold
-    data, in order; the gaps between them are holes and read as zeros.
-
-    Without ``SEEK_DATA`` / ``SEEK_HOLE`` support the whole file is one range.
-    """
-    if SEEK_DATA is None or SEEK_HOLE is None:
-        if size:
-            yield 0, size
-        return
-    offset = 0
-    while offset < size:
-        try:
-            start = os.lseek(fd, offset, SEEK_DATA)
-        except OSError as err:
-            if err.errno == errno.ENXIO:  # nothing but a hole from offset to the end
-                return
-            if offset == 0 and err.errno in _NO_EXTENTS:  # the file system cannot tell
-                yield 0, size
-                return
-            raise
-        if start >= size:
-            return
-        end = min(os.lseek(fd, start, SEEK_HOLE), size)
-        yield start, end
-        offset = end
-
-
-def _read_exactly(fd: int, length: int, offset: int) -> bytes:
-    data = os.pread(fd, length, offset)
-    while len(data) < length:
-        more = os.pread(fd, length - len(data), offset + len(data))
-        if not more:
-            raise OSError(errno.EIO, f"file ended at byte {offset + len(data)} while reading")
-        data += more
-    return data
-
-
-def _is_zero(chunk: bytes) -> bool:
-    return chunk == _ZEROS if len(chunk) == CHUNK else chunk == bytes(len(chunk))
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:
@@ -99,8 +54,8 @@ def copy_sparse(source: Path, target: Path) -> int:
             written = 0
             for start, end in data_extents(src, size):
                 for offset in range(start, end, CHUNK):
-                    chunk = _read_exactly(src, min(CHUNK, end - offset), offset)
-                    if not _is_zero(chunk):
+                    chunk = read_exactly(src, min(CHUNK, end - offset), offset)
+                    if not is_zero(chunk):
                         _write_all(dst, chunk, offset)
                         written += len(chunk)
             os.fsync(dst)
@@ -143,8 +98,8 @@ def _chunked_digest(fd: int, size: int) -> str:
         _zero_chunks(outer.update, done, first, size)
         for index in range(first, stop):
             offset = index * CHUNK
-            chunk = _read_exactly(fd, min(CHUNK, size - offset), offset)
-            outer.update(_zero_digest(len(chunk)) if _is_zero(chunk) else _sha256(chunk))
+            chunk = read_exactly(fd, min(CHUNK, size - offset), offset)
+            outer.update(_zero_digest(len(chunk)) if is_zero(chunk) else _sha256(chunk))
         done = max(done, stop)
     _zero_chunks(outer.update, done, chunks, size)
     return outer.hexdigest()

@@ -8,58 +8,20 @@ system cannot report extents the whole file is read. (A small sibling of
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-CHUNK = 2**20
-"""Bytes read, written, hashed or sent at a time."""
+from cinderblock.sparse.extents import CHUNK, data_extents, is_zero, read_exactly
+
+__all__ = ["CHUNK", "SourceTooSmallError", "data_extents", "is_zero", "read_exactly"]
 
 _ZEROS = bytes(CHUNK)
-_SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
-_SEEK_HOLE: int | None = getattr(os, "SEEK_HOLE", None)
-_NO_EXTENTS = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
 class SourceTooSmallError(ValueError):
     """Raised when a source file has fewer bytes than the size asked for."""
-
-
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """The ``[start, end)`` ranges of the first `size` bytes of `fd` that may hold
-    data, in order; the gaps between them are holes."""
-    if _SEEK_DATA is None or _SEEK_HOLE is None:
-        if size:
-            yield 0, size
-        return
-    offset = 0
-    while offset < size:
-        try:
-            start = os.lseek(fd, offset, _SEEK_DATA)
-        except OSError as err:
-            if err.errno == errno.ENXIO:  # only a hole from offset on
-                return
-            if offset == 0 and err.errno in _NO_EXTENTS:
-                yield 0, size
-                return
-            raise
-        if start >= size:
-            return
-        end = min(os.lseek(fd, start, _SEEK_HOLE), size)
-        yield start, end
-        offset = end
-
-
-def _read_exactly(fd: int, length: int, offset: int) -> bytes:
-    data = os.pread(fd, length, offset)
-    while len(data) < length:
-        more = os.pread(fd, length - len(data), offset + len(data))
-        if not more:
-            raise OSError(errno.EIO, f"file ended at byte {offset + len(data)} while reading")
-        data += more
-    return data
 
 
 def _zeros(count: int) -> Iterator[bytes]:
@@ -67,11 +29,6 @@ def _zeros(count: int) -> Iterator[bytes]:
         step = min(count, CHUNK)
         yield _ZEROS if step == CHUNK else bytes(step)
         count -= step
-
-
-def is_zero(chunk: bytes) -> bool:
-    """True when every byte of `chunk` is zero."""
-    return chunk == _ZEROS if len(chunk) == CHUNK else not any(chunk)
 
 
 def open_source(path: Path, size: int) -> int:
@@ -100,7 +57,7 @@ def chunks(fd: int, size: int) -> Iterator[tuple[int, bytes, bool]]:
             yield done, zeros, True
             done += len(zeros)
         for offset in range(start, end, CHUNK):
-            yield offset, _read_exactly(fd, min(CHUNK, end - offset), offset), False
+            yield offset, read_exactly(fd, min(CHUNK, end - offset), offset), False
         done = end
     for zeros in _zeros(size - done):
         yield done, zeros, True

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cinderblock.drivers import copying
+from cinderblock.sparse import extents
 from tests.unit.drivers.given import MIB, allocated_bytes, pattern, read_at, write_at, zeros_then
 
 SIZE = 16 * MIB
@@ -36,7 +37,7 @@ def plain_sha256(path: Path) -> str:
 @pytest.fixture
 def no_extents(monkeypatch: pytest.MonkeyPatch) -> None:
     """A platform without SEEK_DATA / SEEK_HOLE."""
-    monkeypatch.setattr(copying, "SEEK_DATA", None)
+    monkeypatch.setattr(extents, "_SEEK_DATA", None)
 
 
 def test_extents_cover_the_data_and_skip_the_holes(tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ def test_a_file_system_refusing_seek_data_gives_one_extent(
     real_lseek = os.lseek
 
     def lseek(fd: int, offset: int, whence: int) -> int:
-        if whence == copying.SEEK_DATA:
+        if whence == os.SEEK_DATA:
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_lseek(fd, offset, whence)
 
@@ -136,13 +137,13 @@ def flip_at(path: Path, offset: int) -> None:
 def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The offsets of every chunk the copying helpers read."""
     offsets: list[int] = []
-    real = copying._read_exactly
+    real = copying.read_exactly
 
     def read_exactly(fd: int, length: int, offset: int) -> bytes:
         offsets.append(offset)
         return real(fd, length, offset)
 
-    monkeypatch.setattr(copying, "_read_exactly", read_exactly)
+    monkeypatch.setattr(copying, "read_exactly", read_exactly)
     return offsets
 
 
@@ -266,16 +267,16 @@ def test_without_seek_data_the_digest_reads_everything_and_agrees(
     digest = copying.content_digest(path)
 
     assert len(counted_reads) == SIZE // MIB
-    monkeypatch.setattr(copying, "SEEK_DATA", os.SEEK_DATA)
+    monkeypatch.setattr(extents, "_SEEK_DATA", os.SEEK_DATA)
     assert digest == copying.content_digest(path) == chunked_sha256(zeros_then(DATA, SIZE))
 
 
-@pytest.mark.parametrize("extents", [True, False], ids=["seek-data", "chunked"])
+@pytest.mark.parametrize("seek_data", [True, False], ids=["seek-data", "chunked"])
 def test_copy_keeps_every_byte_and_every_hole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extents: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seek_data: bool
 ) -> None:
-    if not extents:
-        monkeypatch.setattr(copying, "SEEK_DATA", None)
+    if not seek_data:
+        monkeypatch.setattr(extents, "_SEEK_DATA", None)
     source = sparse_file(tmp_path / "image", DATA)
 
     written = copying.copy_sparse(source, tmp_path / "copy")
