@@ -114,6 +114,26 @@ LANGUAGE sql IMMUTABLE AS $fn$
     FROM (SELECT jsonb_object_keys(a) UNION SELECT jsonb_object_keys(b)) AS keys(k)
 $fn$;
 
+-- Operational state reported by the volume service (the sagas), as Cinder's volume service
+-- reports to its scheduler: not derived from events, refreshed every few seconds.
+CREATE TABLE IF NOT EXISTS backend_pools (
+    name text PRIMARY KEY,
+    backend text NOT NULL,
+    capacity_gb integer NOT NULL,
+    allocated_gb integer NOT NULL,
+    free_gb integer NOT NULL,
+    multiattach boolean NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+    binary_name text NOT NULL,
+    host text NOT NULL,
+    zone text NOT NULL,
+    disabled boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (binary_name, host)
+);
+
 CREATE TABLE IF NOT EXISTS tracking (
     name text PRIMARY KEY,
     tx_id bigint NOT NULL,

@@ -7,6 +7,7 @@ from aiohttp import web
 from cinderblock.api.handlers import (
     actions,
     attachments,
+    backends,
     quotas,
     snapshots,
     types,
@@ -39,3 +40,4 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         types.setup(r, prefix)
         attachments.setup(r, prefix)
         quotas.setup(r, prefix)
+        backends.setup(r, prefix)

@@ -4,7 +4,9 @@ their completion or compensation on the volume."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +18,7 @@ from cinderblock.config.settings import Settings
 from cinderblock.drivers.base import PoolConfig, VolumeDriver
 from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
 from cinderblock.drivers.file import FileDriver
+from cinderblock.readmodels.backends import PoolReport, report
 from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
@@ -62,6 +65,7 @@ class SagaRunner:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, driver: VolumeDriver) -> None:
         self.pool = pool
         volumes = Volumes(AsyncEventStore(pool), VolumesConfig(quota_limits=settings.quota_limits))
+        self.driver = driver
         self.images = build_image_service(settings)
         self.sagas = Sagas(volumes, driver, self.images)
         self.spec = consumer_spec(settings, self.sagas)
@@ -99,7 +103,38 @@ async def run(
         await ensure_stream(js, stream_spec(settings))
         runner = SagaRunner(settings, pool, driver or build_driver(settings))
         with alive("sagas"):
+            reporter = asyncio.create_task(report_backends(settings, pool, runner.driver, stop))
             try:
                 await run_consumer(js, runner.spec, runner.handle, runner.park, stop)
             finally:
+                reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporter
                 await close_image_service(runner.images)
+
+
+async def report_backends(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    driver: VolumeDriver,
+    stop: asyncio.Event,
+    *,
+    every: float = 5.0,
+) -> None:
+    """Capacity of every pool and the service heartbeats, every few seconds (Cinder's
+    volume service reports to its scheduler the same way)."""
+    host = socket.gethostname()
+    while not stop.is_set():
+        reports = [
+            PoolReport(p.location, p.capacity_gb, p.allocated_gb, p.free_gb, p.multiattach)
+            for p in driver.pools()
+        ]
+        try:
+            async with pool.acquire() as conn:
+                await report(
+                    conn, reports, zone=settings.default_availability_zone, scheduler_host=host
+                )
+        except (OSError, asyncpg.PostgresError) as err:
+            log.warning("backend report failed: %s", err)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
