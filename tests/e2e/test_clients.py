@@ -412,3 +412,49 @@ async def test_sdk_admin_lists_one_projects_volumes(system: System, sdk: Sdk) ->
         lambda: list(sdk.bs.volumes(all_projects=True, project_id=project))
     )
     assert [v.id for v in listed] == [theirs["id"]]
+
+
+@pytest.mark.parametrize("cinder", ["project-in-url"], indirect=True)
+async def test_cinderclient_drives_the_bookkeeping_and_admin_actions(
+    system: System, cinder: Cinder
+) -> None:
+    """python-cinderclient's own calls for the attach bookkeeping, read-only flag, reset
+    state, image metadata, connection and admin actions, read back through the client."""
+    c = cinder.client
+    created = await asyncio.to_thread(c.volumes.create, 1, name=f"cc-{uuid.uuid4().hex[:8]}")
+    volume = await until(lambda: c.volumes.get(created.id), lambda v: v.status == "available")
+    await asyncio.to_thread(c.volumes.reserve, volume)
+    await until(lambda: c.volumes.get(created.id), lambda v: v.status == "attaching")
+    await asyncio.to_thread(c.volumes.unreserve, volume)
+    await until(lambda: c.volumes.get(created.id), lambda v: v.status == "available")
+
+    server = str(uuid.uuid4())
+    await asyncio.to_thread(c.volumes.attach, volume, server, "/dev/vdb", mode="rw")
+    volume = await until(lambda: c.volumes.get(created.id), lambda v: v.status == "in-use")
+    assert volume.attachments[0]["server_id"] == server
+    await asyncio.to_thread(c.volumes.begin_detaching, volume)
+    await until(lambda: c.volumes.get(created.id), lambda v: v.status == "detaching")
+    await asyncio.to_thread(c.volumes.roll_detaching, volume)
+    await until(lambda: c.volumes.get(created.id), lambda v: v.status == "in-use")
+    await asyncio.to_thread(c.volumes.detach, volume, volume.attachments[0]["attachment_id"])
+    volume = await until(lambda: c.volumes.get(created.id), lambda v: v.status == "available")
+
+    await asyncio.to_thread(c.volumes.update_readonly_flag, volume, True)
+    volume = await until(
+        lambda: c.volumes.get(created.id), lambda v: v.metadata.get("readonly") == "True"
+    )
+    connector = {"host": "node-1", "initiator": "iqn.x"}
+    info = await asyncio.to_thread(c.volumes.initialize_connection, volume, connector)
+    assert info["driver_volume_type"] == "local"
+    assert info["data"]["access_mode"] == "ro"
+    await asyncio.to_thread(c.volumes.terminate_connection, volume, connector)
+
+    await asyncio.to_thread(c.volumes.set_image_metadata, volume, {"os_distro": "fedora"})
+    shown = await asyncio.to_thread(c.volumes.show_image_metadata, volume)
+    assert shown[1]["metadata"] == {"os_distro": "fedora"}
+    await asyncio.to_thread(c.volumes.delete_image_metadata, volume, ["os_distro"])
+
+    await asyncio.to_thread(c.volumes.reset_state, volume, "error")
+    await until(lambda: c.volumes.get(created.id), lambda v: v.status == "error")
+    await asyncio.to_thread(c.volumes.force_delete, volume)
+    await until(lambda: _cinder_status(c, created.id), lambda s: s == "gone")
