@@ -8,6 +8,7 @@ from cinderblock.api.handlers import (
     actions,
     attachments,
     backends,
+    metadata,
     quotas,
     snapshots,
     types,
@@ -41,3 +42,4 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         attachments.setup(r, prefix)
         quotas.setup(r, prefix)
         backends.setup(r, prefix)
+        metadata.setup(r, prefix)
