@@ -3,14 +3,14 @@ keys (reserved at request, committed or released by the saga), in one append eac
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
-from cinderblock.domain.quota import ProjectQuota
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
-from cinderblock.store.eventstore import AsyncEventStore, Position
+from cinderblock.store.eventstore import Position
+from cinderblock.store.plumbing import CommandPlumbing
 
 
 def type_move(size_gb: int, old_type: str, new_type: str) -> dict[str, int]:
@@ -21,13 +21,7 @@ def type_move(size_gb: int, old_type: str, new_type: str) -> dict[str, int]:
     return deltas
 
 
-class RetypeCommands:
-    store: AsyncEventStore
-    config: Any
-    _visible: Callable[..., Awaitable[Volume]]
-    _quota: Callable[[str], Awaitable[ProjectQuota]]
-    _retrying: Callable[..., Awaitable[Any]]
-
+class RetypeCommands(CommandPlumbing):
     async def retype_volume(
         self,
         caller: Any,

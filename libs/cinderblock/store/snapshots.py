@@ -3,15 +3,15 @@ quota moves, the project's quota, in one atomic append."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-from cinderblock.domain.quota import ProjectQuota
 from cinderblock.domain.snapshot import Snapshot, SnapshotNotFoundError
 from cinderblock.domain.snapshots import RevertConflictError
 from cinderblock.domain.volume import Volume
-from cinderblock.store.eventstore import AsyncEventStore, Position
+from cinderblock.store.eventstore import Position
+from cinderblock.store.plumbing import CommandPlumbing
 
 T = TypeVar("T")
 
@@ -26,14 +26,8 @@ def snapshot_deltas(size_gb: int, type_name: str, *, count: int) -> dict[str, in
     }
 
 
-class SnapshotCommands:
+class SnapshotCommands(CommandPlumbing):
     """Mixed into Volumes, whose plumbing (_visible, _quota, _retrying, _finish) it uses."""
-
-    store: AsyncEventStore
-    config: Any
-    _visible: Callable[..., Awaitable[Volume]]
-    _quota: Callable[[str], Awaitable[ProjectQuota]]
-    _retrying: Callable[..., Awaitable[Any]]
 
     async def load_snapshot(self, caller: Any, snapshot_id: str) -> Snapshot:
         try:

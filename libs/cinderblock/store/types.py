@@ -4,7 +4,7 @@ event store (the name claim gives the id)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -16,7 +16,8 @@ from cinderblock.domain.volume_type import (
     VolumeTypeNotFoundError,
     name_claim_id,
 )
-from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
+from cinderblock.store.eventstore import ConcurrencyConflictError, Position
+from cinderblock.store.plumbing import CommandPlumbing
 
 T = TypeVar("T")
 
@@ -28,11 +29,8 @@ def _as_uuid(text: str) -> UUID | None:
         return None
 
 
-class TypeCommands:
+class TypeCommands(CommandPlumbing):
     """Mixed into Volumes (uses its ``store`` and ``_retrying``)."""
-
-    store: AsyncEventStore
-    _retrying: Callable[..., Awaitable[Any]]
 
     async def ensure_default_type(self) -> Position | None:
         """``__DEFAULT__`` always exists: created by an event the first time any API starts.
@@ -133,36 +131,3 @@ class TypeCommands:
 
         done: tuple[Position, T] = await self._retrying("change type", attempt)
         return done
-
-
-class QuotaCommands:
-    """Per-project quota limits (mixed into Volumes)."""
-
-    store: AsyncEventStore
-    _quota: Callable[[str], Awaitable[Any]]
-    _retrying: Callable[..., Awaitable[Any]]
-
-    async def set_quota_limits(
-        self,
-        project_id: str,
-        limits: Mapping[str, int],
-        known: frozenset[str],
-        *,
-        meta: Mapping[str, Any],
-    ) -> Position:
-        async def attempt() -> Position:
-            quota = await self._quota(project_id)
-            quota.set_limits(limits, known)
-            return await self.store.save(quota, meta=meta)
-
-        result: Position = await self._retrying("update quota", attempt)
-        return result
-
-    async def clear_quota_limits(self, project_id: str, *, meta: Mapping[str, Any]) -> Position:
-        async def attempt() -> Position:
-            quota = await self._quota(project_id)
-            quota.clear_limits()
-            return await self.store.save(quota, meta=meta)
-
-        result: Position = await self._retrying("delete quota", attempt)
-        return result

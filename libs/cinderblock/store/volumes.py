@@ -18,9 +18,10 @@ from cinderblock.domain.volume_type import DEFAULT_TYPE_ID as _DEFAULT_TYPE_ID
 from cinderblock.domain.volume_type import DEFAULT_TYPE_NAME as _DEFAULT_TYPE_NAME
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
+from cinderblock.store.quotas import QuotaCommands
 from cinderblock.store.retype import RetypeCommands
 from cinderblock.store.snapshots import SnapshotCommands
-from cinderblock.store.types import QuotaCommands, TypeCommands
+from cinderblock.store.types import TypeCommands
 
 log = logging.getLogger(__name__)
 

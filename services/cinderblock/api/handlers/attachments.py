@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
-from cinderblock.api.handlers.volumes import _json_body
 from cinderblock.api.middleware import context
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.file import local_connection_info
@@ -76,7 +76,7 @@ async def _reply(d: Deps, ctx: RequestContext, at: Any, attachment_id: str) -> w
 async def create(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     _since(ctx)
-    req = AttachmentCreateRequest.parse(await _json_body(request), ctx.version)
+    req = AttachmentCreateRequest.parse(await json_body(request), ctx.version)
     attachment_id = str(uuid.uuid4())
 
     def change(volume: Volume) -> None:
@@ -98,7 +98,7 @@ async def create(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     _since(ctx)
-    connector = parse_update(await _json_body(request))
+    connector = parse_update(await json_body(request))
     attachment_id = request.match_info["attachment_id"]
     row = await _attachment(d, ctx, attachment_id)
 
@@ -120,7 +120,7 @@ async def action(request: web.Request) -> web.Response:
     """os-complete (3.44+) → 204."""
     d, ctx = deps(request), context(request)
     _since(ctx, COMPLETE_VERSION)
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict) or list(body) != ["os-complete"]:
         raise BadRequest(
             f"There is no such action: {next(iter(body), None) if isinstance(body, dict) else None}"

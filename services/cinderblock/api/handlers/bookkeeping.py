@@ -50,42 +50,21 @@ def _accepted() -> web.Response:
     return web.Response(status=202)
 
 
-async def reserve(d: Deps, ctx: RequestContext, vid: str, _: body.Reserve) -> web.Response:
-    await act(d, ctx, vid, "os-reserve", [f"{VOLUME_ACTIONS}:reserve"], Volume.reserve)
-    return _accepted()
+def _plain(action: str, rule: str, change: Callable[[Volume], object]) -> Callable[..., Any]:
+    """An action whose payload Cinder ignores: policy, the aggregate's verb, 202."""
+
+    async def handler(d: Deps, ctx: RequestContext, vid: str, _: object) -> web.Response:
+        await act(d, ctx, vid, action, [f"{VOLUME_ACTIONS}:{rule}"], change)
+        return _accepted()
+
+    handler.__name__ = rule
+    return handler
 
 
-async def unreserve(d: Deps, ctx: RequestContext, vid: str, _: body.Unreserve) -> web.Response:
-    await act(d, ctx, vid, "os-unreserve", [f"{VOLUME_ACTIONS}:unreserve"], Volume.unreserve)
-    return _accepted()
-
-
-async def begin_detaching(
-    d: Deps, ctx: RequestContext, vid: str, _: body.BeginDetaching
-) -> web.Response:
-    await act(
-        d,
-        ctx,
-        vid,
-        "os-begin_detaching",
-        [f"{VOLUME_ACTIONS}:begin_detaching"],
-        Volume.begin_detaching,
-    )
-    return _accepted()
-
-
-async def roll_detaching(
-    d: Deps, ctx: RequestContext, vid: str, _: body.RollDetaching
-) -> web.Response:
-    await act(
-        d,
-        ctx,
-        vid,
-        "os-roll_detaching",
-        [f"{VOLUME_ACTIONS}:roll_detaching"],
-        Volume.roll_detaching,
-    )
-    return _accepted()
+reserve = _plain("os-reserve", "reserve", Volume.reserve)
+unreserve = _plain("os-unreserve", "unreserve", Volume.unreserve)
+begin_detaching = _plain("os-begin_detaching", "begin_detaching", Volume.begin_detaching)
+roll_detaching = _plain("os-roll_detaching", "roll_detaching", Volume.roll_detaching)
 
 
 async def attach(d: Deps, ctx: RequestContext, vid: str, req: body.Attach) -> web.Response:

@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
-from cinderblock.api.handlers.volumes import _json_body
 from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.domain.volume import Volume
 from cinderblock.readmodels.queries import get_volume
@@ -69,7 +69,7 @@ async def show(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     """POST: add or overwrite the given keys; the answer is the whole metadata."""
     d, ctx = deps(request), context(request)
-    given = _parse(await _json_body(request), "metadata")
+    given = _parse(await json_body(request), "metadata")
     result = await _change(
         d,
         ctx,
@@ -83,7 +83,7 @@ async def create(request: web.Request) -> web.Response:
 async def replace(request: web.Request) -> web.Response:
     """PUT: the given metadata replaces all of it."""
     d, ctx = deps(request), context(request)
-    given = _parse(await _json_body(request), "metadata")
+    given = _parse(await json_body(request), "metadata")
     result = await _change(
         d,
         ctx,
@@ -97,7 +97,7 @@ async def replace(request: web.Request) -> web.Response:
 async def update_key(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     key = request.match_info["key"]
-    given = _parse(await _json_body(request), "meta")
+    given = _parse(await json_body(request), "meta")
     if list(given) != [key]:
         raise BadRequest(
             "Request body and URI mismatch"

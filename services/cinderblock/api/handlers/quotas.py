@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api.body import json_body
 from cinderblock.api.deps import Deps, deps
-from cinderblock.api.handlers.volumes import _json_body
 from cinderblock.api.middleware import context
 from cinderblock.readmodels.queries import get_quota, list_types
 from cinderblock.wire.faults import BadRequest
@@ -60,7 +60,7 @@ async def update(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     target = request.match_info["target"]
     d.policy.authorize("volume_extension:quotas:update", ctx.credentials, {"project_id": target})
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("quota_set"), dict):
         raise BadRequest("Missing required element 'quota_set' in request body.")
     limits: dict[str, int] = {}

@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
-from cinderblock.api.handlers.volumes import _json_body
 from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.volume import Volume
@@ -50,7 +50,7 @@ async def _shown(d: Deps, ctx: RequestContext, snapshot_id: str) -> dict[str, An
 
 async def create(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
-    req = SnapshotCreateRequest.parse(await _json_body(request), ctx.version)
+    req = SnapshotCreateRequest.parse(await json_body(request), ctx.version)
     snapshot_id = uuid.uuid4()
 
     def authorize(volume: Volume) -> None:
@@ -123,7 +123,7 @@ async def detail(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     snapshot_id = request.match_info["snapshot_id"]
-    req = SnapshotUpdateRequest.parse(await _json_body(request), ctx.version)
+    req = SnapshotUpdateRequest.parse(await json_body(request), ctx.version)
 
     def authorize(snapshot: Snapshot) -> None:
         _rule(d, ctx, "volume:update_snapshot", snapshot.project_id)

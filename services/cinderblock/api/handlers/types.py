@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
-from cinderblock.api.handlers.volumes import _json_body
 from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.domain.volume_type import DEFAULT_TYPE_ID, VolumeType
 from cinderblock.readmodels.queries import get_type, list_types, volumes_of_type
@@ -62,7 +62,7 @@ async def show(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     _allow(d, ctx, "volume_extension:type_create")
-    req = TypeCreateRequest.parse(await _json_body(request))
+    req = TypeCreateRequest.parse(await json_body(request))
     at, type_id = await d.volumes.create_type(
         name=req.name,
         description=req.description,
@@ -76,7 +76,7 @@ async def create(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     _allow(d, ctx, "volume_extension:type_update")
-    req = TypeUpdateRequest.parse(await _json_body(request))
+    req = TypeUpdateRequest.parse(await json_body(request))
     type_id = request.match_info["type_id"]
     at, vtype = await d.volumes.change_type(
         type_id, lambda t: (t.update(req.changes), t)[1], meta=ctx.meta("type:update")
@@ -110,7 +110,7 @@ async def specs_index(request: web.Request) -> web.Response:
 async def specs_create(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     _allow(d, ctx, "volume_extension:types_extra_specs:create")
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict) or set(body) != {"extra_specs"}:
         raise BadRequest('The body must be {"extra_specs": {...}}.')
     specs = parse_specs(body["extra_specs"])
@@ -153,7 +153,7 @@ async def specs_delete(request: web.Request) -> web.Response:
 async def action(request: web.Request) -> web.Response:
     """addProjectAccess / removeProjectAccess (admin) → 202."""
     d, ctx = deps(request), context(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict) or len(body) != 1:
         raise BadRequest("Malformed request body")
     ((key, value),) = body.items()

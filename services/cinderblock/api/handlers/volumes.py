@@ -3,22 +3,19 @@ models; commands go through the Volumes service and wait for their projection.""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.handlers.listing import parse_list_query
 from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.readmodels.queries import count_volumes, get_volume, list_volumes
 from cinderblock.store.volumes import DEFAULT_TYPE_NAME
-from cinderblock.wire.actions import JSON_MEDIA_TYPES
 from cinderblock.wire.faults import (
-    BadMediaType,
-    BadRequest,
     NotFound,
     invalid_input,
     volume_not_found,
@@ -36,20 +33,9 @@ def _authorize(d: Deps, ctx: RequestContext, rule: str, project_id: str) -> None
     d.policy.authorize(rule, ctx.credentials, {"project_id": project_id})
 
 
-async def _json_body(request: web.Request) -> object:
-    raw = await request.read()
-    content_type = request.headers.get("Content-Type")
-    if content_type is not None and content_type.split(";")[0].strip() not in JSON_MEDIA_TYPES:
-        raise BadMediaType("Unsupported Content-Type")
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError as err:
-        raise BadRequest("Malformed request body") from err
-
-
 async def create(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
-    req = VolumeCreateRequest.parse(await _json_body(request), ctx.version)
+    req = VolumeCreateRequest.parse(await json_body(request), ctx.version)
     _authorize(d, ctx, "volume:create", ctx.project_id)
     if req.snapshot_id is not None:
         raise NotFound(f"Snapshot {req.snapshot_id} could not be found.")
@@ -142,7 +128,7 @@ async def update(request: web.Request) -> web.Response:
     """PUT /volumes/{id} → 200 with the detail view (admin metadata merged)."""
     d, ctx = deps(request), context(request)
     volume_id = request.match_info["volume_id"]
-    req = VolumeUpdateRequest.parse(await _json_body(request), ctx.version)
+    req = VolumeUpdateRequest.parse(await json_body(request), ctx.version)
     changes = req.changes()
 
     def change(volume: Any) -> None:
