@@ -1,122 +1,40 @@
-"""Unmodified python-cinderclient and openstacksdk against the running service.
-
-Both clients are pointed at the service without Keystone, the way ecosystem.md §1-2 says
-operators do it: cinderclient with its ``noauth`` keystoneauth plugin (``user:project``
-token), the SDK with keystoneauth's ``none`` plugin (token ``notused``, project-less URLs)
-or a static ``admin_token`` (project in the URL). Each one negotiates its microversion from
-our version document, drives the volume lifecycle with its own calls (create, show,
-list by name, extend, set bootable, delete) and sees our faults as its own exceptions.
-
-The clients are synchronous and the server runs on the test's event loop, so every client
-call goes through ``asyncio.to_thread``.
+"""Unmodified python-cinderclient and openstacksdk against the running service (how they
+are pointed at it: support.py). Each one negotiates its microversion from our
+version document, drives the volume lifecycle with its own calls (create, show, list by
+name, extend, set bootable, delete) and sees our faults as its own exceptions. The other
+actions and resources, client by client: test_cinder_actions.py and
+test_sdk_actions.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
-import openstack
-import openstack.connection
 import pytest
-import pytest_asyncio
 from cinderclient import api_versions
 from cinderclient import client as cinder_client
 from cinderclient import exceptions as cinder_exc
 from cinderclient import utils as cinder_utils
-from cinderclient.contrib.noauth import CinderNoAuthLoader
-from keystoneauth1 import loading
-from keystoneauth1 import session as ks_session
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
+from tests.e2e.clients.support import (
+    SDK_WARNINGS,
+    SERVER_MAX,
+    Cinder,
+    Sdk,
+    server_view,
+    until,
+)
+from tests.e2e.clients.support import cinder_status as _cinder_status
+from tests.e2e.clients.support import sdk_status as _sdk_status
 from tests.e2e.conftest import System
 
-# openstacksdk 4.x warns from its own code paths on every connection and every request
-# (not from anything these tests pass it): an all-None influxdb config is truthy, every
-# resource calls its own deprecated ``_compute_attributes``, and the proxy passes the
-# deprecated ``service_type`` argument to itself. Ignore exactly those three.
-pytestmark = [
-    pytest.mark.filterwarnings(
-        "ignore:Support for InfluxDB requires the influxdb library"
-        ":openstack.warnings.RemovedInSDK60Warning"
-    ),
-    pytest.mark.filterwarnings(
-        "ignore:The _compute_attributes method is deprecated for removal"
-        ":openstack.warnings.RemovedInSDK50Warning"
-    ),
-    pytest.mark.filterwarnings(
-        "ignore:The 'service_type' parameter is unnecesary:openstack.warnings.RemovedInSDK50Warning"
-    ),
-]
+pytestmark = SDK_WARNINGS
 
-SERVER_MAX = "3.71"
 EXTEND_SMALLER = "New size for extend must be greater than current size"
 QUOTA_EXCEEDED = "Requested volume or snapshot exceeds allowed gigabytes quota."
-T = TypeVar("T")
-
-
-async def until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 15.0) -> T:
-    """Call the synchronous ``fetch`` (in a thread) until ``done`` holds for its result."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await asyncio.to_thread(fetch)
-        if done(value):
-            return value
-        if loop.time() >= deadline:
-            raise AssertionError(f"not reached in {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
-
-
-async def server_view(system: System, volume_id: str) -> dict[str, Any]:
-    """The volume as our own raw client sees it (project-less URL, admin)."""
-    reply = await system.client.request("GET", "", url=f"{system.url}/v3/volumes/{volume_id}")
-    assert reply.status == 200, reply.text
-    volume: dict[str, Any] = reply.json["volume"]
-    return volume
-
-
-# --- python-cinderclient ------------------------------------------------------------------
-
-
-@dataclass
-class Cinder:
-    client: Any  # cinderclient.v3.client.Client
-    project_id: str
-    session: ks_session.Session
-    endpoint: str  # where its requests go
-
-
-def cinder_session(system: System, project_id: str) -> ks_session.Session:
-    """What ``cinder --os-auth-type noauth --os-user-id … --os-project-id …
-    --os-endpoint {url}/v3`` builds: the plugin appends the project to the endpoint."""
-    loader: Any = loading.get_plugin_loader("noauth")
-    assert isinstance(loader, CinderNoAuthLoader)  # cinderclient's entry point, not another
-    auth = loader.load_from_options(
-        user_id="cc-user", project_id=project_id, endpoint=f"{system.url}/v3"
-    )
-    return ks_session.Session(auth=auth)
-
-
-@pytest.fixture(params=["project-in-url", "projectless"])
-def cinder(system: System, request: pytest.FixtureRequest) -> Iterator[Cinder]:
-    project_id = uuid.uuid4().hex
-    session = cinder_session(system, project_id)
-    # ``os_endpoint`` becomes keystoneauth's endpoint_override: the URL is used verbatim.
-    if request.param == "projectless":
-        endpoint = f"{system.url}/v3"
-        client = cinder_client.Client(SERVER_MAX, session=session, os_endpoint=endpoint)
-    else:
-        endpoint = f"{system.url}/v3/{project_id}"
-        client = cinder_client.Client(SERVER_MAX, session=session)
-    try:
-        yield Cinder(client, project_id, session, endpoint)
-    finally:
-        session.close()
 
 
 async def test_cinderclient_negotiates_microversions_from_our_version_document(
@@ -199,14 +117,6 @@ async def test_cinderclient_volume_lifecycle(system: System, cinder: Cinder) -> 
     assert list(remaining) == []
 
 
-def _cinder_status(c: Any, volume_id: str) -> str:
-    try:
-        status: str = c.volumes.get(volume_id).status
-    except cinder_exc.NotFound:
-        return "gone"
-    return status
-
-
 async def test_cinderclient_sees_our_faults_as_its_exceptions(
     system: System, cinder: Cinder
 ) -> None:
@@ -267,44 +177,6 @@ async def test_cinderclient_admin_lists_one_projects_volumes(
     assert [v.id for v in listed] == [theirs["id"]]
 
 
-# --- openstacksdk -------------------------------------------------------------------------
-
-
-@dataclass
-class Sdk:
-    conn: openstack.connection.Connection
-    bs: Any  # openstack.block_storage.v3._proxy.Proxy
-    project_id: str  # the project the service sees for this caller
-
-
-@pytest_asyncio.fixture(params=["none-projectless", "admin_token-project-in-url"])
-async def sdk(system: System, request: pytest.FixtureRequest) -> AsyncIterator[Sdk]:
-    if request.param == "none-projectless":
-        # keystoneauth's ``none`` plugin sends ``X-Auth-Token: notused``: noauth reads that
-        # as user and project ``notused``, which only a project-less URL can serve.
-        conn = openstack.connect(
-            auth_type="none",
-            block_storage_endpoint_override=f"{system.url}/v3",
-            load_yaml_config=False,
-            load_envvars=False,
-        )
-        project_id = "notused"
-    else:
-        project_id = uuid.uuid4().hex
-        conn = openstack.connect(
-            auth_type="admin_token",
-            auth={"token": f"sdk-user:{project_id}", "endpoint": f"{system.url}/v3/{project_id}"},
-            load_yaml_config=False,
-            load_envvars=False,
-        )
-    try:
-        # The proxy is built on first use, and building it runs version discovery.
-        bs = await asyncio.to_thread(lambda: conn.block_storage)
-        yield Sdk(conn, bs, project_id)
-    finally:
-        conn.close()
-
-
 async def test_sdk_negotiates_microversions_from_our_version_document(
     system: System, sdk: Sdk
 ) -> None:
@@ -360,14 +232,6 @@ async def test_sdk_volume_lifecycle(system: System, sdk: Sdk) -> None:
     assert f"Volume {created.id} could not be found." in str(gone.value)
     remaining = await asyncio.to_thread(lambda: list(bs.volumes(name=name)))
     assert remaining == []
-
-
-def _sdk_status(bs: Any, volume_id: str) -> str:
-    try:
-        status: str = bs.get_volume(volume_id).status
-    except sdk_exc.NotFoundException:
-        return "gone"
-    return status
 
 
 async def test_sdk_sees_our_faults_as_its_exceptions(system: System, sdk: Sdk) -> None:
