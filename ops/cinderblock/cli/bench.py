@@ -14,166 +14,26 @@ import os
 import platform
 import subprocess
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 
+from cinderblock.cli.bench_scenarios import (
+    FAILURES,
+    SCENARIOS,
+    Api,
+    BadStatusError,
+    Scenario,
+)
+
+__all__ = ["BadStatusError", "run_bench"]
+
 CONCURRENCIES = (1, 16)
-POLL_INTERVAL = 0.001  # between GETs while waiting for a volume to settle
-POLL_TIMEOUT = 30.0
-MAX_SIZE = 50  # GiB; extend_e2e recreates its volume beyond this
 ERROR_SAMPLES = 5
 PROGRESS_EVERY = 5.0
-
-Volume = dict[str, Any]
-
-
-class BadStatusError(Exception):
-    def __init__(self, what: str, status: int, body: str) -> None:
-        super().__init__(f"{what} -> {status}: {body}")
-
-
-class Api:
-    """The volumes API as seen by one fresh project."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
-        project = uuid.uuid4().hex
-        self.session = session
-        self.base = f"{url.rstrip('/')}/v3/{project}/volumes"
-        self.headers = {"X-Auth-Token": f"bench:{project}"}
-
-    async def call(
-        self, method: str, path: str, expect: tuple[int, ...], body: Volume | None = None
-    ) -> tuple[int, bytes]:
-        url = self.base + path
-        async with self.session.request(method, url, json=body, headers=self.headers) as resp:
-            data = await resp.read()
-        if resp.status not in expect:
-            text = data.decode(errors="replace")[:300]
-            raise BadStatusError(f"{method} {path or '/'}", resp.status, text)
-        return resp.status, data
-
-    async def get(self, volume_id: str) -> Volume:
-        _, data = await self.call("GET", f"/{volume_id}", (200,))
-        volume: Volume = json.loads(data)["volume"]
-        return volume
-
-    async def create(self, size: int = 1) -> str:
-        _, data = await self.call("POST", "", (202,), {"volume": {"size": size}})
-        return str(json.loads(data)["volume"]["id"])
-
-    async def action(self, volume_id: str, body: Volume, expect: int) -> None:
-        await self.call("POST", f"/{volume_id}/action", (expect,), body)
-
-    async def wait_for(self, volume_id: str, done: Callable[[Volume], bool]) -> None:
-        deadline = time.perf_counter() + POLL_TIMEOUT
-        while True:
-            volume = await self.get(volume_id)
-            if done(volume):
-                return
-            if str(volume["status"]).startswith("error"):
-                raise BadStatusError(f"volume {volume_id}", 200, f"status {volume['status']}")
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"volume {volume_id} still {volume['status']}")
-            await asyncio.sleep(POLL_INTERVAL)
-
-    async def delete(self, volume_id: str) -> None:
-        """DELETE, then wait until GET answers 404."""
-        await self.call("DELETE", f"/{volume_id}", (202,))
-        deadline = time.perf_counter() + POLL_TIMEOUT
-        while (await self.call("GET", f"/{volume_id}", (200, 404)))[0] != 404:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"volume {volume_id} not gone")
-            await asyncio.sleep(POLL_INTERVAL)
-
-
-class Scenario:
-    """One worker's loop body; `op` returns the latency it measured, in seconds."""
-
-    name: ClassVar[str]
-    needs_volume: ClassVar[bool] = True
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.volume: str | None = None
-        self.size = 1
-
-    async def setup(self) -> None:
-        if self.needs_volume:
-            self.volume, self.size = await self.api.create(), 1
-            await self.api.wait_for(self.volume, lambda v: v["status"] == "available")
-
-    async def teardown(self) -> None:
-        volume, self.volume = self.volume, None
-        if volume is not None:
-            await self.api.delete(volume)
-
-    async def op(self) -> float:
-        raise NotImplementedError
-
-    @property
-    def vid(self) -> str:
-        assert self.volume is not None
-        return self.volume
-
-
-class GetVolume(Scenario):
-    name = "get_volume"
-
-    async def op(self) -> float:
-        t0 = time.perf_counter()
-        await self.api.call("GET", f"/{self.vid}", (200,))
-        return time.perf_counter() - t0
-
-
-class SetBootable(Scenario):
-    name = "set_bootable"
-    bootable = False
-
-    async def op(self) -> float:
-        self.bootable = not self.bootable
-        t0 = time.perf_counter()
-        await self.api.action(self.vid, {"os-set_bootable": {"bootable": self.bootable}}, 200)
-        return time.perf_counter() - t0
-
-
-class ExtendE2E(Scenario):
-    name = "extend_e2e"
-
-    async def op(self) -> float:
-        if self.size >= MAX_SIZE:
-            await self.teardown()
-            await self.setup()
-        new = self.size + 1
-        t0 = time.perf_counter()
-        await self.api.action(self.vid, {"os-extend": {"new_size": new}}, 202)
-        await self.api.wait_for(self.vid, lambda v: v["status"] == "available" and v["size"] == new)
-        self.size = new
-        return time.perf_counter() - t0
-
-
-class CreateE2E(Scenario):
-    name = "create_e2e"
-    needs_volume = False
-
-    async def op(self) -> float:
-        t0 = time.perf_counter()
-        self.volume = await self.api.create()
-        await self.api.wait_for(self.vid, lambda v: v["status"] == "available")
-        latency = time.perf_counter() - t0
-        await self.teardown()  # untimed; waits for the 404 so the quota never runs out
-        return latency
-
-
-SCENARIOS: tuple[type[Scenario], ...] = (GetVolume, SetBootable, ExtendE2E, CreateE2E)
-# What a worker records as an error and recovers from: besides bad statuses and transport
-# failures, malformed bodies (KeyError, TypeError, ValueError) are the server's fault too.
-FAILURES = (BadStatusError, aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError)
 
 
 @dataclass
@@ -484,7 +344,20 @@ def _line(r: Result) -> str:
     )
 
 
-async def run_bench(url: str, *, seconds: float, out: Path) -> None:
+def select(names: str | None) -> tuple[type[Scenario], ...]:
+    """The scenarios named in a comma-separated list (all when None), in the usual order."""
+    if not names:
+        return SCENARIOS
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    unknown = wanted - {kind.name for kind in SCENARIOS}
+    if unknown:
+        known = ", ".join(kind.name for kind in SCENARIOS)
+        raise SystemExit(f"cinderblock bench: unknown scenario {sorted(unknown)}; known: {known}")
+    return tuple(kind for kind in SCENARIOS if kind.name in wanted)
+
+
+async def run_bench(url: str, *, seconds: float, out: Path, scenarios: str | None = None) -> None:
+    kinds = select(scenarios)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     machine, git = await asyncio.gather(
         asyncio.to_thread(machine_facts), asyncio.to_thread(git_facts)
@@ -501,7 +374,7 @@ async def run_bench(url: str, *, seconds: float, out: Path) -> None:
         except aiohttp.ClientError as err:
             raise SystemExit(f"cinderblock bench: {url} is not reachable: {err}") from err
         print(f"Benchmarking {url}: {seconds:g} s per run, concurrency {CONCURRENCIES}", flush=True)
-        for kind in SCENARIOS:
+        for kind in kinds:
             for concurrency in CONCURRENCIES:
                 result = await run_one(session, url, kind, concurrency, seconds)
                 results.append(result)

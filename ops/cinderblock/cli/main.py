@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8776")
     bench.add_argument("--seconds", type=float, default=10.0)
     bench.add_argument("--out", type=Path, default=Path("ops/bench/results"))
+    bench.add_argument(
+        "--scenarios", default=None, help="comma-separated subset, e.g. extend_e2e,migrate_e2e"
+    )
     return parser
 
 
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bench":
             from cinderblock.cli.bench import run_bench
 
-            _run(run_bench(args.url, seconds=args.seconds, out=args.out))
+            _run(run_bench(args.url, seconds=args.seconds, out=args.out, scenarios=args.scenarios))
     except SettingsError as err:
         print(f"cinderblock: {err}", file=sys.stderr)
         return 2
