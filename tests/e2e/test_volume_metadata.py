@@ -43,3 +43,29 @@ async def test_metadata_endpoints(system: System) -> None:
     assert listed.json == {"metadata": {}}
     bad = await client.request("POST", base, body={"metadata": {"": "x"}})
     assert bad.status == 400
+
+
+async def test_volume_bodies_share_the_snapshot_rules_but_allow_slashes(system: System) -> None:
+    client = system.client.as_(project_id=uuid.uuid4().hex)
+    created = await client.create_volume(1)
+    vid = (await system.until_status(created["id"], "available"))["id"]
+    base = f"/volumes/{vid}/metadata"
+    slash = await client.request("POST", base, body={"metadata": {"a/b": "1", "k": "v"}})
+    assert (slash.status, slash.json) == (200, {"metadata": {"a/b": "1", "k": "v"}})
+    extra = await client.request("POST", base, body={"metadata": {"a": "1"}, "type": "x"})
+    assert extra.json["badRequest"]["message"] == (
+        "Additional properties are not allowed ('type' was unexpected)"
+    )
+    empty = await client.request("PUT", base, body={"metadata": {"": "1"}})
+    assert empty.json["badRequest"]["message"] == (
+        "Invalid input for field/attribute metadata. Value: {'': '1'}. "
+        "'' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{1,255}$'"
+    )
+    absent = await client.request("GET", f"{base}/nope")
+    assert absent.json["itemNotFound"]["message"] == f"Volume {vid} has no metadata with key nope."
+    reader = client.as_(roles="reader")
+    assert (await reader.request("DELETE", f"{base}/nope")).status == 404
+    denied = await reader.request("DELETE", f"{base}/k")
+    assert denied.json["forbidden"]["message"] == (
+        "Policy doesn't allow volume:delete_volume_metadata to be performed."
+    )

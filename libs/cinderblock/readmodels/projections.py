@@ -222,6 +222,8 @@ SNAPSHOT_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
         "name = CASE WHEN $4::jsonb ? 'name' THEN $4::jsonb ->> 'name' ELSE name END, "
         "description = CASE WHEN $4::jsonb ? 'description' "
         "THEN $4::jsonb ->> 'description' ELSE description END, "
+        "metadata = CASE WHEN $4::jsonb ? 'metadata' THEN $4::jsonb -> 'metadata' "
+        "ELSE metadata END, "
         "updated_at = $3, version = $2 WHERE id = $1 AND version < $2",
         _json_arg("changes"),
     ),

@@ -363,6 +363,27 @@ SNAPSHOT_RULES: tuple[policy.RuleDefault, ...] = (
         "DELETE /snapshots/{snapshot_id}",
     ),
     _rule(
+        "volume:get_snapshot_metadata",
+        READER,
+        "Show snapshot's metadata or one specified metadata with a given key.",
+        "GET /snapshots/{snapshot_id}/metadata",
+        "GET /snapshots/{snapshot_id}/metadata/{key}",
+    ),
+    _rule(
+        "volume:update_snapshot_metadata",
+        MEMBER,
+        "Update snapshot's metadata or one specified metadata with a given key.",
+        "POST /snapshots/{snapshot_id}/metadata",
+        "PUT /snapshots/{snapshot_id}/metadata",
+        "PUT /snapshots/{snapshot_id}/metadata/{key}",
+    ),
+    _rule(
+        "volume:delete_snapshot_metadata",
+        MEMBER,
+        "Delete snapshot's specified metadata with a given key.",
+        "DELETE /snapshots/{snapshot_id}/metadata/{key}",
+    ),
+    _rule(
         "volume_extension:extended_snapshot_attributes",
         READER,
         "List or show snapshots with extended attributes.",

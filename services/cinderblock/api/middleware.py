@@ -21,6 +21,7 @@ from cinderblock.domain.errors import (
     VolumeError,
     VolumeNotFoundError,
 )
+from cinderblock.domain.snapshot import InvalidSnapshotError, SnapshotNotFoundError
 from cinderblock.domain.volume_type import VolumeTypeExistsError, VolumeTypeNotFoundError
 from cinderblock.store.volumes import ConflictError
 from cinderblock.wire.faults import (
@@ -68,8 +69,11 @@ def to_fault(err: BaseException) -> Fault:
             | MetadataNotFoundError()
             | VolumeTypeNotFoundError()
             | AttachmentNotFoundError()
+            | SnapshotNotFoundError()
         ):
             return NotFound(err.message)
+        case InvalidSnapshotError():  # its message already reads "Invalid snapshot: ..."
+            return BadRequest(err.message)
         case VolumeTypeExistsError():
             return Conflict(err.message)
         case AttachmentConflictError():

@@ -114,6 +114,9 @@ EXPECTED: dict[str, str] = {
     "volume:get_all_snapshots": READER_RULE,
     "volume:update_snapshot": MEMBER_RULE,
     "volume:delete_snapshot": MEMBER_RULE,
+    "volume:get_snapshot_metadata": READER_RULE,
+    "volume:update_snapshot_metadata": MEMBER_RULE,
+    "volume:delete_snapshot_metadata": MEMBER_RULE,
     "volume_extension:extended_snapshot_attributes": READER_RULE,
     # volume types
     "volume_extension:type_create": ADMIN_API,
