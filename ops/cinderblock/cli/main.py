@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scenarios", default=None, help="comma-separated subset, e.g. extend_e2e,migrate_e2e"
     )
+    from cinderblock.cli import audit
+
+    audit.add_parsers(sub)
     return parser
 
 
@@ -80,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             from cinderblock.cli.bench import run_bench
 
             _run(run_bench(args.url, seconds=args.seconds, out=args.out, scenarios=args.scenarios))
+        elif args.command in ("history", "state", "audit"):
+            from cinderblock.cli import audit
+
+            return asyncio.run(audit.run(args, settings))
     except SettingsError as err:
         print(f"cinderblock: {err}", file=sys.stderr)
         return 2

@@ -23,6 +23,8 @@ class RequestContext:
     base_url: str
     project_in_url: str | None
     remote: str | None = None
+    method: str | None = None
+    path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,4 +57,6 @@ class RequestContext:
             "action": action,
             "microversion": str(self.version),
             "remote_addr": self.remote,
+            "http_method": self.method,
+            "request_path": self.path,
         }

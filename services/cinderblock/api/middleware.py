@@ -148,6 +148,8 @@ def _context(request: web.Request, request_id: str) -> RequestContext | web.Resp
         base_url=str(request.url.origin()),
         project_in_url=project_in_url,
         remote=request.remote,
+        method=request.method,
+        path=request.path,
     )
 
 
@@ -189,10 +191,16 @@ async def cinder_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def _log_fields(request: web.Request, request_id: str) -> dict[str, str | None]:
+    """A refused request appends no event: this log line is its audit trail."""
+    ctx = request.get(CTX)
     return {
         "request_id": request_id,
+        "global_request_id": ctx.global_request_id if ctx else None,
         "volume_id": request.match_info.get("volume_id"),
         "action": request.get(ACTION) or f"{request.method} {request.path}",
+        "user_id": ctx.user_id if ctx else None,
+        "project_id": ctx.project_id if ctx else None,
+        "remote_addr": request.remote,
     }
 
 

@@ -16,6 +16,7 @@ from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.images.port import ImageService
+from cinderblock.sagas.meta import saga_meta
 from cinderblock.sagas.retype import RetypeSaga
 from cinderblock.sagas.snapshots import SnapshotSagas
 from cinderblock.sagas.upload import UploadSaga
@@ -25,15 +26,6 @@ from cinderblock.wire.envelope import ReceivedEnvelope
 log = logging.getLogger(__name__)
 
 Reaction = Callable[[ReceivedEnvelope], Awaitable[None]]
-
-
-def saga_meta(env: ReceivedEnvelope, saga: str) -> dict[str, Any]:
-    return {
-        "actor": f"saga:{saga}",
-        "causation_id": env.id,
-        "request_id": env.request_id,
-        "global_request_id": env.meta.get("global_request_id"),
-    }
 
 
 class Sagas:

@@ -12,6 +12,7 @@ from cinderblock.domain.migration import backend_of
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, PoolStats, VolumeDriver
+from cinderblock.sagas.meta import saga_meta
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _meta(env: ReceivedEnvelope) -> dict[str, Any]:
-    return {"actor": "saga:retype", "causation_id": env.id, "request_id": env.request_id}
+    return saga_meta(env, "retype")
 
 
 def suits(pool: PoolStats, vtype: VolumeType | None, multiattach: bool) -> bool:

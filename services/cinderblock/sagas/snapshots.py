@@ -10,6 +10,7 @@ from uuid import UUID
 from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
+from cinderblock.sagas.meta import saga_meta
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def _meta(env: ReceivedEnvelope, saga: str) -> dict[str, Any]:
-    return {"actor": f"saga:{saga}", "causation_id": env.id, "request_id": env.request_id}
+    return saga_meta(env, saga)
 
 
 class SnapshotSagas:

@@ -11,6 +11,7 @@ from uuid import UUID
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import VolumeDriver
 from cinderblock.images.port import ImageService, ImageServiceError
+from cinderblock.sagas.meta import saga_meta
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
 
@@ -19,7 +20,7 @@ GIB = 2**30
 
 
 def _meta(env: ReceivedEnvelope) -> dict[str, Any]:
-    return {"actor": "saga:upload", "causation_id": env.id, "request_id": env.request_id}
+    return saga_meta(env, "upload")
 
 
 class UploadSaga:
