@@ -15,7 +15,7 @@ import yaml
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-CINDERBLOCK_SERVICES = ("api", "relay", "projector", "sagas")
+CINDERBLOCK_SERVICES = ("api", "relay", "projector", "sagas", "notifier")
 DATABASE_URL = "postgresql://postgres:postgres@postgres:5432/cinderblock"
 NATS_URL = "nats://nats:4222"
 
@@ -113,7 +113,7 @@ def test_api_is_published_and_probed(services: dict[str, dict[str, Any]]) -> Non
     assert "http://127.0.0.1:8776/healthcheck" in check
 
 
-@pytest.mark.parametrize("name", ["relay", "projector", "sagas"])
+@pytest.mark.parametrize("name", ["relay", "projector", "sagas", "notifier"])
 def test_workers_are_probed_by_their_liveness_file(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:
@@ -143,3 +143,11 @@ def test_dockerfile_installs_the_package_with_the_cli_entrypoint() -> None:
     assert lines[0] == "FROM python:3.11-slim"
     assert any("pip install ." in line for line in lines)
     assert 'ENTRYPOINT ["cinderblock"]' in lines
+
+
+def test_notifier_takes_nova_settings_from_the_deployer(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = _environment(services["notifier"])
+    assert env["CINDERBLOCK_NOVA_URL"] == "${CINDERBLOCK_NOVA_URL:-}"  # unset: notifier off
+    assert "CINDERBLOCK_NOVA_TOKEN" in env

@@ -13,7 +13,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,9 @@ class ConsumerSpec:
     max_deliver: int = 5
     max_ack_pending: int = 1000
     workers: int = 8
+    # Only messages published after the durable was first created (a consumer turned on
+    # late must not act on the whole history); the durable keeps its place afterwards.
+    deliver_new: bool = False
 
 
 async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
@@ -99,6 +102,8 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
         max_deliver=spec.max_deliver,
         max_ack_pending=spec.max_ack_pending,
     )
+    if spec.deliver_new:
+        config.deliver_policy = DeliverPolicy.NEW
     await js.add_consumer(spec.stream, config)
 
 

@@ -55,6 +55,13 @@ class Settings(BaseModel):
     enable_force_upload: bool = False
     # A deployer's policy.yaml overriding Cinder's default rules (unset: the defaults).
     policy_file: Path | None = None
+    # Nova notifier: the compute API root (e.g. http://127.0.0.1:8774/v2.1); unset: off.
+    # The token is sent as X-Auth-Token (a service/admin token or a noauth-style value).
+    nova_url: str = ""
+    nova_token: str = ""
+    nova_timeout: float = Field(default=10.0, gt=0)  # seconds per request
+    nova_attempts: int = Field(default=4, ge=1)  # requests per notification (5xx, timeouts)
+    nova_backoff: float = Field(default=0.5, ge=0)  # first retry delay, doubled each time
 
     @field_validator("pools", mode="before")
     @classmethod

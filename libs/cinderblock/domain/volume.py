@@ -20,6 +20,7 @@ from cinderblock.domain.errors import (
     VolumeStatusError,
 )
 from cinderblock.domain.migration import Migration
+from cinderblock.domain.nova import NovaNotifications
 from cinderblock.domain.retype import Retype
 from cinderblock.domain.snapshots import Snapshots
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
@@ -36,6 +37,7 @@ class Volume(
     Snapshots,
     Retype,
     Upload,
+    NovaNotifications,
     Aggregate,
 ):
     """One Cinder volume. Its id is the volume's UUID."""

@@ -1,0 +1,154 @@
+"""The reaction of the Nova notifier: an extend of an attached volume completed → once the
+read model shows the new size, tell Nova (``volume-extended`` per instance) and record the
+outcome on the volume as ``Volume.NovaNotified``.
+
+Exactly once per extend and instance, as far as this side can make it: the outcome is keyed
+by the version of the ``Extended`` event and looked up before calling Nova, so a redelivery
+after the outcome was saved calls nobody. One window remains: a crash after Nova answered
+and before the outcome was saved makes the redelivery call Nova a second time (Nova's
+handler re-reads the size and resizes to it again; see docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from cinderblock.bus.jetstream import RetryLaterError
+from cinderblock.domain.errors import StaleCommandError
+from cinderblock.domain.nova import NOT_SENT
+from cinderblock.domain.volume import Volume
+from cinderblock.notifier.nova import Delivery, Keepalive, NovaClient
+from cinderblock.readmodels.waiter import ProjectionWaiter
+from cinderblock.store.volumes import Volumes
+from cinderblock.wire.envelope import ReceivedEnvelope
+
+log = logging.getLogger(__name__)
+
+REACTS_TO = "volume.extended"
+
+_EXTENDED_TX = (
+    "SELECT tx_id::text::bigint FROM events WHERE originator_id = $1 AND originator_version = $2"
+)
+_PROJECTED_VERSION = "SELECT version FROM volumes WHERE id = $1"
+
+
+def notifier_meta(env: ReceivedEnvelope) -> dict[str, Any]:
+    """Who and why beside ``NovaNotified``: the extend-completed event is the cause."""
+    return {
+        "actor": "notifier:nova",
+        "causation_id": env.id,
+        "request_id": env.request_id,
+        "global_request_id": env.meta.get("global_request_id"),
+        "user_id": env.meta.get("user_id"),
+        "project_id": env.meta.get("project_id"),
+    }
+
+
+class NovaNotifier:
+    def __init__(
+        self,
+        volumes: Volumes,
+        pool: asyncpg.Pool,
+        waiter: ProjectionWaiter,
+        nova: NovaClient,
+        *,
+        read_wait: float,
+    ) -> None:
+        self.volumes = volumes
+        self.pool = pool
+        self.waiter = waiter
+        self.nova = nova
+        self.read_wait = read_wait
+
+    def _log(self, env: ReceivedEnvelope) -> dict[str, Any]:
+        return {
+            "volume_id": env.aggregate_id,
+            "action": "nova_notify",
+            "request_id": env.request_id,
+        }
+
+    async def _pending(self, env: ReceivedEnvelope) -> tuple[Volume, list[str]] | None:
+        """The volume and the instances to tell, or None when there is nothing to do (not
+        attached to an instance, gone, or this extend's outcome already recorded)."""
+        if env.type != REACTS_TO or env.data.get("status") != "in-use":
+            return None
+        volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
+        if volume is None or volume.is_deleted:
+            return None
+        if volume.nova_outcome(env.version) is not None:
+            log.info("nova already notified of this extend", extra=self._log(env))
+            return None
+        servers = volume.instances_to_notify
+        return (volume, servers) if servers else None
+
+    async def on_extended_notify_nova(
+        self, env: ReceivedEnvelope, keepalive: Keepalive | None = None
+    ) -> None:
+        pending = await self._pending(env)
+        if pending is None:
+            return
+        volume, servers = pending
+        if keepalive is not None:
+            await keepalive()
+        await self._until_projected(env)
+        request_id = env.meta.get("global_request_id") or env.request_id
+        delivery = await self.nova.volume_extended(
+            volume.vid, servers, request_id=request_id, keepalive=keepalive
+        )
+        await self._record(env, volume.size_gb, delivery)
+
+    async def _until_projected(self, env: ReceivedEnvelope) -> None:
+        """Nova reads the size back from GET /volumes/{id}: wait (bounded) until the read
+        model has applied the Extended event; still behind → redelivery later."""
+        vid = UUID(env.aggregate_id)
+        tx_id = await self.pool.fetchval(_EXTENDED_TX, vid, env.version)
+        if tx_id is not None:
+            await self.waiter.wait_for((tx_id, env.position), self.read_wait)
+        projected = await self.pool.fetchval(_PROJECTED_VERSION, vid)
+        if projected is None or projected < env.version:
+            raise RetryLaterError("the volumes read model does not show the extend yet", 1.0)
+
+    async def _record(self, env: ReceivedEnvelope, size_gb: int, delivery: Delivery) -> None:
+        outcome: dict[str, str] = {}
+
+        def record(volume: Volume) -> None:
+            outcome["is"] = volume.record_nova_notification(
+                env.version,
+                new_size_gb=int(env.data.get("new_size_gb", size_gb)),
+                events=delivery.events,
+                attempts=delivery.attempts,
+                http_status=delivery.http_status,
+                answered=delivery.answered,
+                reason=delivery.reason,
+            )
+
+        saved = await self.volumes.settle_saga_step(
+            env.aggregate_id, record, meta=notifier_meta(env)
+        )
+        if not saved or "is" not in outcome:
+            return
+        level = logging.INFO if outcome["is"] == "notified" else logging.WARNING
+        log.log(
+            level,
+            "nova notification %s",
+            outcome["is"],
+            extra={**self._log(env), "attempts": delivery.attempts, "reason": delivery.reason},
+        )
+
+    async def give_up(self, env: ReceivedEnvelope, error: str) -> None:
+        """Deliveries used up before Nova could be asked (the read model stayed behind, or
+        the store kept failing): record the failure, so the volume's history says so."""
+        pending = await self._pending(env)
+        if pending is None:
+            return
+        volume, servers = pending
+        events = [{"server_uuid": s, "code": None, "result": NOT_SENT} for s in servers]
+        delivery = Delivery(events, 0, None, False, f"not sent: {error}")
+        try:
+            await self._record(env, volume.size_gb, delivery)
+        except StaleCommandError:  # recorded meanwhile by another delivery
+            return
