@@ -5,17 +5,22 @@ command and stopped afterwards."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
 from cinderblock.cli.embedded import EmbeddedPostgres
+from cinderblock.cli.main import main
 from cinderblock.cli.target import TargetError, database
 from cinderblock.config.settings import Settings
-from tests.e2e.test_dev_cli import DevProcess, dev_dir, until_available
+from tests.e2e.test_dev_cli import DevProcess, dev_dir, leftover_servers, until_available
 
 __all__ = ["dev_dir"]  # the fixture, used below
 
@@ -35,7 +40,26 @@ async def _count_events(dsn: str, volume_id: str) -> int:
         await conn.close()
 
 
-async def test_running_dev_is_used_and_left_running(dev_dir: Path) -> None:
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """``cinderblock <args>`` in a thread, CINDERBLOCK_DATABASE_URL unset: (code, stdout)."""
+    monkeypatch.delenv("CINDERBLOCK_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CINDERBLOCK_LOG_LEVEL", "WARNING")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    async def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, list(args))
+        return code, capsys.readouterr().out
+
+    try:
+        yield run
+    finally:
+        root.handlers[:], root.level = handlers, level
+
+
+async def test_running_dev_is_used_and_left_running(dev_dir: Path, cli: Any) -> None:
     dev = DevProcess(dev_dir)
     await dev.start()
     try:
@@ -56,8 +80,19 @@ async def test_running_dev_is_used_and_left_running(dev_dir: Path) -> None:
             # Untouched: the same postmaster, and dev still answers.
             assert postgres.postmaster_pid() == postmaster
             assert (await until_available(session, dev, vid))["id"] == vid
+            code, out = await cli("history", vid, "--json", "--data-dir", str(dev_dir))
+            assert code == 0
+            events = [json.loads(line)["event"] for line in out.splitlines()]
+            assert events == ["Volume.Created", "Volume.CreateCompleted"]
+            assert postgres.postmaster_pid() == postmaster
     finally:
         assert await dev.stop() == 0
+    # Stopped: the command starts the data dir's server for itself and stops it again.
+    code, out = await cli("state", vid, "--version", "2", "--data-dir", str(dev_dir))
+    assert code == 0
+    assert json.loads(out)["volume"]["status"] == "available"
+    assert postgres.postmaster_pid() is None
+    assert await asyncio.to_thread(leftover_servers, dev_dir) == []
 
 
 async def test_stopped_data_dir_is_started_for_the_command_and_stopped(dev_dir: Path) -> None:

@@ -45,9 +45,7 @@ _STATUS = {
     "type:extra_specs": 200,
     "quota:update": 200,
     "quota:delete": 200,
-    "volume:create_volume_metadata": 200,
-    "volume:update_volume_metadata": 200,
-    "volume:delete_volume_metadata": 200,
+    "os-migrate_volume_completion": 200,
 }
 # Action keys whose meta names the policy rule rather than the body key.
 _ACTION_KEYS = {"attachment:complete": "os-complete"}
@@ -79,7 +77,12 @@ def cadf_action(meta: dict[str, Any]) -> str:
 
 
 def success_status(meta: dict[str, Any]) -> int:
-    action = str(meta.get("action") or "")
+    """The HTTP status Cinderblock answered the (accepted) request with."""
+    action, method = str(meta.get("action") or ""), meta.get("http_method")
+    if action.endswith("_metadata") and not action.startswith("os-"):
+        return 200  # the metadata endpoints of volumes and snapshots
+    if (action, method) == ("type:extra_specs", "DELETE"):
+        return 202
     if action in _STATUS:
         return _STATUS[action]
     return 200 if meta.get("http_method") in ("PUT", "PATCH") else 202
