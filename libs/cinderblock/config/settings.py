@@ -55,6 +55,12 @@ class Settings(BaseModel):
     enable_force_upload: bool = False
     # A deployer's policy.yaml overriding Cinder's default rules (unset: the defaults).
     policy_file: Path | None = None
+    # Cinder-compatible notifications (billing service): also through oslo.messaging at this
+    # transport URL (e.g. rabbit://guest:guest@127.0.0.1:5672/; needs the `notify` extra),
+    # on these topics and this exchange. Unset: NATS subjects only.
+    notification_transport_url: str = ""
+    notification_topics: str = "notifications"
+    notification_exchange: str = "cinder"
     # Nova notifier: the compute API root (e.g. http://127.0.0.1:8774/v2.1); unset: off.
     # The token is sent as X-Auth-Token (a service/admin token or a noauth-style value).
     nova_url: str = ""

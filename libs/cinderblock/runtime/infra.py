@@ -17,6 +17,7 @@ import asyncpg
 from cinderblock.config.settings import Settings
 from cinderblock.readmodels.schema import READMODELS_DDL
 from cinderblock.store.schema import EVENTS_DDL
+from cinderblock.usage.schema import USAGE_DDL
 
 _SCHEMA_LOCK = "SELECT pg_advisory_lock(hashtext('cinderblock-schema'))"
 _SCHEMA_UNLOCK = "SELECT pg_advisory_unlock(hashtext('cinderblock-schema'))"
@@ -29,6 +30,7 @@ async def create_schemas(pool: asyncpg.Pool) -> None:
         try:
             await conn.execute(EVENTS_DDL)
             await conn.execute(READMODELS_DDL)
+            await conn.execute(USAGE_DDL)
         finally:
             await conn.execute(_SCHEMA_UNLOCK)
 

@@ -1,0 +1,83 @@
+"""The usage report both `cinderblock usage` and ``GET /v3/{project_id}/os-usage`` give:
+parsing the window, and totals per volume and per type (pure)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Protocol
+
+PLACES = Decimal("0.000001")
+
+
+class Row(Protocol):
+    project_id: str
+    volume_id: str
+    volume_type_id: str
+    hours: Decimal
+    gib_hours: Decimal
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO 8601 (``2026-11-01``, ``2026-11-01T10:00:00``, ``…Z``, ``…+02:00``); no zone
+    means UTC. Raises ValueError."""
+    value = text.strip()
+    if not value:
+        raise ValueError("empty timestamp")
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def window(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """[since, until): until defaults to now, since to the first of until's month (UTC).
+    Raises ValueError on a malformed timestamp or an empty window."""
+    end = parse_timestamp(until) if until else now.astimezone(UTC)
+    start = (
+        parse_timestamp(since)
+        if since
+        else end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    )
+    if start >= end:
+        raise ValueError("since must be before until")
+    return start, end
+
+
+def _num(value: Decimal) -> float:
+    return float(value.quantize(PLACES, rounding=ROUND_HALF_EVEN))
+
+
+def usage_body(
+    rows: Sequence[Row], *, project_id: str | None, since: datetime, until: datetime
+) -> dict[str, Any]:
+    """``{"usage": {...}}``: GiB·hours per volume (and type: a retyped volume has one line
+    per type), per type, and in total, rounded to 6 places."""
+    by_type: dict[str, Decimal] = defaultdict(Decimal)
+    for r in rows:
+        by_type[r.volume_type_id] += r.gib_hours
+    total = sum((r.gib_hours for r in rows), Decimal(0))
+    return {
+        "usage": {
+            "project_id": project_id,
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "unit": "GiB*hours",
+            "total_gib_hours": _num(total),
+            "volumes": [
+                {
+                    "project_id": r.project_id,
+                    "volume_id": r.volume_id,
+                    "volume_type_id": r.volume_type_id,
+                    "hours": _num(r.hours),
+                    "gib_hours": _num(r.gib_hours),
+                }
+                for r in rows
+            ],
+            "volume_types": [
+                {"volume_type_id": t, "gib_hours": _num(v)} for t, v in sorted(by_type.items())
+            ],
+        }
+    }

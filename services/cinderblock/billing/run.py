@@ -1,0 +1,180 @@
+"""The billing consumer: a durable JetStream pull consumer of volume and snapshot events
+that keeps the usage ledger and publishes Cinder-compatible notifications.
+
+Each message is a trigger: the volume's events up to the message's version are read from
+the event store and folded (so a message that overtakes an earlier one fills the gap, and a
+redelivered one changes nothing); then the event's notifications are published with
+``Nats-Msg-Id`` = their ``message_id`` (a redelivery republishes the same ids, which
+JetStream drops within the duplicate window), and optionally sent through oslo.messaging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from cinderblock.bus.connection import connect
+from cinderblock.bus.jetstream import (
+    ConsumerSpec,
+    OutMessage,
+    StreamSpec,
+    ensure_stream,
+    publish_all,
+    run_consumer,
+)
+from cinderblock.config.settings import Settings
+from cinderblock.runtime.infra import alive, database
+from cinderblock.runtime.streams import stream_spec
+from cinderblock.usage.notifications import (
+    Notification,
+    snapshot_notifications,
+    volume_notifications,
+)
+from cinderblock.usage.store import EventReader, apply_volume
+from cinderblock.wire.envelope import ReceivedEnvelope
+
+log = logging.getLogger(__name__)
+
+DURABLE = "billing"
+
+
+def notification_stream(settings: Settings) -> StreamSpec:
+    """Notifications get a stream of their own (``<stream>_NOTIFICATIONS``): a deployer's
+    bridge consumes it with its own retention, apart from the domain events."""
+    return StreamSpec(
+        name=f"{settings.stream}_NOTIFICATIONS",
+        subjects=[settings.subject("notifications.>")],
+    )
+
+
+def consumer_spec(settings: Settings) -> ConsumerSpec:
+    return ConsumerSpec(
+        stream=settings.stream,
+        durable=f"{settings.subject_prefix.replace('.', '-')}{DURABLE}",
+        filter_subjects=[
+            settings.subject("volume.events.>"),
+            settings.subject("snapshot.events.>"),
+        ],
+        ack_wait=30.0,
+        max_deliver=20,
+        workers=4,
+    )
+
+
+class Publisher:
+    """Notifications on ``{prefix}notifications.<priority>.<event_type>``, plus oslo."""
+
+    def __init__(self, settings: Settings, js: JetStreamContext, oslo: Any = None) -> None:
+        self.settings = settings
+        self.js = js
+        self.oslo = oslo
+
+    async def publish(self, notes: Sequence[Notification], meta: Mapping[str, Any]) -> None:
+        if not notes:
+            return
+        await publish_all(
+            self.js,
+            [
+                OutMessage(
+                    self.settings.subject(n.subject_tail),
+                    json.dumps(n.message()).encode(),
+                    n.message_id,
+                )
+                for n in notes
+            ],
+        )
+        if self.oslo is not None:
+            await self.oslo.send(notes, meta)
+
+
+class Billing:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, publisher: Publisher) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.publisher = publisher
+        self.reader = EventReader()
+        self.host = socket.gethostname()
+        self.spec = consumer_spec(settings)
+
+    async def handle(self, msg: Msg) -> None:
+        env = ReceivedEnvelope.model_validate_json(msg.data)
+        aggregate_id = UUID(env.aggregate_id)
+        events = await self.reader.events_of(self.pool, aggregate_id, env.version)
+        if not events or events[-1].originator_version != env.version:
+            raise LookupError(f"{env.aggregate} {aggregate_id} v{env.version} not in the store")
+        if env.aggregate == "volume":
+            async with self.pool.acquire() as conn:
+                await apply_volume(conn, aggregate_id, env.version, events)
+            notes = volume_notifications(events, env.version, default_host=self.host)
+        else:
+            notes = snapshot_notifications(
+                events,
+                env.version,
+                availability_zone=await self.zone_of(events[0].volume_id),
+                host=self.host,
+            )
+        await self.publisher.publish(notes, env.meta)
+
+    async def zone_of(self, volume_id: str) -> str:
+        created = await self.reader.events_of(self.pool, UUID(volume_id), 1)
+        if created:
+            return str(created[0].availability_zone)
+        return self.settings.default_availability_zone
+
+    async def park(self, msg: Msg, error: str) -> None:
+        env = ReceivedEnvelope.model_validate_json(msg.data)
+        log.error(
+            "billing gave up on an event",
+            extra={"volume_id": env.aggregate_id, "version": env.version, "error": error},
+        )
+        await self.pool.execute(
+            "INSERT INTO dead_letters (consumer, subject, msg_id, deliveries, error, payload) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            self.spec.durable,
+            msg.subject,
+            env.id,
+            msg.metadata.num_delivered,
+            error,
+            msg.data,
+        )
+
+
+def build_oslo(settings: Settings) -> Any:
+    if not settings.notification_transport_url:
+        return None
+    from cinderblock.billing.oslo import OsloNotifier
+
+    log.info("oslo.messaging notifications on", extra={"exchange": settings.notification_exchange})
+    return OsloNotifier(
+        settings.notification_transport_url,
+        topics=[t.strip() for t in settings.notification_topics.split(",") if t.strip()],
+        exchange=settings.notification_exchange,
+    )
+
+
+async def run(settings: Settings, *, stop: asyncio.Event) -> None:
+    settings.require_servers()
+    oslo = build_oslo(settings)
+    try:
+        async with (
+            database(settings, max_size=6, derived_only=True) as pool,
+            connect(settings.nats_url, "billing") as nc,
+        ):
+            js = nc.jetstream()
+            await ensure_stream(js, stream_spec(settings))
+            await ensure_stream(js, notification_stream(settings))
+            billing = Billing(settings, pool, Publisher(settings, js, oslo))
+            with alive("billing"):
+                await run_consumer(js, billing.spec, billing.handle, billing.park, stop)
+    finally:
+        if oslo is not None:
+            oslo.close()
