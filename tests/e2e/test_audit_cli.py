@@ -246,3 +246,30 @@ async def test_audit_has_one_cadf_record_per_api_request(story: dict[str, Any], 
     later = (datetime.now().astimezone() + timedelta(hours=1)).isoformat()
     _, out = await cli("audit", "--since", later, "--project", story["project"])
     assert json.loads(out) == []
+
+
+async def test_history_interleaves_the_volumes_snapshots(system: System, cli: Any) -> None:
+    c = system.client.as_(project_id=uuid.uuid4().hex)
+    vid = (await c.create_volume(1))["id"]
+    await system.until_status(vid, "available")
+    reply = await c.request("POST", "/snapshots", body={"snapshot": {"volume_id": vid}})
+    assert reply.status == 202, reply.text
+    sid = reply.json["snapshot"]["id"]
+
+    async def snapshot_ready() -> bool:
+        shown = await c.request("GET", f"/snapshots/{sid}")
+        return shown.status == 200 and shown.json["snapshot"]["status"] == "available"
+
+    await system.projected.until(snapshot_ready)
+    code, out = await cli("history", vid, "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    marked = [(r["aggregate"], r["event"]) for r in rows]
+    assert ("volume", "Volume.SnapshotTaken") in marked
+    snapshot_rows = [r for r in rows if r["aggregate"] == f"snapshot {sid}"]
+    assert [r["event"] for r in snapshot_rows] == ["Snapshot.Created", "Snapshot.CreateCompleted"]
+    assert snapshot_rows[-1]["changes"]["status"]["after"] == "available"
+    times = [r["time"] for r in rows]
+    assert times == sorted(times)
+    _, table = await cli("history", vid)
+    assert f"[snapshot {sid}] Snapshot.CreateCompleted" in table
