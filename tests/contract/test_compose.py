@@ -15,7 +15,7 @@ import yaml
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-CINDERBLOCK_SERVICES = ("api", "relay", "projector", "sagas", "notifier")
+CINDERBLOCK_SERVICES = ("api", "relay", "projector", "sagas", "notifier", "billing")
 DATABASE_URL = "postgresql://postgres:postgres@postgres:5432/cinderblock"
 NATS_URL = "nats://nats:4222"
 
@@ -113,7 +113,7 @@ def test_api_is_published_and_probed(services: dict[str, dict[str, Any]]) -> Non
     assert "http://127.0.0.1:8776/healthcheck" in check
 
 
-@pytest.mark.parametrize("name", ["relay", "projector", "sagas", "notifier"])
+@pytest.mark.parametrize("name", ["relay", "projector", "sagas", "notifier", "billing"])
 def test_workers_are_probed_by_their_liveness_file(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:

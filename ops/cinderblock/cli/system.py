@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from cinderblock.api import app as api
+from cinderblock.billing import run as billing
 from cinderblock.config.settings import Settings
 from cinderblock.drivers.base import VolumeDriver
 from cinderblock.notifier import run as notifier
@@ -17,7 +18,7 @@ from cinderblock.sagas import run as sagas
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("api", "relay", "projector", "sagas", "notifier")
+SERVICES = ("api", "relay", "projector", "sagas", "notifier", "billing")
 
 
 async def run_all(
@@ -27,14 +28,15 @@ async def run_all(
     ready: Callable[[str], None] | None = None,
     driver: VolumeDriver | None = None,
 ) -> None:
-    """Run api, relay, projector, sagas and the Nova notifier (idle when CINDERBLOCK_NOVA_URL
-    is unset) until ``stop``; if one fails, stop the rest and re-raise its error."""
+    """Run api, relay, projector, sagas, the Nova notifier (idle when CINDERBLOCK_NOVA_URL
+    is unset) and billing until ``stop``; if one fails, stop the rest and re-raise its error."""
     tasks = {
         asyncio.create_task(api.run(settings, stop=stop, ready=ready), name="api"),
         asyncio.create_task(relay.run(settings, stop=stop), name="relay"),
         asyncio.create_task(projector.run(settings, stop=stop), name="projector"),
         asyncio.create_task(sagas.run(settings, stop=stop, driver=driver), name="sagas"),
         asyncio.create_task(notifier.run(settings, stop=stop), name="notifier"),
+        asyncio.create_task(billing.run(settings, stop=stop), name="billing"),
     }
     failure: BaseException | None = None
     pending = set(tasks)
@@ -60,5 +62,6 @@ async def run_service(name: str, settings: Settings, *, stop: asyncio.Event) -> 
         "projector": lambda: projector.run(settings, stop=stop),
         "sagas": lambda: sagas.run(settings, stop=stop),
         "notifier": lambda: notifier.run(settings, stop=stop),
+        "billing": lambda: billing.run(settings, stop=stop),
     }
     await runners[name]()
