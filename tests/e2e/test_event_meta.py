@@ -5,8 +5,11 @@ and the request chain for saga steps."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
+
+import pytest
 
 from tests.e2e.conftest import System
 
@@ -118,3 +121,27 @@ async def test_snapshot_saga_steps_carry_the_request_chain(system: System) -> No
         "carol",
         project,
     )
+
+
+async def test_a_refused_request_is_logged_with_who_and_appends_nothing(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = uuid.uuid4().hex
+    owner = system.client.as_(project_id=project, user_id="dave")
+    vid = (await owner.create_volume(1))["id"]
+    await system.until_status(vid, "available")
+    before = await _metas(system, vid)
+    caplog.set_level(logging.INFO, logger="cinderblock.api.middleware")
+    refused = await owner.action(vid, {"os-extend": {"new_size": 1}})
+    assert refused.status == 400
+    request_id = refused.headers["x-openstack-request-id"]
+    [line] = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
+    assert line.getMessage().startswith("400 ")
+    fields = {k: getattr(line, k) for k in ("volume_id", "user_id", "project_id", "remote_addr")}
+    assert fields == {
+        "volume_id": vid,
+        "user_id": "dave",
+        "project_id": project,
+        "remote_addr": "127.0.0.1",
+    }
+    assert await _metas(system, vid) == before
