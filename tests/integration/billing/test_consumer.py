@@ -1,0 +1,229 @@
+"""The billing consumer over real PostgreSQL and JetStream: its ledger equals the one
+rebuilt from the event table, redelivery changes nothing (ledger rows, notification ids),
+and notifications land on the notification stream with Cinder's names."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import nats
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+
+from cinderblock.billing.run import Billing, Publisher, notification_stream
+from cinderblock.billing.run import run as run_billing
+from cinderblock.bus.jetstream import ensure_stream
+from cinderblock.config.settings import Settings
+from cinderblock.domain.volume import Volume
+from cinderblock.relay.run import Relay
+from cinderblock.runtime.infra import create_schemas
+from cinderblock.runtime.streams import stream_spec
+from cinderblock.store.eventstore import START, AsyncEventStore, read_settled
+from cinderblock.usage.ledger import gib_hours, volume_intervals
+from cinderblock.usage.store import EventReader, rebuild_ledger, usage
+from tests.conftest import Servers, fresh_database, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Rig:
+    settings: Settings
+    pool: asyncpg.Pool
+    nc: Client
+    store: AsyncEventStore
+    notes: asyncio.Queue[dict[str, Any]]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def rig(servers: Servers, data_dir) -> AsyncIterator[Rig]:  # type: ignore[no-untyped-def]
+    tag = uuid.uuid4().hex[:8]
+    async with fresh_database(servers) as url:
+        settings = make_settings(url, servers.nats_url, f"B{tag}", data_dir)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=6)
+        await create_schemas(pool)
+        nc = await nats.connect(servers.nats_url)
+        js = nc.jetstream()
+        await ensure_stream(js, stream_spec(settings))
+        await ensure_stream(js, notification_stream(settings))
+        notes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def on_note(msg: Any) -> None:
+            await notes.put(json.loads(msg.data))
+
+        await nc.subscribe(settings.subject("notifications.>"), cb=on_note)
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(Relay(settings, pool, js).follow(stop)),
+            asyncio.create_task(run_billing(settings, stop=stop)),
+        ]
+        try:
+            yield Rig(settings, pool, nc, AsyncEventStore(pool), notes)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            for name in (settings.stream, notification_stream(settings).name):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
+            await nc.close()
+            await pool.close()
+
+
+async def _until_notified(rig: Rig, event_type: str, volume_id: uuid.UUID) -> list[dict]:  # type: ignore[type-arg]
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(20):
+        while True:
+            note = await rig.notes.get()
+            seen.append(note)
+            if note["event_type"] == event_type and note["payload"].get("volume_id") == str(
+                volume_id
+            ):
+                return seen
+
+
+async def _life(rig: Rig, project: str) -> Volume:
+    """create, place, extend 1→3, retype, error, delete: each step its own save."""
+    store = rig.store
+    volume = Volume.create(
+        uuid.uuid4(),
+        project_id=project,
+        user_id="u1",
+        name="billed",
+        description=None,
+        size_gb=1,
+        availability_zone="nova",
+        volume_type_id="type-a",
+        volume_type_name="a",
+        metadata={},
+        bootable=False,
+        multiattach=False,
+    )
+    await store.save(volume, meta={"request_id": "req-1"})
+    steps = [
+        lambda v: v.complete_create("node@file-a#pool0"),
+        lambda v: v.request_extend(3, in_use_allowed=False, reservation_id="r1"),
+        lambda v: v.complete_extend(v.version),
+        lambda v: v.request_retype(
+            "type-b", "b", new_multiattach=False, migration_policy="never", reservation_id="r2"
+        ),
+        lambda v: v.complete_retype(v.version, None),
+        lambda v: v.reset_status(
+            status="error", attach_status=None, migration_status=None, migration_given=False
+        ),
+        lambda v: v.request_delete(),
+        lambda v: v.complete_delete(),
+    ]
+    for step in steps:
+        step(volume)
+        await store.save(volume, meta={"request_id": "req-2"})
+    return volume
+
+
+def _totals(rows: list[Any]) -> dict[tuple[str, str], Any]:
+    return {(r.volume_id, r.volume_type_id): (r.hours, r.gib_hours) for r in rows}
+
+
+async def test_consumer_ledger_equals_the_rebuilt_one_and_the_fold(rig: Rig) -> None:
+    project = uuid.uuid4().hex
+    volumes = [await _life(rig, project) for _ in range(3)]
+    for v in volumes:
+        await _until_notified(rig, "volume.delete.end", v.id)
+
+    since = datetime.now(UTC) - timedelta(hours=1)
+    until = datetime.now(UTC) + timedelta(hours=1)
+    live = await usage(rig.pool, project_id=project, since=since, until=until, as_of=until)
+    assert {r.volume_type_id for r in live} == {"type-a", "type-b"}
+    assert all(r.gib_hours > 0 for r in live)
+
+    reader = EventReader()
+    for v in volumes:
+        events = await reader.events_of(rig.pool, v.id, v.version)
+        expected = gib_hours(volume_intervals(str(v.id), events), since, until)
+        got = sum(r.gib_hours for r in live if r.volume_id == str(v.id))
+        assert abs(got - expected) < 1e-9
+
+    report = await rebuild_ledger(rig.settings.database_url)
+    assert report.volumes == len(volumes)
+    rebuilt = await usage(rig.pool, project_id=project, since=since, until=until, as_of=until)
+    assert _totals(rebuilt) == _totals(live)
+
+
+async def test_redelivery_changes_nothing_and_republishes_the_same_ids(rig: Rig) -> None:
+    project = uuid.uuid4().hex
+    volume = await _life(rig, project)
+    first = await _until_notified(rig, "volume.delete.end", volume.id)
+    ids = {n["message_id"] for n in first if n["payload"].get("volume_id") == str(volume.id)}
+    assert len(ids) == 9  # create x2, resize x2, retype, reset_status x2, delete x2
+
+    rows = "SELECT * FROM billing_intervals WHERE volume_id = $1 ORDER BY start_version"
+    before = [dict(r) for r in await rig.pool.fetch(rows, volume.id)]
+    js = rig.nc.jetstream()
+    stream = notification_stream(rig.settings).name
+    count_before = (await js.stream_info(stream)).state.messages
+
+    # Redeliver every event of the volume, last first (the first one fills every gap).
+    async with rig.pool.acquire() as conn:
+        records = [
+            r for r in await read_settled(conn, START, 10_000) if r.originator_id == volume.id
+        ]
+    relay = Relay(rig.settings, rig.pool, js)
+    billing = Billing(rig.settings, rig.pool, Publisher(rig.settings, js))
+
+    @dataclass
+    class Redelivered:
+        data: bytes
+
+    for record in reversed(records):
+        await billing.handle(Redelivered(relay.message(record).payload))  # type: ignore[arg-type]
+
+    assert [dict(r) for r in await rig.pool.fetch(rows, volume.id)] == before
+    assert (await js.stream_info(stream)).state.messages == count_before
+
+    # A ledger that lost the volume is rebuilt whole from its last event alone.
+    await rig.pool.execute("DELETE FROM billing_intervals WHERE volume_id = $1", volume.id)
+    await rig.pool.execute("DELETE FROM billing_volumes WHERE volume_id = $1", volume.id)
+    await billing.handle(Redelivered(relay.message(records[-1]).payload))  # type: ignore[arg-type]
+    assert [dict(r) for r in await rig.pool.fetch(rows, volume.id)] == before
+
+
+async def test_notifications_are_oslo_messages_on_bridgeable_subjects(rig: Rig) -> None:
+    volume = await _life(rig, uuid.uuid4().hex)
+    await _until_notified(rig, "volume.delete.end", volume.id)
+    js = rig.nc.jetstream()
+    sub = await js.subscribe(
+        rig.settings.subject("notifications.info.volume.resize.end"),
+        stream=notification_stream(rig.settings).name,
+        ordered_consumer=True,
+    )
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                msg = await sub.next_msg(timeout=5)
+                body = json.loads(msg.data)
+                if body["payload"]["volume_id"] == str(volume.id):
+                    break
+    finally:
+        await sub.unsubscribe()
+    assert set(body) == {
+        "message_id",
+        "publisher_id",
+        "event_type",
+        "priority",
+        "payload",
+        "timestamp",
+    }
+    assert msg.headers is not None
+    assert msg.headers["Nats-Msg-Id"] == body["message_id"]
+    assert body["publisher_id"] == "volume.node@file-a"
+    assert body["priority"] == "INFO"
+    assert body["payload"]["size"] == 3
+    assert body["payload"]["volume_type"] == "type-a"
