@@ -7,7 +7,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from cinderblock.domain.errors import InvalidVolumeError, StaleCommandError
+from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError, StaleCommandError
 from cinderblock.domain.status import NOT_MIGRATING, Status
 
 RETYPE_REFUSED = (
@@ -83,6 +83,7 @@ class Retype:
         new_multiattach: bool,
         migration_policy: str,
         reservation_id: str,
+        new_encrypted: bool = False,
     ) -> None:
         if (
             self.status not in (Status.AVAILABLE, Status.IN_USE)
@@ -94,6 +95,10 @@ class Retype:
             raise InvalidVolumeError(
                 "Changing the multiattach property of a volume needs it to be available, "
                 f"currently {self.status}."
+            )
+        if new_multiattach and new_encrypted:
+            raise InvalidInputError(
+                "Retype requested both encryption and multi-attach, which is not supported."
             )
         self.trigger_event(  # type: ignore[attr-defined]
             self.RetypeRequested,

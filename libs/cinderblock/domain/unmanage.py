@@ -46,6 +46,8 @@ class Unmanaging:
             self._trigger(self.UnmanageRequested, previous_status=self.status.value)
             self._trigger(self.Unmanaged)
             return True
+        if getattr(self, "encryption_key_id", None) is not None:
+            raise InvalidVolumeError("Unmanaging encrypted volumes is not supported.")
         if (
             self.status not in DELETABLE
             or self.attach_status == AttachStatus.ATTACHED

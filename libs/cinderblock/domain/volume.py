@@ -26,6 +26,7 @@ from cinderblock.domain.snapshots import Snapshots
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
 from cinderblock.domain.unmanage import Unmanaging
 from cinderblock.domain.upload import Upload
+from cinderblock.domain.volume_encryption import VolumeEncryption
 
 
 class Volume(
@@ -38,6 +39,7 @@ class Volume(
     Retype,
     Upload,
     NovaNotifications,
+    VolumeEncryption,
     Aggregate,
 ):
     """One Cinder volume. Its id is the volume's UUID."""

@@ -10,6 +10,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from cinderblock.domain.errors import InvalidInputError, VolumeError
+from cinderblock.domain.type_encryption import TypeEncryption
 
 DEFAULT_TYPE_NAME = "__DEFAULT__"
 DEFAULT_TYPE_ID = uuid5(UUID(int=0), "cinderblock:volume-type:__DEFAULT__")
@@ -73,7 +74,7 @@ class TypeNameClaim(Aggregate):
         self.type_id = None
 
 
-class VolumeType(Aggregate):
+class VolumeType(TypeEncryption, Aggregate):
     class Created(Aggregate.Created):
         name: str
         description: str | None

@@ -7,7 +7,10 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from cinderblock.drivers.encryption import EncryptionHeader
 
 GIB = 2**30
 """Bytes in one GiB; volume sizes are whole GiB."""
@@ -155,9 +158,16 @@ class VolumeDriver(Protocol):
     """
 
     async def create_volume(
-        self, volume_id: str, size_gb: int, *, location: str | None, step_key: str
+        self,
+        volume_id: str,
+        size_gb: int,
+        *,
+        location: str | None,
+        step_key: str,
+        header: EncryptionHeader | None = None,
     ) -> str:
-        """Create the volume; return its location ``host@backend#pool``.
+        """Create the volume; return its location ``host@backend#pool``. With ``header``
+        the image starts with that encryption header (`encryption`).
 
         With ``location=None`` the pool with the most free capacity that fits is
         chosen. If the volume already exists with this size, return its location.
@@ -214,6 +224,29 @@ class VolumeDriver(Protocol):
             BackendError: the destination is unknown or is the source pool, the source
                 file is missing, the copy failed, or its checksum did not match (the
                 partial copy is removed).
+        """
+        ...
+
+    async def reencrypt_volume(
+        self,
+        volume_id: str,
+        source: str,
+        destination: str,
+        *,
+        target: EncryptionHeader | None,
+        step_key: str,
+    ) -> str:
+        """Copy the volume's payload (its bytes behind its own header) behind ``target``'s
+        header (None: no header) into the pool ``destination`` and return it. When
+        ``destination`` is the source's pool the new image replaces the old one in one
+        rename; otherwise the source stays (delete it once the retype is recorded).
+
+        Raises:
+            NoRoomForDataError: the payload does not fit behind the new header (nothing
+                was written).
+            CapacityError: the destination pool cannot hold the copy.
+            BackendError: the source is missing, the copy failed or did not verify (the
+                source is untouched, no copy is left).
         """
         ...
 

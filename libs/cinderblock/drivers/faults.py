@@ -19,6 +19,7 @@ from cinderblock.drivers.base import (
     VolumeDriver,
     before_verify,
 )
+from cinderblock.drivers.encryption import EncryptionHeader
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ OPERATIONS = (
     "snapshot",
     "delete_snapshot",
     "revert",
+    "retype",
 )
-"""The driver steps a fault can be injected into, in canonical order."""
+"""The driver steps a fault can be injected into, in canonical order (``retype`` is the
+re-encrypting copy)."""
 
-CORRUPTIBLE = ("migrate", "snapshot", "revert")
+CORRUPTIBLE = ("migrate", "snapshot", "revert", "retype")
 """The steps that copy bytes, which the ``corrupt`` fault applies to."""
 
 T = TypeVar("T")
@@ -208,11 +211,39 @@ class FaultInjectingDriver:
         return sum(1 for call in self.calls if call.operation == operation)
 
     async def create_volume(
-        self, volume_id: str, size_gb: int, *, location: str | None, step_key: str
+        self,
+        volume_id: str,
+        size_gb: int,
+        *,
+        location: str | None,
+        step_key: str,
+        header: EncryptionHeader | None = None,
     ) -> str:
         await self._apply("create", volume_id, step_key)
+        if header is None:  # inner drivers from before encryption take no header
+            return await self.inner.create_volume(
+                volume_id, size_gb, location=location, step_key=step_key
+            )
         return await self.inner.create_volume(
-            volume_id, size_gb, location=location, step_key=step_key
+            volume_id, size_gb, location=location, step_key=step_key, header=header
+        )
+
+    async def reencrypt_volume(
+        self,
+        volume_id: str,
+        source: str,
+        destination: str,
+        *,
+        target: EncryptionHeader | None,
+        step_key: str,
+    ) -> str:
+        return await self._copying(
+            "retype",
+            volume_id,
+            step_key,
+            lambda: self.inner.reencrypt_volume(
+                volume_id, source, destination, target=target, step_key=step_key
+            ),
         )
 
     async def extend_volume(

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cinderblock.drivers import copying, imagefiles, migration, snapshots
+from cinderblock.drivers import copying, encryption, imagefiles, migration, snapshots
 from cinderblock.drivers.base import (
     GIB,
     BackendError,
@@ -16,7 +16,9 @@ from cinderblock.drivers.base import (
     check_size_gb,
     check_volume_id,
 )
+from cinderblock.drivers.encryption import EncryptionHeader
 from cinderblock.drivers.ledger import KeyedLocks, Ledger
+from cinderblock.drivers.reencrypt import Reencrypting
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ class FileDriver:
         self._snapshots = snapshots.Snapshots(
             self._ledger, self._volume_locks, self._pool, self._pool_dir
         )
+        self._reencrypting = Reencrypting(
+            self._ledger, self._volume_locks, self._pool, self._volume_file
+        )
 
     @property
     def root(self) -> Path:
@@ -59,7 +64,13 @@ class FileDriver:
     # -- VolumeDriver ---------------------------------------------------------------------
 
     async def create_volume(
-        self, volume_id: str, size_gb: int, *, location: str | None, step_key: str
+        self,
+        volume_id: str,
+        size_gb: int,
+        *,
+        location: str | None,
+        step_key: str,
+        header: EncryptionHeader | None = None,
     ) -> str:
         check_volume_id(volume_id)
         check_size_gb(size_gb)
@@ -68,11 +79,18 @@ class FileDriver:
         async with self._volume_locks.hold(volume_id):
             found = await self._find(volume_id, location)
             if found is not None:
-                return self._existing(volume_id, size, *found, step_key=step_key)
+                where = self._existing(volume_id, size, *found, step_key=step_key)
+                if header is not None:  # a crash may have come between create and header
+                    await self._write_header(
+                        volume_id, self._volume_file(self._pools[where], volume_id), header
+                    )
+                return where
             pool = await self._reserve_placement(volume_id, size, location)
             path = self._volume_file(pool, volume_id)
             try:
                 await asyncio.to_thread(imagefiles.create_sparse, path, size)
+                if header is not None:
+                    await asyncio.to_thread(encryption.write_header, path, header)
             except OSError as err:
                 await self._ledger.release(pool.location, size)
                 log.warning("create failed: %s", err, extra={**ctx, "location": pool.location})
@@ -200,6 +218,22 @@ class FileDriver:
         )
         return pool.location
 
+    async def reencrypt_volume(
+        self,
+        volume_id: str,
+        source: str,
+        destination: str,
+        *,
+        target: EncryptionHeader | None,
+        step_key: str,
+    ) -> str:
+        """Copy the volume's payload behind ``target``'s header (none: unencrypted) into
+        the pool ``destination`` (the source's pool too: then the new image replaces the
+        old one); see `reencrypt`."""
+        return await self._reencrypting.reencrypt(
+            volume_id, source, destination, target, step_key=step_key
+        )
+
     async def create_snapshot(
         self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
     ) -> None:
@@ -300,6 +334,13 @@ class FileDriver:
     def _volume_file(self, pool: PoolConfig, volume_id: str) -> Path:
         return self._pool_dir(pool) / imagefiles.image_name(volume_id)
 
+    async def _write_header(self, volume_id: str, path: Path, header: EncryptionHeader) -> None:
+        try:
+            if await asyncio.to_thread(encryption.header_of, path) is None:
+                await asyncio.to_thread(encryption.write_header, path, header)
+        except OSError as err:
+            raise BackendError("create", volume_id, f"cannot write header: {err}") from err
+
     async def _size_on_disk(self, operation: str, volume_id: str, path: Path) -> int | None:
         try:
             return await asyncio.to_thread(imagefiles.apparent_size, path)
@@ -335,7 +376,13 @@ class FileDriver:
 
 
 def local_connection_info(
-    root: Path, location: str, volume_id: str, *, access_mode: str, connector: object
+    root: Path,
+    location: str,
+    volume_id: str,
+    *,
+    access_mode: str,
+    connector: object,
+    encrypted: bool = False,
 ) -> dict[str, object]:
     """What os-initialize_connection returns for a file-backed volume: a local path
     connector (os-brick's ``local`` type). Pure: it names the file, it does not open it."""
@@ -348,7 +395,7 @@ def local_connection_info(
         "device_path": str(path),
         "access_mode": access_mode,
         "qos_specs": None,
-        "encrypted": False,
+        "encrypted": encrypted,
         "discard": True,
         "enforce_multipath": multipath,
     }

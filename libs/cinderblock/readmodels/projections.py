@@ -263,6 +263,11 @@ def _field_arg(field: str) -> Callable[[ProjectionEvent], tuple[Any, ...]]:
     return args
 
 
+def _encryption_args(e: ProjectionEvent) -> tuple[Any, ...]:
+    fields = ("encryption_id", "provider", "cipher", "key_size", "control_location")
+    return (e.aggregate_id, e.version, e.timestamp, json.dumps({f: e.data[f] for f in fields}))
+
+
 TYPE_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "VolumeType.Created": Projection(
         """
@@ -288,6 +293,18 @@ TYPE_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "VolumeType.AccessRemoved": _type("projects = projects - $4::text", _field_arg("project_id")),
     "VolumeType.Deleted": _type(
         "deleted = true", lambda e: (e.aggregate_id, e.version, e.timestamp)
+    ),
+    "VolumeType.EncryptionCreated": _type(
+        "encryption = $4::jsonb, encryption_created_at = $3, encryption_updated_at = NULL",
+        _encryption_args,
+    ),
+    "VolumeType.EncryptionUpdated": _type(
+        "encryption = encryption || $4::jsonb, encryption_updated_at = $3",
+        _json_arg("changes"),
+    ),
+    "VolumeType.EncryptionDeleted": _type(
+        "encryption = NULL, encryption_created_at = NULL, encryption_updated_at = NULL",
+        lambda e: (e.aggregate_id, e.version, e.timestamp),
     ),
 }
 
@@ -404,6 +421,9 @@ VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Volume.RetypeFailed": _set(
         "multiattach = $4, status = coalesce(previous_status, 'available')", "multiattach"
     ),
+    "Volume.EncryptionSet": _set("encryption_key_id = $4", "key_id"),
+    "Volume.Reencrypted": _set("encryption_key_id = $4, migration_status = 'success'", "key_id"),
+    "Volume.ReencryptFailed": _set("migration_status = 'error'"),
     "Volume.Reverted": _set("status = 'available'"),
     "Volume.RevertFailed": _set("status = 'error'"),
     "Volume.Reserved": _set("status = 'attaching'"),

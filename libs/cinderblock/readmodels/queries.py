@@ -261,7 +261,8 @@ async def list_snapshots(
 
 _TYPE_COLUMNS = """
     t.id::text AS id, t.name, t.description, t.is_public, t.extra_specs::text AS extra_specs,
-    t.projects::text AS projects
+    t.projects::text AS projects, t.encryption::text AS encryption,
+    t.encryption_created_at, t.encryption_updated_at
 """
 
 
@@ -269,6 +270,7 @@ def _row_to_type(row: asyncpg.Record) -> dict[str, Any]:
     vtype = dict(row)
     vtype["extra_specs"] = json.loads(vtype["extra_specs"])
     vtype["projects"] = json.loads(vtype["projects"])
+    vtype["encryption"] = json.loads(vtype["encryption"]) if vtype["encryption"] else None
     return vtype
 
 

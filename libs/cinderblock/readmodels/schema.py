@@ -95,6 +95,10 @@ CREATE TABLE IF NOT EXISTS volume_types (
     deleted boolean NOT NULL DEFAULT false,
     version integer NOT NULL
 );
+-- The type's encryption ({encryption_id, provider, cipher, key_size, control_location}).
+ALTER TABLE volume_types ADD COLUMN IF NOT EXISTS encryption jsonb;
+ALTER TABLE volume_types ADD COLUMN IF NOT EXISTS encryption_created_at timestamptz;
+ALTER TABLE volume_types ADD COLUMN IF NOT EXISTS encryption_updated_at timestamptz;
 
 CREATE TABLE IF NOT EXISTS quotas (
     id uuid PRIMARY KEY,

@@ -4,6 +4,7 @@ keys (reserved at request, committed or released by the saga), in one append eac
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,15 @@ from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.store.eventstore import Position
 from cinderblock.store.plumbing import CommandPlumbing
+
+
+@dataclass(frozen=True)
+class Reencryption:
+    """A retype that copied (or tried to copy) the data into a new encryption: the new
+    key id and encryption (both None for an unencrypted type)."""
+
+    key_id: str | None
+    encryption: dict[str, Any] | None
 
 
 def type_move(size_gb: int, old_type: str, new_type: str) -> dict[str, int]:
@@ -44,6 +54,7 @@ class RetypeCommands(CommandPlumbing):
                 new_multiattach=new_type.multiattach,
                 migration_policy=migration_policy,
                 reservation_id=reservation_id,
+                new_encrypted=new_type.encrypted,
             )
             quota = await self._quota(volume.project_id)
             quota.reserve(
@@ -65,9 +76,11 @@ class RetypeCommands(CommandPlumbing):
         new_host: str | None,
         failure: str | None,
         meta: Mapping[str, Any],
+        reencrypted: Reencryption | None = None,
     ) -> bool:
         """Completion (quota committed) or compensation (released, multiattach and status
-        restored). False when already settled."""
+        restored). False when already settled. With ``reencrypted`` the data was (or could
+        not be) copied into a new encryption: recorded first, with migration_status."""
 
         async def attempt() -> bool:
             volume = await self.store.load(UUID(volume_id), Volume)
@@ -75,8 +88,12 @@ class RetypeCommands(CommandPlumbing):
             if volume is None or pending is None or pending["request_version"] != request_version:
                 return False
             if failure is None:
+                if reencrypted is not None:
+                    volume.record_reencrypted(reencrypted.key_id, reencrypted.encryption)
                 reservation = volume.complete_retype(request_version, new_host)
             else:
+                if reencrypted is not None:
+                    volume.record_reencrypt_failed(failure)
                 reservation = volume.fail_retype(request_version, failure)
             quota = await self._quota(volume.project_id)
             settled = quota.commit(reservation) if failure is None else quota.release(reservation)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from cinderblock.domain.errors import StaleCommandError, VolumeError, VolumeNotFoundError
 from cinderblock.domain.quota import DEFAULT_LIMITS, ProjectQuota, quota_id, volume_deltas
@@ -99,8 +99,16 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, QuotaCommands):
     # ------------------------------------------------------------ create / delete
 
     async def create_volume(
-        self, caller: Caller, volume_id: UUID, *, meta: Mapping[str, Any], **fields: Any
+        self,
+        caller: Caller,
+        volume_id: UUID,
+        *,
+        meta: Mapping[str, Any],
+        encryption: Mapping[str, Any] | None = None,
+        **fields: Any,
     ) -> Position:
+        """With ``encryption`` (the type's), the volume gets a copy of it and a new key id
+        in the same append."""
         fields.setdefault("volume_type_id", DEFAULT_TYPE_ID)
         fields.setdefault("volume_type_name", DEFAULT_TYPE_NAME)
         fields.setdefault("availability_zone", self.config.default_availability_zone)
@@ -109,6 +117,8 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, QuotaCommands):
             volume = Volume.create(
                 volume_id, project_id=caller.project_id, user_id=caller.user_id, **fields
             )
+            if encryption is not None:
+                volume.set_encryption(str(uuid4()), dict(encryption))
             quota = await self._quota(caller.project_id)
             deltas = volume_deltas(volume.size_gb, volume.volume_type_name, count=1)
             quota.consume(

@@ -509,6 +509,53 @@ VOLUME_TYPE_RULES: tuple[policy.RuleDefault, ...] = (
     ),
 )
 
+_ENCRYPTION = "volume_extension:volume_type_encryption"
+_ENCRYPTION_REASON = (
+    f"Reason: '{_ENCRYPTION}' was a convenience policy that allowed you to set all volume "
+    "encryption type policies to the same value."
+)
+
+
+def _encryption_rule(verb: str, description: str, *operations: str) -> policy.RuleDefault:
+    return _rule(
+        f"{_ENCRYPTION}:{verb}",
+        ADMIN_API,
+        description,
+        *operations,
+        deprecated=policy.DeprecatedRule(
+            f"{_ENCRYPTION}:{verb}",
+            f"rule:{_ENCRYPTION}",
+            deprecated_reason=_ENCRYPTION_REASON,
+            deprecated_since=_XENA,
+        ),
+    )
+
+
+VOLUME_TYPE_ENCRYPTION_RULES: tuple[policy.RuleDefault, ...] = (
+    policy.RuleDefault(
+        _ENCRYPTION, ADMIN_API, description="DEPRECATED: This rule will be removed in Yoga."
+    ),
+    _encryption_rule(
+        "create", "Create volume type encryption.", "POST /types/{type_id}/encryption"
+    ),
+    _encryption_rule(
+        "get",
+        "Show a volume type's encryption type, show an encryption specs item.",
+        "GET /types/{type_id}/encryption",
+        "GET /types/{type_id}/encryption/{key}",
+    ),
+    _encryption_rule(
+        "update",
+        "Update volume type encryption.",
+        "PUT /types/{type_id}/encryption/{encryption_id}",
+    ),
+    _encryption_rule(
+        "delete",
+        "Delete volume type encryption.",
+        "DELETE /types/{type_id}/encryption/{encryption_id}",
+    ),
+)
+
 ATTACHMENT_RULES: tuple[policy.RuleDefault, ...] = (
     _rule("volume:attachment_create", MEMBER, "Create attachment.", "POST /attachments"),
     _rule(
@@ -574,6 +621,7 @@ RULES: tuple[policy.RuleDefault, ...] = (
     *VOLUME_METADATA_RULES,
     *SNAPSHOT_RULES,
     *VOLUME_TYPE_RULES,
+    *VOLUME_TYPE_ENCRYPTION_RULES,
     *ATTACHMENT_RULES,
     *ADMIN_RESOURCE_RULES,
 )

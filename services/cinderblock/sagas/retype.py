@@ -13,6 +13,7 @@ from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, PoolStats, VolumeDriver
 from cinderblock.sagas.meta import saga_meta
+from cinderblock.sagas.reencrypt import ReencryptingRetype, encryption_changes
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
 
@@ -41,6 +42,11 @@ class RetypeSaga:
             return
         new_type = await self.volumes.store.load(UUID(pending["new_type_id"]), VolumeType)
         pools = {pool.location: pool for pool in self.driver.pools()}
+        if encryption_changes(volume, new_type):  # never in place: a copy or a refusal
+            await ReencryptingRetype(self.volumes, self.driver).run(
+                env, volume, new_type, pools, suits
+            )
+            return
         here = pools.get(volume.host or "")
         if here is not None and suits(here, new_type, volume.multiattach):
             await self._settle(env, new_host=None, failure=None)

@@ -131,8 +131,8 @@ def test_migrate_takes_every_mode_and_corrupt(spec: str, fault: Fault, descripti
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("create=corrupt", "corrupt applies to migrate, snapshot, revert only"),
-        ("delete=corrupt:1", "corrupt applies to migrate, snapshot, revert only"),
+        ("create=corrupt", "corrupt applies to migrate, snapshot, revert, retype only"),
+        ("delete=corrupt:1", "corrupt applies to migrate, snapshot, revert, retype only"),
         ("migrate=corrupt:0", "invalid"),
         ("migrate=corrupt:", "invalid"),
         ("migrate=corrupt:many", "invalid"),

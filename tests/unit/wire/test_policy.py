@@ -135,6 +135,11 @@ EXPECTED: dict[str, str] = {
     "volume_extension:types_extra_specs:update": ADMIN_API,
     "volume_extension:types_extra_specs:delete": ADMIN_API,
     "volume_extension:types_extra_specs:read_sensitive": ADMIN_API,
+    "volume_extension:volume_type_encryption": ADMIN_API,
+    "volume_extension:volume_type_encryption:create": ADMIN_API,
+    "volume_extension:volume_type_encryption:get": ADMIN_API,
+    "volume_extension:volume_type_encryption:update": ADMIN_API,
+    "volume_extension:volume_type_encryption:delete": ADMIN_API,
     # attachments
     "volume:attachment_create": MEMBER_RULE,
     "volume:attachment_update": MEMBER_RULE,

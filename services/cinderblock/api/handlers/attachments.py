@@ -62,6 +62,7 @@ def _connection(
         volume.vid,
         access_mode=volume.attachment_mode(attachment_id, connector),
         connector=connector,
+        encrypted=volume.encrypted,
     )
     info["data"]["attachment_id"] = attachment_id  # type: ignore[index]
     return info

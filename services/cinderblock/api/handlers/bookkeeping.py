@@ -145,7 +145,12 @@ async def initialize_connection(
             raise volume_not_found(vid)
         root = Path(d.settings.data_dir) / "volumes"
         return local_connection_info(
-            root, volume.host, volume.vid, access_mode=volume.access_mode(), connector=req.connector
+            root,
+            volume.host,
+            volume.vid,
+            access_mode=volume.access_mode(),
+            connector=req.connector,
+            encrypted=volume.encrypted,
         )
 
     info = await act(

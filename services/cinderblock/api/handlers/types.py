@@ -10,6 +10,7 @@ from aiohttp import web
 from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
+from cinderblock.api.handlers import type_encryption
 from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.domain.volume_type import DEFAULT_TYPE_ID, VolumeType
 from cinderblock.readmodels.queries import get_type, list_types, volumes_of_type
@@ -183,3 +184,4 @@ def setup(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_post(f"{prefix}/types/{{type_id}}/extra_specs", specs_create)
     router.add_get(f"{prefix}/types/{{type_id}}/extra_specs/{{key}}", specs_show, allow_head=False)
     router.add_delete(f"{prefix}/types/{{type_id}}/extra_specs/{{key}}", specs_delete)
+    type_encryption.setup(router, prefix)

@@ -46,6 +46,15 @@ async def upload_image(d: Deps, ctx: RequestContext, vid: str, req: UploadImage)
     # never looks for an image that is not there yet.
     current = await d.volumes.get(ctx.caller, vid)
     d.policy.authorize(RULE, ctx.credentials, {"project_id": current.project_id})
+    properties = {"volume_id": vid}
+    if current.encrypted:  # encrypted volumes cannot be converted on upload
+        if req.disk_format != "raw" or container_format != "bare":
+            raise BadRequest(
+                "An encrypted volume uploaded as an image must use 'raw' disk_format and "
+                "'bare' container_format, which are the defaults for these options."
+            )
+        properties["cinder_encryption_key_id"] = str(uuid.uuid4())  # a clone of its key
+        properties["cinder_encryption_key_deletion_policy"] = "on_image_deletion"
     spec = ImageSpec(
         image_id=image_id,
         name=req.image_name,
@@ -54,7 +63,7 @@ async def upload_image(d: Deps, ctx: RequestContext, vid: str, req: UploadImage)
         visibility=req.visibility,
         protected=req.protected,
         min_disk=current.size_gb,
-        properties={"volume_id": vid},
+        properties=properties,
     )
     try:
         await d.images.create(spec, request_id=ctx.request_id)

@@ -1,0 +1,139 @@
+"""Retype between types that differ in encryption: never in place (Cinder). With the
+migration policy ``never`` it is refused; with ``on-demand`` the data is copied behind the
+new type's encryption header (into the volume's pool when it suits the new type, else into
+the freest pool that does). When the data does not fit (the header takes room: an
+unencrypted volume retyped to an encrypted type of the same size), or the copy fails, the
+retype fails cleanly: the source is untouched, migration_status ``error``, the type and the
+status as before, the quota reservation released, no copy left, the reason recorded on the
+``ReencryptFailed`` and ``RetypeFailed`` events and logged."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cinderblock.domain.type_encryption import same_encryption
+from cinderblock.domain.volume import Volume
+from cinderblock.domain.volume_encryption import retype_key_id
+from cinderblock.domain.volume_type import VolumeType
+from cinderblock.drivers.base import DriverError, PoolStats, VolumeDriver
+from cinderblock.drivers.encryption import EncryptionHeader
+from cinderblock.store.retype import Reencryption
+from cinderblock.store.volumes import Volumes
+from cinderblock.wire.envelope import ReceivedEnvelope
+
+log = logging.getLogger(__name__)
+
+NEVER = (
+    "the new type's encryption differs from the volume's, so the data must be copied into a "
+    "new encrypted volume, and the migration policy is 'never'"
+)
+
+
+def encryption_header(volume: Volume) -> EncryptionHeader | None:
+    """The header the volume's image carries (None when it is not encrypted)."""
+    if volume.encryption_key_id is None or not volume.encryption:
+        return None
+    return _header(volume.encryption, volume.encryption_key_id)
+
+
+def encryption_changes(volume: Volume, new_type: VolumeType | None) -> bool:
+    """Whether a retype to ``new_type`` changes the volume's encryption."""
+    theirs = new_type.encryption if new_type is not None else None
+    return not same_encryption(volume.encryption, theirs)
+
+
+def _header(encryption: dict[str, Any], key_id: str) -> EncryptionHeader:
+    return EncryptionHeader(
+        provider=str(encryption.get("provider") or ""),
+        cipher=encryption.get("cipher"),
+        key_size=encryption.get("key_size"),
+        key_id=key_id,
+    )
+
+
+class ReencryptingRetype:
+    def __init__(self, volumes: Volumes, driver: VolumeDriver) -> None:
+        self.volumes = volumes
+        self.driver = driver
+
+    async def run(
+        self,
+        env: ReceivedEnvelope,
+        volume: Volume,
+        new_type: VolumeType | None,
+        pools: dict[str, PoolStats],
+        suits: Any,
+    ) -> None:
+        pending = volume.pending_retype or {}
+        if pending.get("migration_policy") != "on-demand":
+            await self._settle(env, failure=NEVER)
+            return
+        target = self._destination(volume, new_type, pools, suits)
+        if target is None or volume.host is None or new_type is None:
+            await self._settle(env, failure="No valid backend was found.")
+            return
+        key_id = retype_key_id(volume.vid, env.version) if new_type.encryption else None
+        header = _header(new_type.encryption, key_id) if new_type.encryption and key_id else None
+        try:
+            where = await self.driver.reencrypt_volume(
+                volume.vid, volume.host, target, target=header, step_key=env.id
+            )
+        except DriverError as err:
+            log.error(
+                "retype into another encryption failed: %s",
+                err.reason,
+                extra={
+                    "volume_id": volume.vid,
+                    "action": "os-retype",
+                    "request_id": env.request_id,
+                },
+            )
+            await self._settle(
+                env, failure=f"Retype failed: {err.reason}.", reencrypted=Reencryption(None, None)
+            )
+            return
+        await self._settle(
+            env, new_host=where, reencrypted=Reencryption(key_id, new_type.encryption)
+        )
+
+    def _destination(
+        self,
+        volume: Volume,
+        new_type: VolumeType | None,
+        pools: dict[str, PoolStats],
+        suits: Any,
+    ) -> str | None:
+        here = pools.get(volume.host or "")
+        if here is not None and suits(here, new_type, volume.multiattach):
+            return here.location
+        fits = [
+            pool
+            for pool in pools.values()
+            if pool.location != volume.host
+            and suits(pool, new_type, volume.multiattach)
+            and pool.free_gb >= volume.size_gb
+        ]
+        return max(fits, key=lambda p: p.free_gb).location if fits else None
+
+    async def _settle(
+        self,
+        env: ReceivedEnvelope,
+        *,
+        new_host: str | None = None,
+        failure: str | None = None,
+        reencrypted: Reencryption | None = None,
+    ) -> None:
+        await self.volumes.settle_retype(
+            env.aggregate_id,
+            env.version,
+            new_host=new_host,
+            failure=failure,
+            reencrypted=reencrypted,
+            meta={
+                "actor": "saga:retype",
+                "causation_id": env.id,
+                "request_id": env.request_id,
+                "global_request_id": env.meta.get("global_request_id"),
+            },
+        )
