@@ -136,8 +136,16 @@ class Snapshot(Aggregate):
         for key, value in changes.items():
             setattr(self, key, value)
 
-    def request_delete(self) -> None:
-        if self.status not in (SnapshotStatus.AVAILABLE, SnapshotStatus.ERROR):
+    def deletable(self, *, forced: bool = False) -> bool:
+        """May move to ``deleting``: ``available`` or ``error``; in a forced cascade delete of
+        its volume also ``error_deleting`` (no saga works on a snapshot in these)."""
+        allowed = {SnapshotStatus.AVAILABLE, SnapshotStatus.ERROR}
+        if forced:
+            allowed.add(SnapshotStatus.ERROR_DELETING)
+        return self.status in allowed
+
+    def request_delete(self, *, forced: bool = False) -> None:
+        if not self.deletable(forced=forced):
             raise InvalidSnapshotError(
                 f"Invalid snapshot: Volume Snapshot status must be available or error, "
                 f"currently {self.status}."

@@ -3,12 +3,23 @@ revert to the newest (spec §3.3, §5.1). A mixin of Volume with explicit events
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.domain import Aggregate
 
 from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError, StaleCommandError
+from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.status import NOT_MIGRATING, Status
+
+CASCADE_REFUSED = (
+    "Volume {status}must not be migrating, attached, belong to a group, have snapshots, "
+    "awaiting a transfer, or be disassociated from snapshots after volume transfer."
+)
+"""Cinder's message when a (cascade) delete's conditions fail; ``status`` is empty when forced."""
+DELETABLE_STATUS_TEXT = (
+    "status must be available or error or error_restoring or error_extending or error_managing and "
+)
 
 
 class RevertConflictError(InvalidVolumeError):
@@ -81,6 +92,22 @@ class Snapshots:
     def forget_snapshot(self, snapshot_id: str) -> None:
         if snapshot_id in self.snapshot_ids:
             self.trigger_event(self.SnapshotRemoved, snapshot_id=snapshot_id)  # type: ignore[attr-defined]
+
+    def request_delete_cascade(self, snapshots: Sequence[Snapshot], *, force: bool) -> bool:
+        """DELETE /volumes/{id}?cascade=true (spec §2.4): every snapshot must be ``available``
+        or ``error`` (forced: also ``error_deleting``); the volume's own delete rules apply
+        (``force`` skips its status check); then the volume and every snapshot move to
+        ``deleting`` together. All checks come before the first event, so a refusal records
+        nothing. Returns True when the volume is gone at once (never placed)."""
+        if {s.sid for s in snapshots} != set(self.snapshot_ids):
+            raise StaleCommandError(f"Snapshots of volume {self.vid} changed meanwhile.")
+        if not all(s.deletable(forced=force) for s in snapshots):
+            status = "" if force else DELETABLE_STATUS_TEXT
+            raise InvalidVolumeError(CASCADE_REFUSED.format(status=status))
+        gone: bool = self.request_delete(force=force, with_snapshots=True)  # type: ignore[attr-defined]
+        for snapshot in snapshots:
+            snapshot.request_delete(forced=force)
+        return gone
 
     def latest_snapshot(self) -> str | None:
         return self.snapshot_ids[-1] if self.snapshot_ids else None

@@ -280,9 +280,10 @@ class Volume(
 
     # ---------------------------------------------------------------- delete
 
-    def request_delete(self, *, force: bool = False) -> bool:
+    def request_delete(self, *, force: bool = False, with_snapshots: bool = False) -> bool:
         """DELETE /volumes/{id}. Returns True when the volume is gone at once (never placed),
-        False when a saga must remove it from its backend."""
+        False when a saga must remove it from its backend. ``with_snapshots``: a cascade
+        (``Snapshots.request_delete_cascade``) checked the snapshots and deletes them too."""
         if self.host is None:  # never placed: gone at once, no status checks (Cinder)
             self._delete_requested(previous_status=self.status.value, forced=force)
             self._deleted()
@@ -299,7 +300,7 @@ class Volume(
             or self.migration_status not in NOT_MIGRATING
         ):
             raise InvalidVolumeError("Volume must not be attached or migrating to be deleted.")
-        if self.snapshot_ids:
+        if self.snapshot_ids and not with_snapshots:
             raise InvalidVolumeError(
                 f"Volume {self.vid} has {len(self.snapshot_ids)} snapshot(s): delete them first."
             )

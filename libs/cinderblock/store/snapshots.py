@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-from cinderblock.domain.snapshot import Snapshot, SnapshotNotFoundError
+from cinderblock.domain.quota import volume_deltas
+from cinderblock.domain.snapshot import Snapshot, SnapshotNotFoundError, SnapshotStatus
 from cinderblock.domain.snapshots import RevertConflictError
 from cinderblock.domain.volume import Volume
 from cinderblock.store.eventstore import Position
@@ -140,6 +141,61 @@ class SnapshotCommands(CommandPlumbing):
             return True
 
         done: bool = await self._retrying("complete snapshot delete", attempt)
+        return done
+
+    async def delete_volume_cascade(
+        self,
+        caller: Any,
+        volume_id: str,
+        *,
+        meta: Mapping[str, Any],
+        force: bool,
+        authorize: Callable[[Volume], None],
+    ) -> Position:
+        """DELETE /volumes/{id}?cascade=true: the volume and all its snapshots move to
+        ``deleting`` in one append, or nothing changes. The delete saga removes them."""
+
+        async def attempt() -> Position:
+            volume = await self._visible(caller, volume_id)
+            authorize(volume)
+            snapshots = [await self.store.load(UUID(sid), Snapshot) for sid in volume.snapshot_ids]
+            found = [s for s in snapshots if s is not None]
+            interrupted = volume.pending_extend  # a forced delete cancels an extend
+            gone = volume.request_delete_cascade(found, force=force)
+            quota = await self._quota(volume.project_id)
+            if interrupted is not None:
+                quota.release(str(interrupted["reservation_id"]))
+            if gone:
+                quota.release_usage(
+                    volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
+                    reason=f"delete {volume_id}",
+                )
+            return await self.store.save(volume, *found, quota, meta=meta)
+
+        result: Position = await self._retrying("cascade delete", attempt)
+        return result
+
+    async def fail_delete_with_snapshots(
+        self, volume_id: str, reason: str, *, meta: Mapping[str, Any]
+    ) -> bool:
+        """Compensation of a (cascade) delete: the volume goes to ``error_deleting``, and so
+        does each of its snapshots still ``deleting``, in one append. Those already deleted
+        stay deleted (their quota is given back). False when already recorded."""
+
+        async def attempt() -> bool:
+            volume = await self.store.load(UUID(volume_id), Volume)
+            if volume is None or not volume.fail_delete(reason):
+                return False
+            touched: list[Any] = [volume]
+            for sid in volume.snapshot_ids:
+                snapshot = await self.store.load(UUID(sid), Snapshot)
+                if snapshot is not None and snapshot.status == SnapshotStatus.DELETING:
+                    snapshot.fail_delete(reason)
+                    touched.append(snapshot)
+            await self.store.save(*touched, meta=meta)
+            return True
+
+        done: bool = await self._retrying("fail delete", attempt)
         return done
 
     async def revert_volume(

@@ -54,6 +54,26 @@ def parse_boolean(value: object) -> bool:
     raise SchemaError(f"{value!r} is not one of [{allowed}]")
 
 
+QUERY_TRUE = ("1", "t", "true", "on", "y", "yes")
+QUERY_FALSE = ("0", "f", "false", "off", "n", "no")
+
+
+def parse_query_bool(name: str, value: str | None) -> bool:
+    """A boolean query parameter as Cinder's ``utils.get_bool_param`` reads it (oslo's
+    strutils strings, any case; absent is False).
+
+    Raises:
+        SchemaError: ``Value '<value>' for '<name>' is not a boolean.``
+    """
+    if value is None:
+        return False
+    if value.lower() in QUERY_TRUE:
+        return True
+    if value.lower() in QUERY_FALSE:
+        return False
+    raise SchemaError(f"Value '{value}' for '{name}' is not a boolean.")
+
+
 def parse_volume_size(value: object) -> int:
     """Volume-size type: an integer (not bool/float) or a digit string, 1..2147483647."""
     if isinstance(value, bool) or not isinstance(value, int | str):

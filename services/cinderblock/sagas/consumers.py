@@ -10,12 +10,13 @@ from uuid import UUID
 
 from cinderblock.domain.migration import backend_of
 from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
-from cinderblock.domain.sagas.lifecycle import needs_create, needs_delete, needs_unmanage
+from cinderblock.domain.sagas.lifecycle import needs_create, needs_unmanage
 from cinderblock.domain.sagas.migrate import migration_to_run
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.images.port import ImageService
+from cinderblock.sagas.delete import DeleteSaga
 from cinderblock.sagas.meta import saga_meta
 from cinderblock.sagas.reencrypt import encryption_header
 from cinderblock.sagas.retype import RetypeSaga
@@ -38,6 +39,7 @@ class Sagas:
         self.volumes = volumes
         self.driver = driver
         snapshots = SnapshotSagas(volumes, driver)
+        delete = DeleteSaga(volumes, driver)
         retype = RetypeSaga(volumes, driver)
         self.reactions: dict[str, Reaction] = {}
         self.give_up: dict[str, Reaction] = {}
@@ -53,7 +55,7 @@ class Sagas:
             "volume.revert_requested": snapshots.when_revert_requested_restore,
             "volume.created": self.when_created_place_and_create,
             "volume.extend_requested": self.when_extend_requested_grow,
-            "volume.delete_requested": self.when_delete_requested_remove,
+            "volume.delete_requested": delete.when_delete_requested_remove,
             "volume.unmanage_requested": self.when_unmanage_requested_forget,
             "volume.migration_started": self.when_migration_started_copy,
             "volume.migration_completed": self.when_migration_completed_remove_old_copy,
@@ -67,7 +69,7 @@ class Sagas:
             "volume.revert_requested": snapshots.give_up_revert,
             "volume.created": self.give_up_create,
             "volume.extend_requested": self.give_up_extend,
-            "volume.delete_requested": self.give_up_delete,
+            "volume.delete_requested": delete.give_up,
             "volume.unmanage_requested": self.give_up_unmanage,
             "volume.migration_started": self.give_up_migration,
         }
@@ -150,19 +152,6 @@ class Sagas:
             return
         await self.volumes.complete_extend(env.aggregate_id, env.version, meta=meta)
 
-    async def when_delete_requested_remove(self, env: ReceivedEnvelope) -> None:
-        volume = await self._volume(env)
-        if volume is None or not needs_delete(volume) or volume.host is None:
-            return
-        meta = saga_meta(env, "delete")
-        try:
-            await self.driver.delete_volume(volume.vid, volume.host, step_key=env.id)
-        except BackendError as err:
-            log.error("delete failed: %s", err.reason, extra=self._log(env, "delete"))
-            await self.volumes.fail_delete(volume.vid, err.reason, meta=meta)
-            return
-        await self.volumes.complete_delete(volume.vid, meta=meta)
-
     async def when_unmanage_requested_forget(self, env: ReceivedEnvelope) -> None:
         volume = await self._volume(env)
         if volume is None or not needs_unmanage(volume) or volume.host is None:
@@ -243,9 +232,4 @@ class Sagas:
             "gave up after repeated failures",
             restore=False,
             meta=saga_meta(env, "extend"),
-        )
-
-    async def give_up_delete(self, env: ReceivedEnvelope) -> None:
-        await self.volumes.fail_delete(
-            env.aggregate_id, "gave up after repeated failures", meta=saga_meta(env, "delete")
         )

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
+from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.sagas.meta import saga_meta
@@ -62,9 +63,12 @@ class SnapshotSagas:
         await self.volumes.settle_snapshot(snapshot.sid, Snapshot.complete_create, meta=meta)
 
     async def when_snapshot_delete_requested_remove(self, env: ReceivedEnvelope) -> None:
-        """Compensation: a driver failure → ``error_deleting``."""
+        """Compensation: a driver failure → ``error_deleting``. A snapshot whose volume is
+        ``deleting`` went with it (cascade): the volume's delete saga removes it."""
         snapshot, volume = await self._pair(env.aggregate_id)
         if snapshot is None or snapshot.status != SnapshotStatus.DELETING:
+            return
+        if volume is not None and volume.status == Status.DELETING:
             return
         meta = _meta(env, "delete_snapshot")
         if volume is not None and volume.host is not None:

@@ -18,12 +18,13 @@ from cinderblock.domain.volume_encryption import MULTIATTACH_ENCRYPTED
 from cinderblock.readmodels.queries import count_volumes, get_volume, list_volumes
 from cinderblock.store.volumes import DEFAULT_TYPE_NAME
 from cinderblock.wire.faults import (
+    BadRequest,
     NotFound,
     invalid_input,
     volume_not_found,
 )
 from cinderblock.wire.microversion import APIVersion
-from cinderblock.wire.schema import parse_boolean
+from cinderblock.wire.schema import SchemaError, parse_query_bool
 from cinderblock.wire.views import volume_detail, volume_summary
 from cinderblock.wire.volumes import VolumeCreateRequest, VolumeUpdateRequest
 
@@ -148,24 +149,31 @@ async def update(request: web.Request) -> web.Response:
     return web.json_response({"volume": volume_detail(row, ctx.view, extended=False)})
 
 
+def _query_bool(request: web.Request, name: str) -> bool:
+    """Cinder's ``get_bool_param``: the last value given; an invalid one is 400."""
+    values = request.query.getall(name, [])
+    try:
+        return parse_query_bool(name, values[-1] if values else None)
+    except SchemaError as err:
+        raise BadRequest(str(err)) from err
+
+
 async def delete(request: web.Request) -> web.Response:
+    """DELETE /volumes/{id}[?cascade=true][&force=true (3.23+)] → 202. With ``cascade`` the
+    volume's snapshots are deleted with it (all ``available``/``error``, or 400)."""
     d, ctx = deps(request), context(request)
     volume_id = request.match_info["volume_id"]
-    force = False
-    if "force" in request.query and ctx.version.matches(FORCE_DELETE):
-        try:
-            force = parse_boolean(request.query["force"])
-        except ValueError as err:
-            raise invalid_input(f"Invalid value '{request.query['force']}' for force.") from err
+    cascade = _query_bool(request, "cascade")
+    force = ctx.version.matches(FORCE_DELETE) and _query_bool(request, "force")
 
     def authorize(volume: Any) -> None:
-        _authorize(d, ctx, "volume:delete", volume.project_id)
         if force:
             _authorize(d, ctx, "volume:force_delete", volume.project_id)
+        _authorize(d, ctx, "volume:delete", volume.project_id)
 
-    at = await d.volumes.delete_volume(
-        ctx.caller, volume_id, meta=ctx.meta("volume:delete"), force=force, authorize=authorize
-    )
+    meta = ctx.meta("volume:delete") | {"cascade": cascade, "force": force}
+    command = d.volumes.delete_volume_cascade if cascade else d.volumes.delete_volume
+    at = await command(ctx.caller, volume_id, meta=meta, force=force, authorize=authorize)
     await d.read_your_write(at)
     request[RAW_REPLY] = True
     return web.Response(status=202)
