@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     from cinderblock.cli import audit
 
     audit.add_parsers(sub)
+    from cinderblock.cli import usage
+
+    usage.add_parser(sub)
     return parser
 
 
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             from cinderblock.cli import audit
 
             return asyncio.run(audit.run(args, settings))
+        elif args.command == "usage":
+            from cinderblock.cli import usage
+
+            return asyncio.run(usage.run(args, settings))
     except SettingsError as err:
         print(f"cinderblock: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from cinderblock.api.handlers import (
     quotas,
     snapshots,
     types,
+    usage,
     versions,
     volumes,
 )
@@ -43,3 +44,4 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         quotas.setup(r, prefix)
         backends.setup(r, prefix)
         metadata.setup(r, prefix)
+        usage.setup(r, prefix)

@@ -1,0 +1,75 @@
+"""`cinderblock usage --project P --since T --until T [--format table|json|csv]`: billed
+GiB·hours from the billing ledger of the database `cinderblock.cli.target` picks
+(CINDERBLOCK_DATABASE_URL, else the embedded PostgreSQL of --data-dir)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from cinderblock.cli.target import add_data_dir_argument, database
+from cinderblock.config.settings import Settings
+from cinderblock.usage.report import usage_body, window
+from cinderblock.usage.schema import USAGE_DDL
+from cinderblock.usage.store import usage
+
+FIELDS = ("project_id", "volume_id", "volume_type_id", "hours", "gib_hours")
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("usage", help="billed GiB·hours per volume and type over a window")
+    parser.add_argument("--project", default=None, help="one project (default: every project)")
+    parser.add_argument(
+        "--since",
+        default=None,
+        help="ISO 8601, UTC without a zone (default: the first of the month)",
+    )
+    parser.add_argument("--until", default=None, help="ISO 8601, exclusive (default: now)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    add_data_dir_argument(parser)
+
+
+def render(body: dict[str, Any], fmt: str) -> str:
+    report = body["usage"]
+    if fmt == "json":
+        return json.dumps(body, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in report["volumes"]:
+            writer.writerow({k: row[k] for k in FIELDS})
+        return out.getvalue().rstrip("\n")
+    rows = [[str(row[k]) for k in FIELDS] for row in report["volumes"]]
+    rows.append(["total", "", "", "", str(report["total_gib_hours"])])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(FIELDS)]
+    lines = [
+        f"usage {report['since']} .. {report['until']} (GiB*hours)",
+        "  ".join(h.ljust(w) for h, w in zip(FIELDS, widths, strict=True)),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        since, until = window(args.since, args.until, datetime.now(UTC))
+    except ValueError as err:
+        print(f"cinderblock usage: {err}", file=sys.stderr)
+        return 2
+    async with database(settings) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(USAGE_DDL)
+            rows = await usage(conn, project_id=args.project, since=since, until=until)
+        finally:
+            await conn.close()
+    print(render(usage_body(rows, project_id=args.project, since=since, until=until), args.format))
+    return 0
