@@ -1,0 +1,258 @@
+"""The Nova notifier over real JetStream and PostgreSQL, killed at the worst moments: Nova
+hears of an extend once when the outcome was saved before the crash, once when the crash
+came before the call, and twice (the documented window) when the crash came between Nova's
+answer and the saving of the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+import nats
+import pytest_asyncio
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from cinderblock.bus.jetstream import ensure_consumer, ensure_stream, run_consumer
+from cinderblock.config.settings import Settings
+from cinderblock.domain.volume import Volume
+from cinderblock.notifier.nova import NovaClient, NovaConfig
+from cinderblock.notifier.run import NotifierRunner, consumer_spec
+from cinderblock.projector.run import Projector
+from cinderblock.readmodels.waiter import ProjectionWaiter
+from cinderblock.relay.run import Relay
+from cinderblock.runtime.streams import stream_spec
+from cinderblock.store.eventstore import AsyncEventStore
+from cinderblock.store.volumes import Caller, Volumes
+from cinderblock.wire.envelope import ReceivedEnvelope
+from tests.helpers.fake_nova import FakeNova
+
+TOPIC = "cinderblock.domain.volume:Volume.NovaNotified"
+
+
+@dataclass
+class Rig:
+    settings: Settings
+    pool: asyncpg.Pool
+    js: JetStreamContext
+    volumes: Volumes
+    waiter: ProjectionWaiter
+    session: aiohttp.ClientSession
+    nova: FakeNova
+    tasks: list[asyncio.Task[Any]]
+
+    def runner(self) -> NotifierRunner:
+        client = NovaClient(self.session, NovaConfig.of(self.settings))
+        return NotifierRunner(self.settings, self.pool, self.waiter, client)
+
+    def consume(self, runner: NotifierRunner, handle: Callable[[Msg], Awaitable[None]]) -> Any:
+        task = asyncio.create_task(
+            run_consumer(self.js, runner.spec, handle, runner.park, asyncio.Event())
+        )
+        self.tasks.append(task)
+        return task
+
+    async def extended_in_use_volume(self) -> tuple[str, str]:
+        """A volume attached to one instance whose extend to 2 GiB just completed (as the
+        extend saga records it). Returns (volume id, instance uuid)."""
+        vid, server = uuid.uuid4(), str(uuid.uuid4())
+        caller = Caller("u", uuid.uuid4().hex)
+        await self.volumes.create_volume(
+            caller,
+            vid,
+            meta={},
+            name=None,
+            description=None,
+            size_gb=1,
+            metadata={},
+            bootable=False,
+            multiattach=False,
+        )
+        await self.volumes.complete_create(str(vid), "h@file#pool", meta={})
+
+        def attach(v: Volume) -> None:
+            attachment = str(uuid.uuid4())
+            v.attach(
+                attachment, mountpoint="/dev/vdb", mode="rw", instance_uuid=server, host_name=None
+            )
+
+        await self.volumes.act(caller, str(vid), attach, meta={})
+        await self.volumes.extend_volume(
+            caller, str(vid), 2, in_use_allowed=True, reservation_id="r", meta={}
+        )
+        volume = await self.volumes.store.load(vid, Volume)
+        assert volume is not None
+        at = volume.version
+        meta = {"actor": "saga:extend", "causation_id": f"{vid}:{at}", "request_id": "req-1"}
+        assert await self.volumes.complete_extend(str(vid), at, meta=meta)
+        return str(vid), server
+
+    async def outcomes(self, volume_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT originator_version FROM events WHERE originator_id = $1 AND topic = $2",
+            uuid.UUID(volume_id),
+            TOPIC,
+        )
+
+    async def until_recorded(self, volume_id: str) -> None:
+        for _ in range(1500):
+            if await self.outcomes(volume_id):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no NovaNotified on {volume_id}")
+
+    async def stop(self, task: asyncio.Task[Any]) -> None:
+        """The worker dies: its unacked message goes back to JetStream after ack_wait."""
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest_asyncio.fixture
+async def rig(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[Rig]:
+    tag = uuid.uuid4().hex[:8]
+    nova = FakeNova()
+    own = settings.model_copy(
+        update={
+            "stream": f"{settings.stream}_N{tag}",
+            "subject_prefix": f"n{tag}.",
+            "saga_ack_wait": 1.0,
+            "saga_max_deliver": 5,
+            "read_wait": 1.0,
+            "nova_url": await nova.start(),
+            "nova_timeout": 0.5,
+            "nova_attempts": 2,
+            "nova_backoff": 0.05,
+        }
+    )
+    nc = await nats.connect(own.nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, stream_spec(own))
+    await ensure_consumer(js, consumer_spec(own))  # before anything it must see is published
+    projection = f"test-{tag}"
+    waiter = ProjectionWaiter(pool, projection)
+    await waiter.start()
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(Relay(own, pool, js).follow(stop)),
+        asyncio.create_task(Projector(pool, name=projection).follow(stop)),
+    ]
+    async with aiohttp.ClientSession() as session:
+        r = Rig(own, pool, js, Volumes(AsyncEventStore(pool)), waiter, session, nova, tasks)
+        yield r
+        stop.set()
+        for task in r.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    await waiter.stop()
+    await js.delete_stream(own.stream)
+    await nc.close()
+    await nova.stop()
+
+
+def about(volume_id: str, msg: Msg) -> bool:
+    """The message is the volume's Extended (a NATS server older than 2.10 ignores the
+    consumer's filter subjects and delivers every event; the notifier skips the others)."""
+    env = ReceivedEnvelope.model_validate_json(msg.data)
+    return env.aggregate_id == volume_id and env.type == "volume.extended"
+
+
+class Redelivered:
+    """Handles as the runner does and marks when the volume's message came again."""
+
+    def __init__(self, runner: NotifierRunner, volume_id: str) -> None:
+        self.runner = runner
+        self.volume_id = volume_id
+        self.done = asyncio.Event()
+
+    async def handle(self, msg: Msg) -> None:
+        await self.runner.handle(msg)
+        if about(self.volume_id, msg) and msg.metadata.num_delivered >= 2:
+            self.done.set()
+
+
+async def test_crash_after_the_outcome_was_saved_calls_nova_once(rig: Rig) -> None:
+    vid, server = await rig.extended_in_use_volume()
+    first = rig.runner()
+    saved = asyncio.Event()
+
+    async def dies_before_ack(msg: Msg) -> None:
+        await first.handle(msg)
+        if about(vid, msg):
+            saved.set()
+            await asyncio.Event().wait()  # killed here: the outcome is saved, not acked
+
+    worker = rig.consume(first, dies_before_ack)
+    await asyncio.wait_for(saved.wait(), 20)
+    await rig.stop(worker)
+    assert len(rig.nova.requests_for(vid)) == 1
+    assert len(await rig.outcomes(vid)) == 1
+
+    second = Redelivered(rig.runner(), vid)
+    rig.consume(second.runner, second.handle)
+    await asyncio.wait_for(second.done.wait(), 20)
+    [request] = rig.nova.requests_for(vid)  # the redelivery found the outcome: no call
+    assert request.body["events"] == [
+        {"name": "volume-extended", "server_uuid": server, "tag": vid}
+    ]
+    assert len(await rig.outcomes(vid)) == 1
+
+
+async def test_crash_before_the_call_calls_nova_once_on_redelivery(rig: Rig) -> None:
+    vid, _ = await rig.extended_in_use_volume()
+    first = rig.runner()
+    reached = asyncio.Event()
+    real = first.notifier.nova.volume_extended
+
+    async def dies_before_sending(volume_id: str, *args: Any, **kw: Any) -> Any:
+        if volume_id == vid:
+            reached.set()
+            await asyncio.Event().wait()  # killed here: nothing sent yet
+        return await real(volume_id, *args, **kw)
+
+    first.notifier.nova.volume_extended = dies_before_sending  # type: ignore[method-assign]
+    worker = rig.consume(first, first.handle)
+    await asyncio.wait_for(reached.wait(), 20)
+    await rig.stop(worker)
+    assert rig.nova.requests_for(vid) == []
+
+    second = Redelivered(rig.runner(), vid)
+    rig.consume(second.runner, second.handle)
+    await asyncio.wait_for(second.done.wait(), 20)
+    await rig.until_recorded(vid)
+    assert len(rig.nova.requests_for(vid)) == 1
+    assert len(await rig.outcomes(vid)) == 1
+
+
+async def test_crash_between_novas_answer_and_the_save_is_the_one_duplicate(rig: Rig) -> None:
+    """The documented window: Nova hears twice, the volume records one outcome."""
+    vid, _ = await rig.extended_in_use_volume()
+    first = rig.runner()
+    answered = asyncio.Event()
+    record = first.notifier._record
+
+    async def dies_before_saving(env: ReceivedEnvelope, *args: Any) -> None:
+        if env.aggregate_id == vid and env.type == "volume.extended":
+            answered.set()
+            await asyncio.Event().wait()  # killed here: Nova answered, nothing saved
+        await record(env, *args)
+
+    first.notifier._record = dies_before_saving  # type: ignore[method-assign]
+    worker = rig.consume(first, first.handle)
+    await asyncio.wait_for(answered.wait(), 20)
+    await rig.stop(worker)
+    assert len(rig.nova.requests_for(vid)) == 1
+    assert await rig.outcomes(vid) == []
+
+    second = Redelivered(rig.runner(), vid)
+    rig.consume(second.runner, second.handle)
+    await asyncio.wait_for(second.done.wait(), 20)
+    assert len(rig.nova.requests_for(vid)) == 2
+    assert len(await rig.outcomes(vid)) == 1
