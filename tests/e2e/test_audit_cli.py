@@ -142,6 +142,7 @@ async def test_history_shows_every_event_with_its_change(story: dict[str, Any], 
     assert by_event["Volume.ExtendRequested"]["request_id"] == extend_id
     assert by_event["Volume.Extended"]["request_id"] == extend_id
 
+    assert (await cli("history", str(uuid.uuid4())))[0] == 1
     code, table = await cli("history", story["vid"])
     assert code == 0
     lines = table.splitlines()

@@ -15,7 +15,7 @@ import asyncpg
 
 from cinderblock.audit.cadf import records
 from cinderblock.audit.history import render_table, volume_history
-from cinderblock.audit.log import volume_story, window_events
+from cinderblock.audit.log import aggregate_events, volume_story, window_events
 from cinderblock.audit.state import rebuild, volume_row
 from cinderblock.cli.target import add_data_dir_argument, database
 from cinderblock.config.settings import Settings
@@ -95,7 +95,7 @@ async def _history(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
 
 
 async def _state(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
-    own, _ = await volume_story(conn, args.volume_id)
+    own = await aggregate_events(conn, [args.volume_id])
     if not own:
         return _missing(args.volume_id)
     volume, updated_at = rebuild(own, version=args.version, at=args.at)
