@@ -43,7 +43,7 @@ class OsloNotifier:
         self.conf([], project="cinderblock", default_config_files=[], default_config_dirs=[])
         self.transport = messaging.get_notification_transport(self.conf, url=url)
         self.driver = messaging.notify.messaging.MessagingV2Driver(
-            self.conf, list(topics), self.transport
+            self.conf, topics=list(topics), transport=self.transport
         )
         # One thread: the transport's connection pool is used from one place.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oslo-notify")
