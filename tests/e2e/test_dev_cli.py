@@ -21,8 +21,9 @@ BANNER = re.compile(r"Cinderblock is running: (http://\S+)/v3/([0-9a-f]+)")
 
 
 class DevProcess:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *extra: str) -> None:
         self.data_dir = data_dir
+        self.extra = extra
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self.project = ""
@@ -36,6 +37,7 @@ class DevProcess:
             str(self.data_dir),
             "--port",
             "0",
+            *self.extra,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "CINDERBLOCK_LOG_LEVEL": "WARNING"},
@@ -129,3 +131,59 @@ async def test_dev_runs_stops_restarts_and_survives_sigkill(dev_dir: Path) -> No
         assert await third.stop(signal.SIGTERM) == 0
     assert await asyncio.to_thread(leftover_servers, dev_dir) == []
     assert json.loads((dev_dir / "dev.json").read_text())["project_id"] == dev.project
+
+
+def service_processes(pid: int) -> list[int]:
+    """The live `cinderblock serve` children of ``pid``."""
+    found = []
+    for child in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if int(stat[1]) == pid and stat[0] != "Z" and b" serve " in cmdline:
+            found.append(int(child))
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if Path(f"/proc/{p}").exists()]
+
+
+async def test_dev_with_processes_runs_each_service_in_its_own_process(dev_dir: Path) -> None:
+    dev = DevProcess(dev_dir, "--processes")
+    await dev.start()
+    assert dev.proc is not None
+    from cinderblock.cli.system import SERVICES
+
+    services = await asyncio.to_thread(service_processes, dev.proc.pid)
+    assert len(services) == len(SERVICES)
+    async with aiohttp.ClientSession() as session:
+        base = f"{dev.url}/v3/{dev.project}/volumes"
+        async with session.post(base, headers=dev.headers(), json={"volume": {"size": 1}}) as resp:
+            assert resp.status == 202
+            vid = (await resp.json())["volume"]["id"]
+        await until_available(session, dev, vid)
+        extend = {"os-extend": {"new_size": 2}}
+        async with session.post(f"{base}/{vid}/action", headers=dev.headers(), json=extend) as resp:
+            assert resp.status == 202
+        async with asyncio.timeout(20):
+            while True:
+                if (await until_available(session, dev, vid))["size"] == 2:
+                    break
+                await asyncio.sleep(0.05)
+    # A SIGKILLed parent takes its service processes with it (parent-death signal) ...
+    await dev.stop(signal.SIGKILL)
+    async with asyncio.timeout(10):
+        while True:
+            if not await asyncio.to_thread(alive, services):
+                break
+            await asyncio.sleep(0.05)
+    # ... and the next run starts cleanly on the same data dir, then Ctrl-C stops everything.
+    again = DevProcess(dev_dir, "--processes")
+    await again.start()
+    async with aiohttp.ClientSession() as session:
+        assert (await until_available(session, again, vid))["size"] == 2
+    assert await again.stop(signal.SIGINT) == 0
+    assert await asyncio.to_thread(leftover_servers, dev_dir) == []

@@ -117,3 +117,21 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         return Settings(**values)
     except ValidationError as err:
         raise SettingsError(str(err)) from err
+
+
+def settings_environ(settings: Settings) -> dict[str, str]:
+    """``settings`` as ``CINDERBLOCK_<FIELD>`` variables: what `load_settings` reads back into
+    equal settings (a child process started with them sees exactly these settings)."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(str(v) for v in value)
+        else:
+            text = str(value)
+        env[f"CINDERBLOCK_{name.upper()}"] = text
+    return env

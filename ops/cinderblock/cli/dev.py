@@ -1,5 +1,6 @@
 """`cinderblock dev`: a real PostgreSQL and a real NATS JetStream under a data directory,
-and every service in this process. Ctrl-C drains and stops everything, the servers too."""
+and every service in this process (or, with ``--processes``, each in its own). Ctrl-C
+drains and stops everything, the servers too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from cinderblock.cli.embedded import EmbeddedNats, EmbeddedPostgres
+from cinderblock.cli.processes import run_processes
 from cinderblock.cli.system import run_all
 from cinderblock.config.settings import Settings
 
@@ -55,7 +57,7 @@ def _prepare(data_dir: Path) -> Path:
     return data_dir
 
 
-async def run_dev(settings: Settings) -> None:
+async def run_dev(settings: Settings, *, processes: bool = False) -> None:
     data_dir = await asyncio.to_thread(_prepare, Path(settings.data_dir))
     postgres, nats_server = EmbeddedPostgres(data_dir), EmbeddedNats(data_dir)
     stop = asyncio.Event()
@@ -74,9 +76,8 @@ async def run_dev(settings: Settings) -> None:
             }
         )
         identity = dev_identity(data_dir)
-        await run_all(
-            settings, stop=stop, ready=lambda url: print(banner(url, identity), flush=True)
-        )
+        run = run_processes if processes else run_all
+        await run(settings, stop=stop, ready=lambda url: print(banner(url, identity), flush=True))
     finally:
         print("Stopping …", flush=True)
         with contextlib.suppress(Exception):

@@ -25,12 +25,18 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--inject", default=None, help="driver faults, e.g. extend=fail or create=delay:0.5"
     )
+    dev.add_argument(
+        "--processes",
+        action="store_true",
+        help="run every service as its own process (uses every core, as production does)",
+    )
     serve = sub.add_parser(
         "serve", help="run one service against CINDERBLOCK_DATABASE_URL and CINDERBLOCK_NATS_URL"
     )
     serve.add_argument("service", choices=SERVICES)
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--data-dir", type=Path, default=None, help="driver pools, image store")
     bench = sub.add_parser("bench", help="measure a running Cinderblock over HTTP")
     bench.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8776")
     bench.add_argument("--seconds", type=float, default=10.0)
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             from cinderblock.cli.dev import run_dev
 
-            _run(run_dev(settings))
+            _run(run_dev(settings, processes=args.processes))
         elif args.command == "serve":
             _run(_serve(args.service, settings))
         elif args.command == "bench":
