@@ -153,6 +153,11 @@ async def test_200_tells_nova_once_per_instance_at_2_51(system: System, nova: Fa
         b: (200, "accepted"),
     }
     assert meta["actor"] == "notifier:nova"
+    # the extend request's id travels on as Nova's global request id
+    assert request.headers["X-OpenStack-Request-ID"] == (
+        meta["global_request_id"] or meta["request_id"]
+    )
+    assert meta["request_id"].startswith("req-")
     assert meta["causation_id"] == f"{volume['id']}:{event['extend_version']}"
     shown = await system.client.volume(volume["id"])
     assert shown is not None
