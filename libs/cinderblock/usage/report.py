@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Protocol
 
@@ -36,14 +36,18 @@ def window(since: str | None, until: str | None, now: datetime) -> tuple[datetim
     """[since, until): until defaults to now, since to the first of until's month (UTC).
     Raises ValueError on a malformed timestamp or an empty window."""
     end = parse_timestamp(until) if until else now.astimezone(UTC)
-    start = (
-        parse_timestamp(since)
-        if since
-        else end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    )
+    start = parse_timestamp(since) if since else _month_start(end)
     if start >= end:
         raise ValueError("since must be before until")
     return start, end
+
+
+def _month_start(end: datetime) -> datetime:
+    """The first of ``end``'s month, or of the month before when ``end`` is that instant."""
+    start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if start < end:
+        return start
+    return (start - timedelta(days=1)).replace(day=1)
 
 
 def _num(value: Decimal) -> float:

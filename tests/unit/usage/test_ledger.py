@@ -136,3 +136,18 @@ def test_a_failed_extend_into_error_stops_accrual_and_a_reset_resumes_it() -> No
 )
 def test_usage_classes(status: str, previous: str | None, expected: UsageClass | None) -> None:
     assert usage_class(status, previous) == expected
+
+
+def test_report_windows() -> None:
+    from datetime import UTC, datetime
+
+    from cinderblock.usage.report import parse_timestamp, window
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    assert window(None, None, now) == (datetime(2026, 2, 1, tzinfo=UTC), now)
+    assert window(None, "2026-03-05T12:00:00Z", now)[0] == datetime(2026, 3, 1, tzinfo=UTC)
+    assert parse_timestamp("2026-03-01T02:00:00+02:00") == now
+    assert parse_timestamp("2026-03-01") == now
+    for since, until in (("nope", None), (None, "2026-13-01"), ("2026-03-02", "2026-03-01")):
+        with pytest.raises(ValueError):  # noqa: PT011
+            window(since, until, now)
