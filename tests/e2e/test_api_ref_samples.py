@@ -87,3 +87,52 @@ async def test_version_document_matches_the_sample_shape(system: System) -> None
         "min_version": "3.0",
         "version": "3.71",
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "request_name", "response_name"),
+    [
+        (
+            "POST",
+            "",
+            "snapshot-metadata-create-request.json",
+            "snapshot-metadata-create-response.json",
+        ),
+        ("GET", "", None, "snapshot-metadata-show-response.json"),
+        ("GET", "/key", None, "snapshot-metadata-show-key-response.json"),
+        (
+            "PUT",
+            "/key",
+            "snapshot-metadata-update-key-request.json",
+            "snapshot-metadata-update-key-response.json",
+        ),
+        (
+            "PUT",
+            "",
+            "snapshot-metadata-update-request.json",
+            "snapshot-metadata-update-response.json",
+        ),
+    ],
+)
+async def test_snapshot_metadata_samples(
+    system: System, method: str, suffix: str, request_name: str | None, response_name: str
+) -> None:
+    owner = system.client.as_(project_id=os.urandom(16).hex())
+    created = await owner.create_volume(1)
+    await system.until_status(created["id"], "available")
+    made = await owner.request(
+        "POST",
+        "/snapshots",
+        body={"snapshot": {"volume_id": created["id"], "metadata": {"key": "v"}}},
+    )
+    assert made.status == 202, made.text
+    path = f"/snapshots/{made.json['snapshot']['id']}/metadata{suffix}"
+    body = sample(f"snapshots/{request_name}") if request_name else None
+    reply = await owner.request(method, path, body=body)
+    assert reply.status == 200, reply.text
+    expected = sample(f"snapshots/{response_name}")
+    assert set(reply.json) == set(expected)
+    inner = next(iter(expected))
+    assert all(isinstance(v, str) for v in reply.json[inner].values())
+    if request_name is not None:  # what was sent is what is answered back
+        assert sample(f"snapshots/{request_name}")[inner].items() <= reply.json[inner].items()
