@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ async def rig(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[Rig]:
             "stream": f"{settings.stream}_N{tag}",
             "subject_prefix": f"n{tag}.",
             "saga_ack_wait": 1.0,
-            "saga_max_deliver": 5,
+            "saga_max_deliver": 3,
             "read_wait": 1.0,
             "nova_url": await nova.start(),
             "nova_timeout": 0.5,
@@ -256,3 +257,40 @@ async def test_crash_between_novas_answer_and_the_save_is_the_one_duplicate(rig:
     await asyncio.wait_for(second.done.wait(), 20)
     assert len(rig.nova.requests_for(vid)) == 2
     assert len(await rig.outcomes(vid)) == 1
+
+
+async def test_read_model_that_never_shows_the_extend_ends_in_a_recorded_failure(
+    rig: Rig,
+) -> None:
+    """Deliveries used up before Nova could be asked: nothing is sent, the failure is on the
+    volume and the message is parked."""
+    await rig.stop(rig.tasks[1])  # the projector: the read model stays behind
+    vid, server = await rig.extended_in_use_volume()
+    runner = rig.runner()
+    rig.consume(runner, runner.handle)
+    await rig.until_recorded(vid)
+    assert rig.nova.requests_for(vid) == []
+    volume = await rig.volumes.store.load(uuid.UUID(vid), Volume)
+    assert volume is not None
+    assert volume.size_gb == 2  # the extend stands
+    row = await rig.pool.fetchrow(
+        "SELECT state, meta::text AS meta FROM events WHERE originator_id = $1 AND topic = $2",
+        uuid.UUID(vid),
+        TOPIC,
+    )
+    event, meta = json.loads(row["state"]), json.loads(row["meta"])
+    assert event["outcome"] == "failed"
+    assert event["attempts"] == 0
+    assert event["events"] == [{"server_uuid": server, "code": None, "result": "not_sent"}]
+    assert "read model" in event["reason"]
+    assert meta["causation_id"] == f"{vid}:{event['extend_version']}"
+    for _ in range(500):  # the dead letter is written right after the outcome
+        parked = await rig.pool.fetchval(
+            "SELECT deliveries FROM dead_letters WHERE consumer = $1 AND msg_id = $2",
+            runner.spec.durable,
+            f"{vid}:{event['extend_version']}",
+        )
+        if parked is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert parked == rig.settings.saga_max_deliver

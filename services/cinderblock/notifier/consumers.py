@@ -18,7 +18,6 @@ from uuid import UUID
 import asyncpg
 
 from cinderblock.bus.jetstream import RetryLaterError
-from cinderblock.domain.errors import StaleCommandError
 from cinderblock.domain.nova import NOT_SENT
 from cinderblock.domain.volume import Volume
 from cinderblock.notifier.nova import Delivery, Keepalive, NovaClient
@@ -148,7 +147,4 @@ class NovaNotifier:
         volume, servers = pending
         events = [{"server_uuid": s, "code": None, "result": NOT_SENT} for s in servers]
         delivery = Delivery(events, 0, None, False, f"not sent: {error}")
-        try:
-            await self._record(env, volume.size_gb, delivery)
-        except StaleCommandError:  # recorded meanwhile by another delivery
-            return
+        await self._record(env, volume.size_gb, delivery)  # no-op if recorded meanwhile
