@@ -136,3 +136,26 @@ async def test_snapshot_metadata_samples(
     assert all(isinstance(v, str) for v in reply.json[inner].values())
     if request_name is not None:  # what was sent is what is answered back
         assert sample(f"snapshots/{request_name}")[inner].items() <= reply.json[inner].items()
+
+
+async def test_type_encryption_samples(system: System) -> None:
+    """``volume_type/encryption-type-*``: create, show, one item and update (admin) get
+    what Cinder gives them, with the response samples' keys."""
+    name = f"enc-{os.urandom(4).hex()}"
+    created = await system.client.request("POST", "/types", body={"volume_type": {"name": name}})
+    base = f"/types/{created.json['volume_type']['id']}/encryption"
+    reply = await system.client.request(
+        "POST", base, body=sample("volume_type/encryption-type-create-request.json")
+    )
+    assert reply.status == 200, reply.text
+    expected = sample("volume_type/encryption-type-create-response.json")["encryption"]
+    assert set(reply.json["encryption"]) == set(expected)
+    shown = await system.client.request("GET", base)
+    assert set(shown.json) == set(sample("volume_type/encryption-type-show-response.json"))
+    item = await system.client.request("GET", f"{base}/cipher")
+    assert item.json == sample("volume_type/encryption-type-specific-specs-show-response.json")
+    eid = reply.json["encryption"]["encryption_id"]
+    update = sample("volume_type/encryption-type-update-request.json")
+    updated = await system.client.request("PUT", f"{base}/{eid}", body=update)
+    assert updated.status == 200, updated.text
+    assert updated.json == sample("volume_type/encryption-type-update-response.json")

@@ -16,9 +16,13 @@ Header sizes (``header_bytes``), as cryptsetup lays them out:
 
 The first bytes of the header hold ``MAGIC`` and a small JSON record (provider, cipher, key
 size, key id, header size), the rest of the header is a hole. A retype into another
-encryption copies the source's payload behind the target's header; it only fits when the
-source's payload is no larger than the target's usable bytes (the whole payload counts: a
-block copy copies the device, file-system metadata at its end included).
+encryption copies the source's payload behind the target's header. The target has the
+source's size, so its payload is shorter (or longer) by the difference of the headers; the
+copy fits when the source's data (up to its last non-zero byte, `data_end`) lies within the
+target's usable bytes, so only never-written zeros at the very end can be left out. A guest
+that used its whole volume (a file system spans it, with metadata at its end) does not fit
+behind a bigger header: extend the volume first (by 1 GiB: its size plus the header,
+rounded up to whole GiB), then retype.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,16 +65,16 @@ def usable_bytes(size_bytes: int, header: int) -> int:
     return max(size_bytes - header, 0)
 
 
-def fits(source_size: int, source_header: int, target_size: int, target_header: int) -> bool:
-    """Whether the source's whole payload fits in the target's usable bytes."""
-    return usable_bytes(source_size, source_header) <= usable_bytes(target_size, target_header)
+def fits(data_end: int, target_size: int, target_header: int) -> bool:
+    """Whether a payload whose last non-zero byte ends at ``data_end`` (bytes from the
+    payload's start) fits in the usable bytes of the target image."""
+    return data_end <= usable_bytes(target_size, target_header)
 
 
-def size_needed_gb(source_size: int, source_header: int, target_header: int) -> int:
-    """The smallest whole GiB size of an image that holds the source's payload behind
-    ``target_header`` (what to extend the volume to before the retype)."""
-    needed = usable_bytes(source_size, source_header) + target_header
-    return -(-needed // GIB)
+def size_needed_gb(data_end: int, target_header: int) -> int:
+    """The smallest whole GiB size of an image that holds a payload ending at ``data_end``
+    behind ``target_header`` (what to extend the volume to before the retype)."""
+    return -(-(data_end + target_header) // GIB)
 
 
 @dataclass(frozen=True)
@@ -145,13 +150,29 @@ def write_header(path: Path, header: EncryptionHeader) -> None:
         os.close(fd)
 
 
+def data_end(path: Path) -> int:
+    """Where the payload's data ends: the offset (from the payload's start) just past its
+    last non-zero byte; 0 for a payload of zeros."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        start = header_size_of(read_header(fd))
+        end = 0
+        for offset, chunk in _payload_chunks(fd, start, size):
+            end = max(end, offset + len(chunk.rstrip(b"\0")))
+        return end
+    finally:
+        os.close(fd)
+
+
 def copy_payload(source: Path, target: Path, header: EncryptionHeader | None) -> int:
     """Build the new image ``target`` (never an existing file): the source's size, the
     given header (none for an unencrypted image), then the source's payload right behind
-    it, sparse, fsynced. Returns the data bytes written.
+    it, sparse, fsynced; the payload's zeros beyond the target's usable bytes are left out.
+    Returns the data bytes written.
 
     Raises:
-        ValueError: the payload does not fit (callers check `fits` first).
+        ValueError: the data does not fit (callers check `fits` first).
         OSError: reading, writing or syncing failed.
     """
     src = os.open(source, os.O_RDONLY)
@@ -159,8 +180,7 @@ def copy_payload(source: Path, target: Path, header: EncryptionHeader | None) ->
         size = os.fstat(src).st_size
         src_start = header_size_of(read_header(src))
         dst_start = header.size if header is not None else 0
-        if not fits(size, src_start, size, dst_start):
-            raise ValueError("the payload does not fit behind the header")
+        capacity = usable_bytes(size, dst_start)
         dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.truncate(dst, size)
@@ -168,12 +188,15 @@ def copy_payload(source: Path, target: Path, header: EncryptionHeader | None) ->
             if header is not None and header.encode():
                 os.pwrite(dst, header.encode(), 0)
             for offset, chunk in _payload_chunks(src, src_start, size):
+                data = chunk[: max(capacity - offset, 0)]
+                if data.rstrip(b"\0") != chunk.rstrip(b"\0"):
+                    raise ValueError("the data does not fit behind the header")
                 at = dst_start + offset
-                view = memoryview(chunk)
+                view = memoryview(data)
                 while view:
                     n = os.pwrite(dst, view, at)
                     view, at = view[n:], at + n
-                written += len(chunk)
+                written += len(data)
             os.fsync(dst)
         finally:
             os.close(dst)
@@ -183,22 +206,22 @@ def copy_payload(source: Path, target: Path, header: EncryptionHeader | None) ->
 
 
 def payload_digest(path: Path) -> str:
-    """sha256 over the payload's non-zero chunks (each with its offset in the payload) and
-    the payload's length: equal for equal payloads, whatever the header and the holes."""
+    """sha256 over the payload's non-zero chunks, each with its offset in the payload and
+    without its trailing zeros: equal for payloads with equal bytes, whatever the header,
+    the holes and the zeros after the data (the payloads' lengths may differ)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
         start = header_size_of(read_header(fd))
         digest = hashlib.sha256()
         for offset, chunk in _payload_chunks(fd, start, size):
-            digest.update(offset.to_bytes(8, "big") + hashlib.sha256(chunk).digest())
-        digest.update(b"length" + (size - start).to_bytes(8, "big"))
+            digest.update(offset.to_bytes(8, "big") + hashlib.sha256(chunk.rstrip(b"\0")).digest())
         return digest.hexdigest()
     finally:
         os.close(fd)
 
 
-def _payload_chunks(fd: int, start: int, size: int):  # type: ignore[no-untyped-def]
+def _payload_chunks(fd: int, start: int, size: int) -> Iterator[tuple[int, bytes]]:
     """(offset in the payload, bytes) of each non-zero ``CHUNK`` of the payload
     ``[start, size)`` that touches a data extent; chunks are cut from the payload's start."""
     done = 0

@@ -71,10 +71,10 @@ class Reencrypting:
             if await self._already_done(volume_id, src_path, dst_path, target):
                 log.info("volume %s already re-encrypted", volume_id, extra=ctx)
                 return destination
-            src_header = encryption.header_size_of(await self._header(volume_id, src_path))
             dst_header = target.size if target is not None else 0
-            if not encryption.fits(size, src_header, size, dst_header):
-                raise NoRoomForDataError(OPERATION, volume_id, _no_room(size, src_header, target))
+            end = await self._data_end(volume_id, src_path)
+            if not encryption.fits(end, size, dst_header):
+                raise NoRoomForDataError(OPERATION, volume_id, _no_room(end, size, target))
             stale = await self._stat(volume_id, dst_path) if dst_pool != src_pool else None
             reserved = max(size - (stale or 0), 0)
             await self._ledger.reserve(dst_pool, OPERATION, volume_id, reserved)
@@ -154,6 +154,12 @@ class Reencrypting:
         except OSError as err:
             raise BackendError(OPERATION, volume_id, f"cannot stat {path}: {err}") from err
 
+    async def _data_end(self, volume_id: str, path: Path) -> int:
+        try:
+            return await asyncio.to_thread(encryption.data_end, path)
+        except OSError as err:
+            raise BackendError(OPERATION, volume_id, f"cannot read {path}: {err}") from err
+
     async def _header(self, volume_id: str, path: Path) -> dict[str, object] | None:
         try:
             return await asyncio.to_thread(encryption.header_of, path)
@@ -161,13 +167,13 @@ class Reencrypting:
             raise BackendError(OPERATION, volume_id, f"cannot read {path}: {err}") from err
 
 
-def _no_room(size: int, src_header: int, target: EncryptionHeader | None) -> str:
-    needed = encryption.size_needed_gb(size, src_header, target.size if target else 0)
+def _no_room(end: int, size: int, target: EncryptionHeader | None) -> str:
     header = target.size if target is not None else 0
+    needed = encryption.size_needed_gb(end, header)
+    provider = target.provider if target is not None else "new"
     return (
-        f"the volume's {encryption.usable_bytes(size, src_header)} bytes of data do not fit "
-        f"in the {encryption.usable_bytes(size, header)} usable bytes of the new encrypted "
-        f"volume of the same size (the {target.provider if target else 'new'} encryption "
-        f"header takes {header // encryption.MIB} MiB); extend the volume to {needed} GiB "
-        "first"
+        f"the volume's data ends at byte {end}, beyond the "
+        f"{encryption.usable_bytes(size, header)} usable bytes of an encrypted volume of the "
+        f"same size (the {provider} encryption header takes {header // encryption.MIB} MiB); "
+        f"extend the volume to {needed} GiB first (its size + 1 GiB always suffices)"
     )
