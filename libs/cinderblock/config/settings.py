@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -55,6 +55,21 @@ class Settings(BaseModel):
     enable_force_upload: bool = False
     # A deployer's policy.yaml overriding Cinder's default rules (unset: the defaults).
     policy_file: Path | None = None
+    # Identity: Cinder's auth_strategy. "noauth" (X-Auth-Token user:project, every caller
+    # admin unless X-Roles says otherwise) or "keystone" (tokens validated against Keystone
+    # as keystonemiddleware's auth_token does; the option names follow [keystone_authtoken]).
+    auth_strategy: Literal["noauth", "keystone"] = "noauth"
+    keystone_auth_url: str = ""  # e.g. http://keystone:5000 (the identity API root)
+    keystone_www_authenticate_uri: str = ""  # public URI for WWW-Authenticate (default auth_url)
+    keystone_username: str = ""
+    keystone_password: str = ""
+    keystone_project_name: str = "service"
+    keystone_user_domain_name: str = "Default"
+    keystone_project_domain_name: str = "Default"
+    keystone_token_cache_time: float = Field(default=300.0, ge=0)
+    keystone_timeout: float = Field(default=5.0, gt=0)
+    keystone_service_token_roles: tuple[str, ...] = ("service",)
+    keystone_service_token_roles_required: bool = True
     # Cinder-compatible notifications (billing service): also through oslo.messaging at this
     # transport URL (e.g. rabbit://guest:guest@127.0.0.1:5672/; needs the `notify` extra),
     # on these topics and this exchange. Unset: NATS subjects only.
@@ -69,7 +84,7 @@ class Settings(BaseModel):
     nova_attempts: int = Field(default=4, ge=1)  # requests per notification (5xx, timeouts)
     nova_backoff: float = Field(default=0.5, ge=0)  # first retry delay, doubled each time
 
-    @field_validator("pools", mode="before")
+    @field_validator("pools", "keystone_service_token_roles", mode="before")
     @classmethod
     def _split_pools(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -95,6 +110,16 @@ class Settings(BaseModel):
 
     def subject(self, tail: str) -> str:
         return f"{self.subject_prefix}{tail}"
+
+    def require_keystone(self) -> None:
+        """With auth_strategy keystone, the API cannot start without where and as whom."""
+        if self.auth_strategy != "keystone":
+            return
+        needed = ("keystone_auth_url", "keystone_username", "keystone_password")
+        missing = [n for n in needed if not getattr(self, n)]
+        if missing:
+            names = ", ".join(f"CINDERBLOCK_{n.upper()}" for n in missing)
+            raise SettingsError(f"auth_strategy keystone needs {names}.")
 
     def require_servers(self) -> None:
         """Fail fast when a service is started without somewhere to connect."""

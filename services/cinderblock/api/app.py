@@ -6,10 +6,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from cinderblock.api.deps import DEPS, Deps
-from cinderblock.api.middleware import cinder_middleware
+from cinderblock.api.keystone import KeystoneValidator
+from cinderblock.api.middleware import KEYSTONE, cinder_middleware
 from cinderblock.api.routes import setup_routes
 from cinderblock.config.settings import Settings, SettingsError
 from cinderblock.readmodels.waiter import ProjectionWaiter
@@ -30,8 +32,11 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
         enforcer = policy or Enforcer(policy_file=settings.policy_file)
     except PolicyConfigError as err:
         raise SettingsError(f"CINDERBLOCK_POLICY_FILE: {err}") from err
+    settings.require_keystone()
     app = web.Application(middlewares=[cinder_middleware], client_max_size=MAX_BODY)
     setup_routes(app, settings.project_id_regex)
+    if settings.auth_strategy == "keystone":
+        app.cleanup_ctx.append(_keystone(settings))
 
     async def infra(app: web.Application) -> AsyncIterator[None]:
         async with database(settings, max_size=16) as pool:
@@ -57,6 +62,16 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
 
     app.cleanup_ctx.append(infra)
     return app
+
+
+def _keystone(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def keystone(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            app[KEYSTONE] = KeystoneValidator(settings, session)
+            log.info("auth strategy keystone", extra={"auth_url": settings.keystone_auth_url})
+            yield
+
+    return keystone
 
 
 async def run(

@@ -26,6 +26,13 @@ class RequestContext:
     method: str | None = None
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Roles of a validated X-Service-Token (Keystone mode): how Nova proves it is Nova.
+    service_roles: frozenset[str] = frozenset()
+
+    @property
+    def is_service(self) -> bool:
+        """A service (Nova) is asking: the `service` role on the caller or its service token."""
+        return "service" in self.roles or "service" in self.service_roles
 
     @property
     def caller(self) -> Caller:

@@ -1,5 +1,6 @@
-"""One middleware for every request: request ids, microversion, noauth identity, and the
-mapping of every error to Cinder's fault body. Nothing escapes as a bare 500."""
+"""One middleware for every request: request ids, microversion, identity (noauth or
+Keystone), and the mapping of every error to Cinder's fault body. Nothing escapes as a
+bare 500."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from cinderblock.api.context import RequestContext
+from cinderblock.api.keystone import KeystoneUnavailableError, KeystoneValidator
 from cinderblock.domain.attachments_api import AttachmentNotFoundError
 from cinderblock.domain.errors import (
     AttachmentConflictError,
@@ -40,6 +42,7 @@ from cinderblock.wire.policy import PolicyError
 log = logging.getLogger(__name__)
 
 CTX = web.RequestKey("ctx", RequestContext)
+KEYSTONE = web.AppKey("keystone", KeystoneValidator)
 ACTION = web.RequestKey("action", str)
 # Set by handlers that build their reply by hand, as Cinder's DELETE /volumes/{id} does:
 # such replies carry no x-compute-request-id.
@@ -127,12 +130,47 @@ def _token_reply(request: web.Request) -> web.Response:
     )
 
 
-def _context(request: web.Request, request_id: str) -> RequestContext | web.Response:
+Identity = tuple[str, str, frozenset[str], bool, frozenset[str]]
+
+
+async def _keystone_identity(request: web.Request, keystone: KeystoneValidator) -> Identity:
+    """Who the caller is by Keystone's word; identity headers a client sent are ignored.
+
+    With a valid ``X-Service-Token`` carrying a service role (Nova calling on a user's
+    behalf), an expired user token is still accepted, as keystonemiddleware does."""
+    settings = keystone.settings
+    token = request.headers.get("X-Auth-Token")
+    if not token:
+        raise UnauthorizedError
+    service_roles: frozenset[str] = frozenset()
+    service_token = request.headers.get("X-Service-Token")
+    if service_token:
+        service = await keystone.validate(service_token)
+        if service is None or service.expired:
+            raise UnauthorizedError
+        service_roles = service.roles
+        wanted = {r.lower() for r in settings.keystone_service_token_roles}
+        if settings.keystone_service_token_roles_required and not service_roles & wanted:
+            raise UnauthorizedError
+    info = await keystone.validate(token, allow_expired=bool(service_token))
+    if info is None or (info.expired and not service_token):
+        raise UnauthorizedError
+    if info.project_id is None:
+        raise Forbidden("A project-scoped token is required.")
+    return info.user_id, info.project_id, info.roles, "admin" in info.roles, service_roles
+
+
+async def _context(request: web.Request, request_id: str) -> RequestContext | web.Response:
     version = negotiate(request.headers)
-    identity = _identity(request)
+    keystone = request.app.get(KEYSTONE)
+    if keystone is not None:
+        identity: Identity | None = await _keystone_identity(request, keystone)
+    else:
+        noauth = _identity(request)
+        identity = None if noauth is None else (*noauth, frozenset())
     if identity is None:
         return _token_reply(request)
-    user, project, roles, is_admin = identity
+    user, project, roles, is_admin, service_roles = identity
     project_in_url = request.match_info.get("project_id")
     if project_in_url is not None and project_in_url != project:
         raise BadRequest("Malformed request url")
@@ -150,7 +188,37 @@ def _context(request: web.Request, request_id: str) -> RequestContext | web.Resp
         remote=request.remote,
         method=request.method,
         path=request.path,
+        service_roles=service_roles,
     )
+
+
+class UnauthorizedError(Exception):
+    """No token, or a token Keystone does not vouch for: 401 as keystonemiddleware answers."""
+
+
+def _unauthorized(request: web.Request) -> web.Response:
+    keystone = request.app[KEYSTONE]
+    body = {
+        "error": {
+            "code": 401,
+            "title": "Unauthorized",
+            "message": "The request you have made requires authentication.",
+        }
+    }
+    return web.json_response(
+        body, status=401, headers={"WWW-Authenticate": keystone.www_authenticate}
+    )
+
+
+def _keystone_unavailable() -> web.Response:
+    body = {
+        "error": {
+            "code": 503,
+            "title": "Service Unavailable",
+            "message": "The Keystone service is temporarily unavailable.",
+        }
+    }
+    return web.json_response(body, status=503)
 
 
 def fault_response(fault: Fault) -> web.Response:
@@ -165,7 +233,13 @@ async def cinder_middleware(request: web.Request, handler: Handler) -> web.Strea
     version_hdrs: dict[str, str] = {}
     try:
         if request.path not in PUBLIC_PATHS:
-            ctx = _context(request, request_id)
+            try:
+                ctx = await _context(request, request_id)
+            except UnauthorizedError:
+                ctx = _unauthorized(request)
+            except KeystoneUnavailableError as err:
+                log.error("keystone unavailable: %s", err, extra=_log_fields(request, request_id))
+                ctx = _keystone_unavailable()
             if isinstance(ctx, web.Response):
                 ctx.headers["x-openstack-request-id"] = request_id
                 return ctx

@@ -87,7 +87,7 @@ async def attach(d: Deps, ctx: RequestContext, vid: str, req: body.Attach) -> we
 
 
 async def detach(d: Deps, ctx: RequestContext, vid: str, req: body.Detach) -> web.Response:
-    service = "service" in ctx.roles
+    service = ctx.is_service
     await act(
         d,
         ctx,
@@ -107,7 +107,7 @@ async def force_detach(
         f"{VOLUME_ACTIONS}:terminate_connection",
         f"{VOLUME_ACTIONS}:detach",
     ]
-    service = "service" in ctx.roles
+    service = ctx.is_service
     await act(
         d,
         ctx,
@@ -122,7 +122,7 @@ async def force_detach(
 async def terminate_connection(
     d: Deps, ctx: RequestContext, vid: str, _: body.TerminateConnection
 ) -> web.Response:
-    service = "service" in ctx.roles
+    service = ctx.is_service
     await act(
         d,
         ctx,
