@@ -200,3 +200,21 @@ async def test_a_failed_copy_to_another_pool_leaves_nothing_behind(system: Syste
         return not await asyncio.to_thread(path.exists)
 
     await system.projected.until(old_copy_gone)
+
+
+async def test_an_attached_volume_keeps_its_encryption(system: System) -> None:
+    plain = await new_type(system)
+    luks = await encrypted_type(system)
+    owner, volume, path = await _volume_of(system, plain, size=2)
+    attach = {"os-attach": {"instance_uuid": str(uuid.uuid4()), "mountpoint": "/dev/vdb"}}
+    assert (await system.client.action(volume["id"], attach)).status == 202
+    await system.until_status(volume["id"], "in-use")
+    kept = await _retype(system, volume["id"], luks["name"], "on-demand")
+    assert (kept["status"], kept["volume_type"], kept["encrypted"]) == (
+        "in-use",
+        plain["name"],
+        False,
+    )
+    assert kept["os-vol-mig-status-attr:migstat"] is None  # refused, no copy was tried
+    assert (await _usage(owner, f"volumes_{luks['name']}"))["reserved"] == 0
+    assert await asyncio.to_thread(_read, path, 0, len(MAGIC)) != MAGIC

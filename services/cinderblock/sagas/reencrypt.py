@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from cinderblock.domain.status import Status
 from cinderblock.domain.type_encryption import same_encryption
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_encryption import retype_key_id
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 NEVER = (
     "the new type's encryption differs from the volume's, so the data must be copied into a "
     "new encrypted volume, and the migration policy is 'never'"
+)
+
+ATTACHED = (
+    "the new type's encryption differs from the volume's, so the data must be copied into a "
+    "new encrypted volume, which needs the volume detached (no Nova swaps it in here)"
 )
 
 
@@ -68,6 +74,9 @@ class ReencryptingRetype:
         pending = volume.pending_retype or {}
         if pending.get("migration_policy") != "on-demand":
             await self._settle(env, failure=NEVER)
+            return
+        if volume.previous_status == Status.IN_USE:  # an attached guest keeps the old image
+            await self._settle(env, failure=ATTACHED)
             return
         target = self._destination(volume, new_type, pools, suits)
         if target is None or volume.host is None or new_type is None:
