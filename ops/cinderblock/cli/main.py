@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     from cinderblock.cli import usage
 
     usage.add_parser(sub)
+    from cinderblock.cli import replay
+
+    replay.add_parsers(sub)
     return parser
 
 
@@ -100,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             from cinderblock.cli import usage
 
             return asyncio.run(usage.run(args, settings))
+        elif args.command in ("replay", "verify", "bench-log"):
+            from cinderblock.cli import replay
+
+            return asyncio.run(replay.run(args, settings))
     except SettingsError as err:
         print(f"cinderblock: {err}", file=sys.stderr)
         return 2

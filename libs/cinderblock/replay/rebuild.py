@@ -1,0 +1,248 @@
+"""Rebuild read models from position 0 into a side schema, catch them up to the live
+projector, then swap them in (``replay``) or compare them (``verify``).
+
+How it stays correct while the API serves and the projector runs is in this package's
+README. In short: the side tables are built outside any lock; the catch-up to the live
+projector's position and the swap happen in one transaction that holds the projector's
+tracking row (``FOR UPDATE``, which every projector batch takes first), so no batch can
+commit in between; readers see the old tables or the new ones, never a half-built one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, load_specs, q
+from cinderblock.readmodels.schema import PROJECTED_CHANNEL, READMODELS_DDL
+from cinderblock.readmodels.steps import STEPS
+from cinderblock.replay.decode import Decoder
+from cinderblock.replay.source import event_count, pages
+from cinderblock.store.eventstore import START, Position
+from cinderblock.store.schema import EVENTS_DDL
+
+# The live projector's tracking name and leadership role (services/cinderblock/projector).
+PROJECTOR = "volumes"
+PROJECTOR_ROLE = f"projector:{PROJECTOR}"
+
+# Rows kept in memory between batches while rebuilding (write-behind cache).
+KEEP_ROWS = 60_000
+PAGE_SIZE = 5_000
+
+Progress = Callable[[int, int], None]  # (events folded, events expected)
+
+
+@dataclass
+class Rebuilt:
+    schema: str
+    tables: tuple[str, ...]
+    events: int = 0  # events read from the log
+    position: Position = START  # the side tables reflect every event up to here
+    seconds: float = 0.0
+    live_position: Position = START
+    swapped: bool = False
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def _side_schema() -> str:
+    return f"rebuild_{time.time_ns() // 1_000_000}"
+
+
+async def _tracked(conn: asyncpg.Connection, *, lock: bool = False) -> Position:
+    sql = "SELECT tx_id, position FROM tracking WHERE name = $1" + (" FOR UPDATE" if lock else "")
+    row = await conn.fetchrow(sql, PROJECTOR)
+    return Position(row["tx_id"], row["position"]) if row else START
+
+
+class Rebuild:
+    """One rebuild into a fresh side schema on ``conn`` (events are read on ``reader``)."""
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        reader: asyncpg.Connection,
+        tables: Sequence[str] = PROJECTED_TABLES,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        unknown = set(tables) - set(PROJECTED_TABLES)
+        if unknown:
+            raise ValueError(f"unknown projection(s) {sorted(unknown)}; known: {PROJECTED_TABLES}")
+        self.conn = conn
+        self.reader = reader
+        self.result = Rebuilt(schema=_side_schema(), tables=tuple(tables))
+        self.progress = progress
+        self.decode = Decoder(
+            wanted=[n for n, steps in STEPS.items() if any(s.table in tables for s in steps)]
+        )
+        self.folder: Folder | None = None
+        self._expected = 0
+        self._committed = (START, 0)
+
+    async def prepare(self) -> None:
+        """Create the side schema with the read models' own DDL (same tables, indexes)."""
+        conn, side = self.conn, self.result.schema
+        await conn.execute("SELECT pg_advisory_lock(hashtext('cinderblock-schema'))")
+        try:
+            await conn.execute(EVENTS_DDL)
+            await conn.execute(READMODELS_DDL)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext('cinderblock-schema'))")
+        await conn.execute(f"CREATE SCHEMA {q(side)}")
+        await conn.execute(f"SET search_path TO {q(side)}, public")
+        try:
+            await conn.execute(READMODELS_DDL)
+        finally:
+            await conn.execute("RESET search_path")
+        await conn.execute(
+            "INSERT INTO tracking (name, tx_id, position) VALUES ($1, 0, 0) "
+            "ON CONFLICT (name) DO NOTHING",
+            PROJECTOR,
+        )
+        specs = await load_specs(conn, side, self.result.tables)
+        self.folder = Folder(conn, specs, STEPS, schema=side, keep=KEEP_ROWS, fresh=True)
+
+    async def fold(self, upto: Position | None) -> None:
+        """Fold every settled event after the current position up to ``upto`` (None: the
+        settled end of the log) into the side tables, and write them."""
+        assert self.folder is not None
+        result, decode, folder = self.result, self.decode, self.folder
+        self._expected = result.events + await event_count(self.reader, result.position, upto)
+        started = time.perf_counter()
+        async for page in pages(self.reader, result.position, upto, size=PAGE_SIZE):
+            events = [decode(r[4], r[2], r[3], r[5]) for r in page]
+            await folder.fold([e for e in events if e is not None])
+            last = page[-1]
+            result.position = Position(last[0], last[1])
+            result.events += len(page)
+            if self.progress:
+                self.progress(result.events, max(self._expected, result.events))
+        await folder.flush()
+        result.seconds += time.perf_counter() - started
+
+    async def catch_up_unlocked(self, *, own_log: bool) -> None:
+        """Build up to the live projector's position (``own_log``: nobody projects, so up
+        to the end of the log), following it while it moves."""
+        for _ in range(20):
+            target = None if own_log else await _tracked(self.conn)
+            before = self.result.events
+            await self.fold(target)
+            if self.result.events - before < PAGE_SIZE:
+                return
+
+    async def lock_and_catch_up(self, *, own_log: bool) -> Position:
+        """Inside a transaction: hold the tracking row (the projector waits at its next
+        batch) and fold the last events up to its position. Returns the position the side
+        tables now reflect (ahead of the tracking row only when ``own_log``)."""
+        self._committed = (self.result.position, self.result.events)
+        live = await _tracked(self.conn, lock=True)
+        self.result.live_position = live
+        if live > self.result.position:
+            await self.fold(live)
+        elif self.result.position > live and not own_log:
+            raise RuntimeError(
+                f"side tables at {self.result.position} are ahead of the projector at {live}"
+            )
+        return max(live, self.result.position)
+
+    async def swap(self, reflected: Position) -> None:
+        """Inside the same transaction: move the live tables out and the side tables in,
+        then the tracking row to ``reflected``."""
+        conn, side = self.conn, self.result.schema
+        retired = f"{side}_old"
+        await conn.execute(f"CREATE SCHEMA {q(retired)}")
+        live = ", ".join(f"public.{q(t)}" for t in self.result.tables)
+        await conn.execute(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE")
+        for table in self.result.tables:
+            await conn.execute(f"ALTER TABLE public.{q(table)} SET SCHEMA {q(retired)}")
+            await conn.execute(f"ALTER TABLE {q(side)}.{q(table)} SET SCHEMA public")
+        await conn.execute(
+            "UPDATE tracking SET tx_id = $2, position = $3, updated_at = now() WHERE name = $1",
+            PROJECTOR,
+            reflected.tx_id,
+            reflected.position,
+        )
+        await conn.execute(
+            "SELECT pg_notify($1, $2)", PROJECTED_CHANNEL, f"{reflected.tx_id}:{reflected.position}"
+        )
+        self.result.swapped = True
+
+    async def drop(self) -> None:
+        side = self.result.schema
+        for schema in (side, f"{side}_old"):
+            await self.conn.execute(f"DROP SCHEMA IF EXISTS {q(schema)} CASCADE")
+
+
+@contextlib.asynccontextmanager
+async def connections(dsn: str) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection]]:
+    """A writer (derived data only: no wait for the WAL flush) and a reader connection."""
+    conn = await asyncpg.connect(dsn, server_settings={"synchronous_commit": "off"})
+    try:
+        reader = await asyncpg.connect(dsn)
+        try:
+            yield conn, reader
+        finally:
+            await reader.close()
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def projector_paused(conn: asyncpg.Connection) -> AsyncIterator[bool]:
+    """Yields True when no projector is active: this session then holds the projector's
+    leadership lock until the end, so none can start meanwhile (a starting projector stands
+    by, then resumes from the tracking row). False: a live projector runs; follow it."""
+    own = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", PROJECTOR_ROLE)
+    try:
+        yield bool(own)
+    finally:
+        if own:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", PROJECTOR_ROLE)
+
+
+async def replay(
+    dsn: str,
+    tables: Sequence[str] = PROJECTED_TABLES,
+    *,
+    progress: Progress | None = None,
+    lock_timeout: str = "5s",
+) -> Rebuilt:
+    """Rebuild ``tables`` from position 0 and swap them in atomically."""
+    async with connections(dsn) as (conn, reader), projector_paused(conn) as own:
+        rebuild = Rebuild(conn, reader, tables, progress=progress)
+        # Only a rebuild of every table may move the tracking row past the live position.
+        own_log = own and set(tables) == set(PROJECTED_TABLES)
+        try:
+            await rebuild.prepare()
+            await rebuild.catch_up_unlocked(own_log=own_log)
+            for attempt in range(5):
+                try:
+                    async with conn.transaction():
+                        await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
+                        reflected = await rebuild.lock_and_catch_up(own_log=own_log)
+                        await rebuild.swap(reflected)
+                    break
+                except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
+                    if attempt == 4:
+                        raise
+                    await _reset_after_abort(rebuild)
+        finally:
+            await rebuild.drop()
+        return rebuild.result
+
+
+async def _reset_after_abort(rebuild: Rebuild) -> None:
+    """The locked transaction rolled back: the side tables hold what was committed before
+    it, so forget the cached rows and go back to that position."""
+    result = rebuild.result
+    specs = await load_specs(rebuild.conn, result.schema, result.tables)
+    rebuild.folder = Folder(rebuild.conn, specs, STEPS, schema=result.schema, keep=KEEP_ROWS)
+    result.position, result.events = rebuild._committed

@@ -1,0 +1,70 @@
+"""The event log in consumer order, page by page (keyset on ``(tx_id, position)``), with
+an optional upper bound, the next page fetched while the current one is folded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from cinderblock.store.eventstore import Position
+
+# Settled rows only, exactly as the live tail reads them: a row whose transaction is older
+# than every running one can never be overtaken by a later commit.
+_PAGE = """
+SELECT tx_id::text::bigint, position, originator_id, originator_version, topic, state
+FROM events
+WHERE (tx_id, position) > ($1::text::xid8, $2)
+  AND (tx_id, position) <= ($3::text::xid8, $4)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, position
+LIMIT $5
+"""
+
+END = Position(2**63 - 1, 2**63 - 1)
+
+
+async def pages(
+    conn: asyncpg.Connection, after: Position, upto: Position | None = None, *, size: int = 5000
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Pages of ``(tx_id, position, originator_id, originator_version, topic, state)``
+    records after ``after`` up to and including ``upto`` (default: the settled end)."""
+    bound = upto or END
+    stmt = await conn.prepare(_PAGE)
+
+    async def fetch(start: Position) -> list[asyncpg.Record]:
+        return await stmt.fetch(
+            str(start.tx_id), start.position, str(bound.tx_id), bound.position, size
+        )
+
+    pending = asyncio.ensure_future(fetch(after))
+    try:
+        while True:
+            page = await pending
+            if not page:
+                return
+            last = page[-1]
+            if len(page) == size:
+                pending = asyncio.ensure_future(fetch(Position(last[0], last[1])))
+                await asyncio.sleep(0)  # let it send the query before the caller folds
+            else:
+                pending = None  # type: ignore[assignment]
+            yield page
+            if pending is None:
+                return
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+
+async def event_count(conn: asyncpg.Connection, after: Position, upto: Position | None) -> int:
+    bound = upto or END
+    return await conn.fetchval(
+        "SELECT count(*) FROM events WHERE (tx_id, position) > ($1::text::xid8, $2) "
+        "AND (tx_id, position) <= ($3::text::xid8, $4)",
+        str(after.tx_id),
+        after.position,
+        str(bound.tx_id),
+        bound.position,
+    )

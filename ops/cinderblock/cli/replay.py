@@ -1,0 +1,161 @@
+"""`cinderblock replay`, `cinderblock verify` and `cinderblock bench-log`: rebuild the read
+models from the event log and swap them in, compare a rebuild with the live read models,
+and generate a realistic event log to try both on. They work on the database
+`cinderblock.cli.target` picks (CINDERBLOCK_DATABASE_URL, else --data-dir, also while
+`cinderblock dev` runs there)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+from typing import Any
+
+import asyncpg
+
+from cinderblock.cli.progress import Bar
+from cinderblock.cli.target import add_data_dir_argument, database
+from cinderblock.config.settings import Settings
+from cinderblock.readmodels.rowstore import PROJECTED_TABLES
+from cinderblock.replay.rebuild import replay
+from cinderblock.replay.verify import IGNORED_COLUMNS, verify
+
+COMMANDS = ("replay", "verify", "bench-log")
+
+
+def projections(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if names == ("all",):
+        return PROJECTED_TABLES
+    unknown = [n for n in names if n not in PROJECTED_TABLES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown projection {unknown or text!r}; choose all or {', '.join(PROJECTED_TABLES)}"
+        )
+    return names
+
+
+def add_parsers(sub: Any) -> None:
+    """Register the commands on the ``cinderblock`` subparsers."""
+    rp = sub.add_parser(
+        "replay", help="rebuild read models from the event log and swap them in atomically"
+    )
+    rp.add_argument(
+        "--projection",
+        type=projections,
+        default=PROJECTED_TABLES,
+        help=f"all (default) or a comma-separated subset of {', '.join(PROJECTED_TABLES)}",
+    )
+    rp.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
+    add_data_dir_argument(rp)
+    vf = sub.add_parser(
+        "verify", help="rebuild into side tables and diff them against the live read models"
+    )
+    vf.add_argument("--projection", type=projections, default=PROJECTED_TABLES)
+    vf.add_argument("--json", action="store_true", help="summary and differences as JSON")
+    add_data_dir_argument(vf)
+    bl = sub.add_parser("bench-log", help="append a realistic generated event log (benchmarks)")
+    bl.add_argument("--events", type=int, required=True)
+    bl.add_argument("--seed", type=int, default=0)
+    bl.add_argument(
+        "--append", action="store_true", help="allow a database that already holds events"
+    )
+    add_data_dir_argument(bl)
+
+
+def peak_rss_mib() -> float:
+    """This process's resident set high-water mark (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as dsn:
+        if args.command == "replay":
+            return await _replay(dsn, args)
+        if args.command == "verify":
+            return await _verify(dsn, args)
+        return await _bench_log(dsn, args)
+
+
+async def _replay(dsn: str, args: argparse.Namespace) -> int:
+    bar = Bar("replay")
+    try:
+        done = await replay(dsn, args.projection, progress=bar)
+    finally:
+        bar.close()
+    summary = {
+        "events": done.events,
+        "seconds": round(done.seconds, 3),
+        "events_per_second": round(done.rate),
+        "tables": list(done.tables),
+        "position": str(done.position),
+        "projector_position_at_swap": str(done.live_position),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"replayed {done.events:,} events in {done.seconds:.2f}s "
+            f"({done.rate:,.0f} events/s); swapped in {', '.join(done.tables)} at {done.position}; "
+            f"peak RSS {summary['peak_rss_mib']} MiB"
+        )
+    return 0
+
+
+async def _verify(dsn: str, args: argparse.Namespace) -> int:
+    bar = Bar("verify")
+    try:
+        result = await verify(dsn, args.projection, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "identical": result.identical,
+                    "events": result.rebuilt.events,
+                    "position": str(result.rebuilt.position),
+                    "rows": result.rows,
+                    "ignored_columns": sorted(IGNORED_COLUMNS),
+                    "differences": [vars(d) for d in result.differences],
+                },
+                default=str,
+            )
+        )
+    else:
+        for difference in result.differences:
+            print(difference)
+        rows = ", ".join(f"{t} {n:,}" for t, n in result.rows.items())
+        verdict = "identical" if result.identical else f"{len(result.differences)} difference(s)"
+        print(
+            f"verify: {verdict} after {result.rebuilt.events:,} events up to "
+            f"{result.rebuilt.position} ({rows} rows compared)"
+        )
+    return 0 if result.identical else 1
+
+
+async def _bench_log(dsn: str, args: argparse.Namespace) -> int:
+    from cinderblock.cli.eventlog import generate
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('events') IS NOT NULL")
+        held = exists and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events)")
+    finally:
+        await conn.close()
+    if held and not args.append:
+        print(
+            "cinderblock: the database already holds events; pass --append to add "
+            "generated ones to them",
+            file=sys.stderr,
+        )
+        return 2
+    bar = Bar("bench-log")
+    try:
+        count, seconds = await generate(dsn, args.events, seed=args.seed, progress=bar)
+    finally:
+        bar.close()
+    print(f"generated {count:,} events in {seconds:.1f}s ({count / seconds:,.0f} events/s)")
+    return 0
