@@ -6,17 +6,31 @@ the request context. Skipped when the `notify` extra or RabbitMQ is missing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import socket
 import uuid
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
+import nats
 import pytest
 
-from cinderblock.usage.notifications import volume_notifications
+from cinderblock.billing.run import notification_stream
+from cinderblock.billing.run import run as run_billing
+from cinderblock.bus.jetstream import ensure_stream
+from cinderblock.domain.volume import Volume
+from cinderblock.relay.run import Relay
+from cinderblock.runtime.infra import create_schemas
+from cinderblock.runtime.streams import stream_spec
+from cinderblock.store.eventstore import AsyncEventStore
+from cinderblock.usage.notifications import message_id, volume_notifications
+from tests.conftest import Servers, fresh_database, make_settings
 from tests.unit.usage.scenario import HOUR, T0, Life
 
 pytestmark = pytest.mark.integration
@@ -84,8 +98,99 @@ def _cleanup(exchange: str, topic: str) -> None:
         conn.close()
 
 
-async def test_ceilometer_style_listener_hears_cinder_notifications() -> None:
+@contextlib.contextmanager
+def listening(exchange: str, topic: str) -> Iterator[Heard]:
+    """An oslo notification listener on ``exchange``/``topic`` for the block's duration."""
     messaging = _oslo()
+    from oslo_config import cfg
+
+    conf = cfg.ConfigOpts()
+    conf([], project="cinderblock-test", default_config_files=[], default_config_dirs=[])
+    heard = Heard()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        transport = messaging.get_notification_transport(conf, url=RABBIT_URL)
+        listener = messaging.get_notification_listener(
+            transport,
+            [messaging.Target(topic=topic, exchange=exchange)],
+            [heard],
+            executor="threading",
+        )
+        listener.start()
+    try:
+        yield heard
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            listener.stop()
+            listener.wait()
+            transport.cleanup()
+        _cleanup(exchange, topic)
+
+
+async def test_the_billing_service_sends_through_oslo_when_configured(
+    servers: Servers, data_dir: Path
+) -> None:
+    _oslo()
+    if not _rabbit_reachable():
+        pytest.skip(f"no RabbitMQ at {RABBIT_URL}")
+    tag = uuid.uuid4().hex[:8]
+    exchange, topic = f"cbtest-{tag}", f"notifications-{tag}"
+    async with fresh_database(servers) as url:
+        settings = make_settings(url, servers.nats_url, f"O{tag}", data_dir).model_copy(
+            update={
+                "notification_transport_url": RABBIT_URL,
+                "notification_topics": topic,
+                "notification_exchange": exchange,
+            }
+        )
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        nc = await nats.connect(servers.nats_url)
+        js = nc.jetstream()
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await create_schemas(pool)
+            await ensure_stream(js, stream_spec(settings))
+            with listening(exchange, topic) as heard:
+                tasks += [
+                    asyncio.create_task(Relay(settings, pool, js).follow(stop)),
+                    asyncio.create_task(run_billing(settings, stop=stop)),
+                ]
+                volume = Volume.create(
+                    uuid.uuid4(),
+                    project_id="p1",
+                    user_id="u1",
+                    name="v",
+                    description=None,
+                    size_gb=4,
+                    availability_zone="nova",
+                    volume_type_id="type-a",
+                    volume_type_name="a",
+                    metadata={},
+                    bootable=False,
+                    multiattach=False,
+                )
+                await AsyncEventStore(pool).save(volume, meta={"request_id": "req-o"})
+                got = await asyncio.to_thread(heard.got.get, True, 20)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            for name in (settings.stream, notification_stream(settings).name):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
+            await nc.close()
+            await pool.close()
+    assert got["event_type"] == "volume.create.start"
+    assert got["payload"]["volume_id"] == str(volume.id)
+    assert got["payload"]["size"] == 4
+    assert got["ctxt"]["request_id"] == "req-o"
+    expected = message_id(volume.id, 1, "volume.create.start")
+    assert got["metadata"]["message_id"] == expected
+
+
+async def test_ceilometer_style_listener_hears_cinder_notifications() -> None:
+    _oslo()
     if not _rabbit_reachable():
         pytest.skip(f"no RabbitMQ at {RABBIT_URL}")
     from cinderblock.billing.oslo import OsloNotifier
@@ -103,34 +208,14 @@ async def test_ceilometer_style_listener_hears_cinder_notifications() -> None:
         ("scheduler.create_volume", "ERROR"),
     ]
 
-    from oslo_config import cfg
-
-    conf = cfg.ConfigOpts()
-    conf([], project="cinderblock-test", default_config_files=[], default_config_dirs=[])
-    heard = Heard()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        listen_transport = messaging.get_notification_transport(conf, url=RABBIT_URL)
-        listener = messaging.get_notification_listener(
-            listen_transport,
-            [messaging.Target(topic=topic, exchange=exchange)],
-            [heard],
-            executor="threading",
-        )
-        listener.start()
-    notifier = OsloNotifier(RABBIT_URL, topics=[topic], exchange=exchange)
-    try:
-        meta = {"request_id": "req-oslo-1", "user_id": "u1", "project_id": "p1", "secret": "x"}
-        await notifier.send(notes, meta)
-        got = [await asyncio.to_thread(heard.got.get, True, 20) for _ in notes]
-    finally:
-        notifier.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            listener.stop()
-            listener.wait()
-            listen_transport.cleanup()
-        _cleanup(exchange, topic)
+    with listening(exchange, topic) as heard:
+        notifier = OsloNotifier(RABBIT_URL, topics=[topic], exchange=exchange)
+        try:
+            meta = {"request_id": "req-oslo-1", "user_id": "u1", "project_id": "p1", "secret": "x"}
+            await notifier.send(notes, meta)
+            got = [await asyncio.to_thread(heard.got.get, True, 20) for _ in notes]
+        finally:
+            notifier.close()
 
     by_type = {g["event_type"]: g for g in got}
     for note in notes:
