@@ -4,6 +4,7 @@ the event table through the same fold, and report GiB·hours over a window."""
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +23,10 @@ log = logging.getLogger(__name__)
 
 VOLUME_TOPICS = "cinderblock.domain.volume:%"
 
-_EVENTS_OF = """
+_EVENTS_AFTER = """
 SELECT originator_version, topic, state FROM events
-WHERE originator_id = $1 AND originator_version <= $2 ORDER BY originator_version
+WHERE originator_id = $1 AND originator_version > $2 AND originator_version <= $3
+ORDER BY originator_version
 """
 
 _INSERT_INTERVAL = """
@@ -59,10 +61,18 @@ def _row(i: Interval) -> tuple[Any, ...]:
 
 
 class EventReader:
-    """Reads and decodes stored events (the same mapper the event store uses)."""
+    """Reads and decodes stored events (the same mapper the event store uses).
 
-    def __init__(self) -> None:
+    Decoded events of recently read aggregates are kept (``cache_size`` aggregates, least
+    recently used out): a consumer reading a volume's story at each of its events then
+    fetches only the events it has not seen. Stored events never change, so the cache is
+    never stale; it only ever lacks the newest ones.
+    """
+
+    def __init__(self, *, cache_size: int = 0) -> None:
         self.mapper = make_mapper()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[UUID, list[Any]] = OrderedDict()
 
     def decode(self, originator_id: UUID, version: int, topic: str, state: bytes) -> Any:
         return self.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
@@ -70,10 +80,21 @@ class EventReader:
     async def events_of(
         self, conn: asyncpg.Connection | asyncpg.Pool, aggregate_id: UUID, upto: int
     ) -> list[Any]:
-        rows = await conn.fetch(_EVENTS_OF, aggregate_id, upto)
-        return [
-            self.decode(aggregate_id, r["originator_version"], r["topic"], r["state"]) for r in rows
-        ]
+        """The aggregate's events from version 1 up to ``upto`` (fewer if not stored)."""
+        known = self._cache.get(aggregate_id, [])
+        if len(known) < upto:
+            rows = await conn.fetch(_EVENTS_AFTER, aggregate_id, len(known), upto)
+            known = known + [
+                self.decode(aggregate_id, r["originator_version"], r["topic"], r["state"])
+                for r in rows
+            ]
+            if self.cache_size:
+                self._cache[aggregate_id] = known
+        if self.cache_size and aggregate_id in self._cache:
+            self._cache.move_to_end(aggregate_id)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return known[:upto]
 
 
 async def apply_volume(

@@ -101,7 +101,7 @@ class Billing:
         self.settings = settings
         self.pool = pool
         self.publisher = publisher
-        self.reader = EventReader()
+        self.reader = EventReader(cache_size=10_000)
         self.host = socket.gethostname()
         self.spec = consumer_spec(settings)
 
