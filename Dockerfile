@@ -1,5 +1,5 @@
 # One image for every Cinderblock service; docker-compose.yml picks the service by command:
-#   docker run cinderblock serve api|relay|projector|sagas
+#   docker run cinderblock serve api|relay|projector|sagas|notifier|billing
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,7 +12,8 @@ COPY pyproject.toml README.md ./
 COPY libs ./libs
 COPY services ./services
 COPY ops ./ops
-RUN pip install . \
+# The notify extra: billing's oslo.messaging notifier (CINDERBLOCK_NOTIFICATION_TRANSPORT_URL).
+RUN pip install .[notify] \
     && useradd --system --create-home --home-dir /home/cinderblock cinderblock \
     && mkdir -p /var/lib/cinderblock \
     && chown cinderblock:cinderblock /var/lib/cinderblock
