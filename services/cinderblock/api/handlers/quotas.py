@@ -13,6 +13,9 @@ from cinderblock.readmodels.queries import get_quota, list_types
 from cinderblock.wire.faults import BadRequest
 
 PER_TYPE = ("volumes", "gigabytes", "snapshots")
+# Keys an update body may carry that are no limits: python-cinderclient (and so ``cinder
+# quota-update``) always sends ``tenant_id``; Cinder skips both.
+NON_QUOTA_KEYS = frozenset({"tenant_id", "id"})
 
 
 async def _keys(d: Deps) -> list[str]:
@@ -65,6 +68,8 @@ async def update(request: web.Request) -> web.Response:
         raise BadRequest("Missing required element 'quota_set' in request body.")
     limits: dict[str, int] = {}
     for key, value in body["quota_set"].items():
+        if key in NON_QUOTA_KEYS:
+            continue
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise BadRequest(f"Quota limit {value!r} for {key} must be an integer.")
         try:
