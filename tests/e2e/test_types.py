@@ -131,3 +131,26 @@ async def test_private_type_access(system: System) -> None:
     assert (await member.request("GET", f"/types/{private['id']}")).status == 200
     created = await member.create_volume(1, volume_type=private["name"])
     await system.until_status(created["id"], "available")
+
+
+async def test_admin_type_list_is_public_filter(system: System) -> None:
+    """Cinder's ``_parse_is_public``: public types by default, ``None`` (what
+    python-cinderclient sends) for all, a strict boolean otherwise."""
+    private = await new_type(system, **{"os-volume-type-access:is_public": False})
+    public = await new_type(system)
+
+    async def names(query: str) -> set[str]:
+        reply = await system.client.request("GET", f"/types{query}")
+        assert reply.status == 200, reply.text
+        return {t["name"] for t in reply.json["volume_types"]}
+
+    default = await names("")
+    assert public["name"] in default
+    assert private["name"] not in default
+    assert {public["name"], private["name"]} <= await names("?is_public=None")
+    only_private = await names("?is_public=false")
+    assert private["name"] in only_private
+    assert public["name"] not in only_private
+    bad = await system.client.request("GET", "/types?is_public=maybe")
+    assert bad.status == 400
+    assert bad.json["badRequest"]["message"] == "Invalid is_public filter [maybe]"

@@ -41,12 +41,25 @@ async def _reply(d: Deps, ctx: RequestContext, at: Position, type_id: str) -> we
     return web.json_response({"volume_type": type_view(row, is_admin=ctx.is_admin)})
 
 
+def _parse_is_public(value: str | None) -> bool | None:
+    """Cinder's ``_parse_is_public`` (admins only): absent → public types only, ``None``
+    (any case, as python-cinderclient sends by default) → all, else a strict boolean."""
+    if value is None:
+        return True
+    lowered = value.strip().lower()
+    if lowered == "none":
+        return None
+    if lowered in ("1", "t", "true", "on", "y", "yes"):
+        return True
+    if lowered in ("0", "f", "false", "off", "n", "no"):
+        return False
+    raise BadRequest(f"Invalid is_public filter [{value}]")
+
+
 async def index(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     _allow(d, ctx, "volume_extension:type_get_all")
-    public: bool | None = None
-    if ctx.is_admin and "is_public" in request.query:
-        public = request.query["is_public"].lower() in ("true", "1", "yes")
+    public = _parse_is_public(request.query.get("is_public")) if ctx.is_admin else None
     rows = await list_types(
         d.pool, project_id=None if ctx.is_admin else ctx.project_id, is_public=public
     )
