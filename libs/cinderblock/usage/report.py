@@ -58,10 +58,12 @@ def usage_body(
     rows: Sequence[Row], *, project_id: str | None, since: datetime, until: datetime
 ) -> dict[str, Any]:
     """``{"usage": {...}}``: GiB·hours per volume (and type: a retyped volume has one line
-    per type), per type, and in total, rounded to 6 places."""
+    per type), per type, per project, and in total, rounded to 6 places."""
     by_type: dict[str, Decimal] = defaultdict(Decimal)
+    by_project: dict[str, Decimal] = defaultdict(Decimal)
     for r in rows:
         by_type[r.volume_type_id] += r.gib_hours
+        by_project[r.project_id] += r.gib_hours
     total = sum((r.gib_hours for r in rows), Decimal(0))
     return {
         "usage": {
@@ -82,6 +84,9 @@ def usage_body(
             ],
             "volume_types": [
                 {"volume_type_id": t, "gib_hours": _num(v)} for t, v in sorted(by_type.items())
+            ],
+            "projects": [
+                {"project_id": p, "gib_hours": _num(v)} for p, v in sorted(by_project.items())
             ],
         }
     }

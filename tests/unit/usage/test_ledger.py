@@ -151,3 +151,28 @@ def test_report_windows() -> None:
     for since, until in (("nope", None), (None, "2026-13-01"), ("2026-03-02", "2026-03-01")):
         with pytest.raises(ValueError):  # noqa: PT011
             window(since, until, now)
+
+
+def test_report_body_totals_per_volume_type_and_project() -> None:
+    from datetime import UTC, datetime
+
+    from cinderblock.usage.report import usage_body
+    from cinderblock.usage.store import UsageRow
+
+    rows = [
+        UsageRow("p1", "v1", "a", Decimal(2), Decimal("2.0000004")),
+        UsageRow("p1", "v1", "b", Decimal(1), Decimal(3)),
+        UsageRow("p2", "v2", "a", Decimal(1), Decimal("0.5")),
+    ]
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    body = usage_body(rows, project_id=None, since=when, until=when)["usage"]
+    assert body["total_gib_hours"] == 5.5
+    assert body["volume_types"] == [
+        {"volume_type_id": "a", "gib_hours": 2.5},
+        {"volume_type_id": "b", "gib_hours": 3.0},
+    ]
+    assert body["projects"] == [
+        {"project_id": "p1", "gib_hours": 5.0},
+        {"project_id": "p2", "gib_hours": 0.5},
+    ]
+    assert body["volumes"][0]["gib_hours"] == 2.0
