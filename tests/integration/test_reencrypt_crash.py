@@ -149,3 +149,40 @@ async def test_killed_after_the_copy_is_finished_by_redelivery(
     with path.open("rb") as image:
         image.seek(LUKS1_HEADER)
         assert image.read(len(DATA)) == DATA  # behind the header once, not twice
+
+
+class CopiesThenFails(DiesAfterReencrypt):
+    """Makes the re-encrypted copy (swapped in place), then fails with an error that is
+    no driver failure, on every delivery; the compensation's copy back goes through."""
+
+    async def reencrypt_volume(  # type: ignore[override]
+        self, volume_id: str, source: str, destination: str, **kw: object
+    ) -> str:
+        where = await self.inner.reencrypt_volume(volume_id, source, destination, **kw)  # type: ignore[arg-type]
+        if volume_id == self.volume_id and kw.get("target") is not None:
+            self.copies += 1
+            raise RuntimeError("controller unreachable")
+        return where
+
+
+async def test_giving_up_puts_the_old_image_back(
+    rig: Rig,  # noqa: F811
+    pool: asyncpg.Pool,
+) -> None:
+    volume, host = await _retyping(rig)
+    path = rig.files.volume_path(str(volume.id), host)
+    broken = CopiesThenFails(rig.files, volume.id)
+    runner = SagaRunner(rig.settings, pool, broken)  # type: ignore[arg-type]
+    rig.start(run_consumer(rig.js, runner.spec, runner.handle, runner.park, asyncio.Event()))
+    for _ in range(2000):
+        done = await AsyncEventStore(pool).load(volume.id, Volume)
+        if done is not None and done.status != Status.RETYPING:
+            break
+        await asyncio.sleep(0.01)
+    assert done is not None
+    assert (done.status, done.migration_status) == (Status.AVAILABLE, "error")
+    assert (done.volume_type_id, done.encryption_key_id) == (volume.volume_type_id, None)
+    assert broken.copies == rig.settings.saga_max_deliver
+    assert header_of(path) is None  # the image is unencrypted again, as recorded
+    with path.open("rb") as image:
+        assert image.read(len(DATA)) == DATA

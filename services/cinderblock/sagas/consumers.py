@@ -87,12 +87,13 @@ class Sagas:
         meta = saga_meta(env, "create")
         try:
             location = await self._place(volume)
+            header = encryption_header(volume)  # only encrypted volumes pass one
             host = await self.driver.create_volume(
                 volume.vid,
                 volume.size_gb,
                 location=location,
                 step_key=env.id,
-                header=encryption_header(volume),
+                **({"header": header} if header is not None else {}),
             )
         except (CapacityError, BackendError) as err:
             log.warning("create failed: %s", err.reason, extra=self._log(env, "create"))

@@ -106,6 +106,33 @@ class ReencryptingRetype:
             env, new_host=where, reencrypted=Reencryption(key_id, new_type.encryption)
         )
 
+    async def give_up(self, env: ReceivedEnvelope, volume: Volume) -> None:
+        """Compensation after repeated failures: the image is made to match what the
+        volume records again (its own encryption, in its own pool; a no-op unless a copy
+        was already swapped in), copies in other pools are removed, the retype fails."""
+        extra = {"volume_id": volume.vid, "action": "os-retype", "request_id": env.request_id}
+        if volume.host is not None:
+            try:
+                await self.driver.reencrypt_volume(
+                    volume.vid,
+                    volume.host,
+                    volume.host,
+                    target=encryption_header(volume),
+                    step_key=f"{env.id}:undo",
+                )
+                for pool in self.driver.pools():
+                    if pool.location != volume.host:
+                        await self.driver.delete_volume(
+                            volume.vid, pool.location, step_key=f"{env.id}:undo"
+                        )
+            except DriverError as err:
+                log.error("retype compensation failed: %s", err.reason, extra=extra)
+        await self._settle(
+            env,
+            failure="Retype failed: gave up after repeated failures.",
+            reencrypted=Reencryption(None, None),
+        )
+
     def _destination(
         self,
         volume: Volume,

@@ -94,6 +94,13 @@ class RetypeSaga:
             await self.driver.delete_volume(env.aggregate_id, old, step_key=env.id)
 
     async def give_up(self, env: ReceivedEnvelope) -> None:
+        volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
+        pending = volume.pending_retype if volume is not None else None
+        if volume is not None and pending is not None and pending["request_version"] == env.version:
+            new_type = await self.volumes.store.load(UUID(pending["new_type_id"]), VolumeType)
+            if encryption_changes(volume, new_type):
+                await ReencryptingRetype(self.volumes, self.driver).give_up(env, volume)
+                return
         await self._settle(env, new_host=None, failure="gave up after repeated failures")
 
     async def _settle(
