@@ -69,8 +69,18 @@ class Volume(
         reservation_id: str
 
     class Extended(Aggregate.Event):
+        """v2 adds ``previous_size_gb``, the size before the extend, so a consumer (usage,
+        history) knows the change from this event alone. Stored v1 events are upcast with
+        ``previous_size_gb = None``: it was not recorded then."""
+
+        class_version = 2
         new_size_gb: int
         status: str
+        previous_size_gb: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["previous_size_gb"] = None
 
     class ExtendFailed(Aggregate.Event):
         reason: str
@@ -229,11 +239,15 @@ class Volume(
     def complete_extend(self, request_version: int) -> str:
         """Backend grew the volume: new size, back to available/in-use. Returns reservation."""
         pending = self.extend_pending_for(request_version)
-        self._extended(new_size_gb=pending["new_size_gb"], status=self._status_after_work().value)
+        self._extended(
+            new_size_gb=pending["new_size_gb"],
+            status=self._status_after_work().value,
+            previous_size_gb=self.size_gb,
+        )
         return str(pending["reservation_id"])
 
     @event(Extended)
-    def _extended(self, new_size_gb: int, status: str) -> None:
+    def _extended(self, new_size_gb: int, status: str, previous_size_gb: int | None) -> None:
         self.size_gb = new_size_gb
         self.status = Status(status)
         self.pending_extend = None

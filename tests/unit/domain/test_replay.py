@@ -246,7 +246,7 @@ def test_replay_takes_the_status_the_event_recorded() -> None:
     """Extended's status was decided from the attachments when it happened; replay does
     not recompute it."""
     _, events = live([complete, extend_to(20)])
-    stored = at(4, Volume.Extended, new_size_gb=20, status="in-use")
+    stored = at(4, Volume.Extended, new_size_gb=20, status="in-use", previous_size_gb=10)
 
     rebuilt = replay([*events, stored])
 

@@ -203,7 +203,9 @@ def test_complete_extend_grows_the_volume_and_returns_the_reservation() -> None:
     assert volume.complete_extend(version) == "res-1"
 
     events = volume.collect_events()
-    assert recorded(events) == [(Volume.Extended, {"new_size_gb": 20, "status": "available"})]
+    assert recorded(events) == [
+        (Volume.Extended, {"new_size_gb": 20, "status": "available", "previous_size_gb": 10})
+    ]
     assert type(events[0].status) is str
     assert volume.size_gb == 20
     assert volume.status is Status.AVAILABLE
@@ -219,7 +221,7 @@ def test_complete_extend_of_an_attached_volume_returns_it_to_in_use() -> None:
     assert volume.complete_extend(requested.originator_version) == "res-1"
 
     assert recorded(volume.collect_events()) == [
-        (Volume.Extended, {"new_size_gb": 20, "status": "in-use"})
+        (Volume.Extended, {"new_size_gb": 20, "status": "in-use", "previous_size_gb": 10})
     ]
     assert volume.status is Status.IN_USE
     assert volume.size_gb == 20

@@ -1,0 +1,115 @@
+"""Volume.Extended v1 rows, as the store wrote them before the event gained
+``previous_size_gb`` (class_version 2), still load: the aggregate, the live projector's
+decoding and replay all see them upcast."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from eventsourcing.persistence import StoredEvent
+
+from cinderblock.domain.volume import Volume
+from cinderblock.replay.decode import Decoder
+from cinderblock.replay.rebuild import replay
+from cinderblock.replay.verify import verify
+from cinderblock.store.eventstore import AsyncEventStore
+from cinderblock.store.mapping import event_data, make_mapper
+from tests.contract.test_topics import STORED
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "events"
+
+
+def v1_rows() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads((FIXTURES / "volume_extended_v1.json").read_text())[
+        "rows"
+    ]
+    return rows
+
+
+async def load_fixture(dsn: str) -> uuid.UUID:
+    rows = v1_rows()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO events (originator_id, originator_version, topic, state, meta) "
+            "VALUES ($1::uuid, $2, $3, $4, $5::jsonb)",
+            [
+                (
+                    r["originator_id"],
+                    r["originator_version"],
+                    r["topic"],
+                    r["state"].encode(),
+                    r["meta"],
+                )
+                for r in rows
+            ],
+        )
+    finally:
+        await conn.close()
+    return uuid.UUID(rows[0]["originator_id"])
+
+
+def test_fixture_topics_are_listed_and_v1_has_no_class_version() -> None:
+    rows = v1_rows()
+    assert {r["topic"] for r in rows} <= set(STORED)
+    extended = [r for r in rows if r["topic"].endswith(":Volume.Extended")]
+    assert extended
+    assert all("class_version" not in json.loads(r["state"]) for r in extended)
+    assert Volume.Extended.class_version == 2
+
+
+def test_v1_extended_is_upcast_by_the_mapper_and_by_replays_decoder() -> None:
+    row = next(r for r in v1_rows() if r["topic"].endswith(":Volume.Extended"))
+    stored = StoredEvent(
+        uuid.UUID(row["originator_id"]),
+        row["originator_version"],
+        row["topic"],
+        row["state"].encode(),
+    )
+    domain_event = make_mapper().to_domain_event(stored)
+    assert isinstance(domain_event, Volume.Extended)
+    assert domain_event.previous_size_gb is None
+    fast = Decoder()(row["topic"], stored.originator_id, stored.originator_version, stored.state)
+    assert fast is not None
+    assert dict(fast.data) == event_data(domain_event)
+    assert fast.data["previous_size_gb"] is None
+
+
+async def test_v1_rows_reconstruct_the_volume_and_new_events_are_v2(log_db: str) -> None:
+    volume_id = await load_fixture(log_db)
+    pool = await asyncpg.create_pool(log_db, min_size=1, max_size=2)
+    try:
+        store = AsyncEventStore(pool)
+        volume = await store.load(volume_id, Volume)
+        assert volume is not None
+        assert (volume.version, volume.size_gb, volume.status.value) == (6, 5, "available")
+        volume.request_extend(8, in_use_allowed=False, reservation_id="r-v2")
+        volume.complete_extend(volume.version)
+        await store.save(volume, meta={})
+        state = json.loads(
+            await pool.fetchval(
+                "SELECT convert_from(state, 'UTF8') FROM events "
+                "WHERE originator_id = $1 AND originator_version = 8",
+                volume_id,
+            )
+        )
+        assert state["class_version"] == 2
+        assert state["previous_size_gb"] == 5
+        fresh = await AsyncEventStore(pool).load(volume_id, Volume)
+        assert fresh is not None
+        assert fresh.size_gb == 8
+    finally:
+        await pool.close()
+    done = await replay(log_db)
+    assert done.events == 8
+    conn = await asyncpg.connect(log_db)
+    try:
+        row = await conn.fetchrow("SELECT size, version FROM volumes WHERE id = $1", volume_id)
+    finally:
+        await conn.close()
+    assert (row["size"], row["version"]) == (8, 8)
+    assert (await verify(log_db)).differences == []
