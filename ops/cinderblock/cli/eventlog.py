@@ -103,7 +103,12 @@ class World:
 
     def act(self) -> None:
         rng = self.rng
-        if len(self.volumes) < LIVE_VOLUMES or rng.random() < 0.02:
+        population = len(self.volumes)
+        if (
+            population < 20
+            or (population < LIVE_VOLUMES and rng.random() < 0.15)
+            or rng.random() < 0.02
+        ):
             self.new_volume()
             return
         volume = self.volumes[rng.randrange(len(self.volumes))]
