@@ -45,6 +45,7 @@ from cinderblock.wire.envelope import ReceivedEnvelope
 log = logging.getLogger(__name__)
 
 DURABLE = "billing"
+BILLED_AGGREGATES = ("volume", "snapshot")
 
 
 def notification_stream(settings: Settings) -> StreamSpec:
@@ -60,10 +61,7 @@ def consumer_spec(settings: Settings) -> ConsumerSpec:
     return ConsumerSpec(
         stream=settings.stream,
         durable=f"{settings.subject_prefix.replace('.', '-')}{DURABLE}",
-        filter_subjects=[
-            settings.subject("volume.events.>"),
-            settings.subject("snapshot.events.>"),
-        ],
+        filter_subjects=[settings.subject(f"{a}.events.>") for a in BILLED_AGGREGATES],
         ack_wait=30.0,
         max_deliver=20,
         workers=4,
@@ -107,6 +105,8 @@ class Billing:
 
     async def handle(self, msg: Msg) -> None:
         env = ReceivedEnvelope.model_validate_json(msg.data)
+        if env.aggregate not in BILLED_AGGREGATES:
+            return  # a server before NATS 2.10 ignores filter_subjects and sends everything
         aggregate_id = UUID(env.aggregate_id)
         events = await self.reader.events_of(self.pool, aggregate_id, env.version)
         if not events or events[-1].originator_version != env.version:

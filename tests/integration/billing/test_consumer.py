@@ -227,3 +227,33 @@ async def test_notifications_are_oslo_messages_on_bridgeable_subjects(rig: Rig) 
     assert body["priority"] == "INFO"
     assert body["payload"]["size"] == 3
     assert body["payload"]["volume_type"] == "type-a"
+
+
+async def test_events_of_other_aggregates_are_acknowledged_and_ignored(rig: Rig) -> None:
+    """A NATS server before 2.10 ignores filter_subjects: quota and type events reach the
+    consumer there, and must pass through without a retry."""
+    from cinderblock.wire.envelope import EventEnvelope
+
+    js = rig.nc.jetstream()
+    billing = Billing(rig.settings, rig.pool, Publisher(rig.settings, js))
+    quota = uuid.uuid4()
+    envelope = EventEnvelope(
+        id=f"{quota}:1",
+        type="quota.created",
+        aggregate="quota",
+        aggregate_id=str(quota),
+        version=1,
+        position=1,
+        occurred_at=datetime.now(UTC),
+        data={"project_id": "p"},
+    )
+
+    @dataclass
+    class Delivered:
+        data: bytes
+
+    await billing.handle(Delivered(envelope.model_dump_json().encode()))  # type: ignore[arg-type]
+    assert (
+        await rig.pool.fetchval("SELECT count(*) FROM billing_volumes WHERE volume_id = $1", quota)
+        == 0
+    )
