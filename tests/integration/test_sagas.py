@@ -1,6 +1,7 @@
-"""Sagas over real JetStream: a worker killed between the driver step and the completion
-event is redelivered and finishes once in effect; a message that keeps failing is parked
-and compensated, never left in a transient status."""
+"""Sagas over real JetStream: the rig (a stream and relay of its own, a file driver) and the
+driver wrappers the saga tests share; a message that keeps failing is parked and
+compensated, never left in a transient status. A worker killed between the driver step and
+the completion event, saga by saga: test_saga_crashes.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import nats
@@ -87,8 +89,15 @@ class Rig:
         raise AssertionError(f"volume {volume.id} still extending")
 
 
-@pytest_asyncio.fixture
-async def rig(pool: asyncpg.Pool, settings: Settings, tmp_path: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def open_rig(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    root: Path,
+    pools: tuple[str, ...] = ("h@file#pool:100",),
+) -> AsyncIterator[Rig]:
+    """A stream, subject prefix and relay of its own, a file driver on ``pools`` under
+    ``root`` (the image store too), and quick redelivery (ack wait 1 s, 3 deliveries)."""
     tag = uuid.uuid4().hex[:8]
     own = settings.model_copy(
         update={
@@ -96,114 +105,101 @@ async def rig(pool: asyncpg.Pool, settings: Settings, tmp_path: Path) -> AsyncIt
             "subject_prefix": f"s{tag}.",
             "saga_ack_wait": 1.0,
             "saga_max_deliver": 3,
+            "data_dir": root,
+            "pools": pools,
         }
     )
     nc = await nats.connect(own.nats_url)
     js = nc.jetstream()
     await ensure_stream(js, stream_spec(own))
-    files = FileDriver(tmp_path, [PoolConfig.parse("h@file#pool:100")])
+    files = FileDriver(root, [PoolConfig.parse(p) for p in pools])
     r = Rig(own, js, Volumes(AsyncEventStore(pool)), files, [])
     stop = asyncio.Event()
     r.start(Relay(own, pool, js).follow(stop))
-    yield r
-    stop.set()
-    for task in r.tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    await js.delete_stream(own.stream)
-    await nc.close()
+    try:
+        yield r
+    finally:
+        stop.set()
+        for task in r.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await js.delete_stream(own.stream)
+        await nc.close()
 
 
-class DiesAfterExtend:
-    """The file driver, but the worker 'dies' right after the backend grew the file of the
-    volume under test."""
+@pytest_asyncio.fixture
+async def rig(pool: asyncpg.Pool, settings: Settings, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with open_rig(pool, settings, tmp_path) as r:
+        yield r
 
-    def __init__(self, inner: FileDriver, volume_id: uuid.UUID) -> None:
+
+class DiesAfter:
+    """A driver (or image service) whose worker 'dies' right after ``step`` did its work
+    for ``subject`` (the step's first argument: a volume, snapshot or image id): the call
+    never returns, so the completion event is never recorded and the message never acked.
+    Other subjects pass through (the stream carries other tests' events too)."""
+
+    def __init__(self, inner: Any, step: str, subject: str) -> None:
         self.inner = inner
-        self.volume_id = str(volume_id)
-        self.grown = asyncio.Event()
+        self.step = step
+        self.subject = str(subject)
+        self.calls = 0
+        self.done = asyncio.Event()
 
-    async def extend_volume(
-        self, volume_id: str, location: str, new_size_gb: int, *, step_key: str
-    ) -> None:
-        await self.inner.extend_volume(volume_id, location, new_size_gb, step_key=step_key)
-        if volume_id == self.volume_id:
-            self.grown.set()
-            await asyncio.Event().wait()
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name != self.step:
+            return attr
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self.inner, name)
+        async def step(*args: Any, **kwargs: Any) -> Any:
+            result = await attr(*args, **kwargs)
+            if str(args[0]) == self.subject:
+                self.calls += 1
+                self.done.set()
+                await asyncio.Event().wait()
+            return result
+
+        return step
 
 
 class Counting:
-    """Counts (and optionally fails) the extends of the volume under test. The database is
-    shared with other tests, whose events this stream carries too."""
+    """Counts (and optionally fails) the ``step`` calls for ``subject``."""
 
     def __init__(
-        self, inner: FileDriver, volume_id: uuid.UUID, failure: Exception | None = None
+        self, inner: Any, step: str, subject: str, failure: Exception | None = None
     ) -> None:
         self.inner = inner
-        self.volume_id = str(volume_id)
-        self.extends = 0
+        self.step = step
+        self.subject = str(subject)
+        self.calls = 0
         self.failure = failure
 
-    async def extend_volume(
-        self, volume_id: str, location: str, new_size_gb: int, *, step_key: str
-    ) -> None:
-        if volume_id == self.volume_id:
-            self.extends += 1
-            if self.failure is not None:
-                raise self.failure
-        await self.inner.extend_volume(volume_id, location, new_size_gb, step_key=step_key)
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name != self.step:
+            return attr
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self.inner, name)
+        async def step(*args: Any, **kwargs: Any) -> Any:
+            if str(args[0]) == self.subject:
+                self.calls += 1
+                if self.failure is not None:
+                    raise self.failure
+            return await attr(*args, **kwargs)
 
-
-async def test_worker_killed_after_driver_step_is_finished_by_redelivery(
-    rig: Rig, pool: asyncpg.Pool
-) -> None:
-    volume = await rig.extending_volume()
-    dying = DiesAfterExtend(rig.files, volume.id)
-    first = SagaRunner(rig.settings, pool, dying)  # type: ignore[arg-type]
-    stop = asyncio.Event()
-    worker = rig.start(run_consumer(rig.js, first.spec, first.handle, first.park, stop))
-    await asyncio.wait_for(dying.grown.wait(), 15)
-    worker.cancel()  # killed between the driver step and the completion event
-    with contextlib.suppress(asyncio.CancelledError):
-        await worker
-    path = rig.files.volume_path(str(volume.id), volume.host or "")
-    assert path.stat().st_size == 2 * GIB
-    still = await AsyncEventStore(pool).load(volume.id, Volume)
-    assert still is not None
-    assert still.status == Status.EXTENDING
-
-    counting = Counting(rig.files, volume.id)
-    second = SagaRunner(rig.settings, pool, counting)  # type: ignore[arg-type]
-    rig.start(run_consumer(rig.js, second.spec, second.handle, second.park, asyncio.Event()))
-    done = await rig.until_settled(volume)
-    assert (done.status, done.size_gb) == (Status.AVAILABLE, 2)
-    assert counting.extends == 1  # redelivered once; growing to 2 GiB again changed nothing
-    assert path.stat().st_size == 2 * GIB
-    topics = [
-        r["topic"].rpartition(".")[2]
-        for r in await pool.fetch(
-            "SELECT topic FROM events WHERE originator_id = $1 ORDER BY originator_version",
-            volume.id,
-        )
-    ]
-    assert topics == ["Created", "CreateCompleted", "ExtendRequested", "Extended"]
+        return step
 
 
 async def test_poison_message_is_parked_and_compensated(rig: Rig, pool: asyncpg.Pool) -> None:
     volume = await rig.extending_volume()
-    broken = Counting(rig.files, volume.id, failure=RuntimeError("controller unreachable"))
+    broken = Counting(
+        rig.files, "extend_volume", volume.id, failure=RuntimeError("controller unreachable")
+    )
     runner = SagaRunner(rig.settings, pool, broken)  # type: ignore[arg-type]
     rig.start(run_consumer(rig.js, runner.spec, runner.handle, runner.park, asyncio.Event()))
     done = await rig.until_settled(volume)
     assert (done.status, done.size_gb) == (Status.ERROR_EXTENDING, 1)
-    assert broken.extends == rig.settings.saga_max_deliver
+    assert broken.calls == rig.settings.saga_max_deliver
     parked = None
     for _ in range(500):  # compensation is recorded first, the dead letter right after
         parked = await pool.fetchrow(

@@ -3,6 +3,7 @@ decisions of cinderblock.domain.sagas)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,16 +105,22 @@ class Sagas:
 
     async def _place(self, volume: Volume) -> str:
         """The scheduler's choice: among pools of the type's ``volume_backend_name`` (any
-        when unset) that can multiattach if the type does, the one with most free space."""
+        when unset) that can multiattach if the type does, the one with most free space.
+        A redelivered create keeps the pool an earlier delivery already created the volume
+        in (free space has changed since, so the choice could differ and leave a copy)."""
         vtype = await self.volumes.store.load(UUID(volume.volume_type_id), VolumeType)
         backend = vtype.backend_name if vtype is not None else None
-        fits = [
+        suitable = [
             pool
             for pool in self.driver.pools()
             if (backend is None or backend_of(pool.location).partition("@")[2] == backend)
             and (pool.multiattach or not volume.multiattach)
-            and pool.free_gb >= volume.size_gb
         ]
+        for pool in suitable:
+            path = self.driver.volume_path(volume.vid, pool.location)
+            if await asyncio.to_thread(path.exists):
+                return pool.location
+        fits = [pool for pool in suitable if pool.free_gb >= volume.size_gb]
         if not fits:
             raise CapacityError(
                 "create", volume.vid, "No valid backend was found: no pool fits the volume type"

@@ -18,6 +18,7 @@ from cinderblock.config.settings import Settings
 from cinderblock.drivers.base import PoolConfig, VolumeDriver
 from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
 from cinderblock.drivers.file import FileDriver
+from cinderblock.images.port import ImageService
 from cinderblock.readmodels.backends import PoolReport, report
 from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
@@ -62,11 +63,17 @@ def consumer_spec(settings: Settings, sagas: Sagas) -> ConsumerSpec:
 
 
 class SagaRunner:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, driver: VolumeDriver) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        driver: VolumeDriver,
+        images: ImageService | None = None,
+    ) -> None:
         self.pool = pool
         volumes = Volumes(AsyncEventStore(pool), VolumesConfig(quota_limits=settings.quota_limits))
         self.driver = driver
-        self.images = build_image_service(settings)
+        self.images = images if images is not None else build_image_service(settings)
         self.sagas = Sagas(volumes, driver, self.images)
         self.spec = consumer_spec(settings, self.sagas)
 

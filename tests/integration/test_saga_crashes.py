@@ -1,0 +1,349 @@
+"""Every saga, crashed at its worst moment: the worker is killed after the driver step did
+its work and before the completion event is recorded (the message is never acked). A new
+worker gets the redelivery, runs the step again (which finds its work done), and records
+the completion exactly once: the aggregate reaches its final status, the step's effect is
+there once (bytes, files, and pool accounting equal to a fresh scan of the disk), and no
+compensation is recorded.
+
+The tests get a database of their own, so each test's relay (a new stream) replays only
+these tests' events, all settled, and the pools hold only what these tests put there."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from uuid import UUID
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from cinderblock.bus.jetstream import run_consumer
+from cinderblock.config.settings import Settings
+from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
+from cinderblock.domain.status import Status
+from cinderblock.domain.volume import Volume
+from cinderblock.drivers.base import PoolConfig
+from cinderblock.drivers.copying import content_digest
+from cinderblock.drivers.file import FileDriver
+from cinderblock.runtime.infra import create_schemas
+from cinderblock.sagas.run import SagaRunner
+from tests.conftest import Servers, fresh_database
+from tests.integration.saga_starts import (
+    GIB,
+    MARK,
+    POOL_A,
+    POOL_B,
+    POOLS,
+    Started,
+    images,
+    load,
+    read_mark,
+    snapshot,
+    start_create,
+    start_delete,
+    start_extend,
+    start_migrate,
+    start_retype,
+    start_revert,
+    start_snapshot_create,
+    start_snapshot_delete,
+    start_unmanage,
+    start_upload,
+)
+from tests.integration.test_sagas import Counting, DiesAfter, Rig, open_rig
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pool(servers: Servers) -> AsyncIterator[asyncpg.Pool]:
+    """This module's own database (overrides the integration tests' shared one)."""
+    async with fresh_database(servers) as url:
+        p = await asyncpg.create_pool(url, min_size=1, max_size=8)
+        try:
+            await create_schemas(p)
+            yield p
+        finally:
+            await p.close()
+
+
+@pytest_asyncio.fixture
+async def rig(pool: asyncpg.Pool, settings: Settings, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with open_rig(pool, settings, tmp_path, POOLS) as r:
+        yield r
+
+
+W = TypeVar("W", DiesAfter, Counting)
+
+
+# --- what done looks like, saga by saga ---------------------------------------------------
+
+
+async def gone(path: Path) -> bool:
+    return not await asyncio.to_thread(path.exists)
+
+
+async def digest(path: Path) -> str:
+    return await asyncio.to_thread(content_digest, path)
+
+
+async def until_true(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` (a few milliseconds apart) for at most 15 s."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached in 15 s: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def created(rig: Rig, s: Started) -> None:
+    volume = await load(rig, s.volume_id)
+    assert volume.status == Status.AVAILABLE
+    files = list(rig.files.root.glob(f"*/*/volume-{s.volume_id}.img"))
+    assert files == [rig.files.volume_path(s.volume_id, volume.host or "")]
+    assert files[0].stat().st_size == GIB
+
+
+async def extended(rig: Rig, s: Started) -> None:
+    volume = await load(rig, s.volume_id)
+    assert (volume.status, volume.size_gb) == (Status.AVAILABLE, 2)
+    assert rig.files.volume_path(s.volume_id, s.host or "").stat().st_size == 2 * GIB
+
+
+async def deleted(rig: Rig, s: Started) -> None:
+    assert (await load(rig, s.volume_id)).status == Status.DELETED
+    assert await gone(rig.files.volume_path(s.volume_id, s.host or ""))
+
+
+async def unmanaged(rig: Rig, s: Started) -> None:
+    assert (await load(rig, s.volume_id)).status == Status.DELETED
+    path = rig.files.volume_path(s.volume_id, s.host or "")
+    assert await asyncio.to_thread(read_mark, path) == MARK  # left on the backend, as it was
+
+
+async def moved(rig: Rig, s: Started) -> Volume:
+    """The volume lives in pool B with its bytes; the copy in pool A is removed (by the
+    reaction to the completion event, so it is waited for)."""
+    volume = await load(rig, s.volume_id)
+    assert (volume.status, volume.host) == (Status.AVAILABLE, POOL_B)
+    assert await asyncio.to_thread(read_mark, rig.files.volume_path(s.volume_id, POOL_B)) == MARK
+    old = rig.files.volume_path(s.volume_id, POOL_A)
+    await until_true(lambda: gone(old), f"old copy {old} removed")
+    return volume
+
+
+async def migrated(rig: Rig, s: Started) -> None:
+    volume = await moved(rig, s)
+    assert volume.migration_status == "success"
+
+
+async def retyped(rig: Rig, s: Started) -> None:
+    volume = await moved(rig, s)
+    assert volume.volume_type_id == s.facts["type_id"]
+    assert volume.pending_retype is None
+
+
+async def reverted(rig: Rig, s: Started) -> None:
+    assert (await load(rig, s.volume_id)).status == Status.AVAILABLE
+    sid = s.facts["snapshot_id"]
+    assert (await snapshot(rig, sid)).status == SnapshotStatus.AVAILABLE
+    path = rig.files.volume_path(s.volume_id, s.host or "")
+    assert await asyncio.to_thread(read_mark, path) == MARK
+    assert await digest(path) == await digest(rig.files.snapshot_path(sid, s.host or ""))
+
+
+async def snapshot_created(rig: Rig, s: Started) -> None:
+    assert (await snapshot(rig, s.aggregate_id)).status == SnapshotStatus.AVAILABLE
+    copy = rig.files.snapshot_path(s.aggregate_id, s.host or "")
+    assert await digest(copy) == await digest(rig.files.volume_path(s.volume_id, s.host or ""))
+
+
+async def snapshot_deleted(rig: Rig, s: Started) -> None:
+    assert (await snapshot(rig, s.aggregate_id)).is_deleted
+    assert await gone(rig.files.snapshot_path(s.aggregate_id, s.host or ""))
+    assert (await load(rig, s.volume_id)).status == Status.AVAILABLE
+
+
+async def uploaded(rig: Rig, s: Started) -> None:
+    assert (await load(rig, s.volume_id)).status == Status.AVAILABLE
+    store = images(rig)
+    record = await store.get(s.subject)
+    assert record is not None
+    assert record["status"] == "active"
+    image = store.image_path(s.subject)
+    assert await digest(image) == await digest(rig.files.volume_path(s.volume_id, s.host or ""))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One saga: how it starts, the step (a driver method, or the image service's for
+    upload) the worker dies after, when it has settled, what it must look like then, and
+    the completion event recorded exactly once."""
+
+    name: str
+    start: Callable[[Rig], Awaitable[Started]]
+    step: str
+    settled: Callable[[Volume, Snapshot | None], bool]
+    check: Callable[[Rig, Started], Awaitable[None]]
+    completion: str
+    on_images: bool = False
+
+
+def volume_left(*transient: Status) -> Callable[[Volume, Snapshot | None], bool]:
+    return lambda v, _: v.status not in transient
+
+
+def snapshot_left(transient: str) -> Callable[[Volume, Snapshot | None], bool]:
+    return lambda _, snap: snap is not None and snap.status != transient
+
+
+CASES = [
+    Case(
+        "create",
+        start_create,
+        "create_volume",
+        volume_left(Status.CREATING),
+        created,
+        "Volume.CreateCompleted",
+    ),
+    Case(
+        "extend",
+        start_extend,
+        "extend_volume",
+        volume_left(Status.EXTENDING),
+        extended,
+        "Volume.Extended",
+    ),
+    Case(
+        "delete",
+        start_delete,
+        "delete_volume",
+        volume_left(Status.DELETING),
+        deleted,
+        "Volume.Deleted",
+    ),
+    Case(
+        "unmanage",
+        start_unmanage,
+        "unmanage_volume",
+        volume_left(Status.UNMANAGING),
+        unmanaged,
+        "Volume.Unmanaged",
+    ),
+    Case(
+        "migrate",
+        start_migrate,
+        "migrate_volume",
+        lambda v, _: v.migration_status in ("success", "error"),
+        migrated,
+        "Volume.MigrationCompleted",
+    ),
+    Case(
+        "retype-on-demand",
+        start_retype,
+        "migrate_volume",
+        volume_left(Status.RETYPING),
+        retyped,
+        "Volume.Retyped",
+    ),
+    Case(
+        "revert",
+        start_revert,
+        "revert_to_snapshot",
+        volume_left(Status.REVERTING),
+        reverted,
+        "Volume.Reverted",
+    ),
+    Case(
+        "upload",
+        start_upload,
+        "upload",
+        volume_left(Status.UPLOADING),
+        uploaded,
+        "Volume.Uploaded",
+        on_images=True,
+    ),
+    Case(
+        "snapshot-create",
+        start_snapshot_create,
+        "create_snapshot",
+        snapshot_left(SnapshotStatus.CREATING),
+        snapshot_created,
+        "Snapshot.CreateCompleted",
+    ),
+    Case(
+        "snapshot-delete",
+        start_snapshot_delete,
+        "delete_snapshot",
+        snapshot_left(SnapshotStatus.DELETING),
+        snapshot_deleted,
+        "Snapshot.Deleted",
+    ),
+]
+
+
+# --- the test -----------------------------------------------------------------------------
+
+
+async def is_settled(rig: Rig, case: Case, s: Started) -> bool:
+    volume = await load(rig, s.volume_id)
+    snap = None
+    if s.aggregate_id != s.volume_id:
+        snap = await snapshot(rig, s.aggregate_id)
+    return case.settled(volume, snap)
+
+
+async def topics(pool: asyncpg.Pool, aggregate_id: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT topic FROM events WHERE originator_id = $1 ORDER BY originator_version",
+        UUID(aggregate_id),
+    )
+    return [r["topic"].rpartition(":")[2] for r in rows]
+
+
+def worker(rig: Rig, pool: asyncpg.Pool, case: Case, wrapper: type[W], subject: str) -> W:
+    """Start a saga worker whose driver (or image service) is wrapped by ``wrapper`` for
+    the case's step and ``subject``; return the wrapper (its task is ``rig.tasks[-1]``)."""
+    if case.on_images:
+        wrapped = wrapper(images(rig), case.step, subject)
+        runner = SagaRunner(rig.settings, pool, rig.files, images=wrapped)  # type: ignore[arg-type]
+    else:
+        wrapped = wrapper(rig.files, case.step, subject)
+        runner = SagaRunner(rig.settings, pool, wrapped)  # type: ignore[arg-type]
+    rig.start(run_consumer(rig.js, runner.spec, runner.handle, runner.park, asyncio.Event()))
+    return wrapped
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_worker_killed_after_the_step_is_finished_once_by_redelivery(
+    rig: Rig, pool: asyncpg.Pool, case: Case
+) -> None:
+    # Something else in each pool, so a step that released space twice would show.
+    for location in (POOL_A, POOL_B):
+        bystander = f"bystander-{uuid.uuid4().hex}"
+        await rig.files.create_volume(bystander, 1, location=location, step_key="setup")
+    started = await case.start(rig)
+
+    dying = worker(rig, pool, case, DiesAfter, started.subject)
+    await asyncio.wait_for(dying.done.wait(), 15)
+    first = rig.tasks[-1]
+    first.cancel()  # killed between the step and the completion event
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    assert dying.calls == 1
+    assert not await is_settled(rig, case, started)
+
+    counting = worker(rig, pool, case, Counting, started.subject)
+    await until_true(lambda: is_settled(rig, case, started), f"{case.name} settled")
+    await case.check(rig, started)
+    assert counting.calls == 1  # redelivered once; the step found its work done
+
+    recorded = await topics(pool, started.aggregate_id)
+    assert recorded.count(case.completion) == 1, recorded
+    assert not [t for t in recorded if t.endswith("Failed")], recorded
+    fresh = FileDriver(rig.files.root, [PoolConfig.parse(p) for p in POOLS])
+    assert rig.files.pools() == fresh.pools()  # the space it took or freed, counted once
