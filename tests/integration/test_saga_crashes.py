@@ -58,6 +58,8 @@ from tests.integration.saga_starts import (
 )
 from tests.integration.test_sagas import Counting, DiesAfter, Rig, open_rig
 
+W = TypeVar("W", DiesAfter, Counting)
+
 
 @pytest_asyncio.fixture(scope="module")
 async def pool(servers: Servers) -> AsyncIterator[asyncpg.Pool]:
@@ -69,15 +71,6 @@ async def pool(servers: Servers) -> AsyncIterator[asyncpg.Pool]:
             yield p
         finally:
             await p.close()
-
-
-@pytest_asyncio.fixture
-async def rig(pool: asyncpg.Pool, settings: Settings, tmp_path: Path) -> AsyncIterator[Rig]:
-    async with open_rig(pool, settings, tmp_path, POOLS) as r:
-        yield r
-
-
-W = TypeVar("W", DiesAfter, Counting)
 
 
 # --- what done looks like, saga by saga ---------------------------------------------------
@@ -191,6 +184,9 @@ class Case:
     check: Callable[[Rig, Started], Awaitable[None]]
     completion: str
     on_images: bool = False
+    # Longer than the step takes, or a redelivery would overlap a live step. The local
+    # image store hashes every byte of the image, holes too: about 1 s for 1 GiB.
+    ack_wait: float = 1.0
 
 
 def volume_left(*transient: Status) -> Callable[[Volume, Snapshot | None], bool]:
@@ -266,6 +262,7 @@ CASES = [
         uploaded,
         "Volume.Uploaded",
         on_images=True,
+        ack_wait=4.0,
     ),
     Case(
         "snapshot-create",
@@ -320,8 +317,13 @@ def worker(rig: Rig, pool: asyncpg.Pool, case: Case, wrapper: type[W], subject: 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_worker_killed_after_the_step_is_finished_once_by_redelivery(
-    rig: Rig, pool: asyncpg.Pool, case: Case
+    pool: asyncpg.Pool, settings: Settings, tmp_path: Path, case: Case
 ) -> None:
+    async with open_rig(pool, settings, tmp_path, POOLS, case.ack_wait) as rig:
+        await crash_and_redeliver(rig, pool, case)
+
+
+async def crash_and_redeliver(rig: Rig, pool: asyncpg.Pool, case: Case) -> None:
     # Something else in each pool, so a step that released space twice would show.
     for location in (POOL_A, POOL_B):
         bystander = f"bystander-{uuid.uuid4().hex}"

@@ -95,15 +95,16 @@ async def open_rig(
     settings: Settings,
     root: Path,
     pools: tuple[str, ...] = ("h@file#pool:100",),
+    ack_wait: float = 1.0,
 ) -> AsyncIterator[Rig]:
     """A stream, subject prefix and relay of its own, a file driver on ``pools`` under
-    ``root`` (the image store too), and quick redelivery (ack wait 1 s, 3 deliveries)."""
+    ``root`` (the image store too), and quick redelivery (``ack_wait``, 3 deliveries)."""
     tag = uuid.uuid4().hex[:8]
     own = settings.model_copy(
         update={
             "stream": f"{settings.stream}_S{tag}",
             "subject_prefix": f"s{tag}.",
-            "saga_ack_wait": 1.0,
+            "saga_ack_wait": ack_wait,
             "saga_max_deliver": 3,
             "data_dir": root,
             "pools": pools,
