@@ -138,7 +138,17 @@ async def _worker(
             await sub.unsubscribe()
 
 
+async def _keep_alive(msg: Msg, every: float) -> None:
+    """Tell the server the message is still being worked on, so a step that runs longer
+    than the ack wait (a big copy or upload) is not handed to a second worker meanwhile."""
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.in_progress()
+
+
 async def _handle(msg: Msg, spec: ConsumerSpec, handler: Handler, park: Park) -> None:
+    alive = asyncio.create_task(_keep_alive(msg, spec.ack_wait / 3))
     try:
         await handler(msg)
     except Exception as err:
@@ -161,4 +171,6 @@ async def _handle(msg: Msg, spec: ConsumerSpec, handler: Handler, park: Park) ->
         )
         await msg.nak(delay=delay)
         return
+    finally:
+        alive.cancel()
     await msg.ack()
