@@ -92,6 +92,13 @@ class Step:
         """The step touches only the event's aggregate's row."""
         return self.ids is _own
 
+    @property
+    def kind_code(self) -> int:
+        return _KINDS[self.kind]
+
+
+_KINDS = {"insert": 0, "update": 1, "touch": 2}
+
 
 def _own(e: ProjectionEvent) -> list[UUID]:
     return [e.aggregate_id]
@@ -107,50 +114,6 @@ def update(table: str, change: Change) -> Step:
 
 def touch(table: str, ids: Ids, change: Change) -> Step:
     return Step(table, "touch", ids, change)
-
-
-def keys_of(steps: tuple[Step, ...], e: ProjectionEvent) -> list[list[tuple[str, UUID]]]:
-    """The row keys each step of ``e`` touches."""
-    return [
-        [(step.table, e.aggregate_id)]
-        if step.ids is _own
-        else [(step.table, r) for r in step.ids(e)]
-        for step in steps
-    ]
-
-
-def apply_event(
-    steps: tuple[Step, ...],
-    keys: list[list[tuple[str, UUID]]],
-    e: ProjectionEvent,
-    rows: dict[tuple[str, UUID], Row | None],
-    new_row: Callable[[str], Row],
-    changed: set[tuple[str, UUID]],
-) -> None:
-    """Run ``steps`` of ``e`` on ``rows``: every key in ``keys`` (from ``keys_of``) must be
-    loaded, ``None`` for a missing row. Adds the keys of changed rows to ``changed``."""
-    for step, step_keys in zip(steps, keys, strict=True):
-        kind = step.kind
-        for key in step_keys:
-            row = rows.get(key)
-            if kind == "insert":
-                if row is not None:
-                    continue
-                row = new_row(step.table)
-                row["id"] = key[1]
-                step.change(row, e)
-                rows[key] = row
-            elif kind == "update":
-                if row is None or row["version"] >= e.version:
-                    continue
-                step.change(row, e)
-                row["updated_at"] = e.timestamp
-                row["version"] = e.version
-            else:
-                if row is None or row["deleted"]:
-                    continue
-                step.change(row, e)
-            changed.add(key)
 
 
 def fields(**values: Callable[[ProjectionEvent], Any] | str) -> Change:
@@ -181,4 +144,13 @@ def chain(*changes: Change) -> Change:
         for c in changes:
             c(row, e)
 
+    change.parts = changes  # type: ignore[attr-defined]  # flattened by rowstore.Folder
     return change
+
+
+def parts_of(change: Change) -> tuple[Change, ...]:
+    """A change as the flat sequence of changes it runs."""
+    parts = getattr(change, "parts", None)
+    if parts is None:
+        return (change,)
+    return tuple(p for c in parts for p in parts_of(c))

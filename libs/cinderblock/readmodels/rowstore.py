@@ -17,7 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
-from cinderblock.readmodels.folds import JSON_NULL, Row, Step, apply_event, keys_of
+from cinderblock.readmodels.folds import JSON_NULL, Row, Step, parts_of
 from cinderblock.readmodels.projections import ProjectionEvent
 
 # The tables the projector derives from events (everything else in the schema is either
@@ -155,11 +155,18 @@ class Folder:
         self.specs = specs
         self.keep = keep
         # Only the steps on tables this folder owns (``--projection`` picks a subset).
-        self.steps = {
-            name: kept
-            for name, steps in projections.items()
-            if (kept := tuple(s for s in steps if s.table in specs))
-        }
+        # Per event name, its steps on the tables this folder owns (``--projection`` picks
+        # a subset), compiled to (table, kind, ids or None for the aggregate's own row,
+        # the changes to run in order).
+        self.plans: dict[str, tuple[tuple[str, int, Any, tuple[Any, ...]], ...]] = {}
+        for name, steps in projections.items():
+            plan = tuple(
+                (s.table, s.kind_code, None if s.own else s.ids, parts_of(s.change))
+                for s in steps
+                if s.table in specs
+            )
+            if plan:
+                self.plans[name] = plan
         self.rows: OrderedDict[Key, Row | None] = OrderedDict()
         # False while the tables are known to hold no row this folder did not create
         # (a fresh side table before the first eviction): misses need no lookup.
@@ -171,36 +178,64 @@ class Folder:
     def _new_row(self, table: str) -> Row:
         return self.specs[table].new_row()
 
-    async def fold(self, events: Sequence[ProjectionEvent]) -> int:
-        """Apply ``events`` in order; returns how many had a projection."""
-        rows, all_steps = self.rows, self.steps
+    async def _load_missing(self, events: Sequence[ProjectionEvent]) -> None:
+        """Read the rows ``events`` touch that are not in memory (``None``: no such row)."""
+        rows, plans = self.rows, self.plans
         wanted: dict[str, set[UUID]] = {}
-        known = []
         for e in events:
-            steps = all_steps.get(e.name)
-            if not steps:
-                continue
-            keys = keys_of(steps, e)
-            known.append((steps, keys, e))
-            for step_keys in keys:
-                for key in step_keys:
-                    if key not in rows:
-                        wanted.setdefault(key[0], set()).add(key[1])
-        for table, ids in wanted.items():
-            found = {}
-            if self._may_exist:
-                found = {
-                    r["id"]: self.specs[table].decode(r)
-                    for r in await self.conn.fetch(self._selects[table], list(ids))
-                }
-            for rid in ids:
+            for table, _kind, ids, _changes in plans.get(e.name, ()):
+                for rid in (e.aggregate_id,) if ids is None else ids(e):
+                    if (table, rid) not in rows:
+                        wanted.setdefault(table, set()).add(rid)
+        for table, missing in wanted.items():
+            decode = self.specs[table].decode
+            found = {
+                r["id"]: decode(r)
+                for r in await self.conn.fetch(self._selects[table], list(missing))
+            }
+            for rid in missing:
                 rows[(table, rid)] = found.get(rid)
-        dirty, new_row = self.dirty, self._new_row
-        for steps, keys, e in known:
-            apply_event(steps, keys, e, rows, new_row, dirty)
+
+    async def fold(self, events: Sequence[ProjectionEvent]) -> int:
+        """Apply ``events`` in order (the step semantics of ``folds``); returns how many
+        had a projection."""
+        if self._may_exist:
+            await self._load_missing(events)
+        rows, plans, mark, new_row = self.rows, self.plans, self.dirty.add, self._new_row
+        applied = 0
+        for e in events:
+            plan = plans.get(e.name)
+            if plan is None:
+                continue
+            applied += 1
+            for table, kind, ids, changes in plan:
+                for rid in (e.aggregate_id,) if ids is None else ids(e):
+                    key = (table, rid)
+                    row = rows.get(key)
+                    if kind == 1:  # update: the aggregate's row, if older than the event
+                        if row is None or row["version"] >= e.version:
+                            continue
+                        for change in changes:
+                            change(row, e)
+                        row["updated_at"] = e.timestamp
+                        row["version"] = e.version
+                    elif kind == 0:  # insert, unless the row exists
+                        if row is not None:
+                            continue
+                        row = new_row(table)
+                        row["id"] = rid
+                        for change in changes:
+                            change(row, e)
+                        rows[key] = row
+                    else:  # touch rows that are not deleted
+                        if row is None or row["deleted"]:
+                            continue
+                        for change in changes:
+                            change(row, e)
+                    mark(key)
         if self.keep and len(rows) > self.keep:
             await self._trim()
-        return len(known)
+        return applied
 
     async def flush(self) -> int:
         """Write every changed row; returns how many."""

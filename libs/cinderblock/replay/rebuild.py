@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -21,7 +21,8 @@ from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, load_specs
 from cinderblock.readmodels.schema import PROJECTED_CHANNEL, READMODELS_DDL
 from cinderblock.readmodels.steps import STEPS
 from cinderblock.replay.decode import Decoder
-from cinderblock.replay.source import event_count, pages
+from cinderblock.replay.parallel import default_workers, fold_in_parallel
+from cinderblock.replay.source import event_count, pages, settled_end
 from cinderblock.store.eventstore import START, Position
 from cinderblock.store.schema import EVENTS_DDL
 
@@ -45,11 +46,17 @@ class Rebuilt:
     seconds: float = 0.0
     live_position: Position = START
     swapped: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
+    workers: int = 1  # processes that folded the bulk of the log
+    worker_peak_rss_mib: float = 0.0  # the largest worker's, when workers > 1
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def wanted_events(tables: Sequence[str]) -> list[str]:
+    """The events whose projection changes one of ``tables``."""
+    return [n for n, steps in STEPS.items() if any(s.table in tables for s in steps)]
 
 
 def _side_schema() -> str:
@@ -72,17 +79,21 @@ class Rebuild:
         tables: Sequence[str] = PROJECTED_TABLES,
         *,
         progress: Progress | None = None,
+        dsn: str | None = None,
+        workers: int | None = None,
     ) -> None:
+        """``workers``: processes for the bulk of the log (None: by its length; needs
+        ``dsn``)."""
         unknown = set(tables) - set(PROJECTED_TABLES)
         if unknown:
             raise ValueError(f"unknown projection(s) {sorted(unknown)}; known: {PROJECTED_TABLES}")
         self.conn = conn
         self.reader = reader
+        self.dsn = dsn
+        self.workers = workers
         self.result = Rebuilt(schema=_side_schema(), tables=tuple(tables))
         self.progress = progress
-        self.decode = Decoder(
-            wanted=[n for n, steps in STEPS.items() if any(s.table in tables for s in steps)]
-        )
+        self.decode = Decoder(wanted=wanted_events(tables))
         self.folder: Folder | None = None
         self._expected = 0
         self._committed = (START, 0)
@@ -128,9 +139,36 @@ class Rebuild:
         await folder.flush()
         result.seconds += time.perf_counter() - started
 
+    async def fold_bulk(self, *, own_log: bool) -> None:
+        """The log up to now (``own_log``) or up to the projector's position, folded by
+        several processes when it is long."""
+        if self.dsn is None or self.workers == 1 or self.result.events:
+            return
+        upto = await (settled_end(self.reader) if own_log else _tracked(self.conn))
+        expected = await event_count(self.reader, START, upto)
+        workers = self.workers or default_workers(expected)
+        if workers < 2:
+            return
+        result = self.result
+        started = time.perf_counter()
+
+        def progress(done: int) -> None:
+            if self.progress:
+                self.progress(done, max(expected, done))
+
+        count, rss = await fold_in_parallel(
+            self.dsn, result.schema, result.tables, upto, workers, progress
+        )
+        result.seconds += time.perf_counter() - started
+        result.events, result.position = count, upto
+        result.workers, result.worker_peak_rss_mib = workers, rss
+        specs = await load_specs(self.conn, result.schema, result.tables)
+        self.folder = Folder(self.conn, specs, STEPS, schema=result.schema, keep=KEEP_ROWS)
+
     async def catch_up_unlocked(self, *, own_log: bool) -> None:
         """Build up to the live projector's position (``own_log``: nobody projects, so up
         to the end of the log), following it while it moves."""
+        await self.fold_bulk(own_log=own_log)
         for _ in range(20):
             target = None if own_log else await _tracked(self.conn)
             before = self.result.events
@@ -214,10 +252,11 @@ async def replay(
     *,
     progress: Progress | None = None,
     lock_timeout: str = "5s",
+    workers: int | None = None,
 ) -> Rebuilt:
     """Rebuild ``tables`` from position 0 and swap them in atomically."""
     async with connections(dsn) as (conn, reader), projector_paused(conn) as own:
-        rebuild = Rebuild(conn, reader, tables, progress=progress)
+        rebuild = Rebuild(conn, reader, tables, progress=progress, dsn=dsn, workers=workers)
         # Only a rebuild of every table may move the tracking row past the live position.
         own_log = own and set(tables) == set(PROJECTED_TABLES)
         try:

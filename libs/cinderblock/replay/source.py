@@ -18,24 +18,35 @@ FROM events
 WHERE (tx_id, position) > ($1::text::xid8, $2)
   AND (tx_id, position) <= ($3::text::xid8, $4)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+  {partition}
 ORDER BY tx_id, position
 LIMIT $5
 """
+# One of ``$7`` disjoint shares of the aggregates (by the last byte of their id): every
+# read-model row is changed by the events of one aggregate only, so shares fold apart.
+_PARTITION = "AND get_byte(uuid_send(originator_id), 15) % $6 = $7"
 
 END = Position(2**63 - 1, 2**63 - 1)
 
 
 async def pages(
-    conn: asyncpg.Connection, after: Position, upto: Position | None = None, *, size: int = 5000
+    conn: asyncpg.Connection,
+    after: Position,
+    upto: Position | None = None,
+    *,
+    size: int = 5000,
+    share: tuple[int, int] | None = None,
 ) -> AsyncIterator[list[asyncpg.Record]]:
     """Pages of ``(tx_id, position, originator_id, originator_version, topic, state)``
-    records after ``after`` up to and including ``upto`` (default: the settled end)."""
+    records after ``after`` up to and including ``upto`` (default: the settled end);
+    ``share=(k, n)``: only the events of the k-th of n shares of the aggregates."""
     bound = upto or END
-    stmt = await conn.prepare(_PAGE)
+    stmt = await conn.prepare(_PAGE.format(partition=_PARTITION if share else ""))
+    extra = (share[1], share[0]) if share else ()
 
     async def fetch(start: Position) -> list[asyncpg.Record]:
         return await stmt.fetch(
-            str(start.tx_id), start.position, str(bound.tx_id), bound.position, size
+            str(start.tx_id), start.position, str(bound.tx_id), bound.position, size, *extra
         )
 
     pending = asyncio.ensure_future(fetch(after))
@@ -68,3 +79,13 @@ async def event_count(conn: asyncpg.Connection, after: Position, upto: Position 
         str(bound.tx_id),
         bound.position,
     )
+
+
+async def settled_end(conn: asyncpg.Connection) -> Position:
+    """The last settled position: every row at or before it is committed and final."""
+    row = await conn.fetchrow(
+        "SELECT tx_id::text::bigint AS tx_id, position FROM events "
+        "WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
+        "ORDER BY tx_id DESC, position DESC LIMIT 1"
+    )
+    return Position(row["tx_id"], row["position"]) if row else Position(0, 0)

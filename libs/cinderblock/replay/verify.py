@@ -92,12 +92,16 @@ async def diff_table(conn: asyncpg.Connection, side: str, table: str) -> list[Di
 
 
 async def verify(
-    dsn: str, tables: Sequence[str] = PROJECTED_TABLES, *, progress: Progress | None = None
+    dsn: str,
+    tables: Sequence[str] = PROJECTED_TABLES,
+    *,
+    progress: Progress | None = None,
+    workers: int | None = None,
 ) -> Verified:
     """Rebuild up to the live projector's position and diff; the live projector waits at
     its next batch only while the last events are folded and the tables compared."""
     async with connections(dsn) as (conn, reader), projector_paused(conn):
-        rebuild = Rebuild(conn, reader, tables, progress=progress)
+        rebuild = Rebuild(conn, reader, tables, progress=progress, dsn=dsn, workers=workers)
         result = Verified(rebuild.result)
         try:
             await rebuild.prepare()

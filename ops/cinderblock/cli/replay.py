@@ -22,6 +22,7 @@ from cinderblock.replay.rebuild import replay
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify
 
 COMMANDS = ("replay", "verify", "bench-log")
+WORKERS_HELP = "processes folding the bulk of the log (default: 1 below 150,000 events, else 2+)"
 
 
 def projections(text: str) -> tuple[str, ...]:
@@ -48,12 +49,14 @@ def add_parsers(sub: Any) -> None:
         help=f"all (default) or a comma-separated subset of {', '.join(PROJECTED_TABLES)}",
     )
     rp.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
+    rp.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     add_data_dir_argument(rp)
     vf = sub.add_parser(
         "verify", help="rebuild into side tables and diff them against the live read models"
     )
     vf.add_argument("--projection", type=projections, default=PROJECTED_TABLES)
     vf.add_argument("--json", action="store_true", help="summary and differences as JSON")
+    vf.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     add_data_dir_argument(vf)
     bl = sub.add_parser("bench-log", help="append a realistic generated event log (benchmarks)")
     bl.add_argument("--events", type=int, required=True)
@@ -81,7 +84,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _replay(dsn: str, args: argparse.Namespace) -> int:
     bar = Bar("replay")
     try:
-        done = await replay(dsn, args.projection, progress=bar)
+        done = await replay(dsn, args.projection, progress=bar, workers=args.workers)
     finally:
         bar.close()
     summary = {
@@ -92,14 +95,21 @@ async def _replay(dsn: str, args: argparse.Namespace) -> int:
         "position": str(done.position),
         "projector_position_at_swap": str(done.live_position),
         "peak_rss_mib": round(peak_rss_mib(), 1),
+        "workers": done.workers,
+        "worker_peak_rss_mib": round(done.worker_peak_rss_mib, 1),
     }
     if args.json:
         print(json.dumps(summary))
     else:
         print(
             f"replayed {done.events:,} events in {done.seconds:.2f}s "
-            f"({done.rate:,.0f} events/s); swapped in {', '.join(done.tables)} at {done.position}; "
-            f"peak RSS {summary['peak_rss_mib']} MiB"
+            f"({done.rate:,.0f} events/s, {done.workers} process(es)); swapped in "
+            f"{', '.join(done.tables)} at {done.position}; peak RSS {summary['peak_rss_mib']} MiB"
+            + (
+                f" (largest worker {summary['worker_peak_rss_mib']} MiB)"
+                if done.workers > 1
+                else ""
+            )
         )
     return 0
 
@@ -107,7 +117,7 @@ async def _replay(dsn: str, args: argparse.Namespace) -> int:
 async def _verify(dsn: str, args: argparse.Namespace) -> int:
     bar = Bar("verify")
     try:
-        result = await verify(dsn, args.projection, progress=bar)
+        result = await verify(dsn, args.projection, progress=bar, workers=args.workers)
     finally:
         bar.close()
     if args.json:
