@@ -10,100 +10,31 @@ in memory and write set-based. Both registries must name the same events
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import UUID
-
 from cinderblock.readmodels.folds import (
-    JSON_NULL,
     Row,
     Step,
-    as_bool,
-    as_text,
     chain,
     const,
     fields,
     insert,
     jsonb,
-    jsonb_add,
     touch,
     update,
 )
 from cinderblock.readmodels.projections import ProjectionEvent
-
-
-def _ts(e: ProjectionEvent) -> Any:
-    return e.timestamp
-
-
-def _version(e: ProjectionEvent) -> int:
-    return e.version
-
-
-def _attachment_id(e: ProjectionEvent) -> list[UUID]:
-    return [UUID(e.data["attachment_id"])]
-
-
-def _removed_ids(e: ProjectionEvent) -> list[UUID]:
-    ids = e.data.get("removed_attachments")
-    if ids is None:
-        ids = [e.data["attachment_id"]] if e.data.get("attachment_id") else []
-    return [UUID(i) for i in ids]
-
-
-def _keep_previous(row: Row, _e: ProjectionEvent) -> None:
-    row["previous_status"] = row["status"]
-
-
-def _status(status: str) -> Any:
-    return const(status=status)
-
-
-def _restore_held(row: Row, _e: ProjectionEvent) -> None:
-    """A migration hands back the status it held (maintenance, retyping) when it ends."""
-    if row["status"] in ("maintenance", "retyping"):
-        row["status"] = row["previous_status"] or "available"
-
-
-def _drop_attached_mode_if(removed: Any) -> Any:
-    def change(row: Row, e: ProjectionEvent) -> None:
-        if removed(e):
-            meta = row["admin_metadata"]
-            if isinstance(meta, dict):
-                row["admin_metadata"] = {k: v for k, v in meta.items() if k != "attached_mode"}
-
-    return change
-
-
-def _merge(column: str, part: Any) -> Any:
-    """jsonb ``column || part(e)``: keys of the right side win."""
-
-    def change(row: Row, e: ProjectionEvent) -> None:
-        current = row[column]
-        row[column] = {**(current if isinstance(current, dict) else {}), **part(e)}
-
-    return change
-
-
-def _without(column: str, field: str) -> Any:
-    def change(row: Row, e: ProjectionEvent) -> None:
-        current = row[column]
-        if isinstance(current, dict):
-            row[column] = {k: v for k, v in current.items() if k != e.data[field]}
-
-    return change
-
-
-def _text_changes(*keys: str) -> Any:
-    """name/description from ``changes``: set when the key is present (``->>`` text)."""
-
-    def change(row: Row, e: ProjectionEvent) -> None:
-        changes = e.data["changes"]
-        for key in keys:
-            if key in changes:
-                row[key] = as_text(changes[key])
-
-    return change
-
+from cinderblock.readmodels.step_parts import (
+    attachment_id,
+    drop_attached_mode_if,
+    keep_previous,
+    merge,
+    removed_ids,
+    restore_held,
+    status,
+    text_changes,
+    ts,
+    without,
+)
+from cinderblock.readmodels.steps_resources import QUOTA_STEPS, SNAPSHOT_STEPS, TYPE_STEPS
 
 # ------------------------------------------------------------------ volumes
 
@@ -175,7 +106,7 @@ def _attached_mode(row: Row, e: ProjectionEvent) -> None:
 
 
 def _volume_updated(row: Row, e: ProjectionEvent) -> None:
-    _text_changes("name", "description")(row, e)
+    text_changes("name", "description")(row, e)
     if "metadata" in e.data["changes"]:
         row["metadata"] = jsonb(e.data["changes"]["metadata"])
 
@@ -208,46 +139,46 @@ def _migration_started(row: Row, e: ProjectionEvent) -> None:
 
 
 _DETACH_ATTACHMENTS = touch(
-    A, _removed_ids, chain(const(deleted=True, attach_status="detached"), fields(detach_time=_ts))
+    A, removed_ids, chain(const(deleted=True, attach_status="detached"), fields(detach_time=ts))
 )
-_GONE = chain(const(status="deleted", deleted=True), fields(deleted_at=_ts))
+_GONE = chain(const(status="deleted", deleted=True), fields(deleted_at=ts))
 
 VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
     "Volume.Created": (insert(V, _volume_created),),
-    "Volume.CreateCompleted": (update(V, chain(_status("available"), fields(host="host"))),),
-    "Volume.CreateFailed": (update(V, _status("error")),),
-    "Volume.ExtendRequested": (update(V, chain(_keep_previous, _status("extending"))),),
+    "Volume.CreateCompleted": (update(V, chain(status("available"), fields(host="host"))),),
+    "Volume.CreateFailed": (update(V, status("error")),),
+    "Volume.ExtendRequested": (update(V, chain(keep_previous, status("extending"))),),
     "Volume.Extended": (update(V, fields(size="new_size_gb", status="status")),),
     "Volume.ExtendFailed": (update(V, fields(status="status")),),
     "Volume.BootableSet": (update(V, fields(bootable="bootable")),),
-    "Volume.DeleteRequested": (update(V, chain(_keep_previous, _status("deleting"))),),
-    "Volume.DeleteFailed": (update(V, _status("error_deleting")),),
+    "Volume.DeleteRequested": (update(V, chain(keep_previous, status("deleting"))),),
+    "Volume.DeleteFailed": (update(V, status("error_deleting")),),
     "Volume.Deleted": (update(V, _GONE),),
     "Volume.Updated": (update(V, _volume_updated),),
-    "Volume.RevertRequested": (update(V, _status("reverting")),),
+    "Volume.RevertRequested": (update(V, status("reverting")),),
     "Volume.EncryptionSet": (update(V, fields(encryption_key_id="key_id")),),
     "Volume.Reencrypted": (
         update(V, chain(fields(encryption_key_id="key_id"), const(migration_status="success"))),
     ),
     "Volume.ReencryptFailed": (update(V, const(migration_status="error")),),
-    "Volume.Reverted": (update(V, _status("available")),),
-    "Volume.RevertFailed": (update(V, _status("error")),),
+    "Volume.Reverted": (update(V, status("available")),),
+    "Volume.RevertFailed": (update(V, status("error")),),
     "Volume.AttachmentReserved": (
-        insert(A, _attachment_reserved, _attachment_id),
+        insert(A, _attachment_reserved, attachment_id),
         update(V, fields(status="status")),
     ),
     "Volume.AttachmentConnected": (
-        touch(A, _attachment_id, _attachment_connected),
+        touch(A, attachment_id, _attachment_connected),
         update(V, const(status="attaching", attach_status="attaching")),
     ),
     "Volume.AttachmentCompleted": (
-        touch(A, _attachment_id, chain(const(attach_status="attached"), fields(attach_time=_ts))),
+        touch(A, attachment_id, chain(const(attach_status="attached"), fields(attach_time=ts))),
         update(V, const(status="in-use", attach_status="attached")),
     ),
-    "Volume.Reserved": (update(V, _status("attaching")),),
+    "Volume.Reserved": (update(V, status("attaching")),),
     "Volume.Unreserved": (update(V, fields(status="status")),),
     "Volume.Attached": (
-        insert(A, _attachment_added, _attachment_id),
+        insert(A, _attachment_added, attachment_id),
         update(
             V,
             chain(const(status="in-use", attach_status="attached"), _attached_mode),
@@ -259,7 +190,7 @@ VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
             V,
             chain(
                 fields(status="status", attach_status="attach_status"),
-                _drop_attached_mode_if(
+                drop_attached_mode_if(
                     lambda e: (
                         bool(e.data.get("attachment_id")) or bool(e.data.get("removed_attachments"))
                     )
@@ -267,12 +198,12 @@ VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
             ),
         ),
     ),
-    "Volume.DetachingBegun": (update(V, _status("detaching")),),
-    "Volume.DetachingRolledBack": (update(V, _status("in-use")),),
+    "Volume.DetachingBegun": (update(V, status("detaching")),),
+    "Volume.DetachingRolledBack": (update(V, status("in-use")),),
     "Volume.ReadonlyFlagUpdated": (
         update(
             V,
-            _merge(
+            merge(
                 "admin_metadata", lambda e: {"readonly": "True" if e.data["readonly"] else "False"}
             ),
         ),
@@ -283,167 +214,30 @@ VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
             V,
             chain(
                 fields(status="status", attach_status="attach_status"),
-                _drop_attached_mode_if(lambda e: bool(e.data["removed_attachments"])),
+                drop_attached_mode_if(lambda e: bool(e.data["removed_attachments"])),
                 fields(migration_status="migration_status"),
             ),
         ),
     ),
-    "Volume.ImageMetadataSet": (update(V, _merge("image_metadata", lambda e: e.data["metadata"])),),
-    "Volume.ImageMetadataUnset": (update(V, _without("image_metadata", "key")),),
-    "Volume.UploadRequested": (update(V, chain(_keep_previous, _status("uploading"))),),
+    "Volume.ImageMetadataSet": (update(V, merge("image_metadata", lambda e: e.data["metadata"])),),
+    "Volume.ImageMetadataUnset": (update(V, without("image_metadata", "key")),),
+    "Volume.UploadRequested": (update(V, chain(keep_previous, status("uploading"))),),
     "Volume.Uploaded": (update(V, fields(status="status")),),
     "Volume.UploadFailed": (update(V, fields(status="status")),),
     "Volume.RetypeRequested": (
-        update(
-            V, chain(_keep_previous, _status("retyping"), fields(multiattach="new_multiattach"))
-        ),
+        update(V, chain(keep_previous, status("retyping"), fields(multiattach="new_multiattach"))),
     ),
     "Volume.Retyped": (update(V, _retyped),),
     "Volume.RetypeFailed": (update(V, _retype_failed),),
     "Volume.UnmanageRequested": (update(V, _unmanage_requested),),
     "Volume.Unmanaged": (update(V, _GONE),),
-    "Volume.UnmanageFailed": (update(V, _status("error_unmanaging")),),
+    "Volume.UnmanageFailed": (update(V, status("error_unmanaging")),),
     "Volume.MigrationStarted": (update(V, _migration_started),),
     "Volume.MigrationCopying": (update(V, const(migration_status="migrating")),),
     "Volume.MigrationCompleted": (
-        update(V, chain(fields(host="host"), const(migration_status="success"), _restore_held)),
+        update(V, chain(fields(host="host"), const(migration_status="success"), restore_held)),
     ),
-    "Volume.MigrationFailed": (update(V, chain(const(migration_status="error"), _restore_held)),),
-}
-
-# ---------------------------------------------------------------- snapshots
-
-S = "snapshots"
-
-
-def _snapshot_created(row: Row, e: ProjectionEvent) -> None:
-    d = e.data
-    row.update(
-        volume_id=UUID(d["volume_id"]),
-        project_id=d["project_id"],
-        user_id=d["user_id"],
-        name=d["name"],
-        description=d["description"],
-        size=d["volume_size"],
-        status="creating",
-        progress="0%",
-        metadata=jsonb(d["metadata"]),
-        created_at=e.timestamp,
-        version=e.version,
-    )
-
-
-SNAPSHOT_STEPS: dict[str, tuple[Step, ...]] = {
-    "Snapshot.Created": (insert(S, _snapshot_created),),
-    "Snapshot.CreateCompleted": (update(S, const(status="available", progress="100%")),),
-    "Snapshot.CreateFailed": (update(S, _status("error")),),
-    "Snapshot.Updated": (update(S, _text_changes("name", "description")),),
-    "Snapshot.DeleteRequested": (update(S, _status("deleting")),),
-    "Snapshot.Deleted": (update(S, const(status="deleted", deleted=True)),),
-    "Snapshot.DeleteFailed": (update(S, _status("error_deleting")),),
-    "Snapshot.RestoreStarted": (update(S, _status("restoring")),),
-    "Snapshot.RestoreEnded": (update(S, _status("available")),),
-}
-
-# ------------------------------------------------------------- volume types
-
-T = "volume_types"
-
-
-def _type_created(row: Row, e: ProjectionEvent) -> None:
-    d = e.data
-    row.update(
-        name=d["name"],
-        description=d["description"],
-        is_public=d["is_public"],
-        extra_specs=jsonb(d["extra_specs"]),
-        created_at=e.timestamp,
-        version=e.version,
-    )
-
-
-def _type_updated(row: Row, e: ProjectionEvent) -> None:
-    changes = e.data["changes"]
-    name = as_text(changes.get("name"))
-    if name is not None:
-        row["name"] = name
-    if "description" in changes:
-        row["description"] = as_text(changes["description"])
-    public = changes.get("is_public")
-    if public is not None:
-        row["is_public"] = as_bool(public)
-
-
-def _projects(op: Any) -> Any:
-    def change(row: Row, e: ProjectionEvent) -> None:
-        current = row["projects"] if isinstance(row["projects"], list) else []
-        row["projects"] = op(current, e.data["project_id"])
-
-    return change
-
-
-_ENCRYPTION_FIELDS = ("encryption_id", "provider", "cipher", "key_size", "control_location")
-
-
-def _encryption_created(row: Row, e: ProjectionEvent) -> None:
-    row["encryption"] = {f: e.data[f] for f in _ENCRYPTION_FIELDS}
-    row["encryption_created_at"] = e.timestamp
-    row["encryption_updated_at"] = None
-
-
-def _encryption_updated(row: Row, e: ProjectionEvent) -> None:
-    current = row.get("encryption")
-    if isinstance(current, dict):  # SQL: NULL || changes stays NULL
-        row["encryption"] = {**current, **e.data["changes"]}
-    row["encryption_updated_at"] = e.timestamp
-
-
-TYPE_STEPS: dict[str, tuple[Step, ...]] = {
-    "VolumeType.Created": (insert(T, _type_created),),
-    "VolumeType.Updated": (update(T, _type_updated),),
-    "VolumeType.ExtraSpecsSet": (update(T, _merge("extra_specs", lambda e: e.data["specs"])),),
-    "VolumeType.ExtraSpecUnset": (update(T, _without("extra_specs", "key")),),
-    "VolumeType.AccessAdded": (update(T, _projects(lambda ps, p: [*ps, p])),),
-    "VolumeType.AccessRemoved": (update(T, _projects(lambda ps, p: [x for x in ps if x != p])),),
-    "VolumeType.Deleted": (update(T, const(deleted=True)),),
-    "VolumeType.EncryptionCreated": (update(T, _encryption_created),),
-    "VolumeType.EncryptionUpdated": (update(T, _encryption_updated),),
-    "VolumeType.EncryptionDeleted": (
-        update(T, const(encryption=None, encryption_created_at=None, encryption_updated_at=None)),
-    ),
-}
-
-# ------------------------------------------------------------------- quotas
-
-Q = "quotas"
-
-
-def _usage_adjusted(row: Row, e: ProjectionEvent) -> None:
-    row["in_use"] = jsonb_add(row["in_use"], e.data["deltas"])
-
-
-def _reserved(row: Row, e: ProjectionEvent) -> None:
-    current = row["reservations"] if isinstance(row["reservations"], dict) else {}
-    row["reservations"] = {**current, e.data["reservation_id"]: jsonb(e.data["deltas"])}
-
-
-def _committed(row: Row, e: ProjectionEvent) -> None:
-    rid = e.data["reservation_id"]
-    held = row["reservations"].get(rid) if isinstance(row["reservations"], dict) else None
-    row["in_use"] = jsonb_add(row["in_use"], {} if held in (None, JSON_NULL) else held)
-    _without("reservations", "reservation_id")(row, e)
-
-
-QUOTA_STEPS: dict[str, tuple[Step, ...]] = {
-    "ProjectQuota.Created": (
-        insert(Q, fields(project_id="project_id", updated_at=_ts, version=_version)),
-    ),
-    "ProjectQuota.UsageAdjusted": (update(Q, _usage_adjusted),),
-    "ProjectQuota.Reserved": (update(Q, _reserved),),
-    "ProjectQuota.ReservationCommitted": (update(Q, _committed),),
-    "ProjectQuota.ReservationReleased": (update(Q, _without("reservations", "reservation_id")),),
-    "ProjectQuota.LimitsSet": (update(Q, _merge("limits", lambda e: e.data["limits"])),),
-    "ProjectQuota.LimitsCleared": (update(Q, const(limits={})),),
+    "Volume.MigrationFailed": (update(V, chain(const(migration_status="error"), restore_held)),),
 }
 
 STEPS: dict[str, tuple[Step, ...]] = {
