@@ -80,7 +80,7 @@ async def test_cascade_removes_volume_snapshots_files_and_quota(system: System) 
 async def test_cascade_refused_while_a_snapshot_is_creating(system: System) -> None:
     client, volume, _ = await volume_with_snapshots(system, 1)
     vid = volume["id"]
-    system.faults("snapshot=delay:3")
+    system.faults("snapshot=delay:5")
     try:
         made = await client.request("POST", "/snapshots", body={"snapshot": {"volume_id": vid}})
         assert made.status == 202
