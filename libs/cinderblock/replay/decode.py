@@ -55,37 +55,43 @@ class Decoder:
         events no projection reads, such as ``Volume.SnapshotTaken``)."""
         self.mapper = mapper or make_mapper()
         self.wanted = None if wanted is None else frozenset(wanted)
-        self._classes: dict[str, tuple[str, type, int]] = {}
+        self._classes: dict[str, tuple[str, type, int, bool]] = {}
+        self._wrapped = bool(self.mapper.cipher or self.mapper.compressor)
         self._names = getattr(self.mapper.transcoder, "names", {})
 
-    def _resolve(self, topic: str) -> tuple[str, type, int]:
+    def _resolve(self, topic: str) -> tuple[str, type, int, bool]:
         cls = resolve_topic(topic)
-        found = (event_name(topic), cls, getattr(cls, "class_version", 1))
+        name = event_name(topic)
+        wanted = self.wanted is None or name in self.wanted
+        found = (name, cls, getattr(cls, "class_version", 1), wanted)
         self._classes[topic] = found
         return found
 
     def __call__(self, topic: str, originator_id: UUID, version: int, state: bytes) -> Event | None:
-        name, cls, class_version = self._classes.get(topic) or self._resolve(topic)
-        if self.wanted is not None and name not in self.wanted:
+        name, cls, class_version, wanted = self._classes.get(topic) or self._resolve(topic)
+        if not wanted:
             return None
-        mapper = self.mapper
-        if mapper.cipher:
-            state = mapper.cipher.decrypt(state)
-        if mapper.compressor:
-            state = mapper.compressor.decompress(state)
+        if self._wrapped:
+            state = self._unwrap(state)
         d: dict[str, Any] = _scan(state.decode(), 0)[0]
-        if d.get("class_version", 1) < class_version:
+        if class_version > 1 and d.get("class_version", 1) < class_version:
             return self._upcast(name, cls, class_version, originator_id, version, state)
         d.pop("class_version", None)
-        stamp = d["timestamp"]
-        timestamp = datetime.fromisoformat(stamp["_data_"])
-        for key in _ENVELOPE:
-            d.pop(key, None)
+        timestamp = datetime.fromisoformat(d.pop("timestamp")["_data_"])
+        d.pop("originator_topic", None)  # Created events only
         if state.count(b'"_type_"') > 1:  # a transcoded value besides the timestamp
             for key, value in d.items():
                 if type(value) is dict or type(value) is list:
                     d[key] = self._plain(value)
         return Event(name, originator_id, version, timestamp, d)
+
+    def _unwrap(self, state: bytes) -> bytes:
+        mapper = self.mapper
+        if mapper.cipher:
+            state = mapper.cipher.decrypt(state)
+        if mapper.compressor:
+            state = mapper.compressor.decompress(state)
+        return state
 
     def _plain(self, value: Any) -> Any:
         """A raw JSON value with transcoded objects replaced by their plain form."""
