@@ -50,11 +50,17 @@ def _snapshot_created(row: Row, e: ProjectionEvent) -> None:
     )
 
 
+def _snapshot_updated(row: Row, e: ProjectionEvent) -> None:
+    text_changes("name", "description")(row, e)
+    if "metadata" in e.data["changes"]:  # the metadata endpoints
+        row["metadata"] = jsonb(e.data["changes"]["metadata"])
+
+
 SNAPSHOT_STEPS: dict[str, tuple[Step, ...]] = {
     "Snapshot.Created": (insert(S, _snapshot_created),),
     "Snapshot.CreateCompleted": (update(S, const(status="available", progress="100%")),),
     "Snapshot.CreateFailed": (update(S, status("error")),),
-    "Snapshot.Updated": (update(S, text_changes("name", "description")),),
+    "Snapshot.Updated": (update(S, _snapshot_updated),),
     "Snapshot.DeleteRequested": (update(S, status("deleting")),),
     "Snapshot.Deleted": (update(S, const(status="deleted", deleted=True)),),
     "Snapshot.DeleteFailed": (update(S, status("error_deleting")),),
