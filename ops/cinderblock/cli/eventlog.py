@@ -132,10 +132,11 @@ def _extend(w: World, v: Volume) -> list[Any]:
     rid = uuid.uuid4().hex
     quota = w.quotas[v.project_id]
     delta = w.rng.choice((1, 2, 5))
-    quota.reserve(rid, {"gigabytes": delta}, {}, size_gb=v.size_gb + delta)
+    # The volume's rules first: a refused extend must leave no reservation behind.
     v.request_extend(
         v.size_gb + delta, in_use_allowed=v.status.value == "in-use", reservation_id=rid
     )
+    quota.reserve(rid, {"gigabytes": delta}, {}, size_gb=v.size_gb + delta)
     v.complete_extend(v.version)
     quota.commit(rid)
     return [quota]

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("replay", "verify", "bench-log"):
             from cinderblock.cli import replay
 
-            return asyncio.run(replay.run(args, settings))
+            return replay.main(args, settings)
     except SettingsError as err:
         print(f"cinderblock: {err}", file=sys.stderr)
         return 2
