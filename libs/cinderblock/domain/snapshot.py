@@ -18,6 +18,11 @@ class SnapshotStatus:
     ERROR = "error"
     ERROR_DELETING = "error_deleting"
     RESTORING = "restoring"
+    # Every status Cinder knows (an admin's os-reset_status may set any of them).
+    ALL = (
+        *("error", "available", "creating", "deleting", "deleted", "updating"),
+        *("error_deleting", "unmanaging", "backing-up", "restoring"),
+    )
 
 
 class SnapshotNotFoundError(InvalidInputError):
@@ -71,6 +76,9 @@ class Snapshot(Aggregate):
 
     class RestoreEnded(Aggregate.Event):
         pass
+
+    class StatusReset(Aggregate.Event):
+        status: str
 
     @event(Created)
     def __init__(
@@ -151,6 +159,21 @@ class Snapshot(Aggregate):
                 f"currently {self.status}."
             )
         self._delete_requested()
+
+    def force_delete(self) -> None:
+        """An admin's os-force_delete: to ``deleting`` whatever the status (Cinder skips the
+        status condition), also again from ``deleting`` to retry a stuck delete."""
+        self._delete_requested()
+
+    def reset_status(self, status: str) -> None:
+        """An admin's os-reset_status: the status is set, nothing else happens."""
+        if status not in SnapshotStatus.ALL:
+            raise InvalidInputError(f"Snapshot status: {status} is invalid.")
+        self._status_reset(status=status)
+
+    @event(StatusReset)
+    def _status_reset(self, status: str) -> None:
+        self.status = status
 
     @event(DeleteRequested)
     def _delete_requested(self) -> None:

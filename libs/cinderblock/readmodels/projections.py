@@ -232,6 +232,7 @@ SNAPSHOT_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Snapshot.DeleteFailed": _snap("status = 'error_deleting'"),
     "Snapshot.RestoreStarted": _snap("status = 'restoring'"),
     "Snapshot.RestoreEnded": _snap("status = 'available'"),
+    "Snapshot.StatusReset": _snap("status = $4", "status"),
 }
 
 

@@ -66,6 +66,7 @@ SNAPSHOT_STEPS: dict[str, tuple[Step, ...]] = {
     "Snapshot.DeleteFailed": (update(S, status("error_deleting")),),
     "Snapshot.RestoreStarted": (update(S, status("restoring")),),
     "Snapshot.RestoreEnded": (update(S, status("available")),),
+    "Snapshot.StatusReset": (update(S, fields(status="status")),),
 }
 
 # ------------------------------------------------------------- volume types

@@ -357,6 +357,18 @@ SNAPSHOT_RULES: tuple[policy.RuleDefault, ...] = (
     ),
     _rule("volume:update_snapshot", MEMBER, "Update snapshot.", "PUT /snapshots/{snapshot_id}"),
     _rule(
+        "volume_extension:snapshot_admin_actions:reset_status",
+        ADMIN_API,
+        "Reset status of a snapshot.",
+        "POST /snapshots/{snapshot_id}/action (os-reset_status)",
+    ),
+    _rule(
+        "volume_extension:snapshot_admin_actions:force_delete",
+        ADMIN_API,
+        "Force delete a snapshot.",
+        "POST /snapshots/{snapshot_id}/action (os-force_delete)",
+    ),
+    _rule(
         "volume:delete_snapshot",
         MEMBER,
         "Delete snapshot.",

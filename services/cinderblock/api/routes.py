@@ -10,6 +10,7 @@ from cinderblock.api.handlers import (
     backends,
     metadata,
     quotas,
+    snapshot_actions,
     snapshots,
     types,
     usage,
@@ -45,3 +46,4 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         backends.setup(r, prefix)
         metadata.setup(r, prefix)
         usage.setup(r, prefix)
+        snapshot_actions.setup(r, prefix)

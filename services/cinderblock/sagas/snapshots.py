@@ -3,6 +3,7 @@ snapshot. Each ends in a completion event or a compensating one."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 from uuid import UUID
@@ -60,7 +61,15 @@ class SnapshotSagas:
                 snapshot.sid, lambda s: s.fail_create(reason), meta=meta
             )
             return
-        await self.volumes.settle_snapshot(snapshot.sid, Snapshot.complete_create, meta=meta)
+        if await self.volumes.settle_snapshot(snapshot.sid, Snapshot.complete_create, meta=meta):
+            return
+        # Not creating any more: an admin force-deleted it (or reset its status) while the
+        # copy was made. A deleted snapshot must leave no copy behind; the delete saga may
+        # have run before this copy existed, so remove it here too (idempotent).
+        again, _ = await self._pair(snapshot.sid)
+        if again is not None and again.status in (SnapshotStatus.DELETING, SnapshotStatus.DELETED):
+            with contextlib.suppress(BackendError):
+                await self.driver.delete_snapshot(snapshot.sid, volume.host, step_key=env.id)
 
     async def when_snapshot_delete_requested_remove(self, env: ReceivedEnvelope) -> None:
         """Compensation: a driver failure → ``error_deleting``. A snapshot whose volume is

@@ -83,6 +83,8 @@ EXPECTED: dict[str, str] = {
     "volume:retype": MEMBER_RULE,
     "volume:update_readonly_flag": MEMBER_RULE,
     "volume_extension:volume_admin_actions:force_delete": ADMIN_API,
+    "volume_extension:snapshot_admin_actions:reset_status": ADMIN_API,
+    "volume_extension:snapshot_admin_actions:force_delete": ADMIN_API,
     "volume_extension:volume_admin_actions:force_detach": ADMIN_API,
     "volume_extension:volume_admin_actions:migrate_volume": ADMIN_API,
     "volume_extension:volume_admin_actions:migrate_volume_completion": ADMIN_API,
