@@ -27,6 +27,7 @@ from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, St
 from cinderblock.domain.unmanage import Unmanaging
 from cinderblock.domain.upload import Upload
 from cinderblock.domain.volume_encryption import VolumeEncryption
+from cinderblock.domain.volume_source import VolumeSource
 
 
 class Volume(
@@ -40,6 +41,7 @@ class Volume(
     Upload,
     NovaNotifications,
     VolumeEncryption,
+    VolumeSource,
     Aggregate,
 ):
     """One Cinder volume. Its id is the volume's UUID."""

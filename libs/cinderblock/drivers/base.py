@@ -178,6 +178,42 @@ class VolumeDriver(Protocol):
         """
         ...
 
+    async def create_volume_from_snapshot(
+        self,
+        volume_id: str,
+        snapshot_id: str,
+        size_gb: int,
+        *,
+        location: str,
+        step_key: str,
+        header: EncryptionHeader | None = None,
+    ) -> str:
+        """Create the volume in the snapshot's pool ``location`` with the snapshot's bytes
+        (a sparse copy, verified by checksum), grown with zeros to ``size_gb``; with
+        ``header`` its encryption header is rewritten for the new key. Return ``location``.
+        A redelivery finds the copy made and only finishes it (never copies twice).
+
+        Raises:
+            CapacityError: the pool cannot hold the volume.
+            BackendError: the snapshot file is missing (deleted meanwhile) or larger than
+                ``size_gb``, the copy failed or did not verify (nothing is left).
+        """
+        ...
+
+    async def create_cloned_volume(
+        self,
+        volume_id: str,
+        source_volid: str,
+        size_gb: int,
+        *,
+        location: str,
+        step_key: str,
+        header: EncryptionHeader | None = None,
+    ) -> str:
+        """As ``create_volume_from_snapshot``, from the volume ``source_volid`` in
+        ``location`` (a clone); no other step of the source runs during the copy."""
+        ...
+
     async def extend_volume(
         self, volume_id: str, location: str, new_size_gb: int, *, step_key: str
     ) -> None:

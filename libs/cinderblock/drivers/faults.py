@@ -228,6 +228,49 @@ class FaultInjectingDriver:
             volume_id, size_gb, location=location, step_key=step_key, header=header
         )
 
+    async def create_volume_from_snapshot(
+        self,
+        volume_id: str,
+        snapshot_id: str,
+        size_gb: int,
+        *,
+        location: str,
+        step_key: str,
+        header: EncryptionHeader | None = None,
+    ) -> str:
+        return await self._copying(
+            "create",
+            volume_id,
+            step_key,
+            lambda: self.inner.create_volume_from_snapshot(
+                volume_id, snapshot_id, size_gb, location=location, step_key=step_key, header=header
+            ),
+        )
+
+    async def create_cloned_volume(
+        self,
+        volume_id: str,
+        source_volid: str,
+        size_gb: int,
+        *,
+        location: str,
+        step_key: str,
+        header: EncryptionHeader | None = None,
+    ) -> str:
+        return await self._copying(
+            "create",
+            volume_id,
+            step_key,
+            lambda: self.inner.create_cloned_volume(
+                volume_id,
+                source_volid,
+                size_gb,
+                location=location,
+                step_key=step_key,
+                header=header,
+            ),
+        )
+
     async def reencrypt_volume(
         self,
         volume_id: str,

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cinderblock.drivers import copying, encryption, imagefiles, migration, snapshots
+from cinderblock.drivers import copying, encryption, imagefiles, migration, snapshots, sources
 from cinderblock.drivers.base import (
     GIB,
     BackendError,
@@ -233,6 +233,57 @@ class FileDriver:
         return await self._reencrypting.reencrypt(
             volume_id, source, destination, target, step_key=step_key
         )
+
+    async def create_volume_from_snapshot(
+        self,
+        volume_id: str,
+        snapshot_id: str,
+        size_gb: int,
+        *,
+        location: str,
+        step_key: str,
+        header: EncryptionHeader | None = None,
+    ) -> str:
+        await self._snapshots.create_volume(
+            volume_id, snapshot_id, size_gb, location, step_key=step_key, header=header
+        )
+        return location
+
+    async def create_cloned_volume(
+        self,
+        volume_id: str,
+        source_volid: str,
+        size_gb: int,
+        *,
+        location: str,
+        step_key: str,
+        header: EncryptionHeader | None = None,
+    ) -> str:
+        """A copy of ``source_volid``'s image as the new volume, in its pool (`sources`);
+        the source's lock keeps its other steps out while its bytes are read."""
+        check_volume_id(volume_id)
+        check_volume_id(source_volid)
+        check_size_gb(size_gb)
+        pool = self._pool("create", volume_id, location)
+        ctx = {
+            "volume_id": volume_id,
+            "source_volid": source_volid,
+            "action": "create",
+            "step_key": step_key,
+            "location": location,
+        }
+        async with self._volume_locks.hold(volume_id), self._volume_locks.hold(source_volid):
+            await sources.create_from(
+                self._ledger,
+                pool,
+                volume_id,
+                self._volume_file(pool, source_volid),
+                self._volume_file(pool, volume_id),
+                size_gb,
+                header=header,
+                ctx=ctx,
+            )
+        return location
 
     async def create_snapshot(
         self, volume_id: str, snapshot_id: str, location: str, *, step_key: str

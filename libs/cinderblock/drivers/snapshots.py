@@ -19,13 +19,15 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from cinderblock.drivers import imagefiles, migration
+from cinderblock.drivers import imagefiles, migration, sources
 from cinderblock.drivers.base import (
     BackendError,
     PoolConfig,
+    check_size_gb,
     check_snapshot_id,
     check_volume_id,
 )
+from cinderblock.drivers.encryption import EncryptionHeader
 from cinderblock.drivers.ledger import KeyedLocks, Ledger
 
 log = logging.getLogger("cinderblock.drivers.file")
@@ -94,6 +96,31 @@ class Snapshots:
         log.info(
             "snapshot %s of volume %s taken, sha256 %s", snapshot_id, volume_id, digest, extra=ctx
         )
+
+    async def create_volume(
+        self,
+        volume_id: str,
+        snapshot_id: str,
+        size_gb: int,
+        location: str,
+        *,
+        step_key: str,
+        header: EncryptionHeader | None,
+    ) -> None:
+        """A new volume from the snapshot, in its pool (see
+        ``VolumeDriver.create_volume_from_snapshot``). The snapshot's lock keeps a delete of
+        it from running meanwhile; a snapshot deleted before finds no file (BackendError)."""
+        check_volume_id(volume_id)
+        check_snapshot_id(snapshot_id)
+        check_size_gb(size_gb)
+        pool = self._pool("create", volume_id, location)
+        volume = self._pool_dir(pool) / imagefiles.image_name(volume_id)
+        snapshot = self._pool_dir(pool) / imagefiles.snapshot_name(snapshot_id)
+        ctx = _ctx(volume_id, snapshot_id, "create", step_key, location)
+        async with self._volume_locks.hold(volume_id), self._snapshot_locks.hold(snapshot_id):
+            await sources.create_from(
+                self._ledger, pool, volume_id, snapshot, volume, size_gb, header=header, ctx=ctx
+            )
 
     async def delete(self, snapshot_id: str, location: str, *, step_key: str) -> None:
         """Remove the snapshot and release its space; succeed if it is already gone."""

@@ -423,6 +423,7 @@ VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
         "multiattach = $4, status = coalesce(previous_status, 'available')", "multiattach"
     ),
     "Volume.EncryptionSet": _set("encryption_key_id = $4", "key_id"),
+    "Volume.SourceSet": _set("snapshot_id = $4, source_volid = $5", "snapshot_id", "source_volid"),
     "Volume.Reencrypted": _set("encryption_key_id = $4, migration_status = 'success'", "key_id"),
     "Volume.ReencryptFailed": _set("migration_status = 'error'"),
     "Volume.Reverted": _set("status = 'available'"),

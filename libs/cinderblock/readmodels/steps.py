@@ -157,6 +157,9 @@ VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
     "Volume.Updated": (update(V, _volume_updated),),
     "Volume.RevertRequested": (update(V, status("reverting")),),
     "Volume.EncryptionSet": (update(V, fields(encryption_key_id="key_id")),),
+    "Volume.SourceSet": (
+        update(V, fields(snapshot_id="snapshot_id", source_volid="source_volid")),
+    ),
     "Volume.Reencrypted": (
         update(V, chain(fields(encryption_key_id="key_id"), const(migration_status="success"))),
     ),

@@ -105,10 +105,12 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, QuotaCommands):
         *,
         meta: Mapping[str, Any],
         encryption: Mapping[str, Any] | None = None,
+        source: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> Position:
-        """With ``encryption`` (the type's), the volume gets a copy of it and a new key id
-        in the same append."""
+        """With ``encryption`` (the type's, or the source's), the volume gets a copy of it
+        and a new key id in the same append; with ``source`` (``snapshot_id``,
+        ``source_volid``, ``source_host``: see `domain.volume_source`) its source too."""
         fields.setdefault("volume_type_id", DEFAULT_TYPE_ID)
         fields.setdefault("volume_type_name", DEFAULT_TYPE_NAME)
         fields.setdefault("availability_zone", self.config.default_availability_zone)
@@ -119,6 +121,8 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, QuotaCommands):
             )
             if encryption is not None:
                 volume.set_encryption(str(uuid4()), dict(encryption))
+            if source is not None:
+                volume.set_source(**source)
             quota = await self._quota(caller.project_id)
             deltas = volume_deltas(volume.size_gb, volume.volume_type_name, count=1)
             quota.consume(

@@ -22,6 +22,7 @@ from cinderblock.sagas.meta import saga_meta
 from cinderblock.sagas.reencrypt import encryption_header
 from cinderblock.sagas.retype import RetypeSaga
 from cinderblock.sagas.snapshots import SnapshotSagas
+from cinderblock.sagas.sources import create_from_source, source_pool
 from cinderblock.sagas.upload import UploadSaga
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
@@ -89,13 +90,16 @@ class Sagas:
         try:
             location = await self._place(volume)
             header = encryption_header(volume)  # only encrypted volumes pass one
-            host = await self.driver.create_volume(
-                volume.vid,
-                volume.size_gb,
-                location=location,
-                step_key=env.id,
-                **({"header": header} if header is not None else {}),
-            )
+            if volume.from_source:
+                host = await create_from_source(self.driver, volume, location, step_key=env.id)
+            else:
+                host = await self.driver.create_volume(
+                    volume.vid,
+                    volume.size_gb,
+                    location=location,
+                    step_key=env.id,
+                    **({"header": header} if header is not None else {}),
+                )
         except (CapacityError, BackendError) as err:
             log.warning("create failed: %s", err.reason, extra=self._log(env, "create"))
             await self.volumes.fail_create(volume.vid, err.reason, meta=meta)
@@ -116,6 +120,8 @@ class Sagas:
             if (backend is None or backend_of(pool.location).partition("@")[2] == backend)
             and (pool.multiattach or not volume.multiattach)
         ]
+        if volume.from_source:
+            return source_pool(volume, suitable)
         for pool in suitable:
             path = self.driver.volume_path(volume.vid, pool.location)
             if await asyncio.to_thread(path.exists):

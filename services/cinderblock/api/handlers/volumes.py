@@ -12,6 +12,7 @@ from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.handlers.listing import parse_list_query
+from cinderblock.api.handlers.volume_sources import resolve_source
 from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.domain.errors import InvalidVolumeError
 from cinderblock.domain.volume_encryption import MULTIATTACH_ENCRYPTED
@@ -40,15 +41,7 @@ async def create(request: web.Request) -> web.Response:
     d, ctx = deps(request), context(request)
     req = VolumeCreateRequest.parse(await json_body(request), ctx.version)
     _authorize(d, ctx, "volume:create", ctx.project_id)
-    if req.snapshot_id is not None:
-        raise NotFound(f"Snapshot {req.snapshot_id} could not be found.")
-    if req.source_volid is not None:
-        source = await get_volume(
-            d.pool, req.source_volid, project_id=None if ctx.is_admin else ctx.project_id
-        )
-        if source is None:
-            raise volume_not_found(req.source_volid)
-        raise invalid_input("Creating a volume from another volume is not supported yet.")
+    source = await resolve_source(d, ctx, req)
     if req.backup_id is not None:
         raise NotFound(f"Backup {req.backup_id} could not be found.")
     if req.image_ref is not None:
@@ -56,12 +49,20 @@ async def create(request: web.Request) -> web.Response:
     zone = req.availability_zone or d.settings.default_availability_zone
     if zone != d.settings.default_availability_zone:
         raise invalid_input(f"Availability zone '{zone}' is invalid.")
-    if req.size is None:
+    if source is not None:
+        vtype, size = source.vtype, source.size_gb
+    elif req.size is None:
         raise invalid_input("Volume size is required.")
-    vtype = await d.volumes.find_type(
-        req.volume_type or DEFAULT_TYPE_NAME, project_id=ctx.project_id, is_admin=ctx.is_admin
-    )
-    vtype.check_size(req.size)
+    else:
+        vtype, size = (
+            await d.volumes.find_type(
+                req.volume_type or DEFAULT_TYPE_NAME,
+                project_id=ctx.project_id,
+                is_admin=ctx.is_admin,
+            ),
+            req.size,
+        )
+    vtype.check_size(size)
     if vtype.multiattach and vtype.encrypted:
         raise InvalidVolumeError(MULTIATTACH_ENCRYPTED)
     if vtype.multiattach:
@@ -71,15 +72,16 @@ async def create(request: web.Request) -> web.Response:
         ctx.caller,
         volume_id,
         meta=ctx.meta("volume:create"),
-        encryption=vtype.encryption,
+        encryption=source.encryption if source is not None else vtype.encryption,
+        source=source.source if source is not None else None,
         name=req.name,
         description=req.description,
-        size_gb=req.size,
+        size_gb=size,
         availability_zone=zone,
         volume_type_id=vtype.tid,
         volume_type_name=vtype.name,
         metadata=dict(req.metadata),
-        bootable=False,
+        bootable=source.bootable if source is not None else False,
         multiattach=vtype.multiattach,
     )
     await d.read_your_write(at)
