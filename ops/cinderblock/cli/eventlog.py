@@ -60,7 +60,8 @@ class LogWriter:
 class World:
     def __init__(self, rng: random.Random, out: LogWriter) -> None:
         self.rng, self.out = rng, out
-        self.projects = [f"project-{i:02d}" for i in range(PROJECTS)]
+        salt = f"{rng.getrandbits(24):06x}"  # --append with another --seed: new projects
+        self.projects = [f"project-{salt}-{i:02d}" for i in range(PROJECTS)]
         self.quotas = {p: ProjectQuota.start(p) for p in self.projects}
         self.types = [
             VolumeType.define(
