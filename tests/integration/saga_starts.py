@@ -156,6 +156,37 @@ async def start_revert(rig: Rig) -> Started:
     return Started(vid, caller, vid, vid, host, {"snapshot_id": sid})
 
 
+async def creating_from(rig: Rig, caller: Caller, host: str, **source: str | None) -> str:
+    """A 2 GiB volume in ``creating`` from a 1 GiB source (a snapshot or a volume) in
+    ``host``: the create saga copies and grows it."""
+    vid = uuid.uuid4()
+    await rig.volumes.create_volume(
+        caller,
+        vid,
+        meta={},
+        source={"snapshot_id": None, "source_volid": None, **source, "source_host": host},
+        name=None,
+        description=None,
+        size_gb=2,
+        metadata={},
+        bootable=False,
+        multiattach=False,
+    )
+    return str(vid)
+
+
+async def start_create_from_snapshot(rig: Rig) -> Started:
+    _, caller, host, sid = await snapshotted(rig)
+    vid = await creating_from(rig, caller, host, snapshot_id=sid)
+    return Started(vid, caller, vid, vid, host, {"source": rig.files.snapshot_path(sid, host)})
+
+
+async def start_clone(rig: Rig) -> Started:
+    source, caller, host = await available(rig)
+    vid = await creating_from(rig, caller, host, source_volid=source)
+    return Started(vid, caller, vid, vid, host, {"source": rig.files.volume_path(source, host)})
+
+
 async def start_snapshot_create(rig: Rig) -> Started:
     vid, caller, host = await available(rig)
     sid = uuid.uuid4()

@@ -45,7 +45,9 @@ from tests.integration.saga_starts import (
     load,
     read_mark,
     snapshot,
+    start_clone,
     start_create,
+    start_create_from_snapshot,
     start_delete,
     start_extend,
     start_migrate,
@@ -99,6 +101,20 @@ async def created(rig: Rig, s: Started) -> None:
     files = list(rig.files.root.glob(f"*/*/volume-{s.volume_id}.img"))
     assert files == [rig.files.volume_path(s.volume_id, volume.host or "")]
     assert files[0].stat().st_size == GIB
+
+
+async def created_from_source(rig: Rig, s: Started) -> None:
+    """One 2 GiB file in the source's pool: the source's GiB (MARK in it), then zeros."""
+    volume = await load(rig, s.volume_id)
+    assert (volume.status, volume.host) == (Status.AVAILABLE, s.host)
+    files = list(rig.files.root.glob(f"*/*/volume-{s.volume_id}.img"))
+    assert files == [rig.files.volume_path(s.volume_id, s.host or "")]
+    assert files[0].stat().st_size == 2 * GIB
+    assert await asyncio.to_thread(read_mark, files[0]) == MARK
+    source = s.facts["source"]
+    assert await asyncio.to_thread(read_mark, files[0], 64, GIB - 32) == (
+        await asyncio.to_thread(read_mark, source, 32, GIB - 32) + bytes(32)
+    )
 
 
 async def extended(rig: Rig, s: Started) -> None:
@@ -204,6 +220,22 @@ CASES = [
         "create_volume",
         volume_left(Status.CREATING),
         created,
+        "Volume.CreateCompleted",
+    ),
+    Case(
+        "create-from-snapshot",
+        start_create_from_snapshot,
+        "create_volume_from_snapshot",
+        volume_left(Status.CREATING),
+        created_from_source,
+        "Volume.CreateCompleted",
+    ),
+    Case(
+        "clone",
+        start_clone,
+        "create_cloned_volume",
+        volume_left(Status.CREATING),
+        created_from_source,
         "Volume.CreateCompleted",
     ),
     Case(
