@@ -9,8 +9,10 @@ import uuid
 from typing import Any
 
 from cinderblock.drivers.copying import content_digest
+from cinderblock.drivers.encryption import header_of
 from tests.e2e.conftest import System
 from tests.e2e.test_snapshots import read_at, snapshot_of, write_at
+from tests.e2e.test_type_encryption import encrypted_type
 from tests.e2e.test_types import new_type
 from tests.helpers.client import CinderClient
 
@@ -201,3 +203,36 @@ async def test_clone_refusals_and_a_pool_that_does_not_suit_the_type(system: Sys
         "Invalid volume: Unable to create a volume from an originating source volume when its "
         "status is not one of 'available', 'in-use' values"
     )
+
+
+async def test_a_copy_of_an_encrypted_volume_is_encrypted_with_a_key_of_its_own(
+    system: System,
+) -> None:
+    secret = await encrypted_type(system)
+    plain = await new_type(system)
+    client = project_client(system)
+    created = await client.create_volume(1, volume_type=secret["name"])
+    source = await system.until_status(created["id"], "available")
+    snap = await snapshot_of(system, client, source["id"])
+
+    refused = await create_from(client, snapshot_id=snap["id"], volume_type=plain["name"])
+    assert refused.status == 400
+    assert refused.json["badRequest"]["message"] == (
+        f"Invalid input received: Invalid volume_type provided: {plain['name']} (requested "
+        "type is not compatible; recommend omitting the type argument)."
+    )
+    reply = await create_from(client, snapshot_id=snap["id"])
+    assert reply.status == 202, reply.text
+    assert (reply.json["volume"]["encrypted"], reply.json["volume"]["volume_type"]) == (
+        True,
+        secret["name"],
+    )
+    done = await system.until_status(reply.json["volume"]["id"], "available")
+    theirs = await asyncio.to_thread(header_of, image(system, source))
+    ours = await asyncio.to_thread(header_of, image(system, done))
+    assert theirs is not None
+    assert ours is not None
+    assert ours["key_id"] != theirs["key_id"]
+    assert {k: v for k, v in ours.items() if k != "key_id"} == {
+        k: v for k, v in theirs.items() if k != "key_id"
+    }
