@@ -12,6 +12,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -84,12 +85,12 @@ class TableSpec:
 
     def columns_of(self, rows: Sequence[Row]) -> list[list[Any]]:
         """``rows`` as one list per column, jsonb encoded as text."""
+        if not rows:
+            return [[] for _ in self.columns]
+        picked = map(itemgetter(*self.columns), rows)  # a tuple per row, in C
         out = []
-        for c in self.columns:
-            values = [r[c] for r in rows]
-            if c in self.jsonb:
-                values = [_encode_json(v) for v in values]
-            out.append(values)
+        for c, values in zip(self.columns, zip(*picked, strict=True), strict=True):
+            out.append([_encode_json(v) for v in values] if c in self.jsonb else list(values))
         return out
 
 
