@@ -219,11 +219,35 @@ class Rebuild:
             await self.conn.execute(f"DROP SCHEMA IF EXISTS {q(schema)} CASCADE")
 
 
+class ReplayBusyError(RuntimeError):
+    """Another replay or verify holds the database."""
+
+
+REPLAY_LOCK = "cinderblock-replay"
+
+
+async def _exclusive(conn: asyncpg.Connection) -> None:
+    """One replay or verify at a time per database (session lock, released when ``conn``
+    closes); side schemas left by one that was killed are dropped."""
+    if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", REPLAY_LOCK):
+        raise ReplayBusyError("another cinderblock replay or verify is running on this database")
+    stale = await conn.fetch(
+        "SELECT nspname FROM pg_namespace WHERE nspname ~ '^rebuild_[0-9]+(_old)?$'"
+    )
+    for row in stale:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {q(row['nspname'])} CASCADE")
+
+
 @contextlib.asynccontextmanager
-async def connections(dsn: str) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection]]:
-    """A writer (derived data only: no wait for the WAL flush) and a reader connection."""
+async def connections(
+    dsn: str, *, exclusive: bool = False
+) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection]]:
+    """A writer (derived data only: no wait for the WAL flush) and a reader connection;
+    ``exclusive``: also the database's replay lock (see ``_exclusive``)."""
     conn = await asyncpg.connect(dsn, server_settings={"synchronous_commit": "off"})
     try:
+        if exclusive:
+            await _exclusive(conn)
         reader = await asyncpg.connect(dsn)
         try:
             yield conn, reader
@@ -255,7 +279,7 @@ async def replay(
     workers: int | None = None,
 ) -> Rebuilt:
     """Rebuild ``tables`` from position 0 and swap them in atomically."""
-    async with connections(dsn) as (conn, reader), projector_paused(conn) as own:
+    async with connections(dsn, exclusive=True) as (conn, reader), projector_paused(conn) as own:
         rebuild = Rebuild(conn, reader, tables, progress=progress, dsn=dsn, workers=workers)
         # Only a rebuild of every table may move the tracking row past the live position.
         own_log = own and set(tables) == set(PROJECTED_TABLES)

@@ -100,7 +100,7 @@ async def verify(
 ) -> Verified:
     """Rebuild up to the live projector's position and diff; the live projector waits at
     its next batch only while the last events are folded and the tables compared."""
-    async with connections(dsn) as (conn, reader), projector_paused(conn):
+    async with connections(dsn, exclusive=True) as (conn, reader), projector_paused(conn):
         rebuild = Rebuild(conn, reader, tables, progress=progress, dsn=dsn, workers=workers)
         result = Verified(rebuild.result)
         try:

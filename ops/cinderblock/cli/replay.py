@@ -19,7 +19,7 @@ from cinderblock.cli.progress import Bar
 from cinderblock.cli.target import add_data_dir_argument, database
 from cinderblock.config.settings import Settings
 from cinderblock.readmodels.rowstore import PROJECTED_TABLES
-from cinderblock.replay.rebuild import replay
+from cinderblock.replay.rebuild import ReplayBusyError, replay
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify
 
 COMMANDS = ("replay", "verify", "bench-log")
@@ -85,10 +85,14 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as dsn:
-        if args.command == "replay":
-            return await _replay(dsn, args)
-        if args.command == "verify":
-            return await _verify(dsn, args)
+        try:
+            if args.command == "replay":
+                return await _replay(dsn, args)
+            if args.command == "verify":
+                return await _verify(dsn, args)
+        except ReplayBusyError as err:
+            print(f"cinderblock: {err}", file=sys.stderr)
+            return 2
         return await _bench_log(dsn, args)
 
 

@@ -130,3 +130,24 @@ async def test_a_small_row_cache_evicts_and_reloads_rows_with_the_same_result(
     result = await verify(log_db, workers=1)
     assert result.differences == []
     assert result.rows["volumes"] > 400
+
+
+async def test_one_replay_at_a_time_and_leftovers_of_a_killed_one_are_dropped(
+    log_db: str,
+) -> None:
+    from cinderblock.replay.rebuild import REPLAY_LOCK, ReplayBusyError
+
+    await generate(log_db, 2_000, seed=17)
+    conn = await asyncpg.connect(log_db)
+    try:
+        await conn.execute("CREATE SCHEMA rebuild_123; CREATE TABLE rebuild_123.volumes (x int)")
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", REPLAY_LOCK)
+        with pytest.raises(ReplayBusyError):
+            await replay(log_db)
+        with pytest.raises(ReplayBusyError):
+            await verify(log_db)
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", REPLAY_LOCK)
+        assert (await replay(log_db)).events == 2_000
+        assert await conn.fetchval("SELECT to_regnamespace('rebuild_123')") is None
+    finally:
+        await conn.close()
