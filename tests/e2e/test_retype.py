@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 from tests.e2e.conftest import System
+from tests.e2e.test_snapshots import snapshot_of
 from tests.e2e.test_types import new_type
 
 
@@ -73,3 +74,28 @@ async def test_retype_request_rules(system: System) -> None:
     assert (await client.action(vid, {"os-reserve": None})).status == 202
     busy = await client.action(vid, {"os-retype": {"new_type": multi["name"]}})
     assert busy.status == 400  # attaching
+
+
+async def test_retype_that_must_move_is_refused_while_the_volume_has_snapshots(
+    system: System,
+) -> None:
+    """Cinder: migration policy on-demand is refused when the volume has snapshots (they
+    live beside it and would be left behind); an in-place retype is still fine."""
+    on_b = await new_type(system, extra_specs={"volume_backend_name": "file-b"})
+    on_a = await new_type(system, extra_specs={"volume_backend_name": "file-a"})
+    also_a = await new_type(system, extra_specs={"volume_backend_name": "file-a"})
+    client = system.client.as_(project_id=uuid.uuid4().hex)
+    created = await client.create_volume(1, volume_type=on_a["name"])
+    volume = await system.until_status(created["id"], "available")
+    await snapshot_of(system, client, volume["id"])
+
+    body = {"os-retype": {"new_type": on_b["name"], "migration_policy": "on-demand"}}
+    assert (await client.action(volume["id"], body)).status == 202
+    kept = await retyped(system, volume["id"])
+    assert (kept["status"], kept["volume_type"]) == ("available", on_a["name"])
+    assert kept["os-vol-host-attr:host"] == volume["os-vol-host-attr:host"]
+
+    body = {"os-retype": {"new_type": also_a["name"], "migration_policy": "on-demand"}}
+    assert (await client.action(volume["id"], body)).status == 202
+    done = await retyped(system, volume["id"])
+    assert (done["status"], done["volume_type"]) == ("available", also_a["name"])

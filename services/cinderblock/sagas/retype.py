@@ -35,6 +35,13 @@ class RetypeSaga:
         self.volumes = volumes
         self.driver = driver
 
+    @staticmethod
+    def _suits_here(
+        pools: dict[str, PoolStats], volume: Volume, new_type: VolumeType | None
+    ) -> bool:
+        here = pools.get(volume.host or "")
+        return here is not None and suits(here, new_type, volume.multiattach)
+
     async def when_retype_requested_switch_or_move(self, env: ReceivedEnvelope) -> None:
         volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
         pending = volume.pending_retype if volume is not None else None
@@ -42,13 +49,22 @@ class RetypeSaga:
             return
         new_type = await self.volumes.store.load(UUID(pending["new_type_id"]), VolumeType)
         pools = {pool.location: pool for pool in self.driver.pools()}
+        moving = encryption_changes(volume, new_type) or not self._suits_here(
+            pools, volume, new_type
+        )
+        if moving and volume.snapshot_ids and pending["migration_policy"] == "on-demand":
+            # Cinder refuses a retype that needs a migration while the volume has snapshots
+            # (they live beside the volume and would be left behind).
+            await self._settle(
+                env, new_host=None, failure="the volume has snapshots and would have to move"
+            )
+            return
         if encryption_changes(volume, new_type):  # never in place: a copy or a refusal
             await ReencryptingRetype(self.volumes, self.driver).run(
                 env, volume, new_type, pools, suits
             )
             return
-        here = pools.get(volume.host or "")
-        if here is not None and suits(here, new_type, volume.multiattach):
+        if self._suits_here(pools, volume, new_type):
             await self._settle(env, new_host=None, failure=None)
             return
         if pending["migration_policy"] != "on-demand":
