@@ -4,6 +4,7 @@ Ctrl-C stops everything; a restart keeps the volumes; a SIGKILLed run blocks not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -88,6 +89,10 @@ def leftover_servers(data_dir: Path) -> list[int]:
 async def dev_dir() -> AsyncIterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="cbt-dev-", dir="/tmp"))
     yield root
+    # A test that failed half-way must not leave its dev run (and servers) behind.
+    for pid in await asyncio.to_thread(leftover_servers, root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     shutil.rmtree(root, ignore_errors=True)
 
 
