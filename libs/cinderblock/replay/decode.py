@@ -25,8 +25,25 @@ from eventsourcing.utils import resolve_topic
 from cinderblock.store.mapping import event_name, make_mapper, plain
 
 # The JSON scanner without json.loads' encoding detection and whitespace regexes (the
-# mapper writes compact UTF-8 JSON objects).
+# mapper writes compact UTF-8 JSON objects); orjson, when installed, parses twice as fast.
 _scan = json.JSONDecoder().scan_once
+
+
+def _std_loads(state: bytes) -> Any:
+    return _scan(state.decode(), 0)[0]
+
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; json is the fallback
+    _loads = _std_loads
+else:
+
+    def _loads(state: bytes) -> Any:
+        try:
+            return orjson.loads(state)
+        except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits: json handles it
+            return _std_loads(state)
 
 _ENVELOPE = ("originator_id", "originator_version", "originator_topic", "timestamp")
 
@@ -73,7 +90,7 @@ class Decoder:
             return None
         if self._wrapped:
             state = self._unwrap(state)
-        d: dict[str, Any] = _scan(state.decode(), 0)[0]
+        d: dict[str, Any] = _loads(state)
         if class_version > 1 and d.get("class_version", 1) < class_version:
             return self._upcast(name, cls, class_version, originator_id, version, state)
         d.pop("class_version", None)

@@ -61,3 +61,13 @@ def test_transcoded_values_inside_fields_are_made_plain() -> None:
 def test_unwanted_events_are_not_decoded() -> None:
     decode = Decoder(wanted={"Volume.Created"})
     assert decode("cinderblock.domain.volume:Volume.SnapshotTaken", uuid.uuid4(), 3, b"{") is None
+
+
+def test_json_orjson_refuses_is_parsed_by_the_standard_library() -> None:
+    state = (
+        b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-27T02:00:00+00:00"},'
+        b'"changes":{"huge":' + str(2**70).encode() + b"}}"
+    )
+    event = Decoder()("cinderblock.domain.volume:Volume.Updated", uuid.uuid4(), 2, state)
+    assert event is not None
+    assert event.data == {"changes": {"huge": 2**70}}
