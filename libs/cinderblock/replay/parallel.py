@@ -6,22 +6,29 @@ its attachments by the volume's events, a snapshot's by the snapshot's…), so t
 aggregates can be split into disjoint shares (``source._PARTITION``), each folded by its
 own process into the same side tables, in the log's order within the share. The shares
 stop at one fixed position; the rebuild then continues from there in one process.
+
+Workers are plain ``python -m cinderblock.replay.parallel`` processes (a fraction of a
+second to start, unlike ``multiprocessing``'s spawn, which re-imports the caller's main
+module: the whole CLI); the DSN goes through the environment, never the command line.
+They report ``progress <events>`` lines and a final ``done <events> <peak RSS KiB>``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import multiprocessing
+import contextlib
 import os
 import resource
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from cinderblock.replay.source import pages
 from cinderblock.store.eventstore import START, Position
 
 # Below this many events a single process is faster than starting workers.
 PARALLEL_FROM = 150_000
+_DSN_ENV = "CINDERBLOCK_REPLAY_DSN"
 
 
 def default_workers(events: int) -> int:
@@ -54,31 +61,9 @@ async def fold_share(
             events = [decode(r[4], r[2], r[3], r[5]) for r in page]
             await folder.fold([e for e in events if e is not None])
             count += len(page)
-            on_page(len(page))
+            on_page(count)
         await folder.flush()
         return count
-
-
-def _worker(
-    dsn: str,
-    schema: str,
-    tables: Sequence[str],
-    share: tuple[int, int],
-    upto: tuple[int, int],
-    counter: Any,
-    results: Any,
-) -> None:
-    def on_page(n: int) -> None:
-        with counter.get_lock():
-            counter.value += n
-
-    try:
-        count = asyncio.run(fold_share(dsn, schema, tables, share, Position(*upto), on_page))
-    except BaseException as err:  # reported to the parent, which fails the rebuild
-        results.put((share[0], None, f"{type(err).__name__}: {err}"))
-        raise
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    results.put((share[0], count, rss_kib))
 
 
 async def fold_in_parallel(
@@ -91,47 +76,92 @@ async def fold_in_parallel(
 ) -> tuple[int, float]:
     """Run ``workers`` processes, one share each. Returns (events folded, the largest
     worker's peak RSS in MiB)."""
-    ctx = multiprocessing.get_context("spawn")
-    counter = ctx.Value("q", 0)
-    results = ctx.Queue()
+    env = {**os.environ, _DSN_ENV: dsn}
     procs = [
-        ctx.Process(
-            target=_worker,
-            args=(
-                dsn,
-                schema,
-                list(tables),
-                (k, workers),
-                (upto.tx_id, upto.position),
-                counter,
-                results,
-            ),
-            name=f"cinderblock-replay-{k}",
-            daemon=True,
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cinderblock.replay.parallel",
+            "--schema",
+            schema,
+            "--tables",
+            ",".join(tables),
+            "--share",
+            f"{k}/{workers}",
+            "--upto",
+            str(upto),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for k in range(workers)
     ]
-    for p in procs:
-        p.start()
-    done: dict[int, tuple[int, int]] = {}
+    done = [0] * workers
+    finals: dict[int, tuple[int, int]] = {}
+
+    async def follow(k: int, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            word, *rest = line.decode().split()
+            if word == "progress":
+                done[k] = int(rest[0])
+                if progress:
+                    progress(sum(done))
+            elif word == "done":
+                finals[k] = (int(rest[0]), int(rest[1]))
+
+    async def errors_of(proc: asyncio.subprocess.Process) -> str:
+        assert proc.stderr is not None  # read alongside stdout: a full pipe would block it
+        return (await proc.stderr.read()).decode(errors="replace")
+
     try:
-        while len(done) < workers:
-            while not results.empty():
-                k, count, extra = results.get()
-                if count is None:
-                    raise RuntimeError(f"replay worker {k} failed: {extra}")
-                done[k] = (count, extra)
-            if progress:
-                progress(counter.value)
-            dead = [p for p in procs if p.exitcode not in (None, 0)]
-            if dead and results.empty():
-                raise RuntimeError(f"replay worker {dead[0].name} exited with {dead[0].exitcode}")
-            await asyncio.sleep(0.2)
+        outcome = await asyncio.gather(
+            *(follow(k, p) for k, p in enumerate(procs)), *(errors_of(p) for p in procs)
+        )
+        errors = outcome[workers:]
+        for k, proc in enumerate(procs):
+            if await proc.wait() != 0 or k not in finals:
+                raise RuntimeError(f"replay worker {k}/{workers} failed: {errors[k][-2000:]}")
     finally:
-        for p in procs:
-            if p.is_alive() and len(done) < workers:
-                p.terminate()
-            p.join(timeout=10)
-    if progress:
-        progress(counter.value)
-    return sum(c for c, _ in done.values()), max(r for _, r in done.values()) / 1024
+        for proc in procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+    return sum(c for c, _ in finals.values()), max(r for _, r in finals.values()) / 1024
+
+
+def _main() -> int:
+    parser = argparse.ArgumentParser(description="one share of a parallel replay")
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--tables", required=True)
+    parser.add_argument("--share", required=True, help="k/n")
+    parser.add_argument("--upto", required=True, help="tx:position")
+    args = parser.parse_args()
+    k, _, n = args.share.partition("/")
+
+    def on_page(count: int) -> None:
+        print(f"progress {count}", flush=True)
+
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    count = run(
+        fold_share(
+            os.environ[_DSN_ENV],
+            args.schema,
+            args.tables.split(","),
+            (int(k), int(n)),
+            Position.parse(args.upto),
+            on_page,
+        )
+    )
+    print(f"done {count} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -151,3 +151,11 @@ async def test_one_replay_at_a_time_and_leftovers_of_a_killed_one_are_dropped(
         assert await conn.fetchval("SELECT to_regnamespace('rebuild_123')") is None
     finally:
         await conn.close()
+
+
+async def test_a_failing_worker_fails_the_rebuild_with_its_error(log_db: str) -> None:
+    from cinderblock.replay.parallel import fold_in_parallel
+    from cinderblock.store.eventstore import Position
+
+    with pytest.raises(RuntimeError, match="no table"):
+        await fold_in_parallel(log_db, "no_such_schema", ["volumes"], Position(1, 1), 2)
