@@ -45,6 +45,7 @@ else:
         except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits: json handles it
             return _std_loads(state)
 
+
 _ENVELOPE = ("originator_id", "originator_version", "originator_topic", "timestamp")
 
 

@@ -49,7 +49,8 @@ async def fold_share(
     from cinderblock.readmodels.rowstore import Folder, load_specs
     from cinderblock.readmodels.steps import STEPS
     from cinderblock.replay.decode import Decoder
-    from cinderblock.replay.rebuild import KEEP_ROWS, PAGE_SIZE, connections, wanted_events
+    from cinderblock.replay.rebuild import KEEP_ROWS, PAGE_SIZE, wanted_events
+    from cinderblock.replay.session import connections
 
     async with connections(dsn) as (conn, reader):
         specs = await load_specs(conn, schema, tables)

@@ -10,9 +10,8 @@ commit in between; readers see the old tables or the new ones, never a half-buil
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -22,13 +21,14 @@ from cinderblock.readmodels.schema import PROJECTED_CHANNEL, READMODELS_DDL
 from cinderblock.readmodels.steps import STEPS
 from cinderblock.replay.decode import Decoder
 from cinderblock.replay.parallel import default_workers, fold_in_parallel
+from cinderblock.replay.session import (
+    PROJECTOR,
+    connections,
+    projector_paused,
+)
 from cinderblock.replay.source import event_count, pages, settled_end
 from cinderblock.store.eventstore import START, Position
 from cinderblock.store.schema import EVENTS_DDL
-
-# The live projector's tracking name and leadership role (services/cinderblock/projector).
-PROJECTOR = "volumes"
-PROJECTOR_ROLE = f"projector:{PROJECTOR}"
 
 # Rows kept in memory between batches while rebuilding (write-behind cache).
 KEEP_ROWS = 60_000
@@ -217,57 +217,6 @@ class Rebuild:
         side = self.result.schema
         for schema in (side, f"{side}_old"):
             await self.conn.execute(f"DROP SCHEMA IF EXISTS {q(schema)} CASCADE")
-
-
-class ReplayBusyError(RuntimeError):
-    """Another replay or verify holds the database."""
-
-
-REPLAY_LOCK = "cinderblock-replay"
-
-
-async def _exclusive(conn: asyncpg.Connection) -> None:
-    """One replay or verify at a time per database (session lock, released when ``conn``
-    closes); side schemas left by one that was killed are dropped."""
-    if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", REPLAY_LOCK):
-        raise ReplayBusyError("another cinderblock replay or verify is running on this database")
-    stale = await conn.fetch(
-        "SELECT nspname FROM pg_namespace WHERE nspname ~ '^rebuild_[0-9]+(_old)?$'"
-    )
-    for row in stale:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {q(row['nspname'])} CASCADE")
-
-
-@contextlib.asynccontextmanager
-async def connections(
-    dsn: str, *, exclusive: bool = False
-) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection]]:
-    """A writer (derived data only: no wait for the WAL flush) and a reader connection;
-    ``exclusive``: also the database's replay lock (see ``_exclusive``)."""
-    conn = await asyncpg.connect(dsn, server_settings={"synchronous_commit": "off"})
-    try:
-        if exclusive:
-            await _exclusive(conn)
-        reader = await asyncpg.connect(dsn)
-        try:
-            yield conn, reader
-        finally:
-            await reader.close()
-    finally:
-        await conn.close()
-
-
-@contextlib.asynccontextmanager
-async def projector_paused(conn: asyncpg.Connection) -> AsyncIterator[bool]:
-    """Yields True when no projector is active: this session then holds the projector's
-    leadership lock until the end, so none can start meanwhile (a starting projector stands
-    by, then resumes from the tracking row). False: a live projector runs; follow it."""
-    own = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", PROJECTOR_ROLE)
-    try:
-        yield bool(own)
-    finally:
-        if own:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", PROJECTOR_ROLE)
 
 
 async def replay(

@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 
 from cinderblock.readmodels.rowstore import PROJECTED_TABLES, q
-from cinderblock.replay.rebuild import Progress, Rebuild, Rebuilt, connections, projector_paused
+from cinderblock.replay.rebuild import Progress, Rebuild, Rebuilt
+from cinderblock.replay.session import connections, projector_paused
 
 # Columns that may legitimately differ between a live row and its rebuilt twin: none.
 IGNORED_COLUMNS: frozenset[str] = frozenset()

@@ -19,7 +19,8 @@ from cinderblock.cli.progress import Bar
 from cinderblock.cli.target import add_data_dir_argument, database
 from cinderblock.config.settings import Settings
 from cinderblock.readmodels.rowstore import PROJECTED_TABLES
-from cinderblock.replay.rebuild import ReplayBusyError, replay
+from cinderblock.replay.rebuild import replay
+from cinderblock.replay.session import ReplayBusyError
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify
 
 COMMANDS = ("replay", "verify", "bench-log")

@@ -12,7 +12,8 @@ import asyncpg
 
 from cinderblock.cli.eventlog import generate
 from cinderblock.projector.run import NAME, Projector
-from cinderblock.replay.rebuild import PROJECTOR, PROJECTOR_ROLE, replay
+from cinderblock.replay.rebuild import replay
+from cinderblock.replay.session import PROJECTOR, PROJECTOR_ROLE
 from cinderblock.replay.verify import verify
 from cinderblock.runtime.leadership import leadership
 from cinderblock.store.eventstore import AsyncEventStore

@@ -135,7 +135,7 @@ async def test_a_small_row_cache_evicts_and_reloads_rows_with_the_same_result(
 async def test_one_replay_at_a_time_and_leftovers_of_a_killed_one_are_dropped(
     log_db: str,
 ) -> None:
-    from cinderblock.replay.rebuild import REPLAY_LOCK, ReplayBusyError
+    from cinderblock.replay.session import REPLAY_LOCK, ReplayBusyError
 
     await generate(log_db, 2_000, seed=17)
     conn = await asyncpg.connect(log_db)
