@@ -3,11 +3,12 @@
     CINDERBLOCK_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
         python ops/bench/replay_bench.py --events 1000000 --out ops/bench/results
 
-Creates a scratch database on that server, fills it with `cinderblock bench-log`, then runs
-`cinderblock replay` with the default (automatic) number of processes and with one, and
-`cinderblock verify`, each as its own process, measured from outside (wall time, the
-command's own JSON summary with its rate and peak RSS, the machine's load). Writes
-`replay-<UTC>.json` and `.md` to --out and drops the scratch database.
+Creates a scratch database on that server, fills it with `cinderblock bench-log`, vacuums
+the log, then runs `cinderblock replay` with the default (automatic) number of processes
+and with one (--rounds times each, alternating), and `cinderblock verify`, each as its own
+process, measured from outside (wall time, the command's own JSON summary with its rate
+and peak RSS, the machine's load). Writes `replay-<UTC>.json` and `.md` to --out and drops
+the scratch database.
 """
 
 from __future__ import annotations
@@ -83,6 +84,18 @@ def _commit() -> str:
         return "unknown"
 
 
+async def _vacuum(dsn: str) -> float:
+    """A log that has been around: hint bits set, visibility map and statistics current
+    (the first scan of freshly written rows otherwise pays for setting the hint bits)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        started = time.perf_counter()
+        await conn.execute("VACUUM (ANALYZE) events")
+        return round(time.perf_counter() - started, 2)
+    finally:
+        await conn.close()
+
+
 async def _database(dsn: str, name: str, *, drop: bool) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -99,7 +112,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"# Replay benchmark {report['when']} (commit `{report['commit']}`)",
         "",
         f"Machine: {report['machine']}",
-        f"Log: {report['events']:,} events generated in {report['generate']['wall_s']} s",
+        f"Log: {report['events']:,} events generated in {report['generate']['wall_s']} s, "
+        f"then VACUUM (ANALYZE) events in {report['generate']['vacuum_s']} s",
         "",
         "| run | processes | events/s | fold s | wall s | peak RSS MiB (main / largest worker)"
         " | load before → after |",
@@ -126,6 +140,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("ops/bench/results"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--rounds", type=int, default=2, help="replays per configuration")
     args = parser.parse_args()
     server = os.environ["CINDERBLOCK_DATABASE_URL"]
     name = f"cb_replay_bench_{uuid.uuid4().hex[:8]}"
@@ -133,7 +148,11 @@ def main() -> int:
     dsn = _with_db(server, name)
     try:
         generate = _run(dsn, "bench-log", "--events", str(args.events))
-        runs = [_run(dsn, "replay", "--json"), _run(dsn, "replay", "--json", "--workers", "1")]
+        generate["vacuum_s"] = asyncio.run(_vacuum(dsn))
+        runs = []
+        for _ in range(args.rounds):
+            runs.append(_run(dsn, "replay", "--json"))
+            runs.append(_run(dsn, "replay", "--json", "--workers", "1"))
         verified = _run(dsn, "verify", "--json")
         verified["summary"].pop("differences", None)
     finally:
