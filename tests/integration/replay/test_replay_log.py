@@ -18,6 +18,11 @@ from cinderblock.store.eventstore import START, read_settled
 
 EVENTS = 100_000
 
+# Parallel replay starts worker processes; on uvloop that runs the interpreter's at-fork
+# hooks, and eventlet (imported by other tests of the session, through oslo.messaging)
+# warns from one. Nothing here uses eventlet.
+pytestmark = pytest.mark.filterwarnings("ignore:Using fork\\(\\) is a bad idea:DeprecationWarning")
+
 
 async def test_replay_then_verify_on_100k_events_and_tampering_is_found(
     log_db: str, cli: Any
