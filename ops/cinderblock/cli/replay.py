@@ -94,6 +94,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         except ReplayBusyError as err:
             print(f"cinderblock: {err}", file=sys.stderr)
             return 2
+        except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as err:
+            print(
+                f"cinderblock: {args.command}: the read models stayed locked by others ({err}); "
+                "nothing was swapped or compared, try again",
+                file=sys.stderr,
+            )
+            return 2
         return await _bench_log(dsn, args)
 
 
