@@ -164,3 +164,39 @@ async def test_a_failing_worker_fails_the_rebuild_with_its_error(log_db: str) ->
 
     with pytest.raises(RuntimeError, match="no table"):
         await fold_in_parallel(log_db, "no_such_schema", ["volumes"], Position(1, 1), 2)
+
+
+async def test_odd_values_fold_as_the_live_sql_projects_them(log_db: str) -> None:
+    """Numbers and booleans where text is expected, a null name, an attachment without
+    instance or mode: the fold must store what the live statements store."""
+    from cinderblock.store.eventstore import AsyncEventStore
+    from tests.integration.test_store import new_volume
+
+    pool = await asyncpg.create_pool(log_db, min_size=1, max_size=2)
+    try:
+        store = AsyncEventStore(pool)
+        volume = new_volume("odd")
+        volume.complete_create("h@b#p")
+        volume.update({"name": None, "description": 5})
+        volume.update({"name": True})
+        volume.create_attachment(
+            "7d0c7a4e-0000-4000-8000-000000000001", instance_uuid=None, mode=None
+        )
+        await store.save(volume, meta={})
+        projector = Projector(pool)
+        async with pool.acquire() as conn:
+            batch = await read_settled(conn, START, 1_000)
+        await projector.project(batch)
+    finally:
+        await pool.close()
+    result = await verify(log_db)
+    assert result.differences == []
+    conn = await asyncpg.connect(log_db)
+    try:
+        row = await conn.fetchrow(
+            "SELECT name, description, metadata::text AS metadata FROM volumes WHERE id = $1",
+            volume.id,
+        )
+    finally:
+        await conn.close()
+    assert dict(row) == {"name": "true", "description": "5", "metadata": "{}"}
