@@ -1,6 +1,7 @@
-"""Each event's effect on read-model rows, as plain Python: the one per-event mapping that
-the live projector (a few events per batch) and replay (thousands per batch, folded in
-memory) both run.
+"""Each event's effect on read-model rows, as plain Python steps: what replay folds in
+memory, thousands of events per batch (``rowstore.Folder.fold`` runs them). They say what
+the live projector's SQL statements (``projections.py``) do; the README says how the two
+are kept equal.
 
 An event maps to steps. A step names a table, the row ids it touches and what it does:
 
