@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,9 @@ class FakeNova:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.answers: dict[str, Answer] = {}
+        # When set, a request whose X-Auth-Token is not accepted gets 401 (as Nova's
+        # keystonemiddleware answers an expired or revoked token).
+        self.token_ok: Callable[[str], bool] | None = None
         self.url = ""
         self._arrived = asyncio.Condition()
         self._released = asyncio.Event()
@@ -81,6 +85,8 @@ class FakeNova:
         async with self._arrived:
             self.received.append(received)
             self._arrived.notify_all()
+        if self.token_ok is not None and not self.token_ok(request.headers.get("X-Auth-Token", "")):
+            return web.json_response({"error": {"code": 401, "title": "Unauthorized"}}, status=401)
         answer = self.answers.get(received.tag or "", Answer())
         if answer.mode == "hang":
             await self._released.wait()

@@ -10,10 +10,10 @@ import aiohttp
 from aiohttp import web
 
 from cinderblock.api.deps import DEPS, Deps
-from cinderblock.api.keystone import KeystoneValidator
 from cinderblock.api.middleware import KEYSTONE, cinder_middleware
 from cinderblock.api.routes import setup_routes
 from cinderblock.config.settings import Settings, SettingsError
+from cinderblock.identity.keystone import KeystoneValidator
 from cinderblock.readmodels.waiter import ProjectionWaiter
 from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from cinderblock.api.context import RequestContext
-from cinderblock.api.keystone import KeystoneUnavailableError, KeystoneValidator
 from cinderblock.domain.attachments_api import AttachmentNotFoundError
 from cinderblock.domain.errors import (
     AttachmentConflictError,
@@ -25,6 +24,7 @@ from cinderblock.domain.errors import (
 )
 from cinderblock.domain.snapshot import InvalidSnapshotError, SnapshotNotFoundError
 from cinderblock.domain.volume_type import VolumeTypeExistsError, VolumeTypeNotFoundError
+from cinderblock.identity.keystone import KeystoneUnavailableError, KeystoneValidator
 from cinderblock.store.volumes import ConflictError
 from cinderblock.wire.faults import (
     BadRequest,

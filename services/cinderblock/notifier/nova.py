@@ -17,6 +17,7 @@ import aiohttp
 
 from cinderblock.config.settings import Settings
 from cinderblock.domain.nova import INSTANCE_NOT_FOUND, NOT_SENT, result_of_code
+from cinderblock.identity.keystone import KeystoneUnavailableError, ServiceToken
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +79,21 @@ def _not_delivered(
 
 
 class NovaClient:
+    """``tokens``: the service's Keystone token (sent instead of ``config.token``), renewed
+    once when Nova answers 401."""
+
     def __init__(
         self,
         session: aiohttp.ClientSession,
         config: NovaConfig,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tokens: ServiceToken | None = None,
     ) -> None:
         self.session = session
         self.config = config
         self.sleep = sleep
+        self.tokens = tokens
 
     def headers(self, request_id: str | None) -> dict[str, str]:
         headers = {
@@ -121,20 +127,31 @@ class NovaClient:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         status: int | None = None
         reason = "no attempt made"
+        renew = renewed = False
         for attempt in range(1, self.config.attempts + 1):
             if keepalive is not None:
                 await keepalive()
             try:
+                if self.tokens is not None:
+                    headers["X-Auth-Token"] = await self.tokens.get(renew=renew)
+                    renew = False
                 async with self.session.post(
                     self.config.events_url, json=body, headers=headers, timeout=timeout
                 ) as resp:
                     status, text = resp.status, await resp.text()
+            except KeystoneUnavailableError as err:
+                status = None
+                reason = f"no service token from Keystone: {err}"
             except (aiohttp.ClientError, TimeoutError) as err:
                 status = None
                 reason = f"no answer: {type(err).__name__} {err}".strip()
                 if isinstance(err, TimeoutError):
                     reason = f"no answer within {self.config.timeout:g}s"
             else:
+                if status == 401 and self.tokens is not None and not renewed:
+                    renew = renewed = True  # the token expired or was revoked: once more
+                    reason = "Nova answered 401"
+                    continue
                 if status in (200, 207):
                     return self._answered(servers, status, text, attempt)
                 if status == 404:  # Nova before bug 1855752: every event failed

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from cinderblock.bus.connection import connect
 from cinderblock.bus.jetstream import ConsumerSpec, ensure_stream, run_consumer
 from cinderblock.config.settings import Settings
+from cinderblock.identity.keystone import KeystoneClient, ServiceToken
 from cinderblock.notifier.consumers import NovaNotifier
 from cinderblock.notifier.nova import NovaClient, NovaConfig
 from cinderblock.readmodels.waiter import ProjectionWaiter
@@ -76,6 +77,14 @@ class NotifierRunner:
         )
 
 
+def service_tokens(settings: Settings, session: aiohttp.ClientSession) -> ServiceToken | None:
+    """Nova gets the service user's Keystone token (the ``keystone_*`` credentials) unless a
+    static ``CINDERBLOCK_NOVA_TOKEN`` is set."""
+    if settings.nova_token or not (settings.keystone_auth_url and settings.keystone_username):
+        return None
+    return ServiceToken(KeystoneClient(settings, session))
+
+
 async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     if not settings.nova_url:
         log.info(
@@ -96,9 +105,9 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
         waiter = ProjectionWaiter(pool)
         await waiter.start()
         try:
-            runner = NotifierRunner(
-                settings, pool, waiter, NovaClient(session, NovaConfig.of(settings))
-            )
+            tokens = service_tokens(settings, session)
+            client = NovaClient(session, NovaConfig.of(settings), tokens=tokens)
+            runner = NotifierRunner(settings, pool, waiter, client)
             log.info(
                 "nova notifier on",
                 extra={
@@ -106,6 +115,7 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
                     "enabled": True,
                     "nova_url": settings.nova_url,
                     "durable": runner.spec.durable,
+                    "auth": "keystone" if tokens is not None else "static token",
                 },
             )
             with alive("notifier"):

@@ -1,7 +1,7 @@
-"""Keystone token validation for the API (``CINDERBLOCK_AUTH_STRATEGY=keystone``).
+"""Keystone for the services: the service's own token, and callers' tokens validated.
 
-What keystonemiddleware's auth_token does, in aiohttp: the API gets a service token with
-its own credentials (password auth, project scope), validates each caller's
+What keystonemiddleware's auth_token does, in aiohttp: a service gets a token with its own
+credentials (password auth, project scope; ``ServiceToken``), validates each caller's
 ``X-Auth-Token`` (and an optional ``X-Service-Token``) with
 ``GET /v3/auth/tokens`` (``X-Subject-Token``), caches the answer by the token's hash until
 ``min(expires_at, now + token_cache_time)``, and never trusts identity headers a client
@@ -68,16 +68,99 @@ def parse_token(body: dict[str, object]) -> TokenInfo:
     )
 
 
+class KeystoneClient:
+    """Requests to one Keystone; any failure to get an answer is KeystoneUnavailableError."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self._session = session
+        self._url = settings.keystone_auth_url.rstrip("/")
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        *,
+        params: dict[str, str] | None = None,
+        json: object = None,
+    ) -> tuple[int, object, dict[str, str]]:
+        timeout = aiohttp.ClientTimeout(total=self.settings.keystone_timeout)
+        try:
+            async with self._session.request(
+                method, self._url + path, headers=headers, params=params, json=json, timeout=timeout
+            ) as resp:
+                body: object = None
+                if resp.content_type == "application/json":
+                    body = await resp.json()
+                else:
+                    await resp.read()
+                if resp.status >= 500:
+                    raise KeystoneUnavailableError(f"{method} {path} answered {resp.status}")
+                return resp.status, body, dict(resp.headers)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            raise KeystoneUnavailableError(f"{method} {path}: {err!r}") from err
+
+
+class ServiceToken:
+    """The service's own token (password auth, scoped to its project), kept until shortly
+    before it expires; ``get(renew=True)`` fetches a new one (after a 401 somewhere)."""
+
+    def __init__(self, client: KeystoneClient) -> None:
+        self._client = client
+        self._token: tuple[str, float] | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, *, renew: bool = False) -> str:
+        async with self._lock:
+            if not renew and self._token is not None:
+                token, expires = self._token
+                if expires - SERVICE_TOKEN_MARGIN > time.time():
+                    return token
+            s = self._client.settings
+            auth = {
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "name": s.keystone_username,
+                                "password": s.keystone_password,
+                                "domain": {"name": s.keystone_user_domain_name},
+                            }
+                        },
+                    },
+                    "scope": {
+                        "project": {
+                            "name": s.keystone_project_name,
+                            "domain": {"name": s.keystone_project_domain_name},
+                        }
+                    },
+                }
+            }
+            status, body, headers = await self._client.request(
+                "POST", "/v3/auth/tokens", {}, json=auth
+            )
+            token = headers.get("X-Subject-Token")
+            if status != 201 or not token or not isinstance(body, dict):
+                raise KeystoneUnavailableError(f"service authentication answered {status}")
+            try:
+                expires = parse_token(body).expires_at
+            except (KeyError, TypeError, ValueError, AssertionError) as err:
+                raise KeystoneUnavailableError(f"unreadable service token: {err}") from err
+            self._token = (token, expires)
+            log.info("keystone service token obtained", extra={"user": s.keystone_username})
+            return token
+
+
 class KeystoneValidator:
     """Validates tokens against one Keystone; one instance per API process."""
 
     def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
         self._s = settings
-        self._session = session
-        self._url = settings.keystone_auth_url.rstrip("/")
+        self._client = KeystoneClient(settings, session)
+        self._service = ServiceToken(self._client)
         self._cache: OrderedDict[str, tuple[TokenInfo | None, float]] = OrderedDict()
-        self._service: tuple[str, float] | None = None
-        self._service_lock = asyncio.Lock()
 
     @property
     def settings(self) -> Settings:
@@ -109,10 +192,12 @@ class KeystoneValidator:
 
     async def _fetch(self, token: str, *, allow_expired: bool) -> TokenInfo | None:
         for attempt in (1, 2):
-            service = await self._service_token(renew=attempt == 2)
+            service = await self._service.get(renew=attempt == 2)
             params = {"allow_expired": "1"} if allow_expired else {}
             headers = {"X-Auth-Token": service, "X-Subject-Token": token}
-            status, body = await self._call("GET", "/v3/auth/tokens", headers, params=params)
+            status, body, _ = await self._client.request(
+                "GET", "/v3/auth/tokens", headers, params=params
+            )
             if status == 200 and isinstance(body, dict):
                 try:
                     return parse_token(body)
@@ -124,73 +209,3 @@ class KeystoneValidator:
                 continue  # our own token expired early or was revoked: renew once
             raise KeystoneUnavailableError(f"token validation answered {status}")
         raise KeystoneUnavailableError("the service credentials are refused")
-
-    async def _service_token(self, *, renew: bool) -> str:
-        async with self._service_lock:
-            if not renew and self._service is not None:
-                token, expires = self._service
-                if expires - SERVICE_TOKEN_MARGIN > time.time():
-                    return token
-            s = self._s
-            auth = {
-                "auth": {
-                    "identity": {
-                        "methods": ["password"],
-                        "password": {
-                            "user": {
-                                "name": s.keystone_username,
-                                "password": s.keystone_password,
-                                "domain": {"name": s.keystone_user_domain_name},
-                            }
-                        },
-                    },
-                    "scope": {
-                        "project": {
-                            "name": s.keystone_project_name,
-                            "domain": {"name": s.keystone_project_domain_name},
-                        }
-                    },
-                }
-            }
-            status, body, headers = await self._request("POST", "/v3/auth/tokens", {}, json=auth)
-            token = headers.get("X-Subject-Token")
-            if status != 201 or not token or not isinstance(body, dict):
-                raise KeystoneUnavailableError(f"service authentication answered {status}")
-            try:
-                expires = parse_token(body).expires_at
-            except (KeyError, TypeError, ValueError, AssertionError) as err:
-                raise KeystoneUnavailableError(f"unreadable service token: {err}") from err
-            self._service = (token, expires)
-            log.info("keystone service token obtained", extra={"auth_url": self._url})
-            return token
-
-    async def _call(
-        self, method: str, path: str, headers: dict[str, str], *, params: dict[str, str]
-    ) -> tuple[int, object]:
-        status, body, _ = await self._request(method, path, headers, params=params)
-        return status, body
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        *,
-        params: dict[str, str] | None = None,
-        json: object = None,
-    ) -> tuple[int, object, dict[str, str]]:
-        timeout = aiohttp.ClientTimeout(total=self._s.keystone_timeout)
-        try:
-            async with self._session.request(
-                method, self._url + path, headers=headers, params=params, json=json, timeout=timeout
-            ) as resp:
-                body: object = None
-                if resp.content_type == "application/json":
-                    body = await resp.json()
-                else:
-                    await resp.read()
-                if resp.status >= 500:
-                    raise KeystoneUnavailableError(f"{method} {path} answered {resp.status}")
-                return resp.status, body, dict(resp.headers)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-            raise KeystoneUnavailableError(f"{method} {path}: {err!r}") from err
