@@ -45,6 +45,11 @@ class FakeNova:
         # When set, a request whose X-Auth-Token is not accepted gets 401 (as Nova's
         # keystonemiddleware answers an expired or revoked token).
         self.token_ok: Callable[[str], bool] | None = None
+        # (server, volume) -> Nova's attachment id, for GET os-volume_attachments; lookups
+        # are recorded; ``attachments_down`` makes that call answer 503.
+        self.volume_attachments: dict[tuple[str, str], str] = {}
+        self.lookups: list[tuple[str, str, dict[str, str]]] = []
+        self.attachments_down = False
         self.url = ""
         self._arrived = asyncio.Condition()
         self._released = asyncio.Event()
@@ -63,6 +68,9 @@ class FakeNova:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v2.1/os-server-external-events", self._events)
+        app.router.add_get(
+            "/v2.1/servers/{server}/os-volume_attachments/{volume}", self._volume_attachment
+        )
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -75,6 +83,19 @@ class FakeNova:
         self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _volume_attachment(self, request: web.Request) -> web.Response:
+        server, volume = request.match_info["server"], request.match_info["volume"]
+        self.lookups.append((server, volume, dict(request.headers)))
+        if self.attachments_down:
+            return web.json_response({}, status=503)
+        found = self.volume_attachments.get((server, volume))
+        if found is None:
+            return web.json_response(
+                {"itemNotFound": {"code": 404, "message": "volume not attached"}}, status=404
+            )
+        body = {"volumeAttachment": {"attachment_id": found, "serverId": server}}
+        return web.json_response({**body})
 
     async def _events(self, request: web.Request) -> web.Response:
         try:

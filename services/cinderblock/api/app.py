@@ -11,6 +11,7 @@ from aiohttp import web
 
 from cinderblock.api.deps import DEPS, Deps
 from cinderblock.api.middleware import KEYSTONE, cinder_middleware
+from cinderblock.api.nova_guard import NovaGuard
 from cinderblock.api.routes import setup_routes
 from cinderblock.config.settings import Settings, SettingsError
 from cinderblock.identity.keystone import KeystoneValidator
@@ -50,7 +51,9 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
                 ),
             )
             images = build_image_service(settings)
-            app[DEPS] = Deps(settings, pool, volumes, waiter, enforcer, images)
+            nova_session = aiohttp.ClientSession() if settings.nova_url else None
+            nova = NovaGuard(settings, nova_session) if nova_session is not None else None
+            app[DEPS] = Deps(settings, pool, volumes, waiter, enforcer, images, nova)
             bootstrapped = await volumes.ensure_default_type()
             if bootstrapped is not None:
                 await app[DEPS].read_your_write(bootstrapped)
@@ -59,6 +62,8 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
             finally:
                 await waiter.stop()
                 await close_image_service(images)
+                if nova_session is not None:
+                    await nova_session.close()
 
     app.cleanup_ctx.append(infra)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -14,6 +15,13 @@ from cinderblock.store.eventstore import Position
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.policy import Enforcer
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cinderblock.api.context import RequestContext
+    from cinderblock.api.nova_guard import NovaGuard
+    from cinderblock.domain.volume import Volume
+
 
 @dataclass
 class Deps:
@@ -23,6 +31,19 @@ class Deps:
     waiter: ProjectionWaiter
     policy: Enforcer
     images: ImageService
+    # Asks Nova before a user pulls an attachment from under an instance (None: no Nova).
+    nova: NovaGuard | None = None
+
+    async def nova_allows(
+        self,
+        ctx: RequestContext,
+        volume_id: str,
+        attachment_id: str | None,
+        authorize: Callable[[Volume], None],
+    ) -> None:
+        """The attachment safety check's question to Nova, when a Nova is configured."""
+        if self.nova is not None:
+            await self.nova.check(ctx, self.volumes, volume_id, attachment_id, authorize)
 
     async def read_your_write(self, at: Position) -> None:
         """Hold the reply until the read models show this write (bounded)."""

@@ -145,12 +145,14 @@ async def delete(request: web.Request) -> web.Response:
     _since(ctx)
     attachment_id = request.match_info["attachment_id"]
     row = await _attachment(d, ctx, attachment_id)
+    authorize = _authorizer(d, ctx, "volume:attachment_delete")
+    await d.nova_allows(ctx, str(row["volume_id"]), attachment_id, authorize)
     at, _ = await d.volumes.act(
         ctx.caller,
         row["volume_id"],
         lambda v: v.delete_attachment(attachment_id),
         meta=ctx.meta("attachment:delete"),
-        authorize=_authorizer(d, ctx, "volume:attachment_delete"),
+        authorize=authorize,
     )
     await d.read_your_write(at)
     rest = await list_attachments(

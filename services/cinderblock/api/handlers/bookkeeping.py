@@ -24,6 +24,9 @@ ADMIN_ACTIONS = "volume_extension:volume_admin_actions"
 VOLUME_ACTIONS = "volume_extension:volume_actions"
 
 
+_NO_NOVA_CHECK = "-"
+
+
 async def act(
     d: Deps,
     ctx: RequestContext,
@@ -31,14 +34,19 @@ async def act(
     action: str,
     rules: Sequence[str],
     change: Callable[[Volume], T],
+    *,
+    nova_check: str | None = _NO_NOVA_CHECK,
 ) -> T:
     """Authorize ``rules`` against the volume's project, apply ``change``, and wait until
-    the read models show it."""
+    the read models show it. ``nova_check``: the attachment (None: the only one) a user is
+    about to pull from its instance — Nova is asked first when one is configured."""
 
     def authorize(volume: Volume) -> None:
         for rule in rules:
             d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
 
+    if nova_check != _NO_NOVA_CHECK:
+        await d.nova_allows(ctx, volume_id, nova_check, authorize)
     at, result = await d.volumes.act(
         ctx.caller, volume_id, change, meta=ctx.meta(action), authorize=authorize
     )
@@ -95,6 +103,7 @@ async def detach(d: Deps, ctx: RequestContext, vid: str, req: body.Detach) -> we
         "os-detach",
         [f"{VOLUME_ACTIONS}:detach"],
         lambda v: v.detach(req.attachment_id, service=service),
+        nova_check=req.attachment_id,
     )
     return _accepted()
 
@@ -115,6 +124,7 @@ async def force_detach(
         "os-force_detach",
         rules,
         lambda v: v.force_detach(req.attachment_id, service=service),
+        nova_check=req.attachment_id,
     )
     return _accepted()
 
@@ -130,6 +140,7 @@ async def terminate_connection(
         "os-terminate_connection",
         [f"{VOLUME_ACTIONS}:terminate_connection"],
         lambda v: v.terminate_connection(service=service),
+        nova_check=None,
     )
     return _accepted()
 
