@@ -172,7 +172,27 @@ def volume_notifications(
             launched_at = event.timestamp
     if target is None:
         return []
+    return step_notifications(before, volume, target, launched_at, default_host=default_host)
+
+
+def wants_notification(event: Any) -> bool:
+    """Whether the event stands for any notification (most do not: bootable, metadata…)."""
+    name = event_name(event)
+    return name in VOLUME_NOTIFICATIONS or name in SCHEDULER_ERRORS
+
+
+def step_notifications(
+    before: dict[str, Any] | None,
+    volume: Any,
+    target: Any,
+    launched_at: datetime | None,
+    *,
+    default_host: str,
+) -> list[Notification]:
+    """The notifications of one volume event: ``before`` is the payload of the volume just
+    before ``target`` (None for the first event), ``volume`` the aggregate just after."""
     name = event_name(target)
+    version = target.originator_version
     after = volume_payload(volume, launched_at=launched_at, now=target.timestamp)
     publisher = f"volume.{_backend(volume.host) or default_host}"
     stamp = oslo_timestamp(target.timestamp)

@@ -128,6 +128,45 @@ async def apply_volume(
     return True
 
 
+async def apply_step(
+    conn: asyncpg.Connection,
+    volume_id: UUID,
+    version: int,
+    closed: Interval | None,
+    opened: Interval | None,
+) -> bool:
+    """The ledger change of one event (``version``) on top of the ledger as of the event
+    before it: close ``closed``, insert ``opened``. Same guard as ``apply_volume``: at or
+    below the applied version nothing changes. Returns whether anything was applied."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO billing_volumes (volume_id, version) VALUES ($1, 0) "
+            "ON CONFLICT (volume_id) DO NOTHING",
+            volume_id,
+        )
+        applied = await conn.fetchval(
+            "SELECT version FROM billing_volumes WHERE volume_id = $1 FOR UPDATE", volume_id
+        )
+        if applied >= version:
+            return False
+        if closed is not None:
+            await conn.execute(
+                "UPDATE billing_intervals SET ended_at = $3 "
+                "WHERE volume_id = $1 AND start_version = $2",
+                volume_id,
+                closed.start_version,
+                closed.ended_at,
+            )
+        if opened is not None:
+            await conn.execute(_INSERT_INTERVAL, *_row(opened))
+        await conn.execute(
+            "UPDATE billing_volumes SET version = $2, updated_at = now() WHERE volume_id = $1",
+            volume_id,
+            version,
+        )
+    return True
+
+
 @dataclass
 class _Folding:
     volume: Any = None

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import socket
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -34,17 +35,19 @@ from cinderblock.bus.jetstream import (
 from cinderblock.config.settings import Settings
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
+from cinderblock.usage.cursor import VolumeCursor
 from cinderblock.usage.notifications import (
     Notification,
     snapshot_notifications,
     volume_notifications,
 )
-from cinderblock.usage.store import EventReader, apply_volume
+from cinderblock.usage.store import EventReader, apply_step, apply_volume
 from cinderblock.wire.envelope import ReceivedEnvelope
 
 log = logging.getLogger(__name__)
 
 DURABLE = "billing"
+CURSORS = 10_000  # volumes whose events and fold are kept in memory
 BILLED_AGGREGATES = ("volume", "snapshot")
 
 
@@ -99,7 +102,9 @@ class Billing:
         self.settings = settings
         self.pool = pool
         self.publisher = publisher
-        self.reader = EventReader(cache_size=10_000)
+        self.reader = EventReader(cache_size=CURSORS)
+        self._cursors: OrderedDict[UUID, VolumeCursor] = OrderedDict()
+        self._locks: dict[UUID, asyncio.Lock] = {}
         self.host = socket.gethostname()
         self.spec = consumer_spec(settings)
 
@@ -108,21 +113,57 @@ class Billing:
         if env.aggregate not in BILLED_AGGREGATES:
             return  # a server before NATS 2.10 ignores filter_subjects and sends everything
         aggregate_id = UUID(env.aggregate_id)
+        if env.aggregate == "volume":
+            async with self._lock(aggregate_id):
+                notes = await self._volume_event(aggregate_id, env.version)
+            await self.publisher.publish(notes, env.meta)
+            return
+        events = await self._events(aggregate_id, env)
+        notes = snapshot_notifications(
+            events,
+            env.version,
+            availability_zone=await self.zone_of(events[0].volume_id),
+            host=self.host,
+        )
+        await self.publisher.publish(notes, env.meta)
+
+    async def _events(self, aggregate_id: UUID, env: ReceivedEnvelope) -> list[Any]:
         events = await self.reader.events_of(self.pool, aggregate_id, env.version)
         if not events or events[-1].originator_version != env.version:
             raise LookupError(f"{env.aggregate} {aggregate_id} v{env.version} not in the store")
-        if env.aggregate == "volume":
-            async with self.pool.acquire() as conn:
-                await apply_volume(conn, aggregate_id, env.version, events)
-            notes = volume_notifications(events, env.version, default_host=self.host)
-        else:
-            notes = snapshot_notifications(
-                events,
-                env.version,
-                availability_zone=await self.zone_of(events[0].volume_id),
-                host=self.host,
-            )
-        await self.publisher.publish(notes, env.meta)
+        return events
+
+    async def _volume_event(self, volume_id: UUID, version: int) -> list[Notification]:
+        """The next event of a volume whose fold is kept (the usual case) costs one step and
+        at most one small transaction; anything else (a gap, an older event redelivered, a
+        fresh process) folds the volume's whole story, as ``rebuild_ledger`` does."""
+        events = await self.reader.events_of(self.pool, volume_id, version)
+        if not events or events[-1].originator_version != version:
+            raise LookupError(f"volume {volume_id} v{version} not in the store")
+        cursor = self._cursors.get(volume_id)
+        if cursor is not None and cursor.version == version - 1:
+            step = cursor.step(events[-1], default_host=self.host)
+            self._cursors.move_to_end(volume_id)
+            if step.ledger_changed:
+                async with self.pool.acquire() as conn:
+                    await apply_step(conn, volume_id, version, step.closed, step.opened)
+            return step.notifications
+        async with self.pool.acquire() as conn:
+            await apply_volume(conn, volume_id, version, events)
+        if cursor is None or cursor.version < version:
+            self._cursors[volume_id] = VolumeCursor.of_events(str(volume_id), events)
+            while len(self._cursors) > CURSORS:
+                self._cursors.popitem(last=False)
+        return volume_notifications(events, version, default_host=self.host)
+
+    def _lock(self, volume_id: UUID) -> asyncio.Lock:
+        lock = self._locks.get(volume_id)
+        if lock is None:
+            if len(self._locks) > CURSORS:
+                for key in [k for k, v in self._locks.items() if not v.locked()]:
+                    del self._locks[key]
+            lock = self._locks[volume_id] = asyncio.Lock()
+        return lock
 
     async def zone_of(self, volume_id: str) -> str:
         created = await self.reader.events_of(self.pool, UUID(volume_id), 1)
