@@ -221,8 +221,8 @@ class Attachments:
         )
 
     def _safety_check(self, attachment_id: str | None) -> None:
-        """Cinder's attachment check before a detach or terminate (never asks Nova here:
-        without a configured Nova an attachment in use is allowed, spec §7.1)."""
+        """Cinder's attachment check before a detach or terminate, the part that needs no
+        Nova (the API asks Nova first when one is configured: api/nova_guard.py)."""
         if attachment_id is None:
             if len(self.attachments) >= 2:
                 raise _conflict(None)
