@@ -9,6 +9,7 @@ error: counted, its first bodies kept, and the worker recovers with a fresh volu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ from cinderblock.cli.bench_scenarios import (
     BadStatusError,
     Scenario,
 )
+from cinderblock.cli.lag import LagProbe
 
 __all__ = ["BadStatusError", "run_bench"]
 
@@ -66,6 +68,8 @@ class Result:
     client_cpu_pct: float  # the bench's own CPU time over the window, % of one core
     machine_cpu_pct: float | None  # every core's busy time over the window, % of all cores
     error_samples: list[str]
+    # Consumer lag over the window (with --lag): per consumer, p50/p99/max in ms.
+    lag_ms: dict[str, dict[str, float | None]] | None = None
 
 
 def percentile(ordered: list[float], q: float) -> float | None:
@@ -177,8 +181,34 @@ async def _progress(label: str, rec: Recorder, usage: Usage) -> None:
     usage.mark()
 
 
+def lag_summary(samples: dict[str, list[float]]) -> dict[str, dict[str, float | None]]:
+    """Per consumer, p50/p99/max of its lag samples (seconds) in milliseconds."""
+    out: dict[str, dict[str, float | None]] = {}
+    for consumer, values in sorted(samples.items()):
+        ordered = sorted(values)
+        out[consumer] = {
+            q: None if (v := percentile(ordered, n)) is None else round(v * 1000, 1)
+            for q, n in (("p50", 50), ("p99", 99), ("max", 100))
+        }
+    return out
+
+
+async def _probe_window(probe: LagProbe, rec: Recorder) -> None:
+    await asyncio.sleep(max(0.0, rec.start - time.perf_counter()))
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(probe.run(stop))
+    await asyncio.sleep(max(0.0, rec.end - time.perf_counter()))
+    stop.set()
+    await sampler
+
+
 async def run_one(
-    session: aiohttp.ClientSession, url: str, kind: type[Scenario], concurrency: int, seconds: float
+    session: aiohttp.ClientSession,
+    url: str,
+    kind: type[Scenario],
+    concurrency: int,
+    seconds: float,
+    probe: LagProbe | None = None,
 ) -> Result:
     scenarios = [kind(Api(session, url)) for _ in range(concurrency)]
     rec = Recorder()
@@ -189,11 +219,16 @@ async def run_one(
     rec.end = rec.start + seconds
     usage = Usage()
     progress = asyncio.create_task(_progress(f"{kind.name} c={concurrency}", rec, usage))
+    lagging = asyncio.create_task(_probe_window(probe, rec)) if probe is not None else None
     try:
         await asyncio.gather(*(_worker(s, rec) for s in scenarios))
         await progress
+        if lagging is not None:
+            await lagging
     finally:  # delete what was created, also when interrupted
         progress.cancel()
+        if lagging is not None:
+            lagging.cancel()
         teardowns = [s.teardown() for s in scenarios]
         for outcome in await asyncio.gather(*teardowns, return_exceptions=True):
             if isinstance(outcome, BaseException):
@@ -201,7 +236,10 @@ async def run_one(
     window = max(rec.end, rec.last_done) - rec.start
     cpu_s = usage.process[-1] - usage.process[0]
     machine = busy_pct(usage.machine[0], usage.machine[-1])
-    return summarize(kind.name, concurrency, rec, window, cpu_s, machine)
+    result = summarize(kind.name, concurrency, rec, window, cpu_s, machine)
+    if probe is not None:
+        result.lag_ms = lag_summary(probe.take())
+    return result
 
 
 @dataclass(frozen=True)
@@ -236,6 +274,29 @@ BARS = (
 
 def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _lag_table(results: list[dict[str, Any]]) -> list[str]:
+    """Consumer lag (ms) per scenario: p99 (max) per consumer, when it was measured."""
+    measured = [r for r in results if r.get("lag_ms")]
+    if not measured:
+        return []
+    consumers = sorted({c for r in measured for c in r["lag_ms"]})
+    lines = [
+        "",
+        "Consumer lag during each run, ms, p99 (max); JetStream durables are upper bounds "
+        "(see `ops/cinderblock/cli/lag.py`):",
+        "",
+        "| scenario | conc | " + " | ".join(consumers) + " |",
+        "| --- | ---: |" + " ---: |" * len(consumers),
+    ]
+    for r in measured:
+        cells = []
+        for c in consumers:
+            lag = r["lag_ms"].get(c)
+            cells.append("-" if not lag else f"{_fmt(lag['p99'])} ({_fmt(lag['max'])})")
+        lines.append(f"| {r['scenario']} | {r['concurrency']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -276,6 +337,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"| {bar.scenario} c={bar.concurrency}: {bar.text} "
                 f"| {measured} | {bar.verdict(r)} |"
             )
+    lines += _lag_table(report["results"])
     failed = [r for r in report["results"] if r["errors"]]
     if failed:
         lines += ["", "## Errors", ""]
@@ -356,7 +418,14 @@ def select(names: str | None) -> tuple[type[Scenario], ...]:
     return tuple(kind for kind in SCENARIOS if kind.name in wanted)
 
 
-async def run_bench(url: str, *, seconds: float, out: Path, scenarios: str | None = None) -> None:
+async def run_bench(
+    url: str,
+    *,
+    seconds: float,
+    out: Path,
+    scenarios: str | None = None,
+    probe: LagProbe | None = None,
+) -> None:
     kinds = select(scenarios)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     machine, git = await asyncio.gather(
@@ -365,7 +434,12 @@ async def run_bench(url: str, *, seconds: float, out: Path, scenarios: str | Non
     connector = aiohttp.TCPConnector(limit=2 * max(CONCURRENCIES))
     timeout = aiohttp.ClientTimeout(total=60)
     results: list[Result] = []
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=connector, timeout=timeout)
+        )
+        if probe is not None:
+            await stack.enter_async_context(probe)
         try:
             async with session.get(f"{url.rstrip('/')}/v3/") as resp:
                 await resp.read()
@@ -376,7 +450,7 @@ async def run_bench(url: str, *, seconds: float, out: Path, scenarios: str | Non
         print(f"Benchmarking {url}: {seconds:g} s per run, concurrency {CONCURRENCIES}", flush=True)
         for kind in kinds:
             for concurrency in CONCURRENCIES:
-                result = await run_one(session, url, kind, concurrency, seconds)
+                result = await run_one(session, url, kind, concurrency, seconds, probe)
                 results.append(result)
                 print(_line(result), flush=True)
     report = {

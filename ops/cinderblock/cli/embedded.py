@@ -304,6 +304,7 @@ class EmbeddedNats:
         self.nats_dir = self.data_dir / "nats"
         self.config_path = self.nats_dir / "nats-server.conf"
         self.pid_path = self.nats_dir / "nats-server.pid"
+        self.url_path = self.nats_dir / "nats-server.url"  # where tools find a running one
         self.log_path = self.nats_dir / "nats-server.log"
         self.url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -340,6 +341,7 @@ class EmbeddedNats:
         self._proc = proc
         self.pid_path.write_text(f"{proc.pid}\n")
         self.url = f"nats://{self.host}:{port}"
+        self.url_path.write_text(f"{self.url}\n")
         extra = {"url": self.url, "pid": proc.pid, "store_dir": str(self.nats_dir)}
         log.info("embedded nats ready", extra={**extra, "elapsed_s": _since(started)})
         return self.url
@@ -356,6 +358,7 @@ class EmbeddedNats:
                 proc.kill()
                 proc.wait()
         self.pid_path.unlink(missing_ok=True)
+        self.url_path.unlink(missing_ok=True)
         self._stop_leftovers()
         self.url = None
         extra = {"pid": proc.pid if proc else None, "elapsed_s": _since(started)}

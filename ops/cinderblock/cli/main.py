@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scenarios", default=None, help="comma-separated subset, e.g. extend_e2e,migrate_e2e"
     )
+    bench.add_argument(
+        "--lag",
+        action="store_true",
+        help="also sample consumer lag (the database and NATS of CINDERBLOCK_DATABASE_URL/"
+        "CINDERBLOCK_NATS_URL, else of the `cinderblock dev` running under --data-dir)",
+    )
+    bench.add_argument("--data-dir", type=Path, default=None, help="default ./.cinderblock")
     from cinderblock.cli import audit
 
     audit.add_parsers(sub)
@@ -93,8 +100,18 @@ def main(argv: list[str] | None = None) -> int:
             _run(_serve(args.service, settings))
         elif args.command == "bench":
             from cinderblock.cli.bench import run_bench
+            from cinderblock.cli.lag import lag_probe
 
-            _run(run_bench(args.url, seconds=args.seconds, out=args.out, scenarios=args.scenarios))
+            probe = lag_probe(settings) if args.lag else None
+            _run(
+                run_bench(
+                    args.url,
+                    seconds=args.seconds,
+                    out=args.out,
+                    scenarios=args.scenarios,
+                    probe=probe,
+                )
+            )
         elif args.command in ("history", "state", "audit"):
             from cinderblock.cli import audit
 

@@ -18,6 +18,7 @@ from cinderblock.cli.bench import (
     Recorder,
     busy_pct,
     cpu_jiffies,
+    lag_summary,
     machine_facts,
     percentile,
     render_markdown,
@@ -196,3 +197,18 @@ def test_machine_facts_name_the_machine() -> None:
     facts = machine_facts()
     assert facts["nproc"] >= 1
     assert set(facts) == {"nproc", "cpu_model", "ram_gib", "python", "kernel", "loadavg"}
+
+
+def test_lag_summary_is_milliseconds_per_consumer() -> None:
+    summary = lag_summary({"relay": [0.0, 0.010, 0.002], "sagas": []})
+    assert summary["relay"] == {"p50": 2.0, "p99": 9.8, "max": 10.0}
+    assert summary["sagas"] == {"p50": None, "p99": None, "max": None}
+
+
+def test_markdown_has_a_lag_table_only_when_lag_was_measured() -> None:
+    report = _report(_result("set_bootable", 16))
+    assert "Consumer lag" not in render_markdown(report)
+    report["results"][0]["lag_ms"] = {"relay": {"p50": 1.0, "p99": 2.5, "max": 3.0}}
+    text = render_markdown(report)
+    assert "Consumer lag" in text
+    assert "| 2.5 (3) |" in text
