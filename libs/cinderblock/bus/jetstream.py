@@ -91,6 +91,9 @@ class ConsumerSpec:
     # Only messages published after the durable was first created (a consumer turned on
     # late must not act on the whole history); the durable keeps its place afterwards.
     deliver_new: bool = False
+    # Messages per pull. 1 for sagas (no step waits for others); a consumer that keeps
+    # up with the whole stream (billing) takes what is there, up to ``batch``, per pull.
+    batch: int = 1
 
 
 async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
@@ -107,30 +110,52 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
     await js.add_consumer(spec.stream, config)
 
 
+Prefetch = Callable[[list[Msg]], Awaitable[None]]
+
+
 async def run_consumer(
-    js: JetStreamContext, spec: ConsumerSpec, handler: Handler, park: Park, stop: asyncio.Event
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    handler: Handler,
+    park: Park,
+    stop: asyncio.Event,
+    prefetch: Prefetch | None = None,
 ) -> None:
     """Handle messages until ``stop`` with ``spec.workers`` pull subscriptions on the durable.
 
     Each message is acked after its handler returns, nak'ed with a delay when it raises, and
     parked then terminated on its last allowed delivery. Each worker pulls one message at a
     time: nats-py's batched fetch waits for a full batch once it lingers, which would add
-    up to the fetch timeout to every saga step.
+    up to the fetch timeout to every saga step. With ``spec.batch`` > 1 a pull takes what is
+    available (up to the batch) at once; ``prefetch`` sees each batch before its messages
+    are handled one by one, in stream order (e.g. to read what they need in one query).
     """
     await ensure_consumer(js, spec)
-    await asyncio.gather(*(_worker(js, spec, handler, park, stop) for _ in range(spec.workers)))
+    await asyncio.gather(
+        *(_worker(js, spec, handler, park, stop, prefetch) for _ in range(spec.workers))
+    )
 
 
 async def _worker(
-    js: JetStreamContext, spec: ConsumerSpec, handler: Handler, park: Park, stop: asyncio.Event
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    handler: Handler,
+    park: Park,
+    stop: asyncio.Event,
+    prefetch: Prefetch | None,
 ) -> None:
     sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
     try:
         while not stop.is_set():
             try:
-                msgs = await sub.fetch(1, timeout=0.5)
+                msgs = await sub.fetch(spec.batch, timeout=0.5)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
+            if prefetch is not None and len(msgs) > 1:
+                try:
+                    await prefetch(msgs)
+                except Exception as err:  # only an optimisation: the handler reads itself
+                    log.warning("prefetch failed: %s", err, extra={"consumer": spec.durable})
             for msg in msgs:
                 await _handle(msg, spec, handler, park)
     finally:

@@ -22,21 +22,32 @@ from cinderblock.readmodels.rowstore import PROJECTED_TABLES
 from cinderblock.replay.rebuild import replay
 from cinderblock.replay.session import ReplayBusyError
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify
+from cinderblock.usage.store import rebuild_ledger
 
 COMMANDS = ("replay", "verify", "bench-log")
 WORKERS_HELP = "processes folding the bulk of the log (default: 1 below 150,000 events, else 2+)"
 
 
+# The billing consumer's usage ledger is derived from the log too: ``replay`` rebuilds it
+# with the same fold the consumer uses (``rebuild_ledger``), after the read models.
+LEDGER = "billing"
+EVERYTHING = (*PROJECTED_TABLES, LEDGER)
+
+
 def projections(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if names == ("all",):
-        return PROJECTED_TABLES
-    unknown = [n for n in names if n not in PROJECTED_TABLES]
+        return EVERYTHING
+    unknown = [n for n in names if n not in EVERYTHING]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown projection {unknown or text!r}; choose all or {', '.join(PROJECTED_TABLES)}"
+            f"unknown projection {unknown or text!r}; choose all or {', '.join(EVERYTHING)}"
         )
     return names
+
+
+def _tables(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in names if n != LEDGER)
 
 
 def add_parsers(sub: Any) -> None:
@@ -47,8 +58,8 @@ def add_parsers(sub: Any) -> None:
     rp.add_argument(
         "--projection",
         type=projections,
-        default=PROJECTED_TABLES,
-        help=f"all (default) or a comma-separated subset of {', '.join(PROJECTED_TABLES)}",
+        default=EVERYTHING,
+        help=f"all (default) or a comma-separated subset of {', '.join(EVERYTHING)}",
     )
     rp.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
     rp.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
@@ -105,9 +116,22 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay(dsn: str, args: argparse.Namespace) -> int:
+    ledger = None
+    if LEDGER in args.projection:
+        ledger = await rebuild_ledger(dsn)
+        if not args.json:
+            print(
+                f"rebuilt the usage ledger from {ledger.events:,} volume events: "
+                f"{ledger.volumes:,} volumes, {ledger.intervals:,} intervals"
+            )
+    tables = _tables(args.projection)
+    if not tables:
+        if args.json:
+            print(json.dumps({"ledger": vars(ledger) if ledger else None}))
+        return 0
     bar = Bar("replay")
     try:
-        done = await replay(dsn, args.projection, progress=bar, workers=args.workers)
+        done = await replay(dsn, tables, progress=bar, workers=args.workers)
     finally:
         bar.close()
     summary = {
@@ -120,6 +144,7 @@ async def _replay(dsn: str, args: argparse.Namespace) -> int:
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "workers": done.workers,
         "worker_peak_rss_mib": round(done.worker_peak_rss_mib, 1),
+        "ledger": vars(ledger) if ledger else None,
     }
     if args.json:
         print(json.dumps(summary))
@@ -138,9 +163,17 @@ async def _replay(dsn: str, args: argparse.Namespace) -> int:
 
 
 async def _verify(dsn: str, args: argparse.Namespace) -> int:
+    tables = _tables(args.projection)
+    if not tables:
+        print(
+            "cinderblock: verify compares read models; the usage ledger is rebuilt by "
+            "`cinderblock replay --projection billing`",
+            file=sys.stderr,
+        )
+        return 2
     bar = Bar("verify")
     try:
-        result = await verify(dsn, args.projection, progress=bar, workers=args.workers)
+        result = await verify(dsn, tables, progress=bar, workers=args.workers)
     finally:
         bar.close()
     if args.json:

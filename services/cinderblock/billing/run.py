@@ -67,7 +67,10 @@ def consumer_spec(settings: Settings) -> ConsumerSpec:
         filter_subjects=[settings.subject(f"{a}.events.>") for a in BILLED_AGGREGATES],
         ack_wait=30.0,
         max_deliver=20,
-        workers=4,
+        # One worker taking what is there: events reach the kept folds in stream order
+        # (each a single step); several workers would interleave a volume's events.
+        workers=1,
+        batch=128,
     )
 
 
@@ -126,6 +129,18 @@ class Billing:
             host=self.host,
         )
         await self.publisher.publish(notes, env.meta)
+
+    async def prefetch(self, msgs: list[Msg]) -> None:
+        """Read each volume's new events of a batch in one query (the handler then finds
+        them in the reader's cache)."""
+        newest: dict[UUID, int] = {}
+        for msg in msgs:
+            env = ReceivedEnvelope.model_validate_json(msg.data)
+            if env.aggregate == "volume":
+                vid = UUID(env.aggregate_id)
+                newest[vid] = max(newest.get(vid, 0), env.version)
+        for vid, version in newest.items():
+            await self.reader.events_of(self.pool, vid, version)
 
     async def _events(self, aggregate_id: UUID, env: ReceivedEnvelope) -> list[Any]:
         events = await self.reader.events_of(self.pool, aggregate_id, env.version)
@@ -215,7 +230,9 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
             await ensure_stream(js, notification_stream(settings))
             billing = Billing(settings, pool, Publisher(settings, js, oslo))
             with alive("billing"):
-                await run_consumer(js, billing.spec, billing.handle, billing.park, stop)
+                await run_consumer(
+                    js, billing.spec, billing.handle, billing.park, stop, billing.prefetch
+                )
     finally:
         if oslo is not None:
             oslo.close()
