@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import nats.errors
 import nats.js.errors
@@ -110,7 +111,16 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
     await js.add_consumer(spec.stream, config)
 
 
-Prefetch = Callable[[list[Msg]], Awaitable[None]]
+class Batching(Protocol):
+    """What a consumer that takes batches may do around each one: ``before`` sees the batch
+    (e.g. reads what its messages need in one query); ``after`` runs once every message of
+    it was handled, before they are acked (e.g. publishes what they produced, pipelined).
+    If ``after`` raises, the batch's handled messages are redelivered (handlers must be
+    idempotent anyway)."""
+
+    async def before(self, msgs: list[Msg]) -> None: ...
+
+    async def after(self) -> None: ...
 
 
 async def run_consumer(
@@ -119,7 +129,7 @@ async def run_consumer(
     handler: Handler,
     park: Park,
     stop: asyncio.Event,
-    prefetch: Prefetch | None = None,
+    batching: Batching | None = None,
 ) -> None:
     """Handle messages until ``stop`` with ``spec.workers`` pull subscriptions on the durable.
 
@@ -127,12 +137,12 @@ async def run_consumer(
     parked then terminated on its last allowed delivery. Each worker pulls one message at a
     time: nats-py's batched fetch waits for a full batch once it lingers, which would add
     up to the fetch timeout to every saga step. With ``spec.batch`` > 1 a pull takes what is
-    available (up to the batch) at once; ``prefetch`` sees each batch before its messages
-    are handled one by one, in stream order (e.g. to read what they need in one query).
+    available (up to the batch) at once, handled one by one in stream order, with
+    ``batching``'s hooks around each batch of more than one message.
     """
     await ensure_consumer(js, spec)
     await asyncio.gather(
-        *(_worker(js, spec, handler, park, stop, prefetch) for _ in range(spec.workers))
+        *(_worker(js, spec, handler, park, stop, batching) for _ in range(spec.workers))
     )
 
 
@@ -142,7 +152,7 @@ async def _worker(
     handler: Handler,
     park: Park,
     stop: asyncio.Event,
-    prefetch: Prefetch | None,
+    batching: Batching | None,
 ) -> None:
     sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
     try:
@@ -151,16 +161,39 @@ async def _worker(
                 msgs = await sub.fetch(spec.batch, timeout=0.5)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
-            if prefetch is not None and len(msgs) > 1:
-                try:
-                    await prefetch(msgs)
-                except Exception as err:  # only an optimisation: the handler reads itself
-                    log.warning("prefetch failed: %s", err, extra={"consumer": spec.durable})
-            for msg in msgs:
-                await _handle(msg, spec, handler, park)
+            if batching is None or len(msgs) == 1:
+                for msg in msgs:
+                    await _handle(msg, spec, handler, park, ack=True)
+                continue
+            await _handle_batch(msgs, spec, handler, park, batching)
     finally:
         with contextlib.suppress(nats.errors.Error):
             await sub.unsubscribe()
+
+
+async def _handle_batch(
+    msgs: list[Msg], spec: ConsumerSpec, handler: Handler, park: Park, batching: Batching
+) -> None:
+    try:
+        await batching.before(msgs)
+    except Exception as err:  # an optimisation only: the handlers read for themselves
+        log.warning("batch preparation failed: %s", err, extra={"consumer": spec.durable})
+    handled = [msg for msg in msgs if await _handle(msg, spec, handler, park, ack=False)]
+    try:
+        await batching.after()
+    except Exception as err:
+        log.warning(
+            "batch completion failed, redelivering %s messages: %s",
+            len(handled),
+            err,
+            extra={"consumer": spec.durable, "error": f"{type(err).__name__}: {err}"},
+        )
+        for msg in handled:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak(delay=1.0)
+        return
+    for msg in handled:
+        await msg.ack()
 
 
 async def _keep_alive(msg: Msg, every: float) -> None:
@@ -172,7 +205,8 @@ async def _keep_alive(msg: Msg, every: float) -> None:
             await msg.in_progress()
 
 
-async def _handle(msg: Msg, spec: ConsumerSpec, handler: Handler, park: Park) -> None:
+async def _handle(msg: Msg, spec: ConsumerSpec, handler: Handler, park: Park, *, ack: bool) -> bool:
+    """Run the handler; True when it succeeded (and the message was acked, with ``ack``)."""
     alive = asyncio.create_task(_keep_alive(msg, spec.ack_wait / 3))
     try:
         await handler(msg)
@@ -187,7 +221,7 @@ async def _handle(msg: Msg, spec: ConsumerSpec, handler: Handler, park: Park) ->
             )
             await park(msg, reason)
             await msg.term()
-            return
+            return False
         delay = err.delay if isinstance(err, RetryLaterError) else min(2.0**deliveries * 0.1, 5)
         log.warning(
             "handler failed, redelivering in %.1fs",
@@ -195,7 +229,9 @@ async def _handle(msg: Msg, spec: ConsumerSpec, handler: Handler, park: Park) ->
             extra={"consumer": spec.durable, "subject": msg.subject, "error": reason},
         )
         await msg.nak(delay=delay)
-        return
+        return False
     finally:
         alive.cancel()
-    await msg.ack()
+    if ack:
+        await msg.ack()
+    return True

@@ -83,21 +83,28 @@ class Publisher:
         self.oslo = oslo
 
     async def publish(self, notes: Sequence[Notification], meta: Mapping[str, Any]) -> None:
-        if not notes:
+        await self.publish_many([(notes, meta)])
+
+    async def publish_many(
+        self, groups: Sequence[tuple[Sequence[Notification], Mapping[str, Any]]]
+    ) -> None:
+        """Every group's notifications pipelined (one wait for all PubAcks), then oslo."""
+        out = [
+            OutMessage(
+                self.settings.subject(n.subject_tail),
+                json.dumps(n.message()).encode(),
+                n.message_id,
+            )
+            for notes, _ in groups
+            for n in notes
+        ]
+        if not out:
             return
-        await publish_all(
-            self.js,
-            [
-                OutMessage(
-                    self.settings.subject(n.subject_tail),
-                    json.dumps(n.message()).encode(),
-                    n.message_id,
-                )
-                for n in notes
-            ],
-        )
+        await publish_all(self.js, out)
         if self.oslo is not None:
-            await self.oslo.send(notes, meta)
+            for notes, meta in groups:
+                if notes:
+                    await self.oslo.send(notes, meta)
 
 
 class Billing:
@@ -110,6 +117,14 @@ class Billing:
         self._locks: dict[UUID, asyncio.Lock] = {}
         self.host = socket.gethostname()
         self.spec = consumer_spec(settings)
+        # During a batch, notifications wait here and go out together before the acks.
+        self._deferred: list[tuple[Sequence[Notification], Mapping[str, Any]]] | None = None
+
+    async def _emit(self, notes: Sequence[Notification], meta: Mapping[str, Any]) -> None:
+        if self._deferred is not None:
+            self._deferred.append((notes, meta))
+        else:
+            await self.publisher.publish(notes, meta)
 
     async def handle(self, msg: Msg) -> None:
         env = ReceivedEnvelope.model_validate_json(msg.data)
@@ -119,7 +134,7 @@ class Billing:
         if env.aggregate == "volume":
             async with self._lock(aggregate_id):
                 notes = await self._volume_event(aggregate_id, env.version)
-            await self.publisher.publish(notes, env.meta)
+            await self._emit(notes, env.meta)
             return
         events = await self._events(aggregate_id, env)
         notes = snapshot_notifications(
@@ -128,11 +143,12 @@ class Billing:
             availability_zone=await self.zone_of(events[0].volume_id),
             host=self.host,
         )
-        await self.publisher.publish(notes, env.meta)
+        await self._emit(notes, env.meta)
 
-    async def prefetch(self, msgs: list[Msg]) -> None:
-        """Read each volume's new events of a batch in one query (the handler then finds
-        them in the reader's cache)."""
+    async def before(self, msgs: list[Msg]) -> None:
+        """A batch begins: its notifications are held until ``after``; each volume's new
+        events are read in one query (the handler then finds them in the reader's cache)."""
+        self._deferred = []
         newest: dict[UUID, int] = {}
         for msg in msgs:
             env = ReceivedEnvelope.model_validate_json(msg.data)
@@ -141,6 +157,12 @@ class Billing:
                 newest[vid] = max(newest.get(vid, 0), env.version)
         for vid, version in newest.items():
             await self.reader.events_of(self.pool, vid, version)
+
+    async def after(self) -> None:
+        """The batch's notifications, pipelined, before its messages are acked."""
+        deferred, self._deferred = self._deferred, None
+        if deferred:
+            await self.publisher.publish_many(deferred)
 
     async def _events(self, aggregate_id: UUID, env: ReceivedEnvelope) -> list[Any]:
         events = await self.reader.events_of(self.pool, aggregate_id, env.version)
@@ -230,9 +252,7 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
             await ensure_stream(js, notification_stream(settings))
             billing = Billing(settings, pool, Publisher(settings, js, oslo))
             with alive("billing"):
-                await run_consumer(
-                    js, billing.spec, billing.handle, billing.park, stop, billing.prefetch
-                )
+                await run_consumer(js, billing.spec, billing.handle, billing.park, stop, billing)
     finally:
         if oslo is not None:
             oslo.close()

@@ -56,3 +56,57 @@ async def test_a_slow_handler_is_not_redelivered_while_it_runs(servers: Servers)
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(name)
         await nc.close()
+
+
+async def test_a_batch_is_acked_after_its_completion_hook_and_redelivered_if_it_fails(
+    servers: Servers,
+) -> None:
+    """With batches, ``after`` runs once the batch's messages were handled and before they
+    are acked; when it fails they come back (and are handled again)."""
+    name = f"CBT_BATCH_{uuid.uuid4().hex[:8].upper()}"
+    subject = f"cbt.batch.{uuid.uuid4().hex[:8]}"
+    nc = await nats.connect(servers.nats_url)
+    js = nc.jetstream()
+    try:
+        await ensure_stream(js, StreamSpec(name, [f"{subject}.>"]))
+        for i in range(5):
+            await js.publish(f"{subject}.m", str(i).encode())
+        handled: list[tuple[str, int]] = []
+        batches: list[int] = []
+        done = asyncio.Event()
+
+        class Hooks:
+            failures = 1
+
+            async def before(self, msgs: list[Msg]) -> None:
+                batches.append(len(msgs))
+
+            async def after(self) -> None:
+                if self.failures:
+                    self.failures -= 1
+                    raise RuntimeError("publishing failed")
+                if len(handled) >= 10:
+                    done.set()
+
+        async def handler(msg: Msg) -> None:
+            handled.append((msg.data.decode(), msg.metadata.num_delivered))
+
+        async def park(msg: Msg, reason: str) -> None:
+            raise AssertionError(f"parked: {reason}")
+
+        spec = ConsumerSpec(name, "batch", [f"{subject}.>"], ack_wait=5.0, workers=1, batch=16)
+        stop = asyncio.Event()
+        consumer = asyncio.create_task(run_consumer(js, spec, handler, park, stop, Hooks()))
+        await asyncio.wait_for(done.wait(), 20)
+        stop.set()
+        await asyncio.wait_for(consumer, 10)
+        info = await js.consumer_info(name, "batch")
+        assert batches[0] == 5  # what was there, in one pull
+        assert [d for d, n in handled if n == 1] == ["0", "1", "2", "3", "4"]
+        assert sorted(d for d, n in handled if n == 2) == ["0", "1", "2", "3", "4"]
+        assert info.num_ack_pending == 0
+        assert info.num_pending == 0
+    finally:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(name)
+        await nc.close()
