@@ -13,8 +13,8 @@ import aiohttp
 import pytest_asyncio
 
 from cinderblock.config.settings import Settings
+from cinderblock.identity.keystone import service_tokens
 from cinderblock.notifier.nova import NovaClient, NovaConfig
-from cinderblock.notifier.run import service_tokens
 from tests.helpers.fake_keystone import FakeKeystone, fake_keystone
 from tests.helpers.fake_nova import FakeNova
 

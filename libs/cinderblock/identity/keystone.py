@@ -209,3 +209,11 @@ class KeystoneValidator:
                 continue  # our own token expired early or was revoked: renew once
             raise KeystoneUnavailableError(f"token validation answered {status}")
         raise KeystoneUnavailableError("the service credentials are refused")
+
+
+def service_tokens(settings: Settings, session: aiohttp.ClientSession) -> ServiceToken | None:
+    """The service user's Keystone token source for calls to Nova, unless a static
+    ``CINDERBLOCK_NOVA_TOKEN`` is set (or no Keystone service user is configured)."""
+    if settings.nova_token or not (settings.keystone_auth_url and settings.keystone_username):
+        return None
+    return ServiceToken(KeystoneClient(settings, session))

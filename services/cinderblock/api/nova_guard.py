@@ -22,7 +22,7 @@ from cinderblock.api.context import RequestContext
 from cinderblock.config.settings import Settings
 from cinderblock.domain.errors import AttachmentConflictError
 from cinderblock.domain.volume import Volume
-from cinderblock.identity.keystone import KeystoneClient, KeystoneUnavailableError, ServiceToken
+from cinderblock.identity.keystone import KeystoneUnavailableError, service_tokens
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.faults import Fault
 
@@ -37,11 +37,7 @@ class NovaGuard:
         self._static = settings.nova_token
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=settings.nova_timeout)
-        self._tokens = (
-            ServiceToken(KeystoneClient(settings, session))
-            if not settings.nova_token and settings.keystone_auth_url
-            else None
-        )
+        self._tokens = service_tokens(settings, session)
 
     async def check(
         self,

@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from cinderblock.bus.connection import connect
 from cinderblock.bus.jetstream import ConsumerSpec, ensure_stream, run_consumer
 from cinderblock.config.settings import Settings
-from cinderblock.identity.keystone import KeystoneClient, ServiceToken
+from cinderblock.identity.keystone import service_tokens
 from cinderblock.notifier.consumers import NovaNotifier
 from cinderblock.notifier.nova import NovaClient, NovaConfig
 from cinderblock.readmodels.waiter import ProjectionWaiter
@@ -75,14 +75,6 @@ class NotifierRunner:
             error,
             msg.data,
         )
-
-
-def service_tokens(settings: Settings, session: aiohttp.ClientSession) -> ServiceToken | None:
-    """Nova gets the service user's Keystone token (the ``keystone_*`` credentials) unless a
-    static ``CINDERBLOCK_NOVA_TOKEN`` is set."""
-    if settings.nova_token or not (settings.keystone_auth_url and settings.keystone_username):
-        return None
-    return ServiceToken(KeystoneClient(settings, session))
 
 
 async def run(settings: Settings, *, stop: asyncio.Event) -> None:
