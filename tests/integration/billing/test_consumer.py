@@ -174,7 +174,15 @@ async def test_redelivery_changes_nothing_and_republishes_the_same_ids(rig: Rig)
     before = [dict(r) for r in await rig.pool.fetch(rows, volume.id)]
     js = rig.nc.jetstream()
     stream = notification_stream(rig.settings).name
-    count_before = (await js.stream_info(stream)).state.messages
+    # A subscriber can see a published notification a moment before the stream has stored
+    # it: wait until the stream (this test's own) holds all nine.
+    async with asyncio.timeout(10):
+        while True:
+            count_before = (await js.stream_info(stream)).state.messages
+            if count_before >= len(ids):
+                break
+            await asyncio.sleep(0.01)
+    assert count_before == len(ids)
 
     # Redeliver every event of the volume, last first (the first one fills every gap).
     async with rig.pool.acquire() as conn:
