@@ -64,15 +64,25 @@ class Snapshots:
         pool = self._pool("snapshot_path", snapshot_id, location)
         return self._pool_dir(pool) / imagefiles.snapshot_name(snapshot_id)
 
+    def _files(
+        self, operation: str, volume_id: str, snapshot_id: str, location: str
+    ) -> tuple[PoolConfig, Path, Path]:
+        """The pool, the volume's image and the snapshot's copy there (ids checked)."""
+        check_volume_id(volume_id)
+        check_snapshot_id(snapshot_id)
+        pool = self._pool(operation, volume_id, location)
+        pool_dir = self._pool_dir(pool)
+        return (
+            pool,
+            pool_dir / imagefiles.image_name(volume_id),
+            pool_dir / imagefiles.snapshot_name(snapshot_id),
+        )
+
     async def create(
         self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
     ) -> None:
         """Copy the volume into the snapshot (see ``VolumeDriver.create_snapshot``)."""
-        check_volume_id(volume_id)
-        check_snapshot_id(snapshot_id)
-        pool = self._pool("snapshot", volume_id, location)
-        volume = self._pool_dir(pool) / imagefiles.image_name(volume_id)
-        snapshot = self._pool_dir(pool) / imagefiles.snapshot_name(snapshot_id)
+        pool, volume, snapshot = self._files("snapshot", volume_id, snapshot_id, location)
         ctx = _ctx(volume_id, snapshot_id, "snapshot", step_key, location)
         async with self._volume_locks.hold(volume_id), self._snapshot_locks.hold(snapshot_id):
             size = await _size_on_disk("snapshot", volume_id, volume)
@@ -110,12 +120,8 @@ class Snapshots:
         """A new volume from the snapshot, in its pool (see
         ``VolumeDriver.create_volume_from_snapshot``). The snapshot's lock keeps a delete of
         it from running meanwhile; a snapshot deleted before finds no file (BackendError)."""
-        check_volume_id(volume_id)
-        check_snapshot_id(snapshot_id)
         check_size_gb(size_gb)
-        pool = self._pool("create", volume_id, location)
-        volume = self._pool_dir(pool) / imagefiles.image_name(volume_id)
-        snapshot = self._pool_dir(pool) / imagefiles.snapshot_name(snapshot_id)
+        pool, volume, snapshot = self._files("create", volume_id, snapshot_id, location)
         ctx = _ctx(volume_id, snapshot_id, "create", step_key, location)
         async with self._volume_locks.hold(volume_id), self._snapshot_locks.hold(snapshot_id):
             await sources.create_from(
@@ -146,11 +152,7 @@ class Snapshots:
     ) -> None:
         """Put the snapshot's bytes back into the volume (see
         ``VolumeDriver.revert_to_snapshot``)."""
-        check_volume_id(volume_id)
-        check_snapshot_id(snapshot_id)
-        pool = self._pool("revert", volume_id, location)
-        volume = self._pool_dir(pool) / imagefiles.image_name(volume_id)
-        snapshot = self._pool_dir(pool) / imagefiles.snapshot_name(snapshot_id)
+        pool, volume, snapshot = self._files("revert", volume_id, snapshot_id, location)
         ctx = _ctx(volume_id, snapshot_id, "revert", step_key, location)
         async with self._volume_locks.hold(volume_id), self._snapshot_locks.hold(snapshot_id):
             size = await _size_on_disk("revert", volume_id, snapshot)

@@ -24,9 +24,6 @@ ADMIN_ACTIONS = "volume_extension:volume_admin_actions"
 VOLUME_ACTIONS = "volume_extension:volume_actions"
 
 
-_NO_NOVA_CHECK = "-"
-
-
 async def act(
     d: Deps,
     ctx: RequestContext,
@@ -35,18 +32,19 @@ async def act(
     rules: Sequence[str],
     change: Callable[[Volume], T],
     *,
-    nova_check: str | None = _NO_NOVA_CHECK,
+    pulls_attachment: bool = False,
+    attachment_id: str | None = None,
 ) -> T:
     """Authorize ``rules`` against the volume's project, apply ``change``, and wait until
-    the read models show it. ``nova_check``: the attachment (None: the only one) a user is
-    about to pull from its instance — Nova is asked first when one is configured."""
+    the read models show it. ``pulls_attachment``: the request takes ``attachment_id``
+    (None: the only one) from its instance, so Nova is asked first when one is configured."""
 
     def authorize(volume: Volume) -> None:
         for rule in rules:
             d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
 
-    if nova_check != _NO_NOVA_CHECK:
-        await d.nova_allows(ctx, volume_id, nova_check, authorize)
+    if pulls_attachment:
+        await d.nova_allows(ctx, volume_id, attachment_id, authorize)
     at, result = await d.volumes.act(
         ctx.caller, volume_id, change, meta=ctx.meta(action), authorize=authorize
     )
@@ -103,7 +101,8 @@ async def detach(d: Deps, ctx: RequestContext, vid: str, req: body.Detach) -> we
         "os-detach",
         [f"{VOLUME_ACTIONS}:detach"],
         lambda v: v.detach(req.attachment_id, service=service),
-        nova_check=req.attachment_id,
+        pulls_attachment=True,
+        attachment_id=req.attachment_id,
     )
     return _accepted()
 
@@ -124,7 +123,8 @@ async def force_detach(
         "os-force_detach",
         rules,
         lambda v: v.force_detach(req.attachment_id, service=service),
-        nova_check=req.attachment_id,
+        pulls_attachment=True,
+        attachment_id=req.attachment_id,
     )
     return _accepted()
 
@@ -140,7 +140,7 @@ async def terminate_connection(
         "os-terminate_connection",
         [f"{VOLUME_ACTIONS}:terminate_connection"],
         lambda v: v.terminate_connection(service=service),
-        nova_check=None,
+        pulls_attachment=True,
     )
     return _accepted()
 
