@@ -7,7 +7,6 @@ microversion, then calls ``<Model>.parse(payload, version)`` (§1.4 point 4).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
@@ -19,6 +18,7 @@ from cinderblock.wire.microversion import APIVersion
 from cinderblock.wire.migration import MigrateVolume, MigrateVolumeCompletion
 from cinderblock.wire.schema import Boolean, VolumeSize
 from cinderblock.wire.snapshots import Revert
+from cinderblock.wire.storable import loads
 
 JSON_MEDIA_TYPES = frozenset({"application/json", "application/vnd.openstack.volume+json"})
 
@@ -45,7 +45,8 @@ def split_action_body(raw: bytes, content_type: str | None) -> tuple[str, object
 
     Raises:
         BadMediaType: the Content-Type is not JSON, or a body came without one.
-        BadRequest: the body is empty, not JSON, not an object, or has 0 or ≥2 keys.
+        BadRequest: the body is empty, not JSON, not an object, or has 0 or ≥2 keys, or
+            a string in it cannot be stored (``storable.loads``).
     """
     if content_type is not None and _media_type(content_type) not in JSON_MEDIA_TYPES:
         raise BadMediaType("Unsupported Content-Type")
@@ -53,10 +54,7 @@ def split_action_body(raw: bytes, content_type: str | None) -> tuple[str, object
         raise no_such_action(None)
     if content_type is None:
         raise BadMediaType("Unsupported Content-Type")
-    try:
-        decoded = json.loads(raw)
-    except (ValueError, RecursionError) as err:
-        raise BadRequest("Malformed request body") from err
+    decoded = loads(raw)
     # Cinder answers 404 for some non-object bodies (QUIRK); always 400 here.
     if not isinstance(decoded, dict) or len(decoded) != 1:
         raise BadRequest("Malformed request body")

@@ -1,6 +1,6 @@
-"""One middleware for every request: request ids, microversion, identity (noauth or
-Keystone), and the mapping of every error to Cinder's fault body. Nothing escapes as a
-bare 500."""
+"""One middleware for every request: request ids, text the stores cannot hold refused,
+microversion, identity (noauth or Keystone), and the mapping of every error to Cinder's
+fault body. Nothing escapes as a bare 500."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from cinderblock.wire.faults import (
 from cinderblock.wire.microversion import MIN_VERSION, MicroversionError, negotiate
 from cinderblock.wire.microversion import response_headers as version_headers
 from cinderblock.wire.policy import PolicyError
+from cinderblock.wire.storable import check_request
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,8 @@ async def cinder_middleware(request: web.Request, handler: Handler) -> web.Strea
     request_id = f"req-{uuid.uuid4()}"
     version_hdrs: dict[str, str] = {}
     try:
+        # Before anything reads them: the path, query and headers hold only storable text.
+        check_request(request.path, request.query.items(), request.headers.items())
         if request.path not in PUBLIC_PATHS:
             try:
                 ctx = await _context(request, request_id)
