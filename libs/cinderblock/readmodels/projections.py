@@ -10,6 +10,7 @@ position 0 run the same statements.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,17 @@ from uuid import UUID
 
 import asyncpg
 
+from cinderblock.readmodels.quarantine import (
+    SetAside,
+    Stopped,
+    describe,
+    log_set_aside,
+    record,
+    retry_will_fix,
+)
 from cinderblock.readmodels.schema import PROJECTED_CHANNEL
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -507,27 +518,111 @@ async def apply_batch(
     name: str,
     events: Sequence[ProjectionEvent],
     upto: tuple[int, int],
+    *,
+    undecodable: Sequence[SetAside] = (),
+    stopped: Stopped | None = None,
 ) -> int:
     """Apply ``events`` and move projection ``name``'s tracking row to ``upto`` in one
     transaction. A batch wholly at or before the tracked position is skipped; inside a batch,
-    row versions make already-applied events no-ops. Returns how many events were applied."""
-    known = [(projection, e) for e in events for projection in _projections_of(e.name)]
+    row versions make already-applied events no-ops. Returns how many events were applied.
+
+    No event stops the projection: if the batch fails in a way a retry will not fix, it is
+    applied again event by event (a savepoint each); an event that fails quarantines its
+    aggregate (``quarantine``), whose later events are held, and the tracking row moves on.
+    Events of aggregates quarantined before are held too, as are those after an
+    ``undecodable`` one (an event the caller could not decode). ``stopped`` keeps the
+    quarantined aggregates between batches (read from the table when not given).
+    """
+    try:
+        return await _apply(conn, name, events, upto, undecodable, stopped, one_by_one=False)
+    except Exception as err:
+        if retry_will_fix(err):
+            raise
+        log.warning(
+            "projection batch failed, applying it event by event",
+            extra={"consumer": name, "error": describe(err)},
+        )
+    return await _apply(conn, name, events, upto, undecodable, stopped, one_by_one=True)
+
+
+async def _apply(
+    conn: asyncpg.Connection,
+    name: str,
+    events: Sequence[ProjectionEvent],
+    upto: tuple[int, int],
+    undecodable: Sequence[SetAside],
+    stopped: Stopped | None,
+    *,
+    one_by_one: bool,
+) -> int:
+    cache = stopped if stopped is not None else Stopped()
     async with conn.transaction():
         row = await conn.fetchrow(
-            "SELECT tx_id, position FROM tracking WHERE name = $1 FOR UPDATE", name
+            "SELECT tx_id, position, updated_at FROM tracking WHERE name = $1 FOR UPDATE", name
         )
         if row is not None and (row["tx_id"], row["position"]) >= upto:
             return 0
-        for sql, run in groupby(known, key=lambda pair: pair[0].sql):
-            await conn.executemany(sql, [projection.args(e) for projection, e in run])
-        await conn.execute(
+        since = dict(await cache.refresh(conn, name, row["updated_at"] if row else None))
+        for bad in undecodable:
+            since[bad.aggregate_id] = min(bad.version, since.get(bad.aggregate_id, bad.version))
+        aside = list(undecodable)
+        ready = []
+        for e in events:
+            if not _projections_of(e.name):
+                continue
+            first = since.get(e.aggregate_id)
+            if first is not None and e.version >= first:
+                aside.append(SetAside.behind(name, e.aggregate_id, e.version, e.name, first))
+            else:
+                ready.append(e)
+        if one_by_one:
+            applied = await _one_by_one(conn, name, ready, since, aside)
+        else:
+            known = [(projection, e) for e in ready for projection in _projections_of(e.name)]
+            for sql, run in groupby(known, key=lambda pair: pair[0].sql):
+                await conn.executemany(sql, [projection.args(e) for projection, e in run])
+            applied = len(ready)
+        recorded = await record(conn, aside)
+        stamp = await conn.fetchval(
             """
             INSERT INTO tracking (name, tx_id, position, updated_at) VALUES ($1, $2, $3, now())
             ON CONFLICT (name) DO UPDATE SET tx_id = $2, position = $3, updated_at = now()
+            RETURNING updated_at
             """,
             name,
             upto[0],
             upto[1],
         )
         await conn.execute("SELECT pg_notify($1, $2)", PROJECTED_CHANNEL, f"{upto[0]}:{upto[1]}")
-    return len({id(e) for _, e in known})
+    cache.versions, cache.stamp = since, stamp
+    log_set_aside(recorded)
+    return applied
+
+
+async def _one_by_one(
+    conn: asyncpg.Connection,
+    name: str,
+    events: Sequence[ProjectionEvent],
+    since: dict[UUID, int],
+    aside: list[SetAside],
+) -> int:
+    """Each event in a savepoint of its own: one that fails is set aside with its error, and
+    so is every later event of its aggregate; the others are applied."""
+    applied = 0
+    for e in events:
+        first = since.get(e.aggregate_id)
+        if first is not None and e.version >= first:
+            aside.append(SetAside.behind(name, e.aggregate_id, e.version, e.name, first))
+            continue
+        try:
+            async with conn.transaction():
+                for projection in _projections_of(e.name):
+                    await conn.execute(projection.sql, *projection.args(e))
+        except Exception as err:
+            if retry_will_fix(err):
+                raise
+            since[e.aggregate_id] = e.version
+            aside.append(SetAside.failed(name, e.aggregate_id, e.version, e.name, err))
+            continue
+        applied += 1
+    return applied

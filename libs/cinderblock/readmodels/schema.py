@@ -155,6 +155,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload bytea NOT NULL,
     parked_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Events a consumer set aside (cinderblock.readmodels.quarantine): the one it could not apply
+-- and no retry would fix (held = false), and its aggregate's later ones (held = true). The
+-- consumer is a projection (its tracking name), the relay or a JetStream durable.
+CREATE TABLE IF NOT EXISTS quarantine (
+    consumer text NOT NULL,
+    aggregate_id uuid NOT NULL,
+    version integer NOT NULL,
+    event_name text NOT NULL,
+    held boolean NOT NULL,
+    error text NOT NULL,
+    tx_id bigint,
+    position bigint,
+    at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, aggregate_id, version)
+);
 """
 
 # The projector NOTIFYs this channel with "<tx_id>:<position>" after each committed batch.

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from cinderblock.config.settings import Settings
-from cinderblock.readmodels.projections import ProjectionEvent, apply_batch
+from cinderblock.readmodels.projections import PROJECTIONS, ProjectionEvent, apply_batch
+from cinderblock.readmodels.quarantine import SetAside, Stopped, retry_will_fix
 from cinderblock.readmodels.queries import projected_position
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.leadership import leadership
@@ -29,6 +30,7 @@ class Projector:
         self.pool = pool
         self.name = name
         self.store = AsyncEventStore(pool)
+        self.stopped = Stopped()
 
     def to_projection(self, record: RecordedEvent) -> ProjectionEvent:
         domain_event = self.store.decode(record)
@@ -40,19 +42,50 @@ class Projector:
             data=event_data(domain_event),
         )
 
+    def decode(
+        self, batch: Sequence[RecordedEvent]
+    ) -> tuple[list[ProjectionEvent], list[SetAside]]:
+        """The batch's events that have a projection, and those that could not be decoded
+        (set aside: decoding them again fails the same way)."""
+        events, undecodable = [], []
+        for r in batch:
+            name = event_name(r.topic)
+            if name not in PROJECTIONS:
+                continue
+            try:
+                events.append(self.to_projection(r))
+            except Exception as err:
+                if retry_will_fix(err):
+                    raise
+                at = (r.tx_id, r.position)
+                undecodable.append(
+                    SetAside.failed(
+                        self.name, r.originator_id, r.originator_version, name, err, at=at
+                    )
+                )
+        return events, undecodable
+
     async def project(self, batch: Sequence[RecordedEvent]) -> int:
-        events = [self.to_projection(r) for r in batch]
+        events, undecodable = self.decode(batch)
         async with self.pool.acquire() as conn:
-            return await apply_batch(conn, self.name, events, (batch[-1].tx_id, batch[-1].position))
+            return await apply_batch(
+                conn,
+                self.name,
+                events,
+                (batch[-1].tx_id, batch[-1].position),
+                undecodable=undecodable,
+                stopped=self.stopped,
+            )
 
     async def position(self) -> Position:
         async with self.pool.acquire() as conn:
             return Position(*await projected_position(conn, self.name))
 
     async def follow(self, stop: asyncio.Event) -> None:
-        """Project until ``stop``. A batch that cannot be applied is retried with back-off
-        (never skipped: a read model with a hole would differ from a replay); the error is
-        logged with its position, and the API keeps serving the last good state."""
+        """Project until ``stop``. A batch that fails for a reason of the moment (the
+        database away, a timeout) is retried with back-off (never skipped: a read model
+        with a hole would differ from a replay); an event that fails for a reason of its
+        own is quarantined by ``apply_batch`` and the rest flows on."""
         delay = 0.5
         while not stop.is_set():
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cinderblock.api.deps import deps
+from cinderblock.readmodels.quarantine import summary
 from cinderblock.wire.views import versions_document
 
 
@@ -17,15 +18,30 @@ async def v3(request: web.Request) -> web.Response:
 
 
 async def healthcheck(request: web.Request) -> web.Response:
-    """oslo.middleware style: 200 ``OK`` / 503; HEAD 204. The database must answer."""
+    """oslo.middleware style: ``OK`` with 200 (HEAD 204) while the database answers, 503
+    when it does not.
+
+    Degraded: some consumer quarantined an aggregate (an event it cannot apply; see
+    ``cinderblock.readmodels.quarantine``). Everything else is served, so this is still a
+    200 (oslo's healthcheck knows only available or not, and a 503 would make a load
+    balancer drop an API that serves all other volumes); the body says ``DEGRADED`` and
+    which consumers hold how many aggregates.
+    """
     try:
-        await deps(request).pool.fetchval("SELECT 1")
+        held = await summary(deps(request).pool)
         ok = True
     except Exception:
-        ok = False
+        held, ok = {}, False
     if request.method == "HEAD":
         return web.Response(status=204 if ok else 503)
+    if not ok:
+        reason = "database unavailable"
+    elif held:
+        counts = ", ".join(f"{consumer} {n}" for consumer, n in held.items())
+        reason = f"DEGRADED: quarantined aggregates ({counts}); see cinderblock verify"
+    else:
+        reason = "OK"
+    status = 200 if ok else 503
     if "application/json" in request.headers.get("Accept", ""):
-        reasons = ["OK"] if ok else ["database unavailable"]
-        return web.json_response({"detailed": False, "reasons": reasons}, status=200 if ok else 503)
-    return web.Response(text="OK" if ok else "database unavailable", status=200 if ok else 503)
+        return web.json_response({"detailed": False, "reasons": [reason]}, status=status)
+    return web.Response(text=reason, status=status)

@@ -1,0 +1,206 @@
+"""No event stops the projector: an event the projection cannot apply (a U+0000 that
+PostgreSQL cannot store, undecodable bytes) quarantines its aggregate, whose later events
+are held, while every other aggregate is projected and the tracking position moves on.
+Visible in the quarantine table, the logs, /healthcheck and verify; a replay records the
+same quarantine, and clears it once the event applies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from cinderblock.api.app import create_app
+from cinderblock.domain.volume import Volume
+from cinderblock.projector.run import NAME, Projector
+from cinderblock.readmodels.quarantine import listing
+from cinderblock.runtime.infra import create_schemas
+from cinderblock.runtime.leadership import leadership
+from cinderblock.store.eventstore import AsyncEventStore
+from cinderblock.store.mapping import make_mapper
+from tests.conftest import Projected, Servers, fresh_database, listening, make_settings
+from tests.integration.test_store import new_volume
+
+pytestmark = pytest.mark.integration
+
+NUL_KEY = "fuzz_key\x00"
+
+
+@dataclass
+class Live:
+    dsn: str
+    pool: asyncpg.Pool
+    store: AsyncEventStore
+    projected: Projected
+
+    async def log_end(self) -> tuple[int, int]:
+        """The last committed event (the projector gets there once it is settled)."""
+        row = await self.pool.fetchrow(
+            "SELECT tx_id::text::bigint AS tx, position FROM events "
+            "ORDER BY tx_id DESC, position DESC LIMIT 1"
+        )
+        return (row["tx"], row["position"])
+
+    async def tracked(self) -> tuple[int, int]:
+        row = await self.pool.fetchrow("SELECT tx_id, position FROM tracking WHERE name = $1", NAME)
+        return (row["tx_id"], row["position"]) if row else (0, 0)
+
+    async def caught_up(self) -> None:
+        end = await self.log_end()
+
+        async def there() -> bool:
+            return await self.tracked() >= end
+
+        await self.projected.until(there)
+
+    async def row(self, volume_id: uuid.UUID) -> dict:  # type: ignore[type-arg]
+        row = await self.pool.fetchrow("SELECT * FROM volumes WHERE id = $1", volume_id)
+        assert row is not None
+        return dict(row)
+
+    async def set_aside(self, volume_id: uuid.UUID) -> list[tuple[int, str, bool]]:
+        rows = await self.pool.fetch(
+            "SELECT version, event_name, held FROM quarantine "
+            "WHERE consumer = $1 AND aggregate_id = $2 ORDER BY version",
+            NAME,
+            volume_id,
+        )
+        return [(r["version"], r["event_name"], r["held"]) for r in rows]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live(servers: Servers) -> AsyncIterator[Live]:
+    """A database of its own (replay swaps whole tables) with the projector running."""
+    async with fresh_database(servers) as dsn:
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=8)
+        await create_schemas(pool)
+        stop = asyncio.Event()
+
+        async def project() -> None:
+            async with leadership(pool, f"projector:{NAME}", stop) as leader:
+                assert leader
+                await Projector(pool).follow(stop)
+
+        task = asyncio.create_task(project())
+        try:
+            async with listening(pool) as projected:
+                yield Live(dsn, pool, AsyncEventStore(pool), projected)
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+            await pool.close()
+
+
+async def _available(store: AsyncEventStore) -> Volume:
+    volume = new_volume()
+    volume.complete_create("h@b#p")
+    await store.save(volume, meta={})
+    return volume
+
+
+async def test_an_unstorable_string_quarantines_its_volume_only(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cinderblock.readmodels.quarantine")
+    bad = await _available(live.store)
+    bad.set_image_metadata({NUL_KEY: "fuzz-value"})  # appended directly: the API refuses it
+    bad.set_bootable(True)
+    await live.store.save(bad, meta={})
+    good = await _available(live.store)
+    good.set_bootable(True)
+    await live.store.save(good, meta={})
+    await live.caught_up()
+
+    assert (await live.row(good.id))["bootable"] is True
+    stuck = await live.row(bad.id)
+    assert (stuck["version"], stuck["image_metadata"], stuck["bootable"]) == (2, "{}", False)
+    assert await live.set_aside(bad.id) == [
+        (3, "Volume.ImageMetadataSet", False),
+        (4, "Volume.BootableSet", True),
+    ]
+    [entry] = [q for q in await listing(live.pool) if q.aggregate_id == bad.id]
+    assert "UntranslatableCharacterError" in entry.error
+    assert entry.position is not None
+    assert entry.held == 1
+
+    failed = [r for r in caplog.records if getattr(r, "held", None) is False]
+    assert [
+        (r.consumer, r.volume_id, r.event, r.version, r.position)
+        for r in failed  # type: ignore[attr-defined]
+    ] == [(NAME, str(bad.id), "Volume.ImageMetadataSet", 3, entry.position)]
+    assert "UntranslatableCharacterError" in failed[0].error  # type: ignore[attr-defined]
+
+    # Later events of the quarantined volume wait behind it; everything else flows.
+    bad.set_bootable(False)
+    await live.store.save(bad, meta={})
+    other = await _available(live.store)
+    await live.caught_up()
+    assert (await live.row(other.id))["status"] == "available"
+    assert (await live.set_aside(bad.id))[-1] == (5, "Volume.BootableSet", True)
+    assert (await live.row(bad.id))["version"] == 2
+
+
+async def append_raw(
+    pool: asyncpg.Pool, volume: Volume, replaced: dict[int, bytes] | None = None
+) -> None:
+    """Append ``volume``'s pending events as stored rows, some states ``replaced`` (what a
+    bug or an old writer could have left in the log), bypassing the store."""
+    mapper = make_mapper()
+    stored = [mapper.to_stored_event(e) for e in volume.collect_events()]
+    await pool.executemany(
+        "INSERT INTO events (originator_id, originator_version, topic, state) "
+        "VALUES ($1, $2, $3, $4)",
+        [
+            (
+                s.originator_id,
+                s.originator_version,
+                s.topic,
+                (replaced or {}).get(s.originator_version, s.state),
+            )
+            for s in stored
+        ],
+    )
+
+
+async def test_an_undecodable_event_quarantines_its_volume(live: Live) -> None:
+    bad = await _available(live.store)
+    bad.set_bootable(True)
+    bad.set_bootable(False)
+    await append_raw(live.pool, bad, {3: b"not json"})
+    good = await _available(live.store)
+    await live.caught_up()
+    assert (await live.row(good.id))["status"] == "available"
+    assert await live.set_aside(bad.id) == [
+        (3, "Volume.BootableSet", False),
+        (4, "Volume.BootableSet", True),
+    ]
+    assert (await live.row(bad.id))["version"] == 2
+
+
+async def test_healthcheck_reports_degraded_while_serving(
+    live: Live, servers: Servers, data_dir: Path
+) -> None:
+    settings = make_settings(live.dsn, servers.nats_url, uuid.uuid4().hex[:8], data_dir)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        healthy = await client.get("/healthcheck")
+        assert (healthy.status, await healthy.text()) == (200, "OK")
+        bad = await _available(live.store)
+        bad.set_image_metadata({NUL_KEY: "x"})
+        await live.store.save(bad, meta={})
+        await live.caught_up()
+        degraded = await client.get("/healthcheck")
+        assert degraded.status == 200  # everything else is served
+        assert (await degraded.text()).startswith(f"DEGRADED: quarantined aggregates ({NAME} 1)")
+        as_json = await client.get("/healthcheck", headers={"Accept": "application/json"})
+        assert (await as_json.json())["reasons"][0].startswith("DEGRADED")
+        assert (await client.head("/healthcheck")).status == 204
