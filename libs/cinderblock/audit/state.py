@@ -1,6 +1,8 @@
 """A volume as it was at a version or a time, rebuilt from its events, as the row the read
 model would hold for it then: the API's view code (``cinderblock.wire.views``) renders it,
-so ``cinderblock state`` shows what ``GET /volumes/{id}`` showed.
+so ``cinderblock state`` shows what ``GET /volumes/{id}`` showed. The API answers a command
+from the same rows while the read model is behind (the log is the truth): volumes, their
+attachments, snapshots and volume types.
 
 The row's ``updated_at`` is, as in the read model, the time of the last event whose
 projection updates the ``volumes`` row (events that only touch other tables leave it).
@@ -19,16 +21,25 @@ from cinderblock.audit.log import LoggedEvent
 from cinderblock.readmodels.projections import PROJECTIONS
 
 
+def touches_row(name: str, table: str = "volumes") -> bool:
+    """True when the projection of event ``name`` updates its aggregate's row in ``table``."""
+    return any(p.sql.split()[:2] == ["UPDATE", table] for p in PROJECTIONS.get(name, ()))
+
+
 def touches_volume_row(name: str) -> bool:
     """True when the projection of event ``name`` updates the ``volumes`` row."""
-    return any(p.sql.lstrip().startswith("UPDATE volumes") for p in PROJECTIONS.get(name, ()))
+    return touches_row(name, "volumes")
 
 
 def rebuild(
-    events: Sequence[LoggedEvent], *, version: int | None = None, at: datetime | None = None
+    events: Sequence[LoggedEvent],
+    *,
+    version: int | None = None,
+    at: datetime | None = None,
+    table: str = "volumes",
 ) -> tuple[Any, datetime | None]:
     """The aggregate after the events up to ``version`` / recorded at or before ``at``
-    (None if none), and its row's ``updated_at``."""
+    (None if none), and the ``updated_at`` of its row in ``table``."""
     aggregate: Any = None
     updated_at: datetime | None = None
     for logged in sorted(events, key=lambda e: e.version):
@@ -37,7 +48,7 @@ def rebuild(
         if at is not None and logged.timestamp > at:
             break
         aggregate = logged.event.mutate(aggregate)
-        if logged.version > 1 and touches_volume_row(logged.name):
+        if logged.version > 1 and touches_row(logged.name, table):
             updated_at = logged.timestamp
     return aggregate, updated_at
 
@@ -103,4 +114,72 @@ def volume_row(volume: Any, updated_at: datetime | None) -> dict[str, Any]:
         "updated_at": updated_at,
         "version": volume.version,
         "attachments": _attachment_rows(volume),
+    }
+
+
+def attachment_rows(volume: Any) -> list[dict[str, Any]]:
+    """The volume's live attachments as ``queries.get_attachment`` returns each (the
+    attachments API's row: connection info, no detach time while live, the volume's project)."""
+    return [
+        {
+            "id": row["attachment_id"],
+            **{k: v for k, v in row.items() if k != "attachment_id"},
+            "connection_info": volume.attachments[row["attachment_id"]].get("connection_info")
+            or {},
+            "detach_time": None,
+            "project_id": volume.project_id,
+        }
+        for row in _attachment_rows(volume)
+    ]
+
+
+def snapshot_row(events: Sequence[LoggedEvent]) -> dict[str, Any] | None:
+    """The read-model row (as ``queries.get_snapshot`` returns it) of a snapshot's events;
+    None without events. ``progress`` is 0% until the create completed, then 100%."""
+    snapshot, updated_at = rebuild(events, table="snapshots")
+    if snapshot is None:
+        return None
+    completed = any(e.name == "Snapshot.CreateCompleted" for e in events)
+    return {
+        "id": str(snapshot.id),
+        "volume_id": snapshot.volume_id,
+        "project_id": snapshot.project_id,
+        "user_id": snapshot.user_id,
+        "name": snapshot.name,
+        "description": snapshot.description,
+        "size": snapshot.volume_size,
+        "status": snapshot.status,
+        "progress": "100%" if completed else "0%",
+        "metadata": dict(snapshot.metadata),
+        "created_at": snapshot.created_on,
+        "updated_at": updated_at,
+    }
+
+
+def type_row(events: Sequence[LoggedEvent]) -> dict[str, Any] | None:
+    """The read-model row (as ``queries.get_type`` returns it) of a volume type's events;
+    None without events. The encryption's times are those of its create and last update."""
+    vtype, _ = rebuild(events, table="volume_types")
+    if vtype is None:
+        return None
+    created: datetime | None = None
+    updated: datetime | None = None
+    for logged in sorted(events, key=lambda e: e.version):
+        if logged.name == "VolumeType.EncryptionCreated":
+            created, updated = logged.timestamp, None
+        elif logged.name == "VolumeType.EncryptionUpdated":
+            updated = logged.timestamp
+        elif logged.name == "VolumeType.EncryptionDeleted":
+            created = updated = None
+    encryption = getattr(vtype, "encryption", None)
+    return {
+        "id": str(vtype.id),
+        "name": vtype.name,
+        "description": vtype.description,
+        "is_public": vtype.is_public,
+        "extra_specs": dict(vtype.extra_specs),
+        "projects": list(vtype.projects),
+        "encryption": dict(encryption) if encryption is not None else None,
+        "encryption_created_at": created,
+        "encryption_updated_at": updated,
     }

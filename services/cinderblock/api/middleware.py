@@ -8,6 +8,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from aiohttp import web
 
@@ -49,6 +50,8 @@ ACTION = web.RequestKey("action", str)
 # such replies carry no x-compute-request-id.
 RAW_REPLY = web.RequestKey("raw_reply", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The request this task serves and its id, for log lines written below the handlers.
+_SERVING: ContextVar[tuple[web.Request, str] | None] = ContextVar("serving", default=None)
 
 _GLOBAL_ID = re.compile(r"^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
 # Paths served without a token or a microversion (discovery and health).
@@ -232,6 +235,7 @@ def fault_response(fault: Fault) -> web.Response:
 async def cinder_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = f"req-{uuid.uuid4()}"
     version_hdrs: dict[str, str] = {}
+    serving = _SERVING.set((request, request_id))
     try:
         # Before anything reads them: the path, query and headers hold only storable text.
         check_request(request.path, request.query.items(), request.headers.items())
@@ -261,10 +265,18 @@ async def cinder_middleware(request: web.Request, handler: Handler) -> web.Strea
             log.info("%s %s", fault.status, fault.message, extra=_log_fields(request, request_id))
         response = fault_response(fault)
         response.headers["x-compute-request-id"] = request_id
+    finally:
+        _SERVING.reset(serving)
     response.headers["x-openstack-request-id"] = request_id
     for name, value in version_hdrs.items():
         response.headers.setdefault(name, value)
     return response
+
+
+def serving_log_fields() -> dict[str, str | None]:
+    """The log fields of the request the current task serves (empty outside a request)."""
+    serving = _SERVING.get()
+    return _log_fields(*serving) if serving is not None else {}
 
 
 def _log_fields(request: web.Request, request_id: str) -> dict[str, str | None]:
@@ -288,5 +300,6 @@ __all__ = [
     "cinder_middleware",
     "context",
     "fault_name",
+    "serving_log_fields",
     "to_fault",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api import written
 from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
@@ -68,9 +69,17 @@ def _connection(
     return info
 
 
-async def _reply(d: Deps, ctx: RequestContext, at: Any, attachment_id: str) -> web.Response:
-    await d.read_your_write(at)
-    row = await _attachment(d, ctx, attachment_id)
+async def _reply(
+    d: Deps, ctx: RequestContext, at: Any, volume_id: str, attachment_id: str
+) -> web.Response:
+    async def read() -> list[dict[str, Any]]:
+        row = await get_attachment(d.pool, attachment_id, project_id=_scope(ctx))
+        return [] if row is None else [row]
+
+    rows = await written.attachment_rows(d, at, volume_id, read)
+    row = next((r for r in rows if r["id"] == attachment_id), None)
+    if row is None:  # gone already: a concurrent delete
+        raise NotFound(f"VolumeAttachment {attachment_id} could not be found.")
     return web.json_response({"attachment": attachment_detail(row)})
 
 
@@ -93,7 +102,7 @@ async def create(request: web.Request) -> web.Response:
         meta=ctx.meta("attachment:create"),
         authorize=_authorizer(d, ctx, "volume:attachment_create"),
     )
-    return await _reply(d, ctx, at, attachment_id)
+    return await _reply(d, ctx, at, req.volume_uuid, attachment_id)
 
 
 async def update(request: web.Request) -> web.Response:
@@ -114,7 +123,7 @@ async def update(request: web.Request) -> web.Response:
         meta=ctx.meta("attachment:update"),
         authorize=_authorizer(d, ctx, "volume:attachment_update"),
     )
-    return await _reply(d, ctx, at, attachment_id)
+    return await _reply(d, ctx, at, row["volume_id"], attachment_id)
 
 
 async def action(request: web.Request) -> web.Response:
@@ -154,9 +163,13 @@ async def delete(request: web.Request) -> web.Response:
         meta=ctx.meta("attachment:delete"),
         authorize=authorize,
     )
-    await d.read_your_write(at)
-    rest = await list_attachments(
-        d.pool, project_id=_scope(ctx), filters={"volume_id": row["volume_id"]}
+    rest = await written.attachment_rows(
+        d,
+        at,
+        row["volume_id"],
+        lambda: list_attachments(
+            d.pool, project_id=_scope(ctx), filters={"volume_id": row["volume_id"]}
+        ),
     )
     return web.json_response({"attachments": [attachment_summary(r) for r in rest]})
 

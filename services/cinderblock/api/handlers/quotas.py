@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api import written
 from cinderblock.api.body import json_body
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.middleware import context
@@ -80,10 +81,9 @@ async def update(request: web.Request) -> web.Response:
     at = await d.volumes.set_quota_limits(
         target, limits, frozenset(keys), meta=ctx.meta("quota:update")
     )
-    await d.read_your_write(at)
-    quota = await get_quota(d.pool, target)
+    limits = await written.quota_limits(d, at, target)
     return web.json_response(
-        {"quota_set": {key: _limit(d.settings.quota_limits, quota["limits"], key) for key in keys}}
+        {"quota_set": {key: _limit(d.settings.quota_limits, limits, key) for key in keys}}
     )
 
 

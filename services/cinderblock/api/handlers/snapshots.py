@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api import written
 from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
@@ -68,8 +69,7 @@ async def create(request: web.Request) -> web.Response:
         meta=ctx.meta("snapshot:create"),
         authorize=authorize,
     )
-    await d.read_your_write(at)
-    row = await _shown(d, ctx, str(snapshot_id))
+    row = await written.snapshot_row(d, at, str(snapshot_id), volume_id=req.volume_id)
     return web.json_response({"snapshot": snapshot_view(row, ctx.view, extended=False)}, status=202)
 
 
@@ -135,8 +135,7 @@ async def update(request: web.Request) -> web.Response:
         meta=ctx.meta("snapshot:update"),
         authorize=authorize,
     )
-    await d.read_your_write(at)
-    row = await _shown(d, ctx, snapshot_id)
+    row = await written.snapshot_row(d, at, snapshot_id)
     return web.json_response({"snapshot": snapshot_view(row, ctx.view, extended=False)})
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api import written
 from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
@@ -72,8 +73,7 @@ async def create(request: web.Request) -> web.Response:
         lambda t: t.create_encryption(encryption_id, specs),
         meta=ctx.meta("type:encryption:create"),
     )
-    await d.read_your_write(at)
-    return web.json_response(created_view(await _type_row(d, row["id"])))
+    return web.json_response(created_view(await written.type_row(d, at, row["id"])))
 
 
 async def update(request: web.Request) -> web.Response:

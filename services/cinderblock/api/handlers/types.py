@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api import written
 from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
@@ -23,10 +24,7 @@ def _allow(d: Deps, ctx: RequestContext, rule: str) -> None:
     d.policy.authorize(rule, ctx.credentials, {"project_id": ctx.project_id})
 
 
-async def _row(d: Deps, ctx: RequestContext, type_id: str) -> dict[str, Any]:
-    if type_id == "default":
-        type_id = str(DEFAULT_TYPE_ID)
-    row = await get_type(d.pool, type_id)
+def _visible(ctx: RequestContext, type_id: str, row: dict[str, Any] | None) -> dict[str, Any]:
     visible = row is not None and (
         ctx.is_admin or row["is_public"] or ctx.project_id in row["projects"]
     )
@@ -35,9 +33,14 @@ async def _row(d: Deps, ctx: RequestContext, type_id: str) -> dict[str, Any]:
     return row
 
 
+async def _row(d: Deps, ctx: RequestContext, type_id: str) -> dict[str, Any]:
+    if type_id == "default":
+        type_id = str(DEFAULT_TYPE_ID)
+    return _visible(ctx, type_id, await get_type(d.pool, type_id))
+
+
 async def _reply(d: Deps, ctx: RequestContext, at: Position, type_id: str) -> web.Response:
-    await d.read_your_write(at)
-    row = await _row(d, ctx, type_id)
+    row = _visible(ctx, type_id, await written.type_row(d, at, type_id))
     return web.json_response({"volume_type": type_view(row, is_admin=ctx.is_admin)})
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cinderblock.api import written
 from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
@@ -84,10 +85,7 @@ async def create(request: web.Request) -> web.Response:
         bootable=source.bootable if source is not None else False,
         multiattach=vtype.multiattach,
     )
-    await d.read_your_write(at)
-    row = await get_volume(d.pool, str(volume_id), project_id=None)
-    if row is None:
-        raise web.HTTPServiceUnavailable(reason="read model behind")
+    row = await written.volume_row(d, at, str(volume_id))
     view = volume_detail(row, ctx.view, extended=False, merge_admin_metadata=False)
     return web.json_response({"volume": view}, status=202)
 
@@ -144,10 +142,7 @@ async def update(request: web.Request) -> web.Response:
         volume.update(changes)
 
     at, _ = await d.volumes.act(ctx.caller, volume_id, change, meta=ctx.meta("volume:update"))
-    await d.read_your_write(at)
-    row = await get_volume(d.pool, volume_id, project_id=None)
-    if row is None:
-        raise volume_not_found(volume_id)
+    row = await written.volume_row(d, at, volume_id)
     return web.json_response({"volume": volume_detail(row, ctx.view, extended=False)})
 
 
