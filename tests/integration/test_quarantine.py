@@ -23,6 +23,8 @@ from cinderblock.api.app import create_app
 from cinderblock.domain.volume import Volume
 from cinderblock.projector.run import NAME, Projector
 from cinderblock.readmodels.quarantine import listing
+from cinderblock.replay.rebuild import replay
+from cinderblock.replay.verify import verify
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.runtime.leadership import leadership
 from cinderblock.store.eventstore import AsyncEventStore
@@ -204,3 +206,75 @@ async def test_healthcheck_reports_degraded_while_serving(
         as_json = await client.get("/healthcheck", headers={"Accept": "application/json"})
         assert (await as_json.json())["reasons"][0].startswith("DEGRADED")
         assert (await client.head("/healthcheck")).status == 204
+
+
+def _missing_field(state: bytes) -> bytes:
+    return state.split(b',"metadata"')[0] + b"}"
+
+
+BROKEN = {
+    "unstorable": lambda state: state.replace(b'"k"', b'"k\\u0000"'),
+    "undecodable": lambda state: b"not json",
+    "missing field": _missing_field,
+}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+async def test_replay_quarantines_the_same_and_clears_it_once_the_event_applies(
+    live: Live, broken: str
+) -> None:
+    bad = await _available(live.store)
+    bad.set_image_metadata({"k": "v"})
+    bad.set_bootable(True)
+    good_state = make_mapper().to_stored_event(bad.pending_events[0]).state
+    await append_raw(live.pool, bad, {3: BROKEN[broken](good_state)})
+    good = await _available(live.store)
+    await live.caught_up()
+    assert await live.set_aside(bad.id) == [
+        (3, "Volume.ImageMetadataSet", False),
+        (4, "Volume.BootableSet", True),
+    ]
+
+    checked = await verify(live.dsn, workers=2 if broken == "unstorable" else 1)
+    assert checked.identical, checked.differences  # the rebuild stops the volume there too
+    [entry] = checked.quarantined
+    assert (entry.aggregate_id, entry.version) == (bad.id, 3)
+    assert checked.replay_would(entry) == "quarantine it again"
+    assert checked.rebuilt.quarantined == 1
+
+    done = await replay(live.dsn)  # not stopped by the event either
+    assert done.swapped
+    assert done.quarantined == 1
+    assert await live.set_aside(bad.id) == [
+        (3, "Volume.ImageMetadataSet", False),
+        (4, "Volume.BootableSet", True),
+    ]
+    assert (await live.row(bad.id))["version"] == 2
+    assert (await live.row(good.id))["status"] == "available"
+
+    # A fixed version (here: the event rewritten as it should have been) replays it.
+    await live.pool.execute(
+        "UPDATE events SET state = $3 WHERE originator_id = $1 AND originator_version = $2",
+        bad.id,
+        3,
+        good_state,
+    )
+    checked = await verify(live.dsn)
+    assert not checked.identical
+    assert {d.key for d in checked.differences} == {str(bad.id)}
+    assert checked.replay_would(checked.quarantined[0]) == "apply it"
+    done = await replay(live.dsn)
+    assert done.quarantined == 0
+    assert await live.set_aside(bad.id) == []
+    row = await live.row(bad.id)
+    assert (row["version"], row["bootable"], row["image_metadata"]) == (4, True, '{"k": "v"}')
+
+    # The live projector applies the volume's next events again.
+    store = AsyncEventStore(live.pool)  # knows nothing of the rows appended by hand
+    fixed = await store.load(bad.id, Volume)
+    assert fixed is not None
+    fixed.set_bootable(False)
+    await store.save(fixed, meta={})
+    await live.caught_up()
+    assert ((await live.row(bad.id))["version"], await live.set_aside(bad.id)) == (5, [])
+    assert (await verify(live.dsn)).identical

@@ -8,9 +8,10 @@ change here); a new row starts from the columns' defaults, evaluated once.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -20,10 +21,22 @@ import asyncpg
 
 from cinderblock.readmodels.folds import JSON_NULL, Row, Step, parts_of
 from cinderblock.readmodels.projections import ProjectionEvent
+from cinderblock.readmodels.quarantine import SetAside, clear, record, retry_will_fix
 
 # The tables the projector derives from events (everything else in the schema is either
-# operational state or bookkeeping: backend_pools, services, tracking, dead_letters).
+# operational state or bookkeeping: backend_pools, services, tracking, dead_letters,
+# quarantine).
 PROJECTED_TABLES = ("volumes", "attachments", "snapshots", "volume_types", "quotas")
+
+# Every projected row is changed by the events of one aggregate only: the row's own id, or
+# (attachments) its volume's.
+OWNER_COLUMN = {"attachments": "volume_id"}
+
+# An aggregate's events up to the rows folded so far, in log order; those that cannot be
+# decoded as set-asides (replay's repair of a quarantined aggregate reads them again).
+History = Callable[[UUID], Awaitable[list[ProjectionEvent | SetAside]]]
+
+_ABSENT = object()
 
 Key = tuple[str, UUID]
 
@@ -150,7 +163,16 @@ class Folder:
         schema: str = "public",
         keep: int = 0,
         fresh: bool = False,
+        quarantine: str | None = None,
+        history: History | None = None,
+        held: Mapping[UUID, int] | None = None,
     ) -> None:
+        """``quarantine`` (the projection's name) with ``history``: an event whose steps
+        raise, or whose rows PostgreSQL refuses, quarantines its aggregate instead of
+        failing the fold. The aggregate's rows are rebuilt from ``history`` event by event
+        up to the one that fails, which is recorded in the schema's ``quarantine`` table
+        with every later event of the aggregate (held, like those of the aggregates in
+        ``held``: aggregate → first version not applied). Without it such errors raise."""
         self.conn = conn
         self.schema = schema
         self.specs = specs
@@ -175,6 +197,12 @@ class Folder:
         self.dirty: set[Key] = set()
         self._upserts = {t: spec.upsert_sql(schema) for t, spec in specs.items()}
         self._selects = {t: spec.select_sql(schema) for t, spec in specs.items()}
+        self.consumer = quarantine
+        self.history = history
+        self.since: dict[UUID, int] = dict(held or {})
+        self.aside: list[SetAside] = []  # set aside, not written yet
+        self._suspects: dict[UUID, BaseException] = {}  # rows to rebuild at the next flush
+        self._repairing = False
 
     def _new_row(self, table: str) -> Row:
         return self.specs[table].new_row()
@@ -184,10 +212,14 @@ class Folder:
         rows, plans = self.rows, self.plans
         wanted: dict[str, set[UUID]] = {}
         for e in events:
-            for table, _kind, ids, _changes in plans.get(e.name, ()):
-                for rid in (e.aggregate_id,) if ids is None else ids(e):
-                    if (table, rid) not in rows:
-                        wanted.setdefault(table, set()).add(rid)
+            try:
+                for table, _kind, ids, _changes in plans.get(e.name, ()):
+                    for rid in (e.aggregate_id,) if ids is None else ids(e):
+                        if (table, rid) not in rows:
+                            wanted.setdefault(table, set()).add(rid)
+            except Exception:  # the fold meets the same error and sets the event aside
+                if self.consumer is None:
+                    raise
         for table, missing in wanted.items():
             decode = self.specs[table].decode
             found = {
@@ -197,60 +229,234 @@ class Folder:
             for rid in missing:
                 rows[(table, rid)] = found.get(rid)
 
+    def _keys_of(self, e: ProjectionEvent) -> list[Key]:
+        return [
+            (table, rid)
+            for table, _kind, ids, _changes in self.plans.get(e.name, ())
+            for rid in ((e.aggregate_id,) if ids is None else ids(e))
+        ]
+
     async def fold(self, events: Sequence[ProjectionEvent]) -> int:
         """Apply ``events`` in order (the step semantics of ``folds``); returns how many
         had a projection."""
         if self._may_exist:
             await self._load_missing(events)
         rows, plans, mark, new_row = self.rows, self.plans, self.dirty.add, self._new_row
+        since = self.since
         applied = 0
         for e in events:
             plan = plans.get(e.name)
             if plan is None:
                 continue
+            if since:
+                first = since.get(e.aggregate_id)
+                if first is not None and e.version >= first:
+                    self._hold(e, first)
+                    continue
+            try:
+                for table, kind, ids, changes in plan:
+                    for rid in (e.aggregate_id,) if ids is None else ids(e):
+                        key = (table, rid)
+                        row = rows.get(key)
+                        if kind == 1:  # update: the aggregate's row, if older than the event
+                            if row is None or row["version"] >= e.version:
+                                continue
+                            for change in changes:
+                                change(row, e)
+                            row["updated_at"] = e.timestamp
+                            row["version"] = e.version
+                        elif kind == 0:  # insert, unless the row exists
+                            if row is not None:
+                                continue
+                            row = new_row(table)
+                            row["id"] = rid
+                            for change in changes:
+                                change(row, e)
+                            rows[key] = row
+                        else:  # touch rows that are not deleted
+                            if row is None or row["deleted"]:
+                                continue
+                            for change in changes:
+                                change(row, e)
+                        mark(key)
+            except Exception as err:
+                if self.consumer is None:
+                    raise
+                # Its rows may be half changed: rebuilt from its history at the next flush.
+                self._suspects.setdefault(e.aggregate_id, err)
+                since[e.aggregate_id] = e.version
+                continue
             applied += 1
-            for table, kind, ids, changes in plan:
-                for rid in (e.aggregate_id,) if ids is None else ids(e):
-                    key = (table, rid)
-                    row = rows.get(key)
-                    if kind == 1:  # update: the aggregate's row, if older than the event
-                        if row is None or row["version"] >= e.version:
-                            continue
-                        for change in changes:
-                            change(row, e)
-                        row["updated_at"] = e.timestamp
-                        row["version"] = e.version
-                    elif kind == 0:  # insert, unless the row exists
-                        if row is not None:
-                            continue
-                        row = new_row(table)
-                        row["id"] = rid
-                        for change in changes:
-                            change(row, e)
-                        rows[key] = row
-                    else:  # touch rows that are not deleted
-                        if row is None or row["deleted"]:
-                            continue
-                        for change in changes:
-                            change(row, e)
-                    mark(key)
-        if self.keep and len(rows) > self.keep:
+        if self.keep and len(rows) > self.keep and not self._repairing:
             await self._trim()
         return applied
 
+    def set_aside(self, undecodable: Iterable[SetAside]) -> None:
+        """Events that could not be decoded: each quarantines its aggregate from its version
+        on (or is held, when the aggregate already is). Call before folding their page."""
+        for entry in undecodable:
+            first = self.since.get(entry.aggregate_id)
+            if first is not None and entry.version >= first:
+                if entry.version == first:
+                    continue
+                self.aside.append(
+                    SetAside.behind(
+                        entry.consumer, entry.aggregate_id, entry.version, entry.event_name, first
+                    )
+                )
+                continue
+            self.since[entry.aggregate_id] = entry.version
+            self.aside.append(entry)
+
+    def _hold(self, e: ProjectionEvent, first: int) -> None:
+        if self.consumer is not None and e.version > first:  # not the failed one itself
+            self.aside.append(
+                SetAside.behind(self.consumer, e.aggregate_id, e.version, e.name, first)
+            )
+
+    def _owner(self, table: str, row: Row) -> Any:
+        return row[OWNER_COLUMN.get(table, "id")]
+
     async def flush(self) -> int:
-        """Write every changed row; returns how many."""
+        """Write every changed row; returns how many. With a quarantine, the rows of an
+        aggregate PostgreSQL refuses (found by halving the statement) or whose events
+        raised are rebuilt event by event, and what was set aside is recorded."""
+        suspects = self._suspects
+        by_table: dict[str, list[Row]] = {}
+        for key in self.dirty:
+            row = self.rows[key]
+            if row is not None and (not suspects or self._owner(key[0], row) not in suspects):
+                by_table.setdefault(key[0], []).append(row)
+        for table, rows in by_table.items():
+            await self._write(table, rows)
+        written = len(self.dirty)
+        self.dirty.clear()
+        while suspects:
+            aggregate_id, err = suspects.popitem()
+            await self._repair(aggregate_id, err)
+        if self.aside:
+            quarantine = f"{q(self.schema)}.quarantine"
+            await record(self.conn, self.aside, table=quarantine)
+            self.aside = []
+        return written
+
+    async def _write(self, table: str, rows: Sequence[Row]) -> None:
+        statement, columns = self._upserts[table], self.specs[table].columns_of(rows)
+        if self.consumer is None:
+            await self.conn.execute(statement, *columns)
+            return
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute(statement, *columns)
+        except Exception as err:
+            if retry_will_fix(err):
+                raise
+            if len(rows) == 1:
+                self._suspects.setdefault(self._owner(table, rows[0]), err)
+                return
+            half = len(rows) // 2
+            await self._write(table, rows[:half])
+            await self._write(table, rows[half:])
+
+    async def _repair(self, aggregate_id: UUID, err: BaseException) -> None:
+        """Rebuild the aggregate's rows from its history, one event and one savepoint at a
+        time, up to the first event that fails: that one is quarantined, the later ones
+        are held; the rows stay as the event before left them (as the live projector's)."""
+        if self.history is None or self.consumer is None:
+            raise err
+        await self._forget(aggregate_id)
+        history = await self.history(aggregate_id)
+        failed: SetAside | None = None
+        self._repairing = True
+        try:
+            for item in history:
+                if failed is not None:
+                    if isinstance(item, SetAside) or item.name in self.plans:
+                        name = item.event_name if isinstance(item, SetAside) else item.name
+                        self.aside.append(
+                            SetAside.behind(
+                                self.consumer, aggregate_id, item.version, name, failed.version
+                            )
+                        )
+                    continue
+                if isinstance(item, SetAside):  # could not be decoded
+                    failed = item
+                    continue
+                error = await self._apply_alone(item)
+                if error is not None:
+                    failed = SetAside.failed(
+                        self.consumer, aggregate_id, item.version, item.name, error
+                    )
+        finally:
+            self._repairing = False
+        if failed is not None:
+            self.aside.append(failed)
+            self.since[aggregate_id] = failed.version
+
+    async def _apply_alone(self, e: ProjectionEvent) -> BaseException | None:
+        """Fold one event and write its rows in a savepoint; on failure put its rows back as
+        they were (in memory and in the table) and return the error."""
+        if e.name not in self.plans:
+            return None
+        try:
+            if self._may_exist:
+                await self._load_missing([e])
+            keys = self._keys_of(e)
+        except Exception as err:
+            if retry_will_fix(err):
+                raise
+            return err
+        before = {key: copy.deepcopy(self.rows.get(key, _ABSENT)) for key in keys}
+        await self.fold([e])
+        error = self._suspects.pop(e.aggregate_id, None)
+        if error is None:
+            try:
+                async with self.conn.transaction():
+                    for table, rows in self._dirty_rows().items():
+                        await self.conn.execute(
+                            self._upserts[table], *self.specs[table].columns_of(rows)
+                        )
+            except Exception as err:
+                if retry_will_fix(err):
+                    raise
+                error = err
+        self.since.pop(e.aggregate_id, None)
+        self.dirty.clear()
+        if error is not None:
+            for key, row in before.items():
+                if row is _ABSENT:
+                    self.rows.pop(key, None)
+                else:
+                    self.rows[key] = row  # type: ignore[assignment]
+        return error
+
+    def _dirty_rows(self) -> dict[str, list[Row]]:
         by_table: dict[str, list[Row]] = {}
         for key in self.dirty:
             row = self.rows[key]
             if row is not None:
                 by_table.setdefault(key[0], []).append(row)
-        for table, rows in by_table.items():
-            spec = self.specs[table]
-            await self.conn.execute(self._upserts[table], *spec.columns_of(rows))
-        written = len(self.dirty)
-        self.dirty.clear()
-        return written
+        return by_table
+
+    async def _forget(self, aggregate_id: UUID) -> None:
+        """Drop the aggregate's rows (memory and tables) and what was set aside of it."""
+        mine = [
+            key
+            for key, row in self.rows.items()
+            if row is not None and self._owner(key[0], row) == aggregate_id
+        ]
+        for key in mine:
+            del self.rows[key]
+            self.dirty.discard(key)
+        for table in self.specs:
+            column = OWNER_COLUMN.get(table, "id")
+            await self.conn.execute(
+                f"DELETE FROM {q(self.schema)}.{q(table)} WHERE {q(column)} = $1", aggregate_id
+            )
+        self.aside = [e for e in self.aside if e.aggregate_id != aggregate_id]
+        assert self.consumer is not None
+        await clear(self.conn, self.consumer, [aggregate_id], table=f"{q(self.schema)}.quarantine")
+        self.since.pop(aggregate_id, None)
 
     async def _trim(self) -> None:
         """Write everything changed, then forget the oldest rows down to 3/4 of ``keep``."""

@@ -14,7 +14,7 @@ values; events that need upcasting take the mapper's full path first.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper
 from eventsourcing.utils import resolve_topic
 
+from cinderblock.readmodels.quarantine import SetAside, retry_will_fix
 from cinderblock.store.mapping import event_name, make_mapper, plain
 
 # The JSON scanner without json.loads' encoding detection and whitespace regexes (the
@@ -102,6 +103,34 @@ class Decoder:
                 if type(value) is dict or type(value) is list:
                     d[key] = self._plain(value)
         return Event(name, originator_id, version, timestamp, d)
+
+    def rows(
+        self, rows: Sequence[Sequence[Any]], consumer: str
+    ) -> tuple[list[Event], list[SetAside]]:
+        """Log rows ``(tx_id, position, originator_id, originator_version, topic, state)``
+        as events (the wanted ones), and those that cannot be decoded as ``consumer``'s
+        set-asides: decoding them again fails the same way."""
+        try:
+            decoded = [self(r[4], r[2], r[3], r[5]) for r in rows]
+        except Exception:  # some row is bad: find it, one by one
+            pass
+        else:
+            return [e for e in decoded if e is not None], []
+        events: list[Event] = []
+        failed: list[SetAside] = []
+        for r in rows:
+            try:
+                e = self(r[4], r[2], r[3], r[5])
+            except Exception as err:
+                if retry_will_fix(err):
+                    raise
+                name = event_name(r[4])
+                if self.wanted is None or name in self.wanted:
+                    failed.append(SetAside.failed(consumer, r[2], r[3], name, err, at=(r[0], r[1])))
+                continue
+            if e is not None:
+                events.append(e)
+        return events, failed
 
     def _unwrap(self, state: bytes) -> bytes:
         mapper = self.mapper

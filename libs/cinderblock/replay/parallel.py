@@ -46,21 +46,22 @@ async def fold_share(
     on_page: Callable[[int], None],
 ) -> int:
     """Fold share ``share`` of the log up to ``upto`` into ``schema``'s tables."""
-    from cinderblock.readmodels.rowstore import Folder, load_specs
-    from cinderblock.readmodels.steps import STEPS
     from cinderblock.replay.decode import Decoder
-    from cinderblock.replay.rebuild import KEEP_ROWS, PAGE_SIZE, wanted_events
-    from cinderblock.replay.session import connections
+    from cinderblock.replay.rebuild import PAGE_SIZE, new_folder, wanted_events
+    from cinderblock.replay.session import PROJECTOR, connections
 
     async with connections(dsn) as (conn, reader):
-        specs = await load_specs(conn, schema, tables)
-        # Fresh for this share: no other process writes a row of these aggregates.
-        folder = Folder(conn, specs, STEPS, schema=schema, keep=KEEP_ROWS, fresh=True)
         decode = Decoder(wanted=wanted_events(tables))
+        horizon = START
+
+        # Fresh for this share: no other process writes a row of these aggregates.
+        folder = await new_folder(conn, schema, tables, decode, lambda: horizon, fresh=True)
         count = 0
         async for page in pages(reader, START, upto, size=PAGE_SIZE, share=share):
-            events = [decode(r[4], r[2], r[3], r[5]) for r in page]
-            await folder.fold([e for e in events if e is not None])
+            horizon = Position(page[-1][0], page[-1][1])
+            events, undecodable = decode.rows(page, PROJECTOR)
+            folder.set_aside(undecodable)
+            await folder.fold(events)
             count += len(page)
             on_page(count)
         await folder.flush()

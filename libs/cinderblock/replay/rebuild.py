@@ -13,9 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
+from cinderblock.readmodels.projections import ProjectionEvent
+from cinderblock.readmodels.quarantine import SetAside, stopped_at
 from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, load_specs, q
 from cinderblock.readmodels.schema import PROJECTED_CHANNEL, READMODELS_DDL
 from cinderblock.readmodels.steps import STEPS
@@ -26,7 +29,7 @@ from cinderblock.replay.session import (
     connections,
     projector_paused,
 )
-from cinderblock.replay.source import event_count, pages, settled_end
+from cinderblock.replay.source import event_count, history, pages, settled_end
 from cinderblock.store.eventstore import START, Position
 from cinderblock.store.schema import EVENTS_DDL
 
@@ -48,6 +51,7 @@ class Rebuilt:
     swapped: bool = False
     workers: int = 1  # processes that folded the bulk of the log
     worker_peak_rss_mib: float = 0.0  # the largest worker's, when workers > 1
+    quarantined: int = 0  # aggregates the rebuild set aside (an event it could not apply)
 
     @property
     def rate(self) -> float:
@@ -57,6 +61,63 @@ class Rebuilt:
 def wanted_events(tables: Sequence[str]) -> list[str]:
     """The events whose projection changes one of ``tables``."""
     return [n for n, steps in STEPS.items() if any(s.table in tables for s in steps)]
+
+
+# The tables each kind of aggregate's events change ("Volume": volumes and attachments).
+KIND_TABLES: dict[str, frozenset[str]] = {}
+for _name, _steps in STEPS.items():
+    _kind = _name.partition(".")[0]
+    KIND_TABLES[_kind] = KIND_TABLES.get(_kind, frozenset()) | {s.table for s in _steps}
+
+
+def redecided(event_name: str, tables: Sequence[str]) -> bool:
+    """Whether a rebuild of ``tables`` decides anew on a quarantine that began with
+    ``event_name``: it rebuilds every table that kind of aggregate changes."""
+    return KIND_TABLES.get(event_name.partition(".")[0], frozenset()) <= set(tables)
+
+
+async def kept_quarantine(conn: asyncpg.Connection, tables: Sequence[str]) -> dict[UUID, int]:
+    """The projector's quarantined aggregates a rebuild of ``tables`` keeps (it does not
+    rebuild all their tables): it holds their events too, so their rows stay as live."""
+    rows = await conn.fetch(
+        "SELECT aggregate_id, version, event_name FROM quarantine WHERE consumer = $1 AND NOT held",
+        PROJECTOR,
+    )
+    return {r["aggregate_id"]: r["version"] for r in rows if not redecided(r["event_name"], tables)}
+
+
+async def new_folder(
+    conn: asyncpg.Connection,
+    schema: str,
+    tables: Sequence[str],
+    decode: Decoder,
+    horizon: Callable[[], Position],
+    *,
+    fresh: bool = False,
+) -> Folder:
+    """A folder into ``schema``'s side tables that quarantines what it cannot apply (see
+    ``rowstore.Folder``), holding the aggregates quarantined so far: those the rebuild
+    keeps and those already set aside in the side schema."""
+    specs = await load_specs(conn, schema, tables)
+    held = await kept_quarantine(conn, tables)
+    held.update(await stopped_at(conn, PROJECTOR, table=f"{q(schema)}.quarantine"))
+
+    async def events_of(aggregate_id: UUID) -> list[ProjectionEvent | SetAside]:
+        events, undecodable = decode.rows(await history(conn, aggregate_id, horizon()), PROJECTOR)
+        items: list[ProjectionEvent | SetAside] = [*events, *undecodable]  # type: ignore[list-item]
+        return sorted(items, key=lambda item: item.version)
+
+    return Folder(
+        conn,
+        specs,
+        STEPS,
+        schema=schema,
+        keep=KEEP_ROWS,
+        fresh=fresh,
+        quarantine=PROJECTOR,
+        history=events_of,
+        held=held,
+    )
 
 
 def _side_schema() -> str:
@@ -95,8 +156,15 @@ class Rebuild:
         self.progress = progress
         self.decode = Decoder(wanted=wanted_events(tables))
         self.folder: Folder | None = None
+        self.horizon = START  # the last row of the page being folded
         self._expected = 0
         self._committed = (START, 0)
+
+    async def new_folder(self, *, fresh: bool = False) -> Folder:
+        result = self.result
+        return await new_folder(
+            self.conn, result.schema, result.tables, self.decode, lambda: self.horizon, fresh=fresh
+        )
 
     async def prepare(self) -> None:
         """Create the side schema with the read models' own DDL (same tables, indexes)."""
@@ -118,8 +186,7 @@ class Rebuild:
             "ON CONFLICT (name) DO NOTHING",
             PROJECTOR,
         )
-        specs = await load_specs(conn, side, self.result.tables)
-        self.folder = Folder(conn, specs, STEPS, schema=side, keep=KEEP_ROWS, fresh=True)
+        self.folder = await self.new_folder(fresh=True)
 
     async def fold(self, upto: Position | None) -> None:
         """Fold every settled event after the current position up to ``upto`` (None: the
@@ -129,10 +196,12 @@ class Rebuild:
         self._expected = result.events + await event_count(self.reader, result.position, upto)
         started = time.perf_counter()
         async for page in pages(self.reader, result.position, upto, size=PAGE_SIZE):
-            events = [decode(r[4], r[2], r[3], r[5]) for r in page]
-            await folder.fold([e for e in events if e is not None])
             last = page[-1]
-            result.position = Position(last[0], last[1])
+            self.horizon = Position(last[0], last[1])
+            events, undecodable = decode.rows(page, PROJECTOR)
+            folder.set_aside(undecodable)
+            await folder.fold(events)
+            result.position = self.horizon
             result.events += len(page)
             if self.progress:
                 self.progress(result.events, max(self._expected, result.events))
@@ -162,8 +231,8 @@ class Rebuild:
         result.seconds += time.perf_counter() - started
         result.events, result.position = count, upto
         result.workers, result.worker_peak_rss_mib = workers, rss
-        specs = await load_specs(self.conn, result.schema, result.tables)
-        self.folder = Folder(self.conn, specs, STEPS, schema=result.schema, keep=KEEP_ROWS)
+        self.horizon = upto
+        self.folder = await self.new_folder()
 
     async def catch_up_unlocked(self, *, own_log: bool) -> None:
         """Build up to the live projector's position (``own_log``: nobody projects, so up
@@ -208,10 +277,45 @@ class Rebuild:
             reflected.tx_id,
             reflected.position,
         )
+        await self.swap_quarantine()
         await conn.execute(
             "SELECT pg_notify($1, $2)", PROJECTED_CHANNEL, f"{reflected.tx_id}:{reflected.position}"
         )
         self.result.swapped = True
+
+    async def count_quarantined(self) -> int:
+        side = q(self.result.schema)
+        found: int = await self.conn.fetchval(
+            f"SELECT count(*) FROM {side}.quarantine WHERE NOT held"
+        )
+        self.result.quarantined = found
+        return found
+
+    async def swap_quarantine(self) -> None:
+        """Inside the swap: the projector's quarantine becomes what this rebuild found, for
+        every aggregate it decided anew (those it reproduced keep their first record);
+        the quarantine of aggregates it kept stays."""
+        conn, side = self.conn, q(self.result.schema)
+        live = await conn.fetch(
+            "SELECT aggregate_id, event_name FROM quarantine WHERE consumer = $1 AND NOT held",
+            PROJECTOR,
+        )
+        redo = [r["aggregate_id"] for r in live if redecided(r["event_name"], self.result.tables)]
+        await conn.execute(
+            f"""
+            DELETE FROM public.quarantine p
+            WHERE p.consumer = $1 AND p.aggregate_id = ANY($2::uuid[])
+              AND NOT EXISTS (SELECT 1 FROM {side}.quarantine s WHERE s.consumer = p.consumer
+                  AND s.aggregate_id = p.aggregate_id AND s.version = p.version
+                  AND s.held = p.held)
+            """,
+            PROJECTOR,
+            redo,
+        )
+        await conn.execute(
+            f"INSERT INTO public.quarantine SELECT * FROM {side}.quarantine ON CONFLICT DO NOTHING"
+        )
+        await self.count_quarantined()
 
     async def drop(self) -> None:
         side = self.result.schema
@@ -255,6 +359,6 @@ async def _reset_after_abort(rebuild: Rebuild) -> None:
     """The locked transaction rolled back: the side tables hold what was committed before
     it, so forget the cached rows and go back to that position."""
     result = rebuild.result
-    specs = await load_specs(rebuild.conn, result.schema, result.tables)
-    rebuild.folder = Folder(rebuild.conn, specs, STEPS, schema=result.schema, keep=KEEP_ROWS)
     result.position, result.events = rebuild._committed
+    rebuild.horizon = result.position
+    rebuild.folder = await rebuild.new_folder()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from uuid import UUID
 
 import asyncpg
 
@@ -91,3 +92,22 @@ async def settled_end(conn: asyncpg.Connection) -> Position:
         "ORDER BY events.tx_id DESC, events.position DESC LIMIT 1"
     )
     return Position(row["tx_id"], row["position"]) if row else Position(0, 0)
+
+
+async def history(
+    conn: asyncpg.Connection, aggregate_id: UUID, upto: Position
+) -> list[asyncpg.Record]:
+    """One aggregate's events up to ``upto`` (settled: the rows of a page already read), in
+    the same layout as ``pages``."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT tx_id::text::bigint, position, originator_id, originator_version, topic, state
+        FROM events
+        WHERE originator_id = $1 AND (tx_id, position) <= ($2::text::xid8, $3)
+        ORDER BY events.tx_id, events.position
+        """,
+        aggregate_id,
+        str(upto.tx_id),
+        upto.position,
+    )
+    return rows

@@ -4,6 +4,10 @@ Nothing is ignored: every column of the projected tables is derived from events 
 event timestamps, never ``now()``), so a live row must equal its rebuilt row exactly. The
 process-local state lives outside the projected tables (``tracking.updated_at``,
 ``backend_pools``, ``services``, ``dead_letters``) and is not compared.
+
+Quarantined aggregates (``cinderblock.readmodels.quarantine``) are listed, every consumer's,
+and for the projector's what a replay with this code would do about each: quarantine it
+again (the rows stay as they are, so they compare equal) or apply it (the rows differ).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Any
 
 import asyncpg
 
+from cinderblock.readmodels.quarantine import Quarantined, listing
 from cinderblock.readmodels.rowstore import PROJECTED_TABLES, q
-from cinderblock.replay.rebuild import Progress, Rebuild, Rebuilt
-from cinderblock.replay.session import connections, projector_paused
+from cinderblock.replay.rebuild import Progress, Rebuild, Rebuilt, redecided
+from cinderblock.replay.session import PROJECTOR, connections, projector_paused
 
 # Columns that may legitimately differ between a live row and its rebuilt twin: none.
 IGNORED_COLUMNS: frozenset[str] = frozenset()
@@ -45,10 +50,28 @@ class Verified:
     rebuilt: Rebuilt
     rows: dict[str, int] = field(default_factory=dict)  # rows compared per table
     differences: list[Difference] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)  # live, every consumer's
+    rebuild_quarantined: list[Quarantined] = field(default_factory=list)  # the projector's
 
     @property
     def identical(self) -> bool:
         return not self.differences
+
+    def replay_would(self, entry: Quarantined) -> str | None:
+        """For one of the projector's quarantined aggregates: what a replay would do."""
+        if entry.consumer != PROJECTOR:
+            return None
+        if not redecided(entry.event_name, self.rebuilt.tables):
+            return "keep it (not every table of the aggregate is rebuilt)"
+        again = {(e.aggregate_id, e.version) for e in self.rebuild_quarantined}
+        if (entry.aggregate_id, entry.version) in again:
+            return "quarantine it again"
+        return "apply it"
+
+    def new_in_rebuild(self) -> list[Quarantined]:
+        """What a replay would quarantine that the live projector has not."""
+        live = {(e.aggregate_id, e.version) for e in self.quarantined if e.consumer == PROJECTOR}
+        return [e for e in self.rebuild_quarantined if (e.aggregate_id, e.version) not in live]
 
 
 async def diff_table(conn: asyncpg.Connection, side: str, table: str) -> list[Difference]:
@@ -114,6 +137,10 @@ async def verify(
                         f"SELECT count(*) FROM public.{q(table)}"
                     )
                     result.differences.extend(await diff_table(conn, rebuild.result.schema, table))
+                result.quarantined = await listing(conn)
+                side = f"{q(rebuild.result.schema)}.quarantine"
+                result.rebuild_quarantined = await listing(conn, PROJECTOR, table=side)
+                await rebuild.count_quarantined()
         finally:
             await rebuild.drop()
         return result

@@ -145,6 +145,7 @@ async def _replay(dsn: str, args: argparse.Namespace) -> int:
         "workers": done.workers,
         "worker_peak_rss_mib": round(done.worker_peak_rss_mib, 1),
         "ledger": vars(ledger) if ledger else None,
+        "quarantined": done.quarantined,
     }
     if args.json:
         print(json.dumps(summary))
@@ -159,6 +160,11 @@ async def _replay(dsn: str, args: argparse.Namespace) -> int:
                 else ""
             )
         )
+        if done.quarantined:
+            print(
+                f"{done.quarantined} aggregate(s) quarantined: an event could not be applied "
+                "(cinderblock verify lists them)"
+            )
     return 0
 
 
@@ -186,6 +192,11 @@ async def _verify(dsn: str, args: argparse.Namespace) -> int:
                     "rows": result.rows,
                     "ignored_columns": sorted(IGNORED_COLUMNS),
                     "differences": [vars(d) for d in result.differences],
+                    "quarantined": [
+                        {**vars(e), "replay_would": result.replay_would(e)}
+                        for e in result.quarantined
+                    ],
+                    "replay_would_quarantine": [vars(e) for e in result.new_in_rebuild()],
                 },
                 default=str,
             )
@@ -193,8 +204,15 @@ async def _verify(dsn: str, args: argparse.Namespace) -> int:
     else:
         for difference in result.differences:
             print(difference)
+        for entry in result.quarantined:
+            would = result.replay_would(entry)
+            print(f"{entry}" + (f"; a replay would {would}" if would else ""))
+        for entry in result.new_in_rebuild():
+            print(f"a replay would quarantine: {entry}")
         rows = ", ".join(f"{t} {n:,}" for t, n in result.rows.items())
         verdict = "identical" if result.identical else f"{len(result.differences)} difference(s)"
+        if result.quarantined:
+            verdict += f", {len(result.quarantined)} quarantined aggregate(s)"
         print(
             f"verify: {verdict} after {result.rebuilt.events:,} events up to "
             f"{result.rebuilt.position} ({rows} rows compared)"
