@@ -14,10 +14,15 @@ from nats.js.api import StreamInfo
 
 from cinderblock.bus.jetstream import ensure_stream
 from cinderblock.config.settings import Settings
+from cinderblock.domain.volume import Volume
 from cinderblock.relay.run import Relay
+from cinderblock.runtime.infra import create_schemas
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore, RecordedEvent
-from tests.integration.test_store import new_volume
+from cinderblock.store.mapping import make_mapper
+from tests.conftest import Servers, fresh_database
+from tests.integration.test_quarantine import append_raw
+from tests.integration.test_store import FIELDS, new_volume
 
 
 async def subject_counts(js, settings: Settings, volume_id: uuid.UUID) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -95,3 +100,87 @@ async def test_relay_killed_between_publish_and_record_publishes_once(
     assert msg.headers["Nats-Msg-Id"] == f"{volume.id}:3"
     await js.delete_stream(own.stream)
     await nc.close()
+
+
+async def _until_relayed(pool: asyncpg.Pool, name: str) -> None:
+    """Until the relay's position reaches the last committed event."""
+    end = await pool.fetchval("SELECT max(position) FROM events")
+    for _ in range(2000):
+        row = await pool.fetchrow("SELECT position FROM tracking WHERE name = $1", name)
+        if row is not None and row["position"] >= end:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the relay did not get to the end of the log")
+
+
+async def test_an_event_the_relay_cannot_publish_is_set_aside_with_its_volume(
+    servers: Servers, settings: Settings
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    own = settings.model_copy(
+        update={"stream": f"{settings.stream}_Q{tag}", "subject_prefix": f"q{tag}."}
+    )
+    name = f"relay:{own.stream}"
+    async with fresh_database(servers) as dsn:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        await create_schemas(pool)
+        nc = await nats.connect(own.nats_url)
+        js = nc.jetstream()
+        await ensure_stream(js, stream_spec(own))
+        store = AsyncEventStore(pool)
+        try:
+            undecodable = new_volume()
+            undecodable.complete_create("h@b#p")
+            undecodable.set_bootable(True)
+            undecodable_state = make_mapper().to_stored_event(undecodable.pending_events[1]).state
+            await append_raw(pool, undecodable, {2: b"not json"})
+            too_large = Volume.create(
+                uuid.uuid4(), project_id="p", **{**FIELDS, "metadata": {"k": "x" * 2_000_000}}
+            )
+            await store.save(too_large, meta={})
+            good = new_volume()
+            good.complete_create("h@b#p")
+            await store.save(good, meta={})
+
+            stop = asyncio.Event()
+            relay = asyncio.create_task(Relay(own, pool, js).follow(stop))
+            await _until_relayed(pool, name)
+            assert len(await subject_counts(js, own, good.id)) == 2  # everything else flows
+            assert list(await subject_counts(js, own, undecodable.id)) == [
+                own.subject(f"volume.events.Created.{undecodable.id}")
+            ]
+            assert await subject_counts(js, own, too_large.id) == {}
+            rows = await pool.fetch(
+                "SELECT aggregate_id, version, held, error, position FROM quarantine "
+                "WHERE consumer = $1 ORDER BY aggregate_id = $2, version",
+                name,
+                too_large.id,
+            )
+            assert [(r["aggregate_id"], r["version"], r["held"]) for r in rows] == [
+                (undecodable.id, 2, False),
+                (undecodable.id, 3, True),
+                (too_large.id, 1, False),
+            ]
+            assert "UnpublishableError" in rows[2]["error"]
+            assert all(r["position"] is not None for r in rows)
+
+            # A relay that starts again (a fixed version) publishes what now can be.
+            stop.set()
+            await asyncio.wait_for(relay, 10)
+            await pool.execute(
+                "UPDATE events SET state = $2 WHERE originator_id = $1 AND originator_version = 2",
+                undecodable.id,
+                undecodable_state,
+            )
+            again = Relay(own, pool, js)
+            await again.retry_set_aside()
+            assert len(await subject_counts(js, own, undecodable.id)) == 3
+            assert await pool.fetchval(
+                "SELECT array_agg(aggregate_id) FROM quarantine WHERE consumer = $1", name
+            ) == [too_large.id]
+            assert again.stopped == {too_large.id: 1}
+        finally:
+            with contextlib.suppress(Exception):
+                await js.delete_stream(own.stream)
+            await nc.close()
+            await pool.close()

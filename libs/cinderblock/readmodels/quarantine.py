@@ -251,20 +251,23 @@ async def summary(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
 async def park(
     conn: asyncpg.Connection | asyncpg.Pool,
     consumer: str,
-    msg: Message,
+    subject: str,
+    payload: bytes,
     error: str,
+    *,
     msg_id: str | None = None,
+    deliveries: int = 0,
 ) -> None:
-    """Keep a message a JetStream consumer gave up on in ``dead_letters``."""
+    """Keep a message a consumer gave up on (or could not send) in ``dead_letters``."""
     await conn.execute(
         "INSERT INTO dead_letters (consumer, subject, msg_id, deliveries, error, payload) "
         "VALUES ($1, $2, $3, $4, $5, $6)",
         consumer,
-        msg.subject,
+        subject,
         msg_id,
-        msg.metadata.num_delivered,
+        deliveries,
         error,
-        msg.data,
+        payload,
     )
 
 
@@ -313,7 +316,15 @@ class ConsumerQuarantine:
                 "undecodable message parked",
                 extra={"consumer": self.consumer, "subject": msg.subject, "error": describe(err)},
             )
-            await park(self.pool, self.consumer, msg, describe(err))
+            deliveries = msg.metadata.num_delivered
+            await park(
+                self.pool,
+                self.consumer,
+                msg.subject,
+                msg.data,
+                describe(err),
+                deliveries=deliveries,
+            )
             return False
         if not self.hold:
             return True
@@ -340,9 +351,23 @@ class ConsumerQuarantine:
             return
         env = ReceivedEnvelope.model_validate_json(msg.data)
         aggregate_id = UUID(env.aggregate_id)
-        entry = SetAside.failed(self.consumer, aggregate_id, env.version, env.type, err)
-        log_set_aside(await record(self.pool, [entry]))
-        self._stopped[aggregate_id] = min(env.version, self._stopped.get(aggregate_id, env.version))
+        async with self.pool.acquire() as conn, conn.transaction():
+            since = (await stopped_at(conn, self.consumer, [aggregate_id])).get(aggregate_id)
+            if since is not None and since <= env.version:  # failed behind an earlier one
+                entry = SetAside.behind(self.consumer, aggregate_id, env.version, env.type, since)
+            else:
+                entry = SetAside.failed(self.consumer, aggregate_id, env.version, env.type, err)
+                if since is not None:  # a later message gave up first: it waits behind this
+                    await conn.execute(
+                        "UPDATE quarantine SET held = true, "
+                        "error = 'held: quarantined since version ' || $3 "
+                        "WHERE consumer = $1 AND aggregate_id = $2 AND version > $3",
+                        self.consumer,
+                        aggregate_id,
+                        env.version,
+                    )
+                self._stopped[aggregate_id] = env.version
+            log_set_aside(await record(conn, [entry]))
 
 
 class Stopped:

@@ -15,7 +15,14 @@ from uuid import UUID
 import asyncpg
 from eventsourcing.persistence import StoredEvent
 
-from cinderblock.store.mapping import make_mapper
+from cinderblock.readmodels.quarantine import (
+    SetAside,
+    clear,
+    log_set_aside,
+    record,
+    retry_will_fix,
+)
+from cinderblock.store.mapping import event_name, make_mapper
 from cinderblock.usage.ledger import BILLED, Interval, advance, volume_intervals, volume_state
 from cinderblock.usage.schema import USAGE_DDL
 
@@ -179,13 +186,21 @@ class RebuildReport:
     events: int
     volumes: int
     intervals: int
+    quarantined: int = 0  # volumes with an event the fold could not take
 
 
-async def rebuild_ledger(dsn: str, *, page: int = 5000) -> RebuildReport:
+async def rebuild_ledger(dsn: str, *, page: int = 5000, consumer: str = "billing") -> RebuildReport:
     """Rebuild the whole ledger from the event table through the same fold the consumer
     uses, in one transaction (readers see the old ledger until it commits; the consumer
-    waits on the lock and then carries on from the rebuilt versions)."""
+    waits on the lock and then carries on from the rebuilt versions).
+
+    An event the fold cannot take quarantines its volume (``cinderblock.readmodels.
+    quarantine``): its ledger stays as the event before left it and its later events are
+    held. The billing consumer's (``consumer``) quarantine becomes what this rebuild
+    found: a volume whose events fold now (a fixed version) is released."""
     reader = EventReader()
+    aside: list[SetAside] = []
+    stopped: dict[UUID, int] = {}
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(USAGE_DDL)
@@ -210,14 +225,25 @@ async def rebuild_ledger(dsn: str, *, page: int = 5000) -> RebuildReport:
                 for r in rows:
                     vid, version = r["originator_id"], r["originator_version"]
                     f = volumes.setdefault(vid, _Folding())
+                    name = event_name(r["topic"])
+                    if vid in stopped:
+                        aside.append(SetAside.behind(consumer, vid, version, name, stopped[vid]))
+                        continue
                     if version != f.version + 1:
                         continue  # a gap (a late commit): the consumer applies the rest
-                    event = reader.decode(vid, version, r["topic"], r["state"])
-                    f.volume = event.mutate(f.volume)
-                    f.version = version
-                    done, f.open = advance(
-                        str(vid), f.open, volume_state(f.volume), version, event.timestamp
-                    )
+                    try:
+                        event = reader.decode(vid, version, r["topic"], r["state"])
+                        volume = event.mutate(f.volume)
+                        done, opened = advance(
+                            str(vid), f.open, volume_state(volume), version, event.timestamp
+                        )
+                    except Exception as err:
+                        if retry_will_fix(err):
+                            raise
+                        stopped[vid] = version
+                        aside.append(SetAside.failed(consumer, vid, version, name, err))
+                        continue
+                    f.volume, f.version, f.open = volume, version, opened
                     if done is not None:
                         closed.append(done)
             intervals = closed + [f.open for f in volumes.values() if f.open is not None]
@@ -231,10 +257,13 @@ async def rebuild_ledger(dsn: str, *, page: int = 5000) -> RebuildReport:
                 records=[(vid, f.version) for vid, f in volumes.items()],
                 columns=("volume_id", "version"),
             )
+            await clear(conn, consumer)
+            recorded = await record(conn, aside)
     finally:
         await conn.close()
+    log_set_aside(recorded)
     log.info("billing ledger rebuilt", extra={"events": count, "volumes": len(volumes)})
-    return RebuildReport(count, len(volumes), len(intervals))
+    return RebuildReport(count, len(volumes), len(intervals), len(stopped))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from cinderblock.billing.run import consumer_spec as billing_spec
 from cinderblock.cli.progress import Bar
 from cinderblock.cli.target import add_data_dir_argument, database
 from cinderblock.config.settings import Settings
@@ -99,7 +100,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as dsn:
         try:
             if args.command == "replay":
-                return await _replay(dsn, args)
+                return await _replay(dsn, args, settings)
             if args.command == "verify":
                 return await _verify(dsn, args)
         except ReplayBusyError as err:
@@ -115,14 +116,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return await _bench_log(dsn, args)
 
 
-async def _replay(dsn: str, args: argparse.Namespace) -> int:
+async def _replay(dsn: str, args: argparse.Namespace, settings: Settings) -> int:
     ledger = None
     if LEDGER in args.projection:
-        ledger = await rebuild_ledger(dsn)
+        ledger = await rebuild_ledger(dsn, consumer=billing_spec(settings).durable)
         if not args.json:
             print(
                 f"rebuilt the usage ledger from {ledger.events:,} volume events: "
                 f"{ledger.volumes:,} volumes, {ledger.intervals:,} intervals"
+                + (f", {ledger.quarantined:,} quarantined" if ledger.quarantined else "")
             )
     tables = _tables(args.projection)
     if not tables:

@@ -28,11 +28,13 @@ from cinderblock.bus.jetstream import (
     ConsumerSpec,
     OutMessage,
     StreamSpec,
+    UnpublishableError,
     ensure_stream,
     publish_all,
     run_consumer,
 )
 from cinderblock.config.settings import Settings
+from cinderblock.readmodels.quarantine import ConsumerQuarantine, describe, park
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.usage.cursor import VolumeCursor
@@ -49,6 +51,10 @@ log = logging.getLogger(__name__)
 DURABLE = "billing"
 CURSORS = 10_000  # volumes whose events and fold are kept in memory
 BILLED_AGGREGATES = ("volume", "snapshot")
+
+
+# Notifications JetStream refused, with why.
+Refused = list[tuple[OutMessage, UnpublishableError]]
 
 
 def notification_stream(settings: Settings) -> StreamSpec:
@@ -82,13 +88,15 @@ class Publisher:
         self.js = js
         self.oslo = oslo
 
-    async def publish(self, notes: Sequence[Notification], meta: Mapping[str, Any]) -> None:
-        await self.publish_many([(notes, meta)])
+    async def publish(self, notes: Sequence[Notification], meta: Mapping[str, Any]) -> Refused:
+        return await self.publish_many([(notes, meta)])
 
     async def publish_many(
         self, groups: Sequence[tuple[Sequence[Notification], Mapping[str, Any]]]
-    ) -> None:
-        """Every group's notifications pipelined (one wait for all PubAcks), then oslo."""
+    ) -> Refused:
+        """Every group's notifications pipelined (one wait for all PubAcks), then oslo.
+        Returns those JetStream will never take (too large): the others are published all
+        the same, so one notification cannot hold back a batch."""
         out = [
             OutMessage(
                 self.settings.subject(n.subject_tail),
@@ -98,13 +106,21 @@ class Publisher:
             for notes, _ in groups
             for n in notes
         ]
-        if not out:
-            return
-        await publish_all(self.js, out)
+        refused: Refused = []
+        while out:
+            try:
+                await publish_all(self.js, out)
+                break
+            except UnpublishableError as err:  # those before it went out (de-duplicated)
+                if not any(m.msg_id == err.msg_id for m in out):
+                    raise
+                refused += [(m, err) for m in out if m.msg_id == err.msg_id]
+                out = [m for m in out if m.msg_id != err.msg_id]
         if self.oslo is not None:
             for notes, meta in groups:
                 if notes:
                     await self.oslo.send(notes, meta)
+        return refused
 
 
 class Billing:
@@ -117,6 +133,9 @@ class Billing:
         self._locks: dict[UUID, asyncio.Lock] = {}
         self.host = socket.gethostname()
         self.spec = consumer_spec(settings)
+        # A volume whose events the fold cannot take is quarantined; its later messages are
+        # held (each would fail the same way, for max_deliver deliveries each).
+        self.gate = ConsumerQuarantine(pool, self.spec.durable, hold=True)
         # During a batch, notifications wait here and go out together before the acks.
         self._deferred: list[tuple[Sequence[Notification], Mapping[str, Any]]] | None = None
 
@@ -124,7 +143,22 @@ class Billing:
         if self._deferred is not None:
             self._deferred.append((notes, meta))
         else:
-            await self.publisher.publish(notes, meta)
+            await self._keep_refused(await self.publisher.publish(notes, meta))
+
+    async def _keep_refused(self, refused: Refused) -> None:
+        for message, err in refused:
+            log.error(
+                "notification refused by JetStream, kept in dead_letters",
+                extra={"consumer": self.spec.durable, "msg_id": message.msg_id, "error": str(err)},
+            )
+            await park(
+                self.pool,
+                self.spec.durable,
+                message.subject,
+                message.payload,
+                describe(err),
+                msg_id=message.msg_id,
+            )
 
     async def handle(self, msg: Msg) -> None:
         env = ReceivedEnvelope.model_validate_json(msg.data)
@@ -162,7 +196,7 @@ class Billing:
         """The batch's notifications, pipelined, before its messages are acked."""
         deferred, self._deferred = self._deferred, None
         if deferred:
-            await self.publisher.publish_many(deferred)
+            await self._keep_refused(await self.publisher.publish_many(deferred))
 
     async def _events(self, aggregate_id: UUID, env: ReceivedEnvelope) -> list[Any]:
         events = await self.reader.events_of(self.pool, aggregate_id, env.version)
@@ -209,20 +243,19 @@ class Billing:
         return self.settings.default_availability_zone
 
     async def park(self, msg: Msg, error: str) -> None:
-        env = ReceivedEnvelope.model_validate_json(msg.data)
+        env = ReceivedEnvelope.model_validate_json(msg.data)  # the gate parks undecodable ones
         log.error(
             "billing gave up on an event",
             extra={"volume_id": env.aggregate_id, "version": env.version, "error": error},
         )
-        await self.pool.execute(
-            "INSERT INTO dead_letters (consumer, subject, msg_id, deliveries, error, payload) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
+        await park(
+            self.pool,
             self.spec.durable,
             msg.subject,
-            env.id,
-            msg.metadata.num_delivered,
-            error,
             msg.data,
+            error,
+            msg_id=env.id,
+            deliveries=msg.metadata.num_delivered,
         )
 
 
@@ -252,7 +285,9 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
             await ensure_stream(js, notification_stream(settings))
             billing = Billing(settings, pool, Publisher(settings, js, oslo))
             with alive("billing"):
-                await run_consumer(js, billing.spec, billing.handle, billing.park, stop, billing)
+                await run_consumer(
+                    js, billing.spec, billing.handle, billing.park, stop, billing, billing.gate
+                )
     finally:
         if oslo is not None:
             oslo.close()
