@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 import asyncpg
 import nats
 import nats.js.errors
+import pytest
 import pytest_asyncio
 from nats.aio.msg import Msg
 
+from cinderblock.bus import jetstream
 from cinderblock.bus.jetstream import ConsumerSpec, StreamSpec, ensure_stream, run_consumer
 from cinderblock.readmodels.quarantine import ConsumerQuarantine
 from cinderblock.runtime.infra import create_schemas
@@ -187,3 +189,50 @@ async def test_a_poison_volume_is_set_aside_and_the_rest_flows(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_park_that_fails_does_not_end_the_consumer(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a gate (the sagas): a message no handler nor park can read used to end the
+    worker when park raised, and with it the consumer; now it is logged and dropped."""
+    monkeypatch.setattr(jetstream, "_PARK_RETRIES", (0.01, 0.01))
+    name = f"CBT_PARKFAIL_{uuid.uuid4().hex[:8].upper()}"
+    subject = f"cbt.parkfail.{uuid.uuid4().hex[:8]}"
+    handled: list[int] = []
+    parks: list[str] = []
+    wake = Wakes()
+
+    async def handler(msg: Msg) -> None:
+        env = ReceivedEnvelope.model_validate_json(msg.data)  # raises on the garbage
+        handled.append(env.version)
+        wake()
+
+    async def park(msg: Msg, reason: str) -> None:
+        parks.append(reason)
+        wake()
+        ReceivedEnvelope.model_validate_json(msg.data)  # as the sagas' park does
+
+    spec = ConsumerSpec(name, "parkfail", [f"{subject}.>"], ack_wait=5.0, max_deliver=1, workers=1)
+    nc = await nats.connect(servers.nats_url)
+    js = nc.jetstream()
+    stop = asyncio.Event()
+    task: asyncio.Task[None] | None = None
+    try:
+        await ensure_stream(js, StreamSpec(name, [f"{subject}.>"]))
+        await js.publish(f"{subject}.garbage", b"not an envelope")
+        task = asyncio.create_task(run_consumer(js, spec, handler, park, stop))
+        await wake.until(lambda: _true(len(parks) == 3))  # the first try and two retries
+        await js.publish(f"{subject}.next", envelope(uuid.uuid4(), 7))
+        await wake.until(lambda: _true(handled == [7]))
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        stop.set()
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(name)
+        await nc.close()
