@@ -58,7 +58,10 @@ def retry_will_fix(err: BaseException) -> bool:
 
 
 def describe(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"[:2000]
+    """The error on one line (asyncpg puts PostgreSQL's DETAIL on a line of its own), with
+    what a text column cannot hold escaped: the error may quote the event's bad string."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())[:2000].replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import nats.errors
 import pytest
 
 from cinderblock.bus.jetstream import UnpublishableError
-from cinderblock.readmodels.quarantine import retry_will_fix
+from cinderblock.readmodels.quarantine import describe, retry_will_fix
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +55,10 @@ def test_failures_of_the_moment_are_retried(err: BaseException) -> None:
 )
 def test_failures_the_event_causes_quarantine_it(err: BaseException) -> None:
     assert not retry_will_fix(err)
+
+
+def test_an_error_quoting_the_bad_string_can_be_stored() -> None:
+    text = describe(ValueError("bad key fuzz_key\x00\ud800\nDETAIL: here"))
+    assert text == "ValueError: bad key fuzz_key\\x00\\ud800 DETAIL: here"
+    text.encode("utf-8")  # no lone surrogate left
+    assert "\x00" not in text
