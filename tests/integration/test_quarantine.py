@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +24,8 @@ from cinderblock.api.app import create_app
 from cinderblock.domain.volume import Volume
 from cinderblock.projector.run import NAME, Projector
 from cinderblock.readmodels.quarantine import listing
-from cinderblock.replay.rebuild import replay
+from cinderblock.readmodels.steps import STEPS
+from cinderblock.replay.rebuild import TooManyQuarantinedError, replay
 from cinderblock.replay.verify import verify
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.runtime.leadership import leadership
@@ -278,3 +280,26 @@ async def test_replay_quarantines_the_same_and_clears_it_once_the_event_applies(
     await live.caught_up()
     assert ((await live.row(bad.id))["version"], await live.set_aside(bad.id)) == (5, [])
     assert (await verify(live.dsn)).identical
+
+
+async def test_a_replay_that_quarantines_many_is_not_swapped_in(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Broken code looks like every event being bad: such a rebuild is refused."""
+    volumes = []
+    for _ in range(3):
+        volume = await _available(live.store)
+        volume.set_bootable(True)
+        await live.store.save(volume, meta={})
+        volumes.append(volume)
+    await live.caught_up()
+
+    def broken(row: dict, e: object) -> None:  # type: ignore[type-arg]
+        raise KeyError("bootable")
+
+    [step] = STEPS["Volume.BootableSet"]
+    monkeypatch.setitem(STEPS, "Volume.BootableSet", (dataclasses.replace(step, change=broken),))
+    with pytest.raises(TooManyQuarantinedError):
+        await replay(live.dsn, max_new_quarantined=2)
+    assert [(await live.row(v.id))["bootable"] for v in volumes] == [True, True, True]
+    assert await live.pool.fetchval("SELECT count(*) FROM quarantine") == 0

@@ -291,6 +291,17 @@ class Rebuild:
         self.result.quarantined = found
         return found
 
+    async def newly_quarantined(self) -> int:
+        """Aggregates the rebuild quarantined that the live projector has not."""
+        found: int = await self.conn.fetchval(
+            f"""
+            SELECT count(*) FROM {q(self.result.schema)}.quarantine s
+            WHERE NOT s.held AND NOT EXISTS (SELECT 1 FROM public.quarantine p
+                WHERE p.consumer = s.consumer AND p.aggregate_id = s.aggregate_id)
+            """
+        )
+        return found
+
     async def swap_quarantine(self) -> None:
         """Inside the swap: the projector's quarantine becomes what this rebuild found, for
         every aggregate it decided anew (those it reproduced keep their first record);
@@ -323,6 +334,12 @@ class Rebuild:
             await self.conn.execute(f"DROP SCHEMA IF EXISTS {q(schema)} CASCADE")
 
 
+class TooManyQuarantinedError(RuntimeError):
+    """Raised by ``replay`` (nothing swapped) when the rebuild quarantined more aggregates
+    the live projector applied than ``max_new_quarantined``: broken code, more likely than
+    that many bad events, and swapping it in would hide their rows."""
+
+
 async def replay(
     dsn: str,
     tables: Sequence[str] = PROJECTED_TABLES,
@@ -330,8 +347,10 @@ async def replay(
     progress: Progress | None = None,
     lock_timeout: str = "5s",
     workers: int | None = None,
+    max_new_quarantined: int = 100,
 ) -> Rebuilt:
-    """Rebuild ``tables`` from position 0 and swap them in atomically."""
+    """Rebuild ``tables`` from position 0 and swap them in atomically (unless it would
+    quarantine more than ``max_new_quarantined`` aggregates the live projector applied)."""
     async with connections(dsn, exclusive=True) as (conn, reader), projector_paused(conn) as own:
         rebuild = Rebuild(conn, reader, tables, progress=progress, dsn=dsn, workers=workers)
         # Only a rebuild of every table may move the tracking row past the live position.
@@ -344,6 +363,12 @@ async def replay(
                     async with conn.transaction():
                         await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
                         reflected = await rebuild.lock_and_catch_up(own_log=own_log)
+                        new = await rebuild.newly_quarantined()
+                        if new > max_new_quarantined:
+                            raise TooManyQuarantinedError(
+                                f"the rebuild quarantined {new} aggregates the live projector "
+                                f"applied (more than {max_new_quarantined}): nothing swapped"
+                            )
                         await rebuild.swap(reflected)
                     break
                 except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):

@@ -20,7 +20,7 @@ from cinderblock.cli.progress import Bar
 from cinderblock.cli.target import add_data_dir_argument, database
 from cinderblock.config.settings import Settings
 from cinderblock.readmodels.rowstore import PROJECTED_TABLES
-from cinderblock.replay.rebuild import replay
+from cinderblock.replay.rebuild import TooManyQuarantinedError, replay
 from cinderblock.replay.session import ReplayBusyError
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify
 from cinderblock.usage.store import rebuild_ledger
@@ -64,6 +64,13 @@ def add_parsers(sub: Any) -> None:
     )
     rp.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
     rp.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
+    rp.add_argument(
+        "--max-new-quarantined",
+        type=int,
+        default=100,
+        help="swap nothing if the rebuild quarantines more aggregates the live projector "
+        "applied than this (broken code, more likely than bad events; default 100)",
+    )
     add_data_dir_argument(rp)
     vf = sub.add_parser(
         "verify", help="rebuild into side tables and diff them against the live read models"
@@ -103,7 +110,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 return await _replay(dsn, args, settings)
             if args.command == "verify":
                 return await _verify(dsn, args)
-        except ReplayBusyError as err:
+        except (ReplayBusyError, TooManyQuarantinedError) as err:
             print(f"cinderblock: {err}", file=sys.stderr)
             return 2
         except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as err:
@@ -133,7 +140,13 @@ async def _replay(dsn: str, args: argparse.Namespace, settings: Settings) -> int
         return 0
     bar = Bar("replay")
     try:
-        done = await replay(dsn, tables, progress=bar, workers=args.workers)
+        done = await replay(
+            dsn,
+            tables,
+            progress=bar,
+            workers=args.workers,
+            max_new_quarantined=args.max_new_quarantined,
+        )
     finally:
         bar.close()
     summary = {
