@@ -3,84 +3,24 @@ wired only through CINDERBLOCK_DATABASE_URL and CINDERBLOCK_NATS_URL."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import os
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
-import nats
-import nats.js.errors
 import pytest_asyncio
 
-from tests.conftest import Servers, fresh_database, listening
+from tests.conftest import Servers, listening
+from tests.helpers.processes import serving
 
 GIB = 2**30
 
 
 @pytest_asyncio.fixture
 async def processes(servers: Servers, tmp_path: Path) -> AsyncIterator[tuple[str, Path, str]]:
-    tag = uuid.uuid4().hex[:8]
-    async with fresh_database(servers) as url:
-        env = {
-            **os.environ,
-            "CINDERBLOCK_DATABASE_URL": url,
-            "CINDERBLOCK_NATS_URL": servers.nats_url,
-            "CINDERBLOCK_STREAM": f"P_{tag}",
-            "CINDERBLOCK_SUBJECT_PREFIX": f"p{tag}.",
-            "CINDERBLOCK_DATA_DIR": str(tmp_path),
-            "CINDERBLOCK_PORT": "0",
-            "CINDERBLOCK_LOG_LEVEL": "INFO",
-        }
-        exe = str(Path(sys.executable).parent / "cinderblock")
-        procs = {
-            name: await asyncio.create_subprocess_exec(
-                exe,
-                "serve",
-                name,
-                env=env,
-                stderr=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-            )
-            for name in ("api", "relay", "projector", "sagas")
-        }
-        try:
-            api_url = await _api_url(procs["api"])
-            yield api_url, tmp_path, url
-        finally:
-            for proc in procs.values():
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-            codes = [await asyncio.wait_for(p.wait(), 20) for p in procs.values()]
-            nc = await nats.connect(servers.nats_url)
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await nc.jetstream().delete_stream(f"P_{tag}")
-            await nc.close()
-    assert codes == [0, 0, 0, 0]
-
-
-async def _api_url(proc: asyncio.subprocess.Process) -> str:
-    assert proc.stderr is not None
-    async with asyncio.timeout(30):
-        while line := await proc.stderr.readline():
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if entry.get("message") == "api listening":
-                    asyncio.get_running_loop().create_task(_drain(proc))
-                    return str(entry["url"])
-    raise AssertionError("api never listened")
-
-
-async def _drain(proc: asyncio.subprocess.Process) -> None:
-    assert proc.stderr is not None
-    while await proc.stderr.readline():
-        pass
+    async with serving(servers, tmp_path, ("api", "relay", "projector", "sagas")) as deployed:
+        yield deployed.api_urls[0], deployed.data_dir, deployed.database_url
 
 
 async def test_four_processes_serve_create_and_extend(

@@ -1,11 +1,10 @@
-"""Async event store on asyncpg: one INSERT per save, optimistic concurrency on
-``(originator_id, originator_version)``, settled-row reads for consumers."""
+"""Async event store on asyncpg: saves group-committed by the process's `LogWriter`,
+optimistic concurrency on ``(originator_id, originator_version)``, settled-row reads for
+consumers."""
 
 from __future__ import annotations
 
 import json
-import pickle
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,26 +16,12 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
 
 from cinderblock.store.mapping import make_mapper
-from cinderblock.store.schema import EVENTS_CHANNEL, EVENTS_DDL
+from cinderblock.store.schema import EVENTS_DDL
+from cinderblock.store.writer import ConcurrencyConflictError, LogWriter, current_attempt
+
+__all__ = ["START", "AsyncEventStore", "ConcurrencyConflictError", "Position", "RecordedEvent"]
 
 A = TypeVar("A", bound=Aggregate)
-
-_INSERT = f"""
-WITH ins AS (
-    INSERT INTO events (originator_id, originator_version, topic, state, meta)
-    SELECT i, v, t, s, m::jsonb FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bytea[],
-                                          $5::text[]) AS u(i, v, t, s, m)
-    RETURNING position, tx_id
-)
-SELECT max(tx_id::text::bigint) AS tx_id, max(position) AS position,
-       (SELECT pg_notify('{EVENTS_CHANNEL}', '')) AS notified
-FROM ins
-"""
-
-_SELECT_AGGREGATE = """
-SELECT originator_version, topic, state FROM events
-WHERE originator_id = $1 AND originator_version > $2 ORDER BY originator_version
-"""
 
 _SELECT_SETTLED = """
 SELECT position, tx_id::text::bigint AS tx_id, originator_id, originator_version, topic, state,
@@ -51,10 +36,6 @@ LIMIT $3
 # which no index provides: PostgreSQL then sorted every settled row after the position for
 # each batch (measured: 123 ms instead of 17 ms per 5,000-row page 150,000 rows from the
 # end of a 300,000-event log).
-
-
-class ConcurrencyConflictError(Exception):
-    """Raised when another writer appended to one of the aggregates first."""
 
 
 @dataclass(frozen=True, order=True)
@@ -97,16 +78,19 @@ class RecordedEvent:
 class AsyncEventStore:
     """Loads and saves eventsourcing aggregates with asyncpg.
 
-    Loaded aggregates are cached per process and fast-forwarded with any newer events on
-    the next load, so a load is one small query. Callers get a private copy.
+    Loading and saving go through a `LogWriter`: the newest state of each aggregate this
+    process knows is kept (pending appends included), so a load is one small query or none,
+    and concurrent saves share one append statement (group commit). Callers get a private
+    copy of each aggregate. Pass the process's shared writer (`shared_writer`) so every
+    store of a process queues on the same heads.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, writer: LogWriter | None = None, cache_size: int = 10_000
+    ) -> None:
         self.pool = pool
         self.mapper = make_mapper()
-        # Pickled aggregates: unpickling is the cheapest private copy for each caller.
-        self._cache: OrderedDict[UUID, bytes] = OrderedDict()
-        self._cache_size = cache_size
+        self.writer = writer if writer is not None else LogWriter(pool, cache_size=cache_size)
 
     async def create_schema(self) -> None:
         async with self.pool.acquire() as conn:
@@ -117,57 +101,35 @@ class AsyncEventStore:
                 await conn.execute("SELECT pg_advisory_unlock(hashtext('cinderblock-schema'))")
 
     async def load(self, aggregate_id: UUID, cls: type[A]) -> A | None:
-        """The aggregate's current state, or None if it has no events."""
-        cached = self._cache.get(aggregate_id)
-        aggregate: Any = pickle.loads(cached) if cached is not None else None
-        after = aggregate.version if aggregate is not None else 0
-        rows = await self.pool.fetch(_SELECT_AGGREGATE, aggregate_id, after)
-        for row in rows:
-            stored = StoredEvent(
-                aggregate_id, row["originator_version"], row["topic"], row["state"]
-            )
-            aggregate = self.mapper.to_domain_event(stored).mutate(aggregate)  # type: ignore[attr-defined]
+        """The aggregate's current state, or None if it has no events (or is not a ``cls``).
+        Inside a command's `attempt`, states this process appended but has not committed yet
+        count too."""
+        aggregate = await self.writer.load(aggregate_id, self.mapper)
         if aggregate is not None and not isinstance(aggregate, cls):
             return None
-        return aggregate
+        return aggregate  # type: ignore[no-any-return]
 
     async def save(self, *aggregates: Aggregate, meta: Mapping[str, Any]) -> Position:
         """Append every pending event of ``aggregates`` atomically; returns the last position.
 
-        Raises ConcurrencyConflictError if any aggregate moved on since it was loaded.
-        """
+        Raises ConcurrencyConflictError if any aggregate moved on since it was loaded, or if
+        a pending state it built on was not committed."""
         pending = [(agg, agg.collect_events()) for agg in aggregates]
-        stored = [self.mapper.to_stored_event(e) for _, events in pending for e in events]
+        stored = [
+            (agg, [self.mapper.to_stored_event(e) for e in events])
+            for agg, events in pending
+            if events
+        ]
         if not stored:
+            current = current_attempt()
+            if current is not None:
+                await current.settle()
             return START
-        meta_json = json.dumps(dict(meta), default=str)
-        try:
-            row = await self.pool.fetchrow(
-                _INSERT,
-                [s.originator_id for s in stored],
-                [s.originator_version for s in stored],
-                [s.topic for s in stored],
-                [s.state for s in stored],
-                [meta_json] * len(stored),
-            )
-        except asyncpg.UniqueViolationError as err:
-            for agg, _ in pending:
-                self._cache.pop(agg.id, None)
-            raise ConcurrencyConflictError(str(err)) from err
-        for agg, _ in pending:
-            self._remember(agg)
-        if row is None or row["position"] is None:
-            raise RuntimeError("append returned no position")
-        return Position(row["tx_id"], row["position"])
-
-    def _remember(self, aggregate: Aggregate) -> None:
-        self._cache[aggregate.id] = pickle.dumps(aggregate, protocol=pickle.HIGHEST_PROTOCOL)
-        self._cache.move_to_end(aggregate.id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        tx_id, position = await self.writer.append(stored, meta)
+        return Position(tx_id, position)
 
     def forget(self, aggregate_id: UUID) -> None:
-        self._cache.pop(aggregate_id, None)
+        self.writer.forget(aggregate_id)
 
     def decode(self, record: RecordedEvent) -> Any:
         """The domain event of a recorded row."""

@@ -1,11 +1,14 @@
 """The Volumes command service: loads aggregates, asks them to act, saves their events.
 
-Every public method is one Cinder verb. A version conflict reloads and retries; if it
-persists, ConflictError (HTTP 409)."""
+Every public method is one Cinder verb. A version conflict reloads and retries (at once
+within the process, with jittered back-off against other processes); only if it outlasts a
+deadline, ConflictError (HTTP 409)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,10 +25,13 @@ from cinderblock.store.quotas import QuotaCommands
 from cinderblock.store.retype import RetypeCommands
 from cinderblock.store.snapshots import SnapshotCommands
 from cinderblock.store.types import TypeCommands
+from cinderblock.store.writer import LocalConflictError, attempt
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_FIRST_BACKOFF = 0.005
+_MAX_BACKOFF = 0.25
 DEFAULT_TYPE_NAME = _DEFAULT_TYPE_NAME
 DEFAULT_TYPE_ID = str(_DEFAULT_TYPE_ID)
 
@@ -49,7 +55,8 @@ class Caller:
 class VolumesConfig:
     quota_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     default_availability_zone: str = "nova"
-    attempts: int = 4
+    # Seconds a command keeps retrying version conflicts with other processes before 409.
+    conflict_deadline: float = 10.0
 
 
 Authorize = Callable[[Volume], None]
@@ -69,11 +76,47 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, QuotaCommands):
     # ------------------------------------------------------------ plumbing
 
     async def _retrying(self, what: str, body: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(1, self.config.attempts + 1):
+        """Run one command until it is decided against the newest state.
+
+        Within this process commands on one aggregate do not race: each builds on the state
+        the previous one appended (see `cinderblock.store.writer`), and one that lost the
+        in-memory check retries at once. A conflict with another process backs off with
+        jitter and retries until ``conflict_deadline`` seconds have passed: only then the
+        command answers 409."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.conflict_deadline
+        backoff = _FIRST_BACKOFF
+        tries = 0
+        while True:
+            tries += 1
             try:
-                return await body()
-            except ConcurrencyConflictError:
-                log.info("version conflict, retrying", extra={"action": what, "attempt": attempt})
+                with attempt() as current:
+                    try:
+                        result = await body()
+                    except ConcurrencyConflictError:
+                        raise
+                    except Exception:
+                        await current.settle()  # a refusal must rest on committed state
+                        raise
+                    await current.settle()
+                    return result
+            except LocalConflictError:
+                if loop.time() > deadline:
+                    break
+                await asyncio.sleep(0)
+            except ConcurrencyConflictError as err:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                log.info(
+                    "version conflict, retrying",
+                    extra={"action": what, "attempt": tries, "error": str(err)[:200]},
+                )
+                await asyncio.sleep(min(random.uniform(0, backoff), deadline - now))
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        log.warning(
+            "version conflicts outlasted the deadline", extra={"action": what, "attempts": tries}
+        )
         raise ConflictError(f"Concurrent updates kept conflicting with {what}; try again.")
 
     async def _visible(self, caller: Caller | None, volume_id: str) -> Volume:

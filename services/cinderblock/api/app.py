@@ -20,6 +20,7 @@ from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes, VolumesConfig
+from cinderblock.store.writer import shared_writer
 from cinderblock.wire.policy import Enforcer, PolicyConfigError
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
             waiter = ProjectionWaiter(pool)
             await waiter.start()
             volumes = Volumes(
-                AsyncEventStore(pool),
+                AsyncEventStore(pool, writer=shared_writer(pool)),
                 VolumesConfig(
                     quota_limits=settings.quota_limits,
                     default_availability_zone=settings.default_availability_zone,

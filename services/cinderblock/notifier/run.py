@@ -23,6 +23,7 @@ from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes
+from cinderblock.store.writer import shared_writer
 from cinderblock.wire.envelope import ReceivedEnvelope
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class NotifierRunner:
         self, settings: Settings, pool: asyncpg.Pool, waiter: ProjectionWaiter, nova: NovaClient
     ) -> None:
         self.pool = pool
-        volumes = Volumes(AsyncEventStore(pool))
+        volumes = Volumes(AsyncEventStore(pool, writer=shared_writer(pool)))
         self.notifier = NovaNotifier(volumes, pool, waiter, nova, read_wait=settings.read_wait)
         self.spec = consumer_spec(settings)
 

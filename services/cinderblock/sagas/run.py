@@ -26,6 +26,7 @@ from cinderblock.runtime.streams import stream_spec
 from cinderblock.sagas.consumers import Sagas
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes, VolumesConfig
+from cinderblock.store.writer import shared_writer
 from cinderblock.wire.envelope import ReceivedEnvelope
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class SagaRunner:
         images: ImageService | None = None,
     ) -> None:
         self.pool = pool
-        volumes = Volumes(AsyncEventStore(pool), VolumesConfig(quota_limits=settings.quota_limits))
+        store = AsyncEventStore(pool, writer=shared_writer(pool))
+        volumes = Volumes(store, VolumesConfig(quota_limits=settings.quota_limits))
         self.driver = driver
         self.images = images if images is not None else build_image_service(settings)
         self.sagas = Sagas(volumes, driver, self.images)

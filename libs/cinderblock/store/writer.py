@@ -1,0 +1,384 @@
+"""The process's view of the aggregates it writes, and group commit.
+
+Two things make concurrent commands cooperate instead of fight:
+
+- **Heads.** For every aggregate this process has loaded or written, the newest state it
+  knows: the committed state, then the states its own appended-but-not-yet-committed
+  commands lead to, in order. A command loads the newest state (pending ones included), so
+  sixteen creates in one project build one after another on the project's quota instead of
+  all on the same committed version. The check that nobody moved an aggregate on since a
+  command loaded it is made here first, synchronously (a command that lost the race
+  retries at once, without a database round trip), and then by the database's primary key
+  against other processes.
+- **Group commit.** Saves are queued; one flusher task writes everything queued in one
+  ``INSERT`` statement (one transaction, one WAL flush), whatever aggregates and commands
+  it holds, and gives each command its own verdict. If the statement hits a version
+  another process wrote, the batch is retried command by command so only the commands that
+  really conflict (and the ones that built on them) fail.
+
+A command that built on another's pending state depends on it: if that one fails, so does
+the dependent (it is retried by its caller against fresh state). A command that only read a
+pending state and answered without writing (a refusal, say) waits for that state to commit
+before it answers, so no answer rests on something that never happened (`Attempt`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+import pickle
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from eventsourcing.persistence import StoredEvent
+
+from cinderblock.store.schema import EVENTS_CHANNEL
+
+log = logging.getLogger(__name__)
+
+# Rows per statement: bounds the statement's size (and a failed batch's retry cost).
+MAX_BATCH_ROWS = 2_000
+
+_INSERT = f"""
+WITH ins AS (
+    INSERT INTO events (originator_id, originator_version, topic, state, meta)
+    SELECT i, v, t, s, m::jsonb FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bytea[],
+                                          $5::text[]) AS u(i, v, t, s, m)
+    RETURNING originator_id, originator_version, position, tx_id
+)
+SELECT ins.originator_id, ins.originator_version, ins.position,
+       ins.tx_id::text::bigint AS tx_id
+FROM ins, (SELECT pg_notify('{EVENTS_CHANNEL}', '')) AS n
+"""
+
+_SELECT_AGGREGATE = """
+SELECT originator_version, topic, state FROM events
+WHERE originator_id = $1 AND originator_version > $2 ORDER BY originator_version
+"""
+
+
+class ConcurrencyConflictError(Exception):
+    """Raised when another writer appended to one of the aggregates first."""
+
+
+class LocalConflictError(ConcurrencyConflictError):
+    """Another command of this process moved the aggregate on between this command's load
+    and its save: retry at once, the newer state is already in memory."""
+
+
+class DependencyFailedError(ConcurrencyConflictError):
+    """A pending state this command built on (or read) was never committed."""
+
+
+@dataclass(eq=False)
+class _Request:
+    """One command's save: its rows, what it built on, its verdict."""
+
+    rows: list[StoredEvent]
+    meta: str
+    aggregate_ids: list[UUID]
+    deps: list[_Request]
+    future: asyncio.Future[tuple[int, int]]
+    dependents: list[_Request] = field(default_factory=list)
+    state: str = "queued"  # queued | committed | failed
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+
+_NOTHING = b""  # the committed state of an aggregate whose committed state is unknown
+
+
+@dataclass
+class _Head:
+    """What one aggregate looks like to this process: ``versions[0]`` is the committed
+    state (request None), the rest are pending states in the order they were appended."""
+
+    versions: list[tuple[_Request | None, bytes, int]]
+
+    @property
+    def top(self) -> tuple[_Request | None, bytes, int]:
+        return self.versions[-1]
+
+    @property
+    def pending(self) -> bool:
+        return len(self.versions) > 1
+
+
+class Attempt:
+    """One try of a command. Collects the pending states it read, so that an answer given
+    without writing waits until what it read is committed (`settle`)."""
+
+    def __init__(self) -> None:
+        self.read: list[_Request] = []
+
+    async def settle(self) -> None:
+        """Raise DependencyFailedError if anything this attempt read never committed."""
+        for request in self.read:
+            if request.state == "queued":
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(request.future)
+            if request.failed:
+                raise DependencyFailedError("a state this command read was not committed")
+
+
+_ATTEMPT: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
+    "cinderblock_attempt", default=None
+)
+
+
+def current_attempt() -> Attempt | None:
+    return _ATTEMPT.get()
+
+
+@contextlib.contextmanager
+def attempt() -> Iterator[Attempt]:
+    """Run one try of a command inside this: loads see pending states and record them."""
+    current = Attempt()
+    token = _ATTEMPT.set(current)
+    try:
+        yield current
+    finally:
+        _ATTEMPT.reset(token)
+
+
+class LogWriter:
+    """Heads and the group-commit queue of one process for one database.
+
+    Every event store of a process writing the same database should share one writer (see
+    `shared_writer`): commands of the API and of the sagas then queue behind each other
+    instead of conflicting.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, cache_size: int = 10_000) -> None:
+        self._pools: list[asyncpg.Pool] = [pool]
+        self._heads: OrderedDict[UUID, _Head] = OrderedDict()
+        self._cache_size = cache_size
+        self._queue: list[_Request] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.statements = 0  # appends sent (for tests and benchmarks)
+        self.conflicts = 0  # commands refused by the database's version check
+
+    def attach(self, pool: asyncpg.Pool) -> None:
+        if pool not in self._pools:
+            self._pools.append(pool)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        self._pools = [p for p in self._pools if not p.is_closing()] or self._pools[-1:]
+        return self._pools[0]
+
+    # ------------------------------------------------------------ reading
+
+    async def load(self, aggregate_id: UUID, mapper: Any) -> Any:
+        """The newest state of the aggregate (None if it has no events). Inside an
+        `attempt`, pending states of this process count and are remembered as read;
+        outside, only committed ones do."""
+        current = _ATTEMPT.get()
+        head = self._heads.get(aggregate_id)
+        if head is not None and head.pending and current is not None:
+            request, state, _ = head.top
+            assert request is not None
+            current.read.append(request)
+            self._heads.move_to_end(aggregate_id)
+            return pickle.loads(state)
+        base = head.versions[0][1] if head is not None else _NOTHING
+        aggregate: Any = pickle.loads(base) if base else None
+        after = aggregate.version if aggregate is not None else 0
+        rows = await self.pool.fetch(_SELECT_AGGREGATE, aggregate_id, after)
+        for row in rows:
+            stored = StoredEvent(
+                aggregate_id, row["originator_version"], row["topic"], row["state"]
+            )
+            aggregate = mapper.to_domain_event(stored).mutate(aggregate)
+        if rows and aggregate is not None and current is not None:
+            # Newer committed events from elsewhere: they are now the committed state, unless
+            # this process appended on top of the old one meanwhile (that save will conflict).
+            now = self._heads.get(aggregate_id)
+            if now is None or not now.pending:
+                self._heads[aggregate_id] = _Head([(None, _dump(aggregate), aggregate.version)])
+                self._trim()
+        return aggregate
+
+    def forget(self, aggregate_id: UUID) -> None:
+        head = self._heads.get(aggregate_id)
+        if head is not None and not head.pending:
+            del self._heads[aggregate_id]
+
+    # ------------------------------------------------------------ writing
+
+    async def append(
+        self, aggregates: Sequence[tuple[Any, list[StoredEvent]]], meta: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """Queue the rows of one command and wait for its verdict: (tx_id, last position).
+        ``aggregates`` pairs each aggregate (after its events) with its stored events."""
+        deps: list[_Request] = []
+        current = _ATTEMPT.get()
+        if current is not None:
+            deps.extend(current.read)
+        # The same check the database makes, against what this process already appended.
+        for aggregate, stored in aggregates:
+            base = stored[0].originator_version - 1
+            head = self._heads.get(aggregate.id)
+            if head is not None and head.top[2] != base:
+                raise LocalConflictError(f"{aggregate.id} moved on from version {base}")
+            if head is not None and head.top[0] is not None:
+                deps.append(head.top[0])
+        if any(d.failed for d in deps):
+            raise DependencyFailedError("a state this command built on was not committed")
+        request = _Request(
+            rows=[s for _, stored in aggregates for s in stored],
+            meta=json.dumps(dict(meta), default=str),
+            aggregate_ids=[a.id for a, _ in aggregates],
+            deps=deps,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        for aggregate, stored in aggregates:
+            head = self._heads.get(aggregate.id)
+            if head is None:
+                base = stored[0].originator_version - 1
+                head = self._heads[aggregate.id] = _Head([(None, _NOTHING, base)])
+            head.versions.append((request, _dump(aggregate), aggregate.version))
+            self._heads.move_to_end(aggregate.id)
+        for dep in deps:
+            if dep.state == "queued":
+                dep.dependents.append(request)
+        self._queue.append(request)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all(), name="event-log-writer")
+        # Shielded: a caller that goes away (client disconnect) does not take the command
+        # back; others may already have built on it.
+        return await asyncio.shield(request.future)
+
+    async def _flush_all(self) -> None:
+        while self._queue:
+            batch: list[_Request] = []
+            rows = 0
+            while self._queue and (not batch or rows + len(self._queue[0].rows) <= MAX_BATCH_ROWS):
+                request = self._queue.pop(0)
+                if request.state == "queued":
+                    batch.append(request)
+                    rows += len(request.rows)
+            if batch:
+                await self._flush(batch)
+        self._trim()
+
+    async def _flush(self, batch: list[_Request]) -> None:
+        try:
+            await self._insert(batch)
+        except asyncpg.UniqueViolationError:
+            # Another process wrote one of these versions: find out whose, command by command.
+            for request in batch:
+                if request.state != "queued":
+                    continue
+                if any(d.failed for d in request.deps):
+                    self._fail(request, DependencyFailedError("built on a failed command"))
+                    continue
+                try:
+                    await self._insert([request])
+                except asyncpg.UniqueViolationError as err:
+                    self.conflicts += 1
+                    self._fail(request, ConcurrencyConflictError(str(err)))
+                except Exception as err:
+                    self._fail(request, err)
+        except Exception as err:
+            for request in batch:
+                self._fail(request, err)
+
+    async def _insert(self, batch: list[_Request]) -> None:
+        stored = [(r, s) for r in batch for s in r.rows]
+        self.statements += 1
+        result = await self.pool.fetch(
+            _INSERT,
+            [s.originator_id for _, s in stored],
+            [s.originator_version for _, s in stored],
+            [s.topic for _, s in stored],
+            [s.state for _, s in stored],
+            [r.meta for r, _ in stored],
+        )
+        if not result:
+            raise RuntimeError("append returned no rows")
+        tx_id = result[0]["tx_id"]
+        positions = {(r["originator_id"], r["originator_version"]): r["position"] for r in result}
+        for request in batch:
+            last = max(positions[(s.originator_id, s.originator_version)] for s in request.rows)
+            self._commit(request, (tx_id, last))
+
+    # ------------------------------------------------------------ verdicts
+
+    def _commit(self, request: _Request, at: tuple[int, int]) -> None:
+        request.state = "committed"
+        for aggregate_id in request.aggregate_ids:
+            head = self._heads.get(aggregate_id)
+            if head is None:
+                continue
+            for i, (owner, state, version) in enumerate(head.versions):
+                if owner is request:
+                    head.versions[: i + 1] = [(None, state, version)]
+                    break
+        request.dependents.clear()
+        if not request.future.done():
+            request.future.set_result(at)
+
+    def _fail(self, request: _Request, err: BaseException) -> None:
+        if request.state != "queued":
+            return
+        request.state = "failed"
+        for aggregate_id in request.aggregate_ids:
+            head = self._heads.get(aggregate_id)
+            if head is None:
+                continue
+            for i, (owner, _, _) in enumerate(head.versions):
+                if owner is request:
+                    del head.versions[i:]  # later ones built on it: they fail below
+                    break
+            if not head.versions or (not head.pending and head.versions[0][1] == _NOTHING):
+                del self._heads[aggregate_id]
+        if not request.future.done():
+            request.future.set_exception(err)
+            request.future.exception()  # retrieved: a caller that left must not warn
+        for dependent in request.dependents:
+            self._fail(dependent, DependencyFailedError("built on a command that failed"))
+        request.dependents.clear()
+
+    def _trim(self) -> None:
+        excess = len(self._heads) - self._cache_size
+        if excess <= 0:
+            return
+        for aggregate_id in [k for k, h in self._heads.items() if not h.pending][:excess]:
+            del self._heads[aggregate_id]
+
+
+def _dump(aggregate: Any) -> bytes:
+    return pickle.dumps(aggregate, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_SHARED: dict[tuple[str, int], LogWriter] = {}
+
+
+def shared_writer(pool: asyncpg.Pool) -> LogWriter:
+    """The writer every event store of this process (and event loop) uses for the database
+    ``pool`` connects to: pools made from the same address share one."""
+    try:
+        loop: object = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    # asyncpg keeps the address a pool was made with; a pool without it shares with nobody.
+    address = getattr(pool, "_connect_args", None)
+    key = (repr(address) if address else f"pool-{id(pool)}", id(loop))
+    for known in [k for k, w in _SHARED.items() if all(p.is_closing() for p in w._pools)]:
+        del _SHARED[known]
+    writer = _SHARED.get(key)
+    if writer is None:
+        writer = _SHARED[key] = LogWriter(pool)
+    else:
+        writer.attach(pool)
+    return writer
