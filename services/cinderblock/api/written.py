@@ -39,9 +39,15 @@ async def _events(d: Deps, aggregate_id: UUID) -> list[LoggedEvent]:
         return await aggregate_events(conn, [aggregate_id])
 
 
-async def _volume(d: Deps, volume_id: str) -> tuple[Any, datetime | None]:
-    """The Volume aggregate as its events leave it, and its row's ``updated_at``."""
-    return state.rebuild(await _events(d, UUID(volume_id)))
+async def _volume(
+    d: Deps, volume_id: str, upto: Position | None = None
+) -> tuple[Any, datetime | None]:
+    """The Volume aggregate as its events leave it (those up to ``upto`` only, if given),
+    and its row's ``updated_at``."""
+    events = await _events(d, UUID(volume_id))
+    if upto is not None:
+        events = [e for e in events if e.position <= upto.position]
+    return state.rebuild(events)
 
 
 async def volume_row(d: Deps, at: Position, volume_id: str) -> dict[str, Any]:
@@ -57,6 +63,14 @@ async def volume_row(d: Deps, at: Position, volume_id: str) -> dict[str, Any]:
         rebuild,
         volume_id=volume_id,
     )
+
+
+async def created_volume_row(d: Deps, at: Position, volume_id: str) -> dict[str, Any]:
+    """The new volume's row as its create left it (``creating``, as Cinder answers), even
+    when the saga's completion is already in the log. Waits for the read model first, so a
+    GET after the answer finds the volume."""
+    await d.read_your_write(at, volume_id=volume_id)
+    return state.volume_row(*await _volume(d, volume_id, upto=at))
 
 
 async def attachment_rows(

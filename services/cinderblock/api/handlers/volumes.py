@@ -85,7 +85,7 @@ async def create(request: web.Request) -> web.Response:
         bootable=source.bootable if source is not None else False,
         multiattach=vtype.multiattach,
     )
-    row = await written.volume_row(d, at, str(volume_id))
+    row = await written.created_volume_row(d, at, str(volume_id))
     view = volume_detail(row, ctx.view, extended=False, merge_admin_metadata=False)
     return web.json_response({"volume": view}, status=202)
 
