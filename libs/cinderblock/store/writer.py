@@ -259,16 +259,24 @@ class LogWriter:
         return await asyncio.shield(request.future)
 
     async def _flush_all(self) -> None:
-        while self._queue:
-            batch: list[_Request] = []
-            rows = 0
-            while self._queue and (not batch or rows + len(self._queue[0].rows) <= MAX_BATCH_ROWS):
-                request = self._queue.pop(0)
-                if request.state == "queued":
-                    batch.append(request)
-                    rows += len(request.rows)
-            if batch:
-                await self._flush(batch)
+        batch: list[_Request] = []
+        try:
+            while self._queue:
+                batch, rows = [], 0
+                while self._queue and (
+                    not batch or rows + len(self._queue[0].rows) <= MAX_BATCH_ROWS
+                ):
+                    request = self._queue.pop(0)
+                    if request.state == "queued":
+                        batch.append(request)
+                        rows += len(request.rows)
+                if batch:
+                    await self._flush(batch)
+        except BaseException as err:  # cancelled (shutdown): nobody may wait forever
+            left, self._queue = batch + self._queue, []
+            for request in left:
+                self._fail(request, ConcurrencyConflictError(f"writer stopped: {err!r}"))
+            raise
         self._trim()
 
     async def _flush(self, batch: list[_Request]) -> None:

@@ -18,6 +18,7 @@ from cinderblock.config.settings import Settings
 from cinderblock.identity.keystone import service_tokens
 from cinderblock.notifier.consumers import NovaNotifier
 from cinderblock.notifier.nova import NovaClient, NovaConfig
+from cinderblock.readmodels.quarantine import ConsumerQuarantine
 from cinderblock.readmodels.waiter import ProjectionWaiter
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
@@ -112,6 +113,9 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
                 },
             )
             with alive("notifier"):
-                await run_consumer(js, runner.spec, runner.handle, runner.park, stop)
+                # Undecodable messages are parked at once; each notification stands alone,
+                # so nothing is held behind a failed one.
+                gate = ConsumerQuarantine(pool, runner.spec.durable, hold=False)
+                await run_consumer(js, runner.spec, runner.handle, runner.park, stop, None, gate)
         finally:
             await waiter.stop()

@@ -20,6 +20,7 @@ from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
 from cinderblock.drivers.file import FileDriver
 from cinderblock.images.port import ImageService
 from cinderblock.readmodels.backends import PoolReport, report
+from cinderblock.readmodels.quarantine import ConsumerQuarantine
 from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
@@ -114,7 +115,10 @@ async def run(
         with alive("sagas"):
             reporter = asyncio.create_task(report_backends(settings, pool, runner.driver, stop))
             try:
-                await run_consumer(js, runner.spec, runner.handle, runner.park, stop)
+                # Undecodable messages are parked at once; each saga step stands alone
+                # (its give-up compensates), so nothing is held behind a failed one.
+                gate = ConsumerQuarantine(pool, runner.spec.durable, hold=False)
+                await run_consumer(js, runner.spec, runner.handle, runner.park, stop, None, gate)
             finally:
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
