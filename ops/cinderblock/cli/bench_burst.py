@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -233,6 +236,12 @@ async def run_burst(
         phase.request_s = time.perf_counter() - t0
         problems.extend(await settle(answers))
         phase.settle_s = time.perf_counter() - t0
+        s = phase.summary()
+        print(
+            f"  {name}: {s['statuses']} in {s['request_s']} s, settled after {s['settle_s']} s",
+            file=sys.stderr,
+            flush=True,
+        )
         return answers
 
     def create(_: int) -> Awaitable[tuple[int, Any]]:
@@ -331,3 +340,30 @@ def render_burst(report: BurstReport) -> str:
     if report.end_state_problems:
         lines.append(f"Volumes not in their end state: {len(report.end_state_problems)}")
     return "\n".join(lines)
+
+
+async def run_burst_bench(urls: list[str], workers: int, volumes: int, out: Path) -> None:
+    """`cinderblock bench --burst`: run it, print and write the report (exit 1 unless every
+    request was answered 2xx, every volume settled and the quota set adds up)."""
+    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    print(
+        f"One-project burst against {', '.join(urls)}: {workers} workers, {volumes} volumes",
+        file=sys.stderr,
+        flush=True,
+    )
+    timeout = aiohttp.ClientTimeout(total=120)
+    connector = aiohttp.TCPConnector(limit=4 * workers)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        report = await run_burst(session, urls, workers=workers, volumes=volumes)
+    text = render_burst(report)
+    summary = {"started_at": started, "urls": urls, **report.summary()}
+    await asyncio.to_thread(_write, out, f"burst-{started}", summary, text)
+    print(text, flush=True)
+    if not report.all_ok:
+        raise SystemExit(1)
+
+
+def _write(out: Path, stem: str, summary: dict[str, Any], text: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(text + "\n")

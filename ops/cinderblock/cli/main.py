@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
         "CINDERBLOCK_NATS_URL, else of the `cinderblock dev` running under --data-dir)",
     )
     bench.add_argument("--data-dir", type=Path, default=None, help="default ./.cinderblock")
+    bench.add_argument(
+        "--burst",
+        action="store_true",
+        help="instead: the one-project burst (--workers create --volumes volumes, then extend,"
+        " snapshot and retype each, all in one project); --url may list several APIs, "
+        "comma-separated, used in turn",
+    )
+    bench.add_argument("--workers", type=int, default=16, help="--burst: concurrent clients")
+    bench.add_argument("--volumes", type=int, default=48, help="--burst: volumes made")
     from cinderblock.cli import audit
 
     audit.add_parsers(sub)
@@ -98,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             _run(run_dev(settings, processes=args.processes))
         elif args.command == "serve":
             _run(_serve(args.service, settings))
+        elif args.command == "bench" and args.burst:
+            from cinderblock.cli.bench_burst import run_burst_bench
+
+            urls = [u.strip() for u in args.url.split(",") if u.strip()]
+            _run(run_burst_bench(urls, args.workers, args.volumes, args.out))
         elif args.command == "bench":
             from cinderblock.cli.bench import run_bench
             from cinderblock.cli.lag import lag_probe
