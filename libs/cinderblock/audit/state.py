@@ -100,7 +100,7 @@ def volume_row(volume: Any, updated_at: datetime | None) -> dict[str, Any]:
         "metadata": dict(volume.metadata),
         "admin_metadata": dict(volume.admin_metadata),
         "image_metadata": dict(volume.image_metadata),
-        "snapshot_id": getattr(volume, "snapshot_id", None),
+        "snapshot_id": getattr(volume, "source_snapshot_id", None),
         "source_volid": getattr(volume, "source_volid", None),
         "consistencygroup_id": None,
         "group_id": None,
