@@ -132,3 +132,31 @@ async def test_nobody_else_learns_anything_from_nova(system: System, guarded: Gu
     reply = await stranger.action(vid, {"os-detach": {"attachment_id": aid}})
     assert reply.status == 404, reply.text
     assert len(guarded.nova.lookups) == asked
+
+
+async def test_swap_completion_asks_nova_for_each_attachment_it_moves(
+    system: System, guarded: Guarded
+) -> None:
+    """Cinder's swap detaches through its API's detach: a user's completion is refused
+    while Nova uses the old volume's attachment (nothing moves); Nova itself (a service)
+    completes it."""
+    owner, vid, server, aid = await connected(system, guarded)
+    guarded.nova.volume_attachments[(server, vid)] = aid
+    new = (await owner.create_volume(1))["id"]
+    await system.until_status(new, "available")
+    body = {"os-migrate_volume_completion": {"new_volume": new}}
+
+    refused = await owner.action(vid, body)
+
+    assert refused.status == 409, refused.text
+    assert server in refused.json["conflictingRequest"]["message"]
+    assert await attachment_ids(owner, vid) == [aid]
+    assert await attachment_ids(owner, new) == []
+    asked = len(guarded.nova.lookups)
+    done = await owner.as_(roles="admin,service").action(vid, body)
+    assert (done.status, done.json) == (200, {"save_volume_id": new})
+    assert len(guarded.nova.lookups) == asked
+    assert await attachment_ids(owner, vid) == []
+    [moved] = await attachment_ids(owner, new)
+    assert moved != aid
+    assert (await owner.volume(new) or {})["status"] == "in-use"

@@ -89,7 +89,7 @@ class Attachments:
         attachment_id: str
         instance_uuid: str | None
         attached_host: str | None
-        mountpoint: str
+        mountpoint: str | None  # None: a swap moved an attachment that had none yet
         mode: str
 
         def apply(self, volume: Any) -> None:
@@ -184,7 +184,7 @@ class Attachments:
         self,
         attachment_id: str,
         *,
-        mountpoint: str,
+        mountpoint: str | None,
         mode: str,
         instance_uuid: str | None,
         host_name: str | None,

@@ -24,6 +24,7 @@ from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictErr
 from cinderblock.store.quotas import QuotaCommands
 from cinderblock.store.retype import RetypeCommands
 from cinderblock.store.snapshots import SnapshotCommands
+from cinderblock.store.swap import SwapCommands
 from cinderblock.store.types import TypeCommands
 from cinderblock.store.writer import LocalConflictError, attempt
 
@@ -66,7 +67,7 @@ def _allow_all(_: Volume) -> None:
     return None
 
 
-class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, QuotaCommands):
+class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, QuotaCommands):
     """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
 
     def __init__(self, store: AsyncEventStore, config: VolumesConfig | None = None) -> None:

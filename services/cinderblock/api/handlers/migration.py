@@ -9,10 +9,11 @@ from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
-from cinderblock.api.handlers.bookkeeping import ADMIN_ACTIONS, act
+from cinderblock.api.handlers.bookkeeping import ADMIN_ACTIONS, VOLUME_ACTIONS, act
+from cinderblock.domain.swap import swaps_attachments
+from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import PoolConfig
-from cinderblock.readmodels.queries import get_volume
-from cinderblock.wire.faults import BadRequest, volume_not_found
+from cinderblock.wire.faults import BadRequest
 from cinderblock.wire.migration import MigrateVolume, MigrateVolumeCompletion
 
 
@@ -42,27 +43,58 @@ async def migrate_volume(
 async def migrate_volume_completion(
     d: Deps, ctx: RequestContext, vid: str, req: MigrateVolumeCompletion
 ) -> web.Response:
-    """This service migrates in place (the source id keeps the new data), so no volume is
-    ever a ``target:<id>`` destination: the completion only succeeds when neither volume is
-    mid-migration, and answers as Cinder does otherwise."""
-    rule = f"{ADMIN_ACTIONS}:migrate_volume_completion"
-    source = await get_volume(d.pool, vid, project_id=None if ctx.is_admin else ctx.project_id)
-    if source is None:
-        raise volume_not_found(vid)
-    d.policy.authorize(rule, ctx.credentials, {"project_id": source["project_id"]})
-    target = await get_volume(d.pool, req.new_volume, project_id=None)
-    if target is None:
-        raise volume_not_found(req.new_volume)
-    if source["migration_status"] is None and target["migration_status"] is None:
-        return web.json_response({"save_volume_id": req.new_volume})
-    if source["migration_status"] is None:
-        raise BadRequest("Invalid volume: Source volume not mid-migration.")
-    if target["migration_status"] is None:
-        raise BadRequest("Invalid volume: Destination volume not mid-migration.")
-    raise BadRequest(
-        f"Invalid volume: Destination has migration_status {target['migration_status']}, "
-        f"expected target:{vid}."
+    """Neither volume migrating: Nova's swap, the source's attachments move to the new
+    volume (``cinderblock.domain.swap``). This service migrates in place (the source id
+    keeps the new data), so no volume is ever a ``target:<id>`` destination and a
+    completion of a migration answers Cinder's 400s."""
+
+    def authorize(volume: Volume) -> None:
+        rule = f"{ADMIN_ACTIONS}:migrate_volume_completion"
+        d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
+
+    def authorize_detach(volume: Volume) -> None:
+        rule = f"{VOLUME_ACTIONS}:detach"
+        d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
+
+    def authorize_swap(source: Volume, target: Volume) -> None:
+        authorize_detach(source)
+        rule = f"{VOLUME_ACTIONS}:attach"
+        d.policy.authorize(rule, ctx.credentials, {"project_id": target.project_id})
+
+    if not req.error:
+        await _nova_allows_swap(d, ctx, vid, req.new_volume, authorize, authorize_detach)
+    at = await d.volumes.migrate_volume_completion(
+        ctx.caller,
+        vid,
+        req.new_volume,
+        error=req.error,
+        meta=ctx.meta("os-migrate_volume_completion"),
+        authorize=authorize,
+        authorize_swap=authorize_swap,
     )
+    await d.read_your_write(at)
+    return web.json_response({"save_volume_id": req.new_volume})
+
+
+async def _nova_allows_swap(
+    d: Deps,
+    ctx: RequestContext,
+    vid: str,
+    new_volume: str,
+    authorize: Callable[[Volume], None],
+    authorize_detach: Callable[[Volume], None],
+) -> None:
+    """Cinder's swap detaches through its API's ``detach``, so a user (not a service) is
+    subject to the attachment safety check for each attachment it moves (Nova asked when
+    one is configured); checked before anything is appended."""
+    if d.nova is None or ctx.is_service:
+        return
+    source = await d.volumes.get(ctx.caller, vid)
+    authorize(source)
+    target = source if new_volume == vid else await d.volumes.get(ctx.caller, new_volume)
+    if swaps_attachments(source, target, error=False):
+        for attachment_id in source.attachments:
+            await d.nova_allows(ctx, vid, attachment_id, authorize_detach)
 
 
 MIGRATION_ACTIONS: dict[str, Callable[..., Any]] = {
