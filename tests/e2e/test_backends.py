@@ -19,6 +19,7 @@ async def test_get_pools_and_services(system: System) -> None:
     caps = {p["name"]: p["capabilities"] for p in pools}
     assert caps["cinderblock@file-b#pool0"]["multiattach"] is True
     assert caps["cinderblock@file-a#pool0"]["total_capacity_gb"] == 1000
+    assert {c["shared_targets"] for c in caps.values()} == {False}
     plain = await system.client.request("GET", "/scheduler-stats/get_pools")
     assert all(set(p) == {"name"} for p in plain.json["pools"])
     services = await system.client.request("GET", "/os-services?binary=cinder-volume")

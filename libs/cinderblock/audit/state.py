@@ -7,8 +7,9 @@ attachments, snapshots and volume types.
 The row's ``updated_at`` is, as in the read model, the time of the last event whose
 projection updates the ``volumes`` row (events that only touch other tables leave it).
 Columns no event sets yet (``consistencygroup_id``, ``group_id``, ``provider_id``,
-``replication_status``, ``shared_targets``, ``service_uuid``, ``cluster_name``) are their
-read-model defaults; fields the aggregate does not carry (yet) are read with a default.
+``replication_status``, ``cluster_name``) are their read-model defaults (``shared_targets``
+and ``service_uuid`` follow from the host in the view); fields the aggregate does not carry
+(yet) are read with a default.
 """
 
 from __future__ import annotations
@@ -107,8 +108,6 @@ def volume_row(volume: Any, updated_at: datetime | None) -> dict[str, Any]:
         "provider_id": None,
         "replication_status": None,
         "use_quota": True,
-        "shared_targets": None,
-        "service_uuid": None,
         "cluster_name": None,
         "created_at": volume.created_on,
         "updated_at": updated_at,

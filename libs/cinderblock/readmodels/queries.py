@@ -17,7 +17,7 @@ _VOLUME_COLUMNS = """
     v.volume_type_name, v.bootable, v.multiattach, v.encryption_key_id, v.metadata::text,
     v.admin_metadata::text, v.image_metadata::text, v.snapshot_id, v.source_volid,
     v.consistencygroup_id, v.group_id, v.provider_id, v.replication_status, v.use_quota,
-    v.shared_targets, v.service_uuid, v.cluster_name, v.created_at, v.updated_at, v.version
+    v.cluster_name, v.created_at, v.updated_at, v.version
 """
 
 _JSON_COLUMNS = ("metadata", "admin_metadata", "image_metadata")

@@ -7,6 +7,7 @@ microversion and caller decide which conditional keys appear.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,13 @@ _ENCRYPTION_KEY_ID = APIVersion(3, 64)
 _CONSUMES_QUOTA = APIVersion(3, 65)
 _SHARED_TARGETS_TRISTATE = APIVersion(3, 69)
 _TRAILING_VERSION_RE = re.compile(r"/v\d+(\.\d+)?$")
+
+# A volume service's uuid is uuid5(SERVICE_NAMESPACE, "host@backend"): stable for as long as
+# the backend keeps its name, the same in every process, nothing to store (docs/decisions.md).
+SERVICE_NAMESPACE = uuid.UUID("a5ee2e1c-4052-4993-8c84-2ef450e654da")
+# Cinder's manager (_driver_shares_targets): only iSCSI (True) and NVMe-oF (None) backends
+# make os-brick lock around a connection; the file backend (protocol "file") answers False.
+FILE_BACKEND_SHARES_TARGETS = False
 
 Row = Mapping[str, Any]
 
@@ -84,6 +92,21 @@ def volume_summary(row: Row, ctx: ViewContext) -> dict[str, Any]:
 def display_status(status: str) -> str:
     """The status clients see for a stored status."""
     return STATUS_DISPLAY.get(status, status)
+
+
+def service_uuid(host: str | None) -> str | None:
+    """The uuid of the cinder-volume service that owns ``host@backend#pool`` (None unplaced)."""
+    if not host:
+        return None
+    return str(uuid.uuid5(SERVICE_NAMESPACE, host.partition("#")[0]))
+
+
+def _shared_targets(row: Row, version: APIVersion) -> bool | None:
+    """The backend's value once the volume is placed (Cinder sets it when the create
+    finishes); before that Cinder shows null at 3.69+ and ``true`` below (its samples)."""
+    if row["host"]:
+        return FILE_BACKEND_SHARES_TARGETS
+    return None if version >= _SHARED_TARGETS_TRISTATE else True
 
 
 def _volume_type(row: Row, version: APIVersion) -> str | None:
@@ -154,11 +177,8 @@ def _versioned_keys(row: Row, ctx: ViewContext) -> dict[str, Any]:
     if version >= _PROVIDER_ID and admin:
         view["provider_id"] = row["provider_id"]
     if version >= _SHARED_TARGETS:
-        shared = row["shared_targets"]
-        view["shared_targets"] = (
-            True if shared is None and version < _SHARED_TARGETS_TRISTATE else shared
-        )
-        view["service_uuid"] = row["service_uuid"]
+        view["shared_targets"] = _shared_targets(row, version)
+        view["service_uuid"] = service_uuid(row["host"])
     if version >= _CLUSTER_NAME and admin:
         view["cluster_name"] = row["cluster_name"]
     if version >= _VOLUME_TYPE_ID:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,6 +13,7 @@ from cinderblock.wire.microversion import MAX_VERSION, APIVersion
 from cinderblock.wire.views import (
     ViewContext,
     format_time,
+    service_uuid,
     versions_document,
     volume_detail,
     volume_links,
@@ -60,8 +62,6 @@ def _row(**overrides: Any) -> dict[str, Any]:
         "provider_id": None,
         "replication_status": None,
         "use_quota": True,
-        "shared_targets": None,
-        "service_uuid": None,
         "cluster_name": None,
         "created_at": datetime(2018, 11, 29, 6, 50, 7, 770785),
         "updated_at": None,
@@ -172,11 +172,25 @@ def test_keys_per_microversion(version: APIVersion, present: set[str], absent: s
     assert not absent & set(view)
 
 
-def test_shared_targets_null_is_true_below_369() -> None:
+def test_unplaced_volume_shares_targets_null_at_369_true_below() -> None:
     assert volume_detail(_row(), _ctx(APIVersion(3, 68)), extended=False)["shared_targets"] is True
     assert volume_detail(_row(), _ctx(APIVersion(3, 69)), extended=False)["shared_targets"] is None
-    row = _row(shared_targets=False)
-    assert volume_detail(row, _ctx(APIVersion(3, 48)), extended=False)["shared_targets"] is False
+    assert volume_detail(_row(), _ctx(APIVersion(3, 69)), extended=False)["service_uuid"] is None
+
+
+@pytest.mark.parametrize("version", [APIVersion(3, 48), APIVersion(3, 69), MAX_VERSION])
+def test_placed_volume_shows_its_backend_and_service(version: APIVersion) -> None:
+    view = volume_detail(_row(host="node1@file#pool0"), _ctx(version), extended=False)
+    assert view["shared_targets"] is False  # the file backend shares no targets
+    assert view["service_uuid"] == service_uuid("node1@file#pool0")
+    assert uuid.UUID(view["service_uuid"]).version == 5
+
+
+def test_service_uuid_is_one_per_backend() -> None:
+    assert service_uuid("node1@file#pool0") == service_uuid("node1@file#pool1")
+    assert service_uuid("node1@file#pool0") != service_uuid("node1@fast#pool0")
+    assert service_uuid("node1@file#pool0") != service_uuid("node2@file#pool0")
+    assert service_uuid(None) is None
 
 
 def test_encryption_key_id() -> None:

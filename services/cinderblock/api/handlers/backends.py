@@ -10,7 +10,7 @@ from aiohttp import web
 from cinderblock.api.deps import deps
 from cinderblock.api.middleware import context
 from cinderblock.readmodels.backends import pools, services
-from cinderblock.wire.views import format_time
+from cinderblock.wire.views import FILE_BACKEND_SHARES_TARGETS, format_time
 
 
 def _capabilities(row: dict[str, Any]) -> dict[str, Any]:
@@ -27,6 +27,7 @@ def _capabilities(row: dict[str, Any]) -> dict[str, Any]:
         "max_over_subscription_ratio": "1.0",
         "multiattach": row["multiattach"],
         "storage_protocol": "file",
+        "shared_targets": FILE_BACKEND_SHARES_TARGETS,
         "vendor_name": "Cinderblock",
         "driver_version": "1.0",
         "timestamp": format_time(row["updated_at"]),
