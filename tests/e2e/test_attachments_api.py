@@ -86,3 +86,76 @@ async def test_attachment_samples(system: System) -> None:
     assert (await client.request("PUT", f"/attachments/{aid}", body=update)).status == 200
     complete = json.loads((SAMPLES / "attachment-complete.json").read_text())
     assert (await client.request("POST", f"/attachments/{aid}/action", body=complete)).status == 204
+
+
+def nova_translates(attachment: dict) -> dict:
+    """What ``nova.volume.cinder._translate_attachment_ref`` makes of Cinder's flat
+    connection info before libvirt reads ``connection_info['data']['device_path']``."""
+    flat = dict(attachment["connection_info"])
+    flat.pop("attachment_id", None)
+    return {"driver_volume_type": flat.pop("driver_volume_type", None), "data": flat}
+
+
+async def test_connection_info_is_flat_as_cinder_answers_it(system: System) -> None:
+    client = system.client.as_(project_id=uuid.uuid4().hex, version="3.54")
+    created = await client.create_volume(1)
+    volume = await system.until_status(created["id"], "available")
+    vid, host = volume["id"], volume["os-vol-host-attr:host"]
+    path = str(system.driver.volume_path(vid, host))
+    connector = {"host": "compute-1", "mountpoint": "/dev/vdb", "initiator": "iqn.x"}
+    server = str(uuid.uuid4())
+
+    # create with a connector, as Nova's live migration does for the destination
+    made = await client.request(
+        "POST",
+        "/attachments",
+        body={"attachment": {"volume_uuid": vid, "instance_uuid": server, "connector": connector}},
+    )
+    assert made.status == 200, made.text
+    aid = made.json["attachment"]["id"]
+    expected = {
+        "driver_volume_type": "local",
+        "device_path": path,
+        "access_mode": "rw",
+        "qos_specs": None,
+        "encrypted": False,
+        "discard": True,
+        "enforce_multipath": False,
+        "attachment_id": aid,
+    }
+    assert made.json["attachment"]["connection_info"] == expected
+    shown = await client.request("GET", f"/attachments/{aid}")
+    assert shown.json["attachment"]["connection_info"] == expected
+    listed = await client.request("GET", f"/attachments/detail?volume_id={vid}")
+    assert [a["connection_info"] for a in listed.json["attachments"]] == [expected]
+    translated = nova_translates(shown.json["attachment"])
+    assert (translated["driver_volume_type"], translated["data"]["device_path"]) == ("local", path)
+
+    gone = await client.request("DELETE", f"/attachments/{aid}")
+    assert gone.status == 200, gone.text
+    # reserve without a connector (empty info), then update with one, read-only
+    ro = await client.request(
+        "POST",
+        "/attachments",
+        body={"attachment": {"volume_uuid": vid, "instance_uuid": server, "mode": "ro"}},
+    )
+    assert ro.status == 200, ro.text
+    assert ro.json["attachment"]["connection_info"] == {}
+    rid = ro.json["attachment"]["id"]
+    multipath = connector | {"enforce_multipath": True}
+    updated = await client.request(
+        "PUT", f"/attachments/{rid}", body={"attachment": {"connector": multipath}}
+    )
+    assert updated.status == 200, updated.text
+    info = updated.json["attachment"]["connection_info"]
+    ro_expected = expected | {"access_mode": "ro", "enforce_multipath": True, "attachment_id": rid}
+    assert info == ro_expected
+    again = await client.request("GET", f"/attachments/{rid}")
+    assert again.json["attachment"]["connection_info"] == ro_expected
+
+    # the legacy os-initialize_connection answer stays nested, as Cinder's is
+    legacy = await client.action(vid, {"os-initialize_connection": {"connector": connector}})
+    assert legacy.status == 200, legacy.text
+    nested = legacy.json["connection_info"]
+    assert (nested["driver_volume_type"], nested["data"]["device_path"]) == ("local", path)
+    assert "device_path" not in nested

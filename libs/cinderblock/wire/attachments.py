@@ -81,12 +81,26 @@ def attachment_summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def flat_connection_info(info: dict[str, Any] | None, attachment_id: str) -> dict[str, Any]:
+    """The attachments API's connection info, as Cinder's manager makes it
+    (``_connection_create``): the driver's ``data`` fields lifted to the top level beside
+    ``driver_volume_type`` (a top-level key wins), plus the ``attachment_id``. The stored info
+    is the driver's nested answer, which ``os-initialize_connection`` gives unchanged; Nova
+    nests the flat form again itself (``nova.volume.cinder._translate_attachment_ref``)."""
+    if not info:
+        return {}
+    flat = dict(info.get("data") or {})
+    flat.update((key, value) for key, value in info.items() if key != "data")
+    flat["attachment_id"] = attachment_id
+    return flat
+
+
 def attachment_detail(row: dict[str, Any]) -> dict[str, Any]:
     view = attachment_summary(row)
     view |= {
         "attached_at": format_time(row["attach_time"]) or "",
         "detached_at": format_time(row["detach_time"]) or "",
         "attach_mode": row["attach_mode"],
-        "connection_info": row["connection_info"] or {},
+        "connection_info": flat_connection_info(row["connection_info"], str(row["id"])),
     }
     return view
