@@ -4,7 +4,8 @@ Names and defaults are Cinder's (``cinder/policies/*.py``, Xena-style "secure RB
 are current upstream): the member and reader rules point at ``xena_system_admin_or_project_*``
 and admin-only rules at ``admin_api``, so a deployer's policy.yaml written for Cinder means the
 same here. Only the rules this service can enforce are registered (volumes, the volume actions,
-volume and image metadata, snapshots, volume types, attachments, quotas, pools, services).
+volume and image metadata, snapshots, volume types, attachments, quotas, limits, pools,
+services).
 
 ``list_rules`` follows oslo.policy's entry-point convention (``oslo.policy.policies``), so
 ``oslopolicy-sample-generator --namespace cinderblock`` works once the entry point is declared.
@@ -616,6 +617,12 @@ ADMIN_RESOURCE_RULES: tuple[policy.RuleDefault, ...] = (
         ADMIN_API,
         "Delete project quota.",
         "DELETE /os-quota-sets/{project_id}",
+    ),
+    _rule(
+        "limits_extension:used_limits",
+        READER,
+        "Show limits with used limit attributes.",
+        "GET /limits",
     ),
     _rule(
         "scheduler_extension:scheduler_stats:get_pools",

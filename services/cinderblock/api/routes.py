@@ -8,6 +8,7 @@ from cinderblock.api.handlers import (
     actions,
     attachments,
     backends,
+    limits,
     metadata,
     quotas,
     snapshot_actions,
@@ -43,6 +44,7 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         types.setup(r, prefix)
         attachments.setup(r, prefix)
         quotas.setup(r, prefix)
+        limits.setup(r, prefix)
         backends.setup(r, prefix)
         metadata.setup(r, prefix)
         usage.setup(r, prefix)

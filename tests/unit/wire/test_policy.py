@@ -148,10 +148,11 @@ EXPECTED: dict[str, str] = {
     "volume:attachment_delete": MEMBER_RULE,
     "volume:attachment_complete": MEMBER_RULE,
     "volume:multiattach_bootable_volume": MEMBER_RULE,
-    # quotas, pools, services
+    # quotas, limits, pools, services
     "volume_extension:quotas:show": READER_RULE,
     "volume_extension:quotas:update": ADMIN_API,
     "volume_extension:quotas:delete": ADMIN_API,
+    "limits_extension:used_limits": READER_RULE,
     "scheduler_extension:scheduler_stats:get_pools": ADMIN_API,
     "volume_extension:services:index": ADMIN_API,
 }

@@ -25,7 +25,8 @@ async def _keys(d: Deps) -> list[str]:
     return [*d.settings.quota_limits, *(f"{r}_{t['name']}" for t in types for r in PER_TYPE)]
 
 
-def _limit(defaults: dict[str, int], own: dict[str, int], key: str) -> int:
+def limit_of(defaults: dict[str, int], own: dict[str, int], key: str) -> int:
+    """A project's limit of one resource: its own, else the default, else unlimited."""
     return int(own.get(key, defaults.get(key, -1)))
 
 
@@ -38,7 +39,7 @@ async def show(request: web.Request) -> web.Response:
     usage = request.query.get("usage", "").lower() in ("true", "1", "yes")
     body: dict[str, Any] = {"id": target}
     for key in await _keys(d):
-        limit = _limit(defaults, quota["limits"], key)
+        limit = limit_of(defaults, quota["limits"], key)
         if usage:
             body[key] = {
                 "limit": limit,
@@ -56,7 +57,7 @@ async def defaults(request: web.Request) -> web.Response:
     d.policy.authorize("volume_extension:quotas:show", ctx.credentials, {"project_id": target})
     body: dict[str, Any] = {"id": target}
     for key in await _keys(d):
-        body[key] = _limit(d.settings.quota_limits, {}, key)
+        body[key] = limit_of(d.settings.quota_limits, {}, key)
     return web.json_response({"quota_set": body})
 
 
@@ -83,7 +84,7 @@ async def update(request: web.Request) -> web.Response:
     )
     limits = await written.quota_limits(d, at, target)
     return web.json_response(
-        {"quota_set": {key: _limit(d.settings.quota_limits, limits, key) for key in keys}}
+        {"quota_set": {key: limit_of(d.settings.quota_limits, limits, key) for key in keys}}
     )
 
 
