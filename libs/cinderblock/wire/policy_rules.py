@@ -136,6 +136,13 @@ VOLUME_RULES: tuple[policy.RuleDefault, ...] = (
         "GET /volumes/detail",
     ),
     _rule("volume:multiattach", MEMBER, "Create multiattach capable volume.", "POST /volumes"),
+    _rule(
+        "volume_extension:volume_encryption_metadata",
+        READER,
+        "Show volume's encryption metadata.",
+        "GET /volumes/{volume_id}/encryption",
+        "GET /volumes/{volume_id}/encryption/{encryption_key}",
+    ),
 )
 
 VOLUME_ACTION_RULES: tuple[policy.RuleDefault, ...] = (

@@ -116,3 +116,16 @@ def created_view(row: dict[str, Any]) -> dict[str, Any]:
 
 def _time(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f") if value is not None else None
+
+
+def volume_encryption_view(
+    encryption_key_id: str | None, type_row: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``GET /volumes/{id}/encryption`` (Cinder's ``volume_encryption_metadata_get``): the
+    volume's key id, and its type's ``control_location``, ``cipher``, ``key_size`` and
+    ``provider`` when the type has encryption."""
+    values: dict[str, Any] = {"encryption_key_id": encryption_key_id}
+    encryption = (type_row or {}).get("encryption")
+    if encryption:
+        values |= {key: encryption[key] for key in ENCRYPTION_FIELDS}
+    return values

@@ -16,6 +16,7 @@ from cinderblock.api.handlers import (
     types,
     usage,
     versions,
+    volume_encryption,
     volumes,
 )
 
@@ -35,6 +36,7 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         r.add_put(f"{prefix}/volumes/{{volume_id}}", volumes.update)
         r.add_delete(f"{prefix}/volumes/{{volume_id}}", volumes.delete)
         r.add_post(f"{prefix}/volumes/{{volume_id}}/action", actions.volume_action)
+        volume_encryption.setup(r, prefix)
         r.add_post(f"{prefix}/snapshots", snapshots.create)
         r.add_get(f"{prefix}/snapshots", snapshots.index, allow_head=False)
         r.add_get(f"{prefix}/snapshots/detail", snapshots.detail, allow_head=False)

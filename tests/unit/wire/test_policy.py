@@ -74,6 +74,7 @@ EXPECTED: dict[str, str] = {
     "volume_extension:volume_host_attribute": ADMIN_API,
     "volume_extension:volume_mig_status_attribute": ADMIN_API,
     "volume_extension:volume_tenant_attribute": READER_RULE,
+    "volume_extension:volume_encryption_metadata": READER_RULE,
     # the volume actions (§3 quick reference)
     "volume:extend": MEMBER_RULE,
     "volume:extend_attached_volume": MEMBER_RULE,
