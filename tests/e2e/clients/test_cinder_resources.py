@@ -153,3 +153,16 @@ async def test_cinderclient_quota_sets(system: System, cinder: Cinder) -> None:
         await asyncio.to_thread(c.quotas.update, project, gigabytes=1)
     await asyncio.to_thread(c.quotas.delete, project)
     assert (await asyncio.to_thread(c.quotas.get, project)).volumes == 10
+
+
+async def test_cinderclient_limits_and_encryption_metadata(cinder: Cinder) -> None:
+    """``cinder absolute-limits`` and the call Nova makes before an encrypted attach."""
+    c = cinder.client
+    volume = await available(c, 2)
+    limits = await asyncio.to_thread(c.limits.get)
+    absolute = {limit.name: limit.value for limit in limits.absolute}
+    assert (absolute["totalVolumesUsed"], absolute["totalGigabytesUsed"]) == (1, 2)
+    assert absolute["maxTotalVolumes"] >= 1
+    assert list(limits.rate) == []
+    metadata = await asyncio.to_thread(c.volumes.get_encryption_metadata, volume.id)
+    assert metadata == {"encryption_key_id": None}

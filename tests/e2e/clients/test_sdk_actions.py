@@ -261,3 +261,13 @@ async def test_sdk_attachments_and_quota_sets(system: System, sdk: Sdk) -> None:
     assert (await asyncio.to_thread(bs.get_quota_set, sdk.project_id)).volumes == 3
     await asyncio.to_thread(bs.revert_quota_set, sdk.project_id)
     assert (await asyncio.to_thread(bs.get_quota_set, sdk.project_id)).volumes == 10
+
+
+async def test_sdk_limits(sdk: Sdk) -> None:
+    bs = sdk.bs
+    await available(bs, 2)
+    limits = await asyncio.to_thread(bs.get_limits)
+    assert limits.absolute.total_volumes_used >= 1
+    assert limits.absolute.total_gigabytes_used >= 2
+    assert limits.absolute.max_total_volumes >= 1
+    assert limits.rate == []
