@@ -216,7 +216,7 @@ async def attach_new_style(
 ) -> tuple[str, dict[str, Any]]:
     """nova-api's ``attachment_create`` (no connector), then nova-compute's
     ``DriverVolumeBlockDevice.attach``: guard, ``attachment_update`` with the connector,
-    libvirt's config, ``attachment_complete``."""
+    the encryption check, libvirt's config, ``attachment_complete``."""
     reserved = await nova.call("attachment_create", volume_id, server)
     assert reserved["connection_info"] == {}, reserved
     volume = await nova.volume_as_compute_reads_it(volume_id)
@@ -225,12 +225,12 @@ async def attach_new_style(
     updated = await nova.call("attachment_update", reserved["id"], connector(host), mountpoint)
     connection_info = updated["connection_info"]
     connection_info.setdefault("serial", volume_id)
-    check_local_disk(connection_info, volume_id)
     assert connection_info["data"]["encrypted"] is False
     encryption = await asyncio.to_thread(
         encryptors.get_encryption_metadata, nova.context, nova.api, volume_id, connection_info
     )
     assert encryption == {}
+    check_local_disk(connection_info, volume_id)
     await nova.call("attachment_complete", reserved["id"])
     return reserved["id"], connection_info
 
@@ -443,7 +443,6 @@ async def test_swap_volume_with_new_style_attachments(
     }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 6: os-reimage (3.68) is not served")
 async def test_rebuild_reimages_the_root_volume(
     nova: Nova, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -474,10 +473,12 @@ async def test_rebuild_reimages_the_root_volume(
     guarded(await nova.volume_as_compute_reads_it(root["id"]), monkeypatch)
     await nova.call("attachment_delete", old_attachment)
     assert (await nova.call("get", root["id"]))["status"] == "reserved"
+    # A reserved volume is re-imaged only when the caller says so (Cinder's 400).
+    with pytest.raises(nova_exc.InvalidInput):
+        await nova.call("reimage_volume", root["id"], image_id)
     await nova.call("reimage_volume", root["id"], image_id, reimage_reserved=True)
-    done = await nova.until(root["id"], lambda v: v["status"] not in ("downloading",))
-    assert done["status"] == "reserved"
-    assert await asyncio.to_thread(read_at, root_path, 0, 17) == b"rebuilt root disk"
+    await until(lambda: read_at(root_path, 0, 17), lambda head: head == b"rebuilt root disk")
+    await nova.until(root["id"], lambda v: v["status"] == "reserved")
 
     # spawn: attach the rebuilt root disk again.
     info = (await nova.call("attachment_update", new_attachment["id"], connector(), "/dev/vda"))[
@@ -516,9 +517,6 @@ async def test_snapshot_of_a_volume_backed_server(nova: Nova) -> None:
         await nova.call("create_snapshot", volume["id"], "unforced", "")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 9 item 4: GET /v3/{project_id}/volumes/{id}/encryption is 404"
-)
 async def test_encryption_metadata_of_an_unencrypted_volume(nova: Nova) -> None:
     """What Nova asks before it attaches (``get_volume_encryption_metadata``)."""
     volume = await boot_volume(nova)
@@ -526,10 +524,6 @@ async def test_encryption_metadata_of_an_unencrypted_volume(nova: Nova) -> None:
     assert metadata == {"encryption_key_id": None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 4: GET /v3/{project_id}/volumes/{id}/encryption is 404",
-)
 async def test_attach_an_encrypted_volume(nova: Nova, monkeypatch: pytest.MonkeyPatch) -> None:
     """``_volume_attach`` of a volume whose type is encrypted: the connection says
     ``encrypted``, so os-brick's ``get_encryption_metadata`` asks for the key and the
