@@ -560,6 +560,25 @@ async def test_attach_an_encrypted_volume(nova: Nova, monkeypatch: pytest.Monkey
     assert (await nova.call("get", volume["id"]))["status"] == "in-use"
 
 
+async def test_a_catalog_endpoint_without_the_project(
+    nova: Nova, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newer deployments register ``{url}/v3`` in the catalog: Nova finds the version
+    document above it and the project comes from the token."""
+    for entry in nova.context.service_catalog[0]["endpoints"]:
+        entry["publicURL"] = entry["internalURL"] = f"{nova.system.url}/v3"
+    volume = await boot_volume(nova)
+    server = str(uuid.uuid4())
+    attachment_id, _ = await attach_new_style(nova, volume["id"], server, monkeypatch)
+    seen = await nova.volume_as_compute_reads_it(volume["id"])
+    assert (seen["status"], seen["attachments"][server]["attachment_id"]) == (
+        "in-use",
+        attachment_id,
+    )
+    shown = await nova.system.client.show(volume["id"])
+    assert shown.json["volume"]["os-vol-tenant-attr:tenant_id"] == nova.project_id
+
+
 async def test_extend_seen_from_nova(nova: Nova) -> None:
     """A user extends an attached volume (3.42); Nova's ``extend_volume`` (after the
     ``volume-extended`` event) reads the new size with ``API.get`` and resizes the guest's
