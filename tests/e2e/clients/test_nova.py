@@ -45,6 +45,7 @@ with warnings.catch_warnings():
 
 from tests.e2e.clients.support import until
 from tests.e2e.conftest import System
+from tests.e2e.test_types import new_type
 from tests.e2e.test_upload_image import read_at, write_at
 
 CONF = nova_config.CONF
@@ -530,11 +531,7 @@ async def test_attach_an_encrypted_volume(nova: Nova, monkeypatch: pytest.Monkey
     ``encrypted``, so os-brick's ``get_encryption_metadata`` asks for the key and the
     type's encryption, which Nova hands to the encryptor (or to libvirt's LUKS support)."""
     admin = nova.system.client
-    vtype = (
-        await admin.request(
-            "POST", "/types", body={"volume_type": {"name": f"nova-luks-{uuid.uuid4().hex[:8]}"}}
-        )
-    ).json["volume_type"]
+    vtype = await new_type(nova.system)
     reply = await admin.request(
         "POST", f"/types/{vtype['id']}/encryption", body={"encryption": LUKS}
     )
@@ -577,6 +574,42 @@ async def test_a_catalog_endpoint_without_the_project(
     )
     shown = await nova.system.client.show(volume["id"])
     assert shown.json["volume"]["os-vol-tenant-attr:tenant_id"] == nova.project_id
+
+
+async def test_multiattach_volume_on_two_servers(
+    nova: Nova, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A multiattach volume on two servers on two hosts: Nova marks each connection
+    ``multiattach`` (libvirt makes the disk shareable); detaching one server (begin
+    detaching, delete its attachment) leaves the volume in use by the other."""
+    vtype = await new_type(nova.system, extra_specs={"multiattach": "<is> True"})
+    volume = await boot_volume(nova, volume_type=vtype["id"])
+    assert volume["multiattach"] is True
+    servers = {str(uuid.uuid4()): "compute-1", str(uuid.uuid4()): "compute-2"}
+    attachments: dict[str, str] = {}
+    for server, host in servers.items():
+        reserved = await nova.call("attachment_create", volume["id"], server)
+        guarded(await nova.volume_as_compute_reads_it(volume["id"]), monkeypatch)
+        updated = await nova.call("attachment_update", reserved["id"], connector(host), "/dev/vdb")
+        info = updated["connection_info"]
+        info.setdefault("serial", volume["id"])
+        info["multiattach"] = True  # _volume_attach, because volume["multiattach"]
+        assert libvirt_disk(info).find("shareable") is not None
+        check_local_disk(info, volume["id"])
+        await nova.call("attachment_complete", reserved["id"])
+        attachments[server] = reserved["id"]
+    both = await nova.call("get", volume["id"])
+    assert both["attachments"] == {
+        server: {"attachment_id": aid, "mountpoint": "/dev/vdb"}
+        for server, aid in attachments.items()
+    }
+
+    first, second = attachments
+    await nova.call("begin_detaching", volume["id"])
+    guarded(await nova.volume_as_compute_reads_it(volume["id"]), monkeypatch)
+    await nova.call("attachment_delete", attachments[first])
+    after = await nova.until(volume["id"], lambda v: v["status"] != "detaching")
+    assert (after["status"], list(after["attachments"])) == ("in-use", [second])
 
 
 async def test_extend_seen_from_nova(nova: Nova) -> None:
