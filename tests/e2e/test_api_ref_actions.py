@@ -67,6 +67,18 @@ async def with_target_volume(system: System, client: CinderClient, vid: str) -> 
     return {"2b955850-f177-45f7-9f49-ecb2c256d161": other["id"]}
 
 
+async def with_image(system: System, client: CinderClient, vid: str) -> dict[str, str]:
+    other = await client.create_volume(1)
+    await system.until_status(other["id"], "available")
+    body = {"os-volume_upload_image": {"image_name": "sample"}}
+    reply = await client.as_(version="3.1").action(other["id"], body)
+    assert reply.status == 202, reply.text
+    await system.until_status(other["id"], "available")
+    return {
+        "71543ced-a8af-45b6-a5c4-a46282108a90": reply.json["os-volume_upload_image"]["image_id"]
+    }
+
+
 CASES: list[tuple[str, Setup, str | None, int]] = [
     ("host-attach-request.json", nothing, None, 400),  # no mountpoint: wrong upstream
     ("volume-attach-request.json", nothing, None, 202),
@@ -83,6 +95,8 @@ CASES: list[tuple[str, Setup, str | None, int]] = [
     ("volume-os-migrate_volume-request.json", nothing, None, 400),  # node1@lvm is no service
     ("volume-os-migrate_volume_completion-request.json", with_target_volume, None, 200),
     ("volume-os-retype-request.json", nothing, None, 404),  # that type does not exist here
+    ("volume-os-reimage-request.json", with_image, "3.68", 202),
+    ("volume-os-reimage-request.json", nothing, None, 404),  # below 3.68
     ("volume-readonly-update-request.json", nothing, None, 202),
     ("volume-reserve-request.json", nothing, None, 202),
     ("volume-revert-to-snapshot-request.json", with_snapshot, "3.40", 202),

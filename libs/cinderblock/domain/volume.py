@@ -21,6 +21,7 @@ from cinderblock.domain.errors import (
 )
 from cinderblock.domain.migration import Migration
 from cinderblock.domain.nova import NovaNotifications
+from cinderblock.domain.reimage import Reimage
 from cinderblock.domain.retype import Retype
 from cinderblock.domain.snapshots import Snapshots
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
@@ -39,6 +40,7 @@ class Volume(
     Snapshots,
     Retype,
     Upload,
+    Reimage,
     NovaNotifications,
     VolumeEncryption,
     VolumeSource,
@@ -143,6 +145,7 @@ class Volume(
         self.pending_revert: dict[str, Any] | None = None
         self.pending_retype: dict[str, Any] | None = None
         self.pending_upload: dict[str, Any] | None = None
+        self.pending_reimage: dict[str, Any] | None = None
         self.pending_extend: dict[str, Any] | None = None
 
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +14,11 @@ if TYPE_CHECKING:
 
 GIB = 2**30
 """Bytes in one GiB; volume sizes are whole GiB."""
+
+ImageWriter = Callable[[Path, int, int], Awaitable[str]]
+"""How ``reimage_volume`` gets an image's bytes: ``write(file, start, limit)`` writes them
+into ``file`` from offset ``start`` (at most ``limit`` bytes, zeros need not be written) and
+returns their sha256 (hex)."""
 
 MULTIATTACH_SUFFIX = "multiattach"
 
@@ -324,6 +329,21 @@ class VolumeDriver(Protocol):
             CapacityError: the pool cannot hold the temporary copy.
             BackendError: the volume or snapshot file is missing, their sizes differ, the
                 copy failed, or its checksum did not match (the volume is untouched).
+        """
+        ...
+
+    async def reimage_volume(
+        self, volume_id: str, location: str, *, write: ImageWriter, step_key: str
+    ) -> str:
+        """Replace the volume's bytes with an image's: ``write`` fills a new file of the
+        volume's size (behind the volume's encryption header, which is kept), which is
+        synced and renamed over the volume; return what ``write`` returned. A failure
+        leaves the volume as it was. Doing it again writes the same bytes again.
+
+        Raises:
+            CapacityError: the pool cannot hold the temporary copy.
+            BackendError: the volume file is missing or file I/O failed; whatever
+                ``write`` raises passes through.
         """
         ...
 

@@ -20,6 +20,7 @@ from cinderblock.drivers.base import (
     before_verify,
 )
 from cinderblock.drivers.encryption import EncryptionHeader
+from cinderblock.drivers.reimage import ImageWriter
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ OPERATIONS = (
     "delete_snapshot",
     "revert",
     "retype",
+    "reimage",
 )
 """The driver steps a fault can be injected into, in canonical order (``retype`` is the
 re-encrypting copy)."""
@@ -338,6 +340,12 @@ class FaultInjectingDriver:
                 volume_id, snapshot_id, location, step_key=step_key
             ),
         )
+
+    async def reimage_volume(
+        self, volume_id: str, location: str, *, write: ImageWriter, step_key: str
+    ) -> str:
+        await self._apply("reimage", volume_id, step_key)
+        return await self.inner.reimage_volume(volume_id, location, write=write, step_key=step_key)
 
     async def checksum(self, volume_id: str, location: str) -> str:
         return await self.inner.checksum(volume_id, location)

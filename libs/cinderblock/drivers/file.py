@@ -7,7 +7,15 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cinderblock.drivers import copying, encryption, imagefiles, migration, snapshots, sources
+from cinderblock.drivers import (
+    copying,
+    encryption,
+    imagefiles,
+    migration,
+    reimage,
+    snapshots,
+    sources,
+)
 from cinderblock.drivers.base import (
     GIB,
     BackendError,
@@ -297,6 +305,18 @@ class FileDriver:
         self, volume_id: str, snapshot_id: str, location: str, *, step_key: str
     ) -> None:
         await self._snapshots.revert(volume_id, snapshot_id, location, step_key=step_key)
+
+    async def reimage_volume(
+        self, volume_id: str, location: str, *, write: reimage.ImageWriter, step_key: str
+    ) -> str:
+        """An image's bytes replace the volume's (``reimage``): ``write(temp, start,
+        limit)`` fills a temp copy of the volume's size, which is renamed over it."""
+        check_volume_id(volume_id)
+        pool = self._pool("reimage", volume_id, location)
+        path = self._volume_file(pool, volume_id)
+        return await reimage.reimage(
+            self._ledger, self._volume_locks, pool, volume_id, path, write, step_key=step_key
+        )
 
     async def checksum(self, volume_id: str, location: str) -> str:
         """Content digest of the file at ``location`` (`copying.content_digest`: sha256 of

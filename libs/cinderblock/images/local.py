@@ -114,6 +114,54 @@ class LocalImageStore:
         _log.info("image uploaded", extra={"image_id": image_id, "action": "upload"})
         return checksum
 
+    async def download(self, image_id: str, target: Path, *, start: int, limit: int) -> str:
+        check_image_id(image_id)
+        async with self._lock(image_id):
+            record = await asyncio.to_thread(self._read, image_id)
+            if record is None:
+                raise ImageServiceError(
+                    "no such image",
+                    retryable=False,
+                    operation="download",
+                    image_id=image_id,
+                    status=404,
+                )
+            if record["status"] != ACTIVE:
+                raise ImageServiceError(
+                    f"image is {record['status']}, not active",
+                    retryable=False,
+                    operation="download",
+                    image_id=image_id,
+                    status=409,
+                )
+            try:
+                found = await _to_thread_to_the_end(
+                    _write_into,
+                    self.image_path(image_id),
+                    int(record["size"]),
+                    target,
+                    start,
+                    limit,
+                )
+            except (sparse.TooLargeError, sparse.SourceTooSmallError, FileNotFoundError) as err:
+                raise ImageServiceError(
+                    str(err), retryable=False, operation="download", image_id=image_id
+                ) from err
+            except OSError as err:
+                raise ImageServiceError(
+                    f"copy failed: {err}", retryable=True, operation="download", image_id=image_id
+                ) from err
+        if found != record["os_hash_value"]:
+            raise ImageServiceError(
+                f"the image's data has sha256 {found}, its record says {record['os_hash_value']}",
+                retryable=False,
+                operation="download",
+                image_id=image_id,
+                status=409,
+            )
+        _log.info("image downloaded", extra={"image_id": image_id, "action": "download"})
+        return found
+
     async def get(self, image_id: str) -> dict[str, Any] | None:
         check_image_id(image_id)
         return await asyncio.to_thread(self._read, image_id)
@@ -264,6 +312,24 @@ def _copy(source: Path, target: Path, size: int) -> str:
     finally:
         os.close(src)
     return digest.hexdigest()
+
+
+def _write_into(source: Path, size: int, target: Path, start: int, limit: int) -> str:
+    """Write the `size` bytes of `source` into the existing file `target` from `start`
+    (sparse: holes and zero chunks are not written), fsync it, return their sha256."""
+    src = sparse.open_source(source, size)
+    try:
+        dst = os.open(target, os.O_WRONLY)
+        try:
+            writer = sparse.SparseWriter(dst, start, limit)
+            for _, chunk, _ in sparse.chunks(src, size):
+                writer.write(chunk)
+            os.fsync(dst)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    return writer.hexdigests()["sha256"]
 
 
 def _fsync_dir(path: Path) -> None:

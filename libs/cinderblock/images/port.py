@@ -144,6 +144,14 @@ class ImageService(Protocol):
         `os_hash_algo`, `os_hash_value`, …, properties top-level), or None."""
         ...
 
+    async def download(self, image_id: str, target: Path, *, start: int, limit: int) -> str:
+        """Write the active image's bytes into the existing file `target` from offset
+        `start` (all-zero chunks are not written, so `target` keeps its holes) and return
+        their sha256 (hex), after checking them against what the service recorded.
+        Permanent errors: no such image, not active, more than `limit` bytes, other data
+        than recorded; retryable: the service or the file system failed meanwhile."""
+        ...
+
     async def delete(self, image_id: str) -> None:
         """Delete the image; deleting a missing image succeeds."""
         ...

@@ -88,3 +88,32 @@ def write_all(fd: int, data: bytes, offset: int) -> None:
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
+
+
+class TooLargeError(ValueError):
+    """Raised when an image has more bytes than the file it is written into can take."""
+
+
+class SparseWriter:
+    """Writes a stream of bytes into an open file from ``start`` on, skipping all-zero
+    pieces (the file keeps its holes) and hashing every byte (sha256 and md5); refuses
+    more than ``limit`` bytes. Blocking: call it from a worker thread."""
+
+    def __init__(self, fd: int, start: int, limit: int) -> None:
+        self._fd = fd
+        self._start = start
+        self._limit = limit
+        self.written = 0
+        self._hashers = {name: new_hash(name) for name in ("sha256", "md5")}
+
+    def write(self, data: bytes) -> None:
+        if self.written + len(data) > self._limit:
+            raise TooLargeError(f"the image has more than the {self._limit} bytes that fit")
+        for hasher in self._hashers.values():
+            hasher.update(data)
+        if not is_zero(data):
+            write_all(self._fd, data, self._start + self.written)
+        self.written += len(data)
+
+    def hexdigests(self) -> dict[str, str]:
+        return {name: hasher.hexdigest() for name, hasher in self._hashers.items()}

@@ -419,6 +419,18 @@ VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
     "Volume.UploadRequested": _set("previous_status = status, status = 'uploading'"),
     "Volume.Uploaded": _set("status = $4", "status"),
     "Volume.UploadFailed": _set("status = $4", "status"),
+    "Volume.ReimageRequested": _set("previous_status = status, status = 'downloading'"),
+    "Volume.Reimaged": _update(
+        "status = $4, bootable = true, image_metadata = $5::jsonb",
+        lambda e: (
+            e.aggregate_id,
+            e.version,
+            e.timestamp,
+            e.data["status"],
+            json.dumps(e.data["image_metadata"]),
+        ),
+    ),
+    "Volume.ReimageFailed": _set("previous_status = status, status = 'error'"),
     "Volume.RetypeRequested": _set(
         "previous_status = status, status = 'retyping', multiattach = $4", "new_multiattach"
     ),

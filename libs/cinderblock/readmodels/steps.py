@@ -227,6 +227,17 @@ VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
     "Volume.UploadRequested": (update(V, chain(keep_previous, status("uploading"))),),
     "Volume.Uploaded": (update(V, fields(status="status")),),
     "Volume.UploadFailed": (update(V, fields(status="status")),),
+    "Volume.ReimageRequested": (update(V, chain(keep_previous, status("downloading"))),),
+    "Volume.Reimaged": (
+        update(
+            V,
+            chain(
+                fields(status="status", image_metadata=lambda e: jsonb(e.data["image_metadata"])),
+                const(bootable=True),
+            ),
+        ),
+    ),
+    "Volume.ReimageFailed": (update(V, chain(keep_previous, status("error"))),),
     "Volume.RetypeRequested": (
         update(V, chain(keep_previous, status("retyping"), fields(multiattach="new_multiattach"))),
     ),

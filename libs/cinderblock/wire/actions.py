@@ -16,6 +16,7 @@ from cinderblock.wire.bookkeeping import BOOKKEEPING_MODELS
 from cinderblock.wire.faults import BadMediaType, BadRequest
 from cinderblock.wire.microversion import APIVersion
 from cinderblock.wire.migration import MigrateVolume, MigrateVolumeCompletion
+from cinderblock.wire.reimage import Reimage
 from cinderblock.wire.schema import Boolean, VolumeSize
 from cinderblock.wire.snapshots import Revert
 from cinderblock.wire.storable import loads
@@ -88,6 +89,7 @@ ACTION_MODELS: Mapping[str, type[ActionBody]] = MappingProxyType(
             MigrateVolume,
             MigrateVolumeCompletion,
             Revert,
+            Reimage,
         )
     }
 )

@@ -23,6 +23,7 @@ from cinderblock.domain.errors import (
     VolumeError,
     VolumeNotFoundError,
 )
+from cinderblock.domain.reimage import ReimageConflictError
 from cinderblock.domain.snapshot import InvalidSnapshotError, SnapshotNotFoundError
 from cinderblock.domain.volume_type import VolumeTypeExistsError, VolumeTypeNotFoundError
 from cinderblock.identity.keystone import KeystoneUnavailableError, KeystoneValidator
@@ -81,7 +82,7 @@ def to_fault(err: BaseException) -> Fault:
             return NotFound(err.message)
         case InvalidSnapshotError():  # its message already reads "Invalid snapshot: ..."
             return BadRequest(err.message)
-        case VolumeTypeExistsError():
+        case VolumeTypeExistsError() | ReimageConflictError():
             return Conflict(err.message)
         case AttachmentConflictError():
             return Conflict(f"ConflictNovaUsingAttachment: {err.message}")

@@ -20,6 +20,7 @@ from cinderblock.images.port import ImageService
 from cinderblock.sagas.delete import DeleteSaga
 from cinderblock.sagas.meta import saga_meta
 from cinderblock.sagas.reencrypt import encryption_header
+from cinderblock.sagas.reimage import ReimageSaga
 from cinderblock.sagas.retype import RetypeSaga
 from cinderblock.sagas.snapshots import SnapshotSagas
 from cinderblock.sagas.sources import create_from_source, source_pool
@@ -49,6 +50,9 @@ class Sagas:
             upload = UploadSaga(volumes, driver, images)
             self.reactions["volume.upload_requested"] = upload.when_upload_requested_copy
             self.give_up["volume.upload_requested"] = upload.give_up
+            reimage = ReimageSaga(volumes, driver, images)
+            self.reactions["volume.reimage_requested"] = reimage.when_reimage_requested_write
+            self.give_up["volume.reimage_requested"] = reimage.give_up
         self.reactions |= {
             "volume.retype_requested": retype.when_retype_requested_switch_or_move,
             "volume.retyped": retype.when_retyped_remove_old_copy,

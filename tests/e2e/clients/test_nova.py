@@ -444,7 +444,6 @@ async def test_swap_volume_with_new_style_attachments(
     }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 6: os-reimage (3.68) is not served")
 async def test_rebuild_reimages_the_root_volume(
     nova: Nova, monkeypatch: pytest.MonkeyPatch
 ) -> None:

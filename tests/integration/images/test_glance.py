@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -150,6 +151,14 @@ def glance_app(glance: FakeGlance) -> web.Application:
             return web.Response(status=404, text="404 Not Found")
         return web.json_response(image)
 
+    async def download(request: web.Request) -> web.Response:
+        if (failure := await injected("download", request)) is not None:
+            return failure
+        data = glance.data.get(request.match_info["image_id"])
+        if data is None:
+            return web.Response(status=404, text="404 Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")
+
     async def delete(request: web.Request) -> web.Response:
         if (failure := await injected("delete", request)) is not None:
             return failure
@@ -165,6 +174,7 @@ def glance_app(glance: FakeGlance) -> web.Application:
     app.router.add_post("/v2/images", create)
     app.router.add_put("/v2/images/{image_id}/file", upload)
     app.router.add_get("/v2/images/{image_id}", show)
+    app.router.add_get("/v2/images/{image_id}/file", download)
     app.router.add_delete("/v2/images/{image_id}", delete)
     return app
 
@@ -438,3 +448,31 @@ async def test_endpoint_with_version_suffix(running: Running) -> None:
     service = GlanceImageService(running.endpoint + "/v2/", token=TOKEN, session=running.session)
 
     assert await service.create(spec(), request_id=None) == IMAGE_ID
+
+
+async def test_download_writes_the_image_sparse_and_checks_it(
+    running: Running, tmp_path: Path
+) -> None:
+    service = running.service()
+    image_id = str(uuid.uuid4())
+    source = sparse_source(tmp_path / "volume.img")
+    await service.create(
+        ImageSpec(image_id, "dl", "raw", "bare", "private", False, 1), request_id=None
+    )
+    checksum = await service.upload(image_id, source.path, size=source.size)
+    target = tmp_path / "target.img"
+    with target.open("wb") as f:
+        f.truncate(source.size + MIB)
+
+    found = await service.download(image_id, target, start=MIB, limit=source.size)
+
+    assert found == checksum == hashlib.sha256(source.content()).hexdigest()
+    assert target.read_bytes()[MIB:] == source.content()
+    running.glance.data[image_id] = b"x" + source.content()[1:]  # Glance now serves other bytes
+    with pytest.raises(ImageServiceError) as other:
+        await service.download(image_id, target, start=MIB, limit=source.size)
+    assert (other.value.retryable, other.value.status) == (False, 409)
+    running.glance.fail_next("download", 503)
+    with pytest.raises(ImageServiceError) as down:
+        await service.download(image_id, target, start=MIB, limit=source.size)
+    assert down.value.retryable is True

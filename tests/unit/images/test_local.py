@@ -253,3 +253,35 @@ def test_spec_and_ids_are_checked(store: LocalImageStore) -> None:
     with pytest.raises(ValueError, match="safe"):
         store.image_path("a/b")
     assert not any(name.endswith(".tmp") for name in os.listdir(store.image_path("x").parent))
+
+
+async def test_download_writes_the_image_sparse_at_an_offset(
+    store: LocalImageStore, tmp_path: Path
+) -> None:
+    source = sparse_source(tmp_path / "volume.img")
+    await store.create(spec(), request_id=None)
+    checksum = await store.upload(IMAGE_ID, source.path, size=source.size)
+    target = tmp_path / "target.img"
+    with target.open("wb") as f:
+        f.truncate(source.size + 4 * MIB)
+
+    found = await store.download(IMAGE_ID, target, start=MIB, limit=source.size + 3 * MIB)
+
+    assert found == checksum
+    assert target.read_bytes()[MIB : MIB + source.size] == source.content()
+    assert allocated(target) <= 1 * MIB + 3 * 64 * 1024  # zero chunks were not written
+    with pytest.raises(ImageServiceError) as too_big:
+        await store.download(IMAGE_ID, target, start=0, limit=source.size - 1)
+    assert too_big.value.retryable is False
+
+
+async def test_download_needs_an_active_image(store: LocalImageStore, tmp_path: Path) -> None:
+    target = tmp_path / "target.img"
+    target.write_bytes(b"")
+    with pytest.raises(ImageServiceError) as missing:
+        await store.download(IMAGE_ID, target, start=0, limit=MIB)
+    assert (missing.value.status, missing.value.retryable) == (404, False)
+    await store.create(spec(), request_id=None)
+    with pytest.raises(ImageServiceError) as queued:
+        await store.download(IMAGE_ID, target, start=0, limit=MIB)
+    assert (queued.value.status, queued.value.retryable) == (409, False)

@@ -13,6 +13,7 @@ from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.handlers.bookkeeping import BOOKKEEPING_ACTIONS
 from cinderblock.api.handlers.migration import MIGRATION_ACTIONS
+from cinderblock.api.handlers.reimage import reimage
 from cinderblock.api.handlers.retype import retype
 from cinderblock.api.handlers.snapshots import revert
 from cinderblock.api.handlers.upload import upload_image
@@ -89,6 +90,7 @@ ACTIONS: dict[str, Action] = {
     "revert": revert,
     "os-retype": retype,
     "os-volume_upload_image": upload_image,
+    "os-reimage": reimage,
 }
 
 

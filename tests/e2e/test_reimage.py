@@ -1,0 +1,183 @@
+"""os-reimage (3.68) over HTTP, as Nova's rebuild of a volume-backed server uses it: the
+image's bytes replace the volume's (sparse), the volume returns to the status it had, is
+bootable and shows the image's metadata; refusals change nothing; a driver failure leaves
+the volume in ``error`` with its old bytes (issue 9 item 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+from tests.e2e.conftest import System
+from tests.helpers.client import CinderClient
+
+V = "3.68"
+MARKS = {0: b"rebuilt root disk", 300 * 2**20: b"middle of the image", 2**30 - 9: b"last-byte"}
+OLD = {4096: b"the old root disk", 700 * 2**20: b"old data far in"}
+
+
+def write(path: Path, marks: dict[int, bytes]) -> None:
+    with path.open("r+b") as f:
+        for offset, data in marks.items():
+            f.seek(offset)
+            f.write(data)
+
+
+def read(path: Path, marks: dict[int, bytes]) -> dict[int, bytes]:
+    with path.open("rb") as f:
+        found = {}
+        for offset, data in marks.items():
+            f.seek(offset)
+            found[offset] = f.read(len(data))
+        return found
+
+
+async def path_of(system: System, vid: str) -> Path:
+    volume = await system.client.volume(vid)
+    assert volume is not None
+    return system.driver.volume_path(vid, volume["os-vol-host-attr:host"])
+
+
+async def events_of(system: System, vid: str) -> list[str]:
+    rows = await system.pool.fetch(
+        "SELECT topic FROM events WHERE originator_id = $1 ORDER BY originator_version",
+        uuid.UUID(vid),
+    )
+    return [r["topic"].rpartition(".")[2] for r in rows]
+
+
+async def image_of(system: System, c: CinderClient, size: int = 1) -> str:
+    """An image made the way this service makes them: a volume with MARKS uploaded."""
+    source = (await c.create_volume(size))["id"]
+    await system.until_status(source, "available")
+    await asyncio.to_thread(write, await path_of(system, source), MARKS)
+    body = {"os-volume_upload_image": {"image_name": "rebuild", "disk_format": "raw"}}
+    reply = await c.as_(version="3.1").action(source, body)
+    assert reply.status == 202, reply.text
+    await system.until_status(source, "available")
+    image_id: str = reply.json["os-volume_upload_image"]["image_id"]
+    return image_id
+
+
+async def volume_with_old_data(system: System, c: CinderClient) -> tuple[str, Path]:
+    vid = (await c.create_volume(1))["id"]
+    await system.until_status(vid, "available")
+    path = await path_of(system, vid)
+    await asyncio.to_thread(write, path, OLD)
+    return vid, path
+
+
+def project(system: System) -> CinderClient:
+    return system.client.as_(project_id=uuid.uuid4().hex, version=V)
+
+
+async def test_reimage_writes_the_image_and_returns_to_available(system: System) -> None:
+    c = project(system)
+    image_id = await image_of(system, c)
+    vid, path = await volume_with_old_data(system, c)
+
+    reply = await c.action(vid, {"os-reimage": {"image_id": image_id}})
+
+    assert (reply.status, reply.text) == (202, "")
+    done = await system.until_volume(vid, lambda v: v is not None and v["status"] != "downloading")
+    assert done is not None
+    assert (done["status"], done["bootable"]) == ("available", "true")
+    assert done["volume_image_metadata"]["image_id"] == image_id
+    assert done["volume_image_metadata"]["image_name"] == "rebuild"
+    assert await asyncio.to_thread(read, path, MARKS) == MARKS
+    zeros = {offset: bytes(len(data)) for offset, data in OLD.items()}
+    assert await asyncio.to_thread(read, path, OLD) == zeros
+    st = await asyncio.to_thread(os.stat, path)
+    assert st.st_size == 2**30
+    assert st.st_blocks * 512 < 2**25  # still sparse
+    assert (await events_of(system, vid))[-2:] == ["ReimageRequested", "Reimaged"]
+    leftovers = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}")]
+    assert leftovers == []
+
+
+async def test_reimage_of_a_reserved_volume_for_nova_rebuild(system: System) -> None:
+    c = project(system)
+    image_id = await image_of(system, c)
+    vid, path = await volume_with_old_data(system, c)
+    server = str(uuid.uuid4())
+    reply = await c.request(
+        "POST", "/attachments", body={"attachment": {"volume_uuid": vid, "instance_uuid": server}}
+    )
+    assert reply.status == 200, reply.text
+    attachment = reply.json["attachment"]["id"]
+    before = await events_of(system, vid)
+
+    refused = await c.action(vid, {"os-reimage": {"image_id": image_id}})
+
+    assert refused.status == 400
+    assert refused.json["badRequest"]["message"] == (
+        f"Invalid volume: Volume {vid} status must be available or error, but current status "
+        "is reserved."
+    )
+    assert await events_of(system, vid) == before
+    body = {"os-reimage": {"image_id": image_id, "reimage_reserved": "true"}}
+    assert (await c.action(vid, body)).status == 202
+    done = await system.until_volume(vid, lambda v: v is not None and v["status"] != "downloading")
+    assert done is not None
+    assert done["status"] == "reserved"
+    assert await asyncio.to_thread(read, path, MARKS) == MARKS
+    listed = await c.request("GET", f"/attachments?volume_id={vid}")
+    assert [a["id"] for a in listed.json["attachments"]] == [attachment]
+
+
+async def test_refusals_change_nothing(system: System) -> None:
+    c = project(system)
+    big_image = await image_of(system, c, size=2)
+    vid, _ = await volume_with_old_data(system, c)
+    before = await events_of(system, vid)
+
+    old = await c.as_(version="3.67").action(vid, {"os-reimage": {"image_id": big_image}})
+    assert (old.status, old.json) == (
+        404,
+        {"itemNotFound": {"code": 404, "message": "The resource could not be found."}},
+    )
+    missing = str(uuid.uuid4())
+    unknown = await c.action(vid, {"os-reimage": {"image_id": missing}})
+    assert unknown.status == 404
+    assert unknown.json["itemNotFound"]["message"] == f"Image {missing} could not be found."
+    too_big = await c.action(vid, {"os-reimage": {"image_id": big_image}})
+    assert too_big.status == 400
+    assert too_big.json["badRequest"]["message"] == (
+        "Invalid input received: Size of specified image 2GB is larger than volume size 1GB."
+    )
+    bad = await c.action(vid, {"os-reimage": {"image_id": big_image, "force": True}})
+    assert bad.status == 400
+    no_volume = await c.action(str(uuid.uuid4()), {"os-reimage": {"image_id": big_image}})
+    assert no_volume.status == 404
+    reader = c.as_(roles="reader")
+    denied = await reader.action(vid, {"os-reimage": {"image_id": big_image}})
+    assert denied.status == 403
+    assert "volume:reimage" in denied.json["forbidden"]["message"]
+    assert await events_of(system, vid) == before
+    assert (await c.volume(vid) or {})["status"] == "available"
+
+
+async def test_a_failed_write_leaves_error_and_the_old_bytes(system: System) -> None:
+    c = project(system)
+    image_id = await image_of(system, c)
+    vid, path = await volume_with_old_data(system, c)
+    system.faults("reimage=fail")
+    try:
+        assert (await c.action(vid, {"os-reimage": {"image_id": image_id}})).status == 202
+        done = await system.until_volume(
+            vid, lambda v: v is not None and v["status"] != "downloading"
+        )
+    finally:
+        system.faults("")
+    assert done is not None
+    assert (done["status"], done["bootable"]) == ("error", "false")
+    assert await asyncio.to_thread(read, path, OLD) == OLD
+    assert (await events_of(system, vid))[-1] == "ReimageFailed"
+    # an error volume can be reimaged again (Cinder), and stays error
+    assert (await c.action(vid, {"os-reimage": {"image_id": image_id}})).status == 202
+    again = await system.until_volume(vid, lambda v: v is not None and v["status"] != "downloading")
+    assert again is not None
+    assert again["status"] == "error"
+    assert await asyncio.to_thread(read, path, MARKS) == MARKS
