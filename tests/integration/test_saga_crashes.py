@@ -31,6 +31,7 @@ from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import PoolConfig
 from cinderblock.drivers.copying import content_digest
 from cinderblock.drivers.file import FileDriver
+from cinderblock.images.port import ImageSpec
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.sagas.run import SagaRunner
 from tests.conftest import Servers, fresh_database
@@ -41,6 +42,7 @@ from tests.integration.saga_starts import (
     POOL_B,
     POOLS,
     Started,
+    available,
     images,
     load,
     read_mark,
@@ -59,6 +61,28 @@ from tests.integration.saga_starts import (
     start_upload,
 )
 from tests.integration.test_sagas import Counting, DiesAfter, Rig, open_rig
+
+IMAGE_BYTES = b"reimaged root disk" * 400  # 7200 bytes: the image covers MARK's offset
+
+
+async def start_reimage(rig: Rig) -> Started:
+    """An available volume (MARK in it) and an active image of IMAGE_BYTES; the reimage
+    requested (the saga writes the image through the driver's ``reimage_volume``)."""
+    vid, caller, host = await available(rig)
+    image_id = str(uuid.uuid4())
+    store = images(rig)
+    spec = ImageSpec(image_id, "rebuild", "raw", "bare", "private", False, 0)
+    await store.create(spec, request_id=None)
+    source = Path(rig.settings.data_dir) / f"{image_id}.src"
+    await asyncio.to_thread(source.write_bytes, IMAGE_BYTES)
+    await store.upload(image_id, source, size=len(IMAGE_BYTES))
+    image = await store.get(image_id)
+    assert image is not None
+    await rig.volumes.act(
+        caller, vid, lambda v: v.request_reimage(image, reimage_reserved=False), meta={}
+    )
+    return Started(vid, caller, vid, vid, host, {"image_id": image_id})
+
 
 W = TypeVar("W", DiesAfter, Counting)
 
@@ -187,6 +211,18 @@ async def uploaded(rig: Rig, s: Started) -> None:
     assert await digest(image) == await digest(rig.files.volume_path(s.volume_id, s.host or ""))
 
 
+async def reimaged(rig: Rig, s: Started) -> None:
+    volume = await load(rig, s.volume_id)
+    assert (volume.status, volume.bootable) == (Status.AVAILABLE, True)
+    assert volume.image_metadata["image_id"] == s.facts["image_id"]
+    path = rig.files.volume_path(s.volume_id, s.host or "")
+    size = len(IMAGE_BYTES)
+    assert await asyncio.to_thread(read_mark, path, size, 0) == IMAGE_BYTES
+    assert await asyncio.to_thread(read_mark, path, 64, size) == bytes(64)
+    assert path.stat().st_size == GIB
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
 @dataclass(frozen=True)
 class Case:
     """One saga: how it starts, the step (a driver method, or the image service's for
@@ -295,6 +331,14 @@ CASES = [
         "Volume.Uploaded",
         on_images=True,
         ack_wait=4.0,
+    ),
+    Case(
+        "reimage",
+        start_reimage,
+        "reimage_volume",
+        volume_left(Status.DOWNLOADING),
+        reimaged,
+        "Volume.Reimaged",
     ),
     Case(
         "snapshot-create",
