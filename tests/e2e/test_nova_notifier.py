@@ -18,6 +18,7 @@ import pytest_asyncio
 from cinderblock.bus.jetstream import ensure_consumer
 from cinderblock.notifier import run as notifier
 from tests.e2e.conftest import System
+from tests.e2e.test_reimage import image_of
 from tests.e2e.test_types import new_type
 from tests.helpers.fake_nova import FakeNova
 
@@ -97,23 +98,7 @@ async def notified(system: System, volume_id: str) -> list[tuple[dict[str, Any],
 
 async def until_notifier_passed(system: System, volume_id: str) -> None:
     """The notifier's durable has acked the volume's Extended message (and all before it)."""
-    spec = notifier.consumer_spec(system.settings)
-    subject = system.settings.subject(f"volume.events.Extended.{volume_id}")
-    nc = await nats.connect(system.settings.nats_url)
-    try:
-        js = nc.jetstream()
-
-        async def passed() -> bool:
-            try:
-                msg = await js.get_last_msg(spec.stream, subject)
-            except nats.js.errors.NotFoundError:
-                return False  # not relayed yet
-            info = await js.consumer_info(spec.stream, spec.durable)
-            return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= msg.seq
-
-        await system.projected.until(passed)
-    finally:
-        await nc.close()
+    await until_notifier_passed_subject(system, f"volume.events.Extended.{volume_id}")
 
 
 async def extended_version(system: System, volume_id: str) -> int:
@@ -256,3 +241,69 @@ async def test_extends_of_volumes_without_instances_tell_nova_nothing(
         TOPIC,
     )
     assert rows == 0
+
+
+async def test_reimage_of_a_reserved_volume_tells_nova_volume_reimaged(
+    system: System, nova: FakeNova
+) -> None:
+    """Nova's rebuild holds the volume reserved and waits for ``volume-reimaged`` (2.93);
+    a reimage of a volume that is not reserved tells nobody (Cinder's manager)."""
+    c = system.client.as_(project_id=uuid.uuid4().hex, version="3.68")
+    image_id = await image_of(system, c)
+    server = str(uuid.uuid4())
+    vid = (await c.create_volume(1))["id"]
+    await system.until_status(vid, "available")
+    body = {"attachment": {"volume_uuid": vid, "instance_uuid": server}}
+    assert (await c.request("POST", "/attachments", body=body)).status == 200
+    reimage = {"os-reimage": {"image_id": image_id, "reimage_reserved": True}}
+    assert (await c.action(vid, reimage)).status == 202
+
+    await nova.until_requests(vid, 1)
+
+    [request] = nova.requests_for(vid)
+    assert request.body == {
+        "events": [{"name": "volume-reimaged", "server_uuid": server, "tag": vid}]
+    }
+    assert request.headers["X-OpenStack-Nova-API-Version"] == "2.93"
+    assert request.headers["X-Auth-Token"] == TOKEN
+
+    async def recorded() -> dict[str, Any] | None:
+        state = await system.pool.fetchval(
+            "SELECT state FROM events WHERE originator_id = $1 AND topic = $2",
+            uuid.UUID(vid),
+            "cinderblock.domain.volume:Volume.NovaReimageNotified",
+        )
+        return None if state is None else dict(json.loads(state))
+
+    found = await system.projected.until(recorded)
+    assert found["outcome"] == "notified"
+    assert found["events"] == [{"server_uuid": server, "code": 200, "result": "accepted"}]
+    assert found["user_message"] is None
+
+    plain = (await c.create_volume(1))["id"]
+    await system.until_status(plain, "available")
+    assert (await c.action(plain, {"os-reimage": {"image_id": image_id}})).status == 202
+    await system.until_volume(plain, lambda v: v is not None and v["status"] == "available")
+    await until_notifier_passed_subject(system, f"volume.events.Reimaged.{plain}")
+    assert nova.requests_for(plain) == []
+
+
+async def until_notifier_passed_subject(system: System, subject: str) -> None:
+    """The notifier's durable has acked the last message on ``subject`` (and all before)."""
+    spec = notifier.consumer_spec(system.settings)
+    nc = await nats.connect(system.settings.nats_url)
+    try:
+        js = nc.jetstream()
+        full = system.settings.subject(subject)
+
+        async def passed() -> bool:
+            try:
+                msg = await js.get_last_msg(spec.stream, full)
+            except nats.js.errors.NotFoundError:
+                return False  # not relayed yet
+            info = await js.consumer_info(spec.stream, spec.durable)
+            return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= msg.seq
+
+        await system.projected.until(passed)
+    finally:
+        await nc.close()

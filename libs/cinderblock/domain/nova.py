@@ -31,6 +31,9 @@ OUTCOMES = frozenset({NOTIFIED, PARTIAL, FAILED})
 # NOTIFY_COMPUTE_SERVICE_FAILED '009'; the messages API renders "<action>:<detail>").
 USER_MESSAGE_EVENT_ID = "VOLUME_VOLUME_007_009"
 USER_MESSAGE = "extend volume:Compute service failed to extend volume."
+# After a reimage of a reserved volume (action REIMAGE_VOLUME '016', REIMAGE_VOLUME_FAILED '028').
+REIMAGE_USER_MESSAGE_EVENT_ID = "VOLUME_VOLUME_016_028"
+REIMAGE_USER_MESSAGE = "reimage volume:Compute service failed to reimage volume."
 
 
 def result_of_code(code: int | None) -> str:
@@ -76,6 +79,58 @@ class NovaNotifications:
             done = dict(volume.__dict__.get("nova_notified", {}))
             done[self.extend_version] = self.outcome
             volume.nova_notified = done
+
+    class NovaReimageNotified(Aggregate.Event):
+        """``volume-reimaged`` sent after the reimage of a reserved volume (Nova's rebuild
+        waits for it), and what Nova answered; fields as ``NovaNotified``."""
+
+        reimage_version: int  # version of the Volume.Reimaged event it follows
+        outcome: str
+        events: list[dict[str, Any]]
+        attempts: int
+        http_status: int | None
+        reason: str | None
+        user_message: str | None
+
+        def apply(self, volume: Any) -> None:
+            done = dict(volume.__dict__.get("nova_reimage_notified", {}))
+            done[self.reimage_version] = self.outcome
+            volume.nova_reimage_notified = done
+
+    def nova_reimage_outcome(self, reimage_version: int) -> str | None:
+        """The recorded outcome of the ``volume-reimaged`` for the reimage at that version."""
+        return dict(self.__dict__.get("nova_reimage_notified", {})).get(reimage_version)
+
+    def record_nova_reimage_notification(
+        self,
+        reimage_version: int,
+        *,
+        events: list[dict[str, Any]],
+        attempts: int,
+        http_status: int | None,
+        answered: bool,
+        reason: str | None,
+    ) -> str:
+        """As ``record_nova_notification``, for the reimage at ``reimage_version``."""
+        if self.nova_reimage_outcome(reimage_version) is not None:
+            raise StaleCommandError(
+                f"Nova was already told of the reimage of volume {self.vid} at version "
+                f"{reimage_version}."
+            )
+        if not events:
+            raise InvalidInputError("A Nova notification names at least one instance.")
+        outcome = outcome_of(events, answered=answered)
+        self.trigger_event(  # type: ignore[attr-defined]
+            self.NovaReimageNotified,
+            reimage_version=reimage_version,
+            outcome=outcome,
+            events=[dict(e) for e in events],
+            attempts=attempts,
+            http_status=http_status,
+            reason=reason,
+            user_message=REIMAGE_USER_MESSAGE if outcome == FAILED else None,
+        )
+        return outcome
 
     @property
     def instances_to_notify(self) -> list[str]:

@@ -28,6 +28,7 @@ from cinderblock.wire.envelope import ReceivedEnvelope
 log = logging.getLogger(__name__)
 
 REACTS_TO = "volume.extended"
+REIMAGED = "volume.reimaged"  # of a reserved volume: Nova's rebuild waits for volume-reimaged
 
 _EXTENDED_TX = (
     "SELECT tx_id::text::bigint FROM events WHERE originator_id = $1 AND originator_version = $2"
@@ -100,6 +101,52 @@ class NovaNotifier:
         )
         await self._record(env, volume.size_gb, delivery)
 
+    async def on_reimaged_notify_nova(
+        self, env: ReceivedEnvelope, keepalive: Keepalive | None = None
+    ) -> None:
+        """Cinder's manager tells Nova ``volume-reimaged`` when the reimaged volume is
+        ``reserved`` (Nova's rebuild holds it with an attachment of the server and waits
+        for this event); recorded as ``NovaReimageNotified`` once per reimage."""
+        pending = await self._reimage_pending(env)
+        if pending is None:
+            return
+        volume, servers = pending
+        if keepalive is not None:
+            await keepalive()
+        await self._until_projected(env)
+        request_id = env.meta.get("global_request_id") or env.request_id
+        delivery = await self.nova.volume_reimaged(
+            volume.vid, servers, request_id=request_id, keepalive=keepalive
+        )
+        await self._record_reimage(env, delivery)
+
+    async def _reimage_pending(self, env: ReceivedEnvelope) -> tuple[Volume, list[str]] | None:
+        if env.type != REIMAGED or env.data.get("status") != "reserved":
+            return None
+        volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
+        if volume is None or volume.is_deleted:
+            return None
+        if volume.nova_reimage_outcome(env.version) is not None:
+            log.info("nova already told of this reimage", extra=self._log(env))
+            return None
+        servers = volume.instances_to_notify
+        return (volume, servers) if servers else None
+
+    async def _record_reimage(self, env: ReceivedEnvelope, delivery: Delivery) -> None:
+        def record(volume: Volume) -> None:
+            outcome = volume.record_nova_reimage_notification(
+                env.version,
+                events=delivery.events,
+                attempts=delivery.attempts,
+                http_status=delivery.http_status,
+                answered=delivery.answered,
+                reason=delivery.reason,
+            )
+            level = logging.INFO if outcome == "notified" else logging.WARNING
+            log.log(level, "nova reimage notification %s", outcome, extra=self._log(env))
+
+        await self.volumes.settle_saga_step(env.aggregate_id, record, meta=notifier_meta(env))
+
     async def _until_projected(self, env: ReceivedEnvelope) -> None:
         """Nova reads the size back from GET /volumes/{id}: wait (bounded) until the read
         model has applied the Extended event; still behind → redelivery later."""
@@ -141,6 +188,14 @@ class NovaNotifier:
     async def give_up(self, env: ReceivedEnvelope, error: str) -> None:
         """Deliveries used up before Nova could be asked (the read model stayed behind, or
         the store kept failing): record the failure, so the volume's history says so."""
+        if env.type == REIMAGED:
+            found = await self._reimage_pending(env)
+            if found is not None:
+                events = [{"server_uuid": s, "code": None, "result": NOT_SENT} for s in found[1]]
+                await self._record_reimage(
+                    env, Delivery(events, 0, None, False, f"not sent: {error}")
+                )
+            return
         pending = await self._pending(env)
         if pending is None:
             return

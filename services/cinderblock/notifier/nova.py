@@ -1,7 +1,8 @@
 """Nova's ``POST /os-server-external-events`` at compute microversion 2.51: one request with
-one ``volume-extended`` event per instance, 5xx/429/timeouts retried with exponential
-back-off, every other answer final. What each instance got is read from the per-event
-``code`` of Nova's answer (200/207), as Cinder's ``compute/nova.py:_send_events`` does."""
+one ``volume-extended`` event per instance (``volume-reimaged`` at 2.93 after a reimage),
+5xx/429/timeouts retried with exponential back-off, every other answer final. What each
+instance got is read from the per-event ``code`` of Nova's answer (200/207), as Cinder's
+``compute/nova.py:_send_events`` does."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from cinderblock.identity.keystone import KeystoneUnavailableError, ServiceToken
 log = logging.getLogger(__name__)
 
 MICROVERSION = "2.51"  # volume-extended is accepted from 2.51
+REIMAGED_MICROVERSION = "2.93"  # volume-reimaged is accepted from 2.93 (Cinder sends 2.93)
 BACKOFF_CAP = 8.0  # seconds; the longest wait between two attempts
 _GLOBAL_ID = re.compile(r"^req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 
@@ -95,12 +97,12 @@ class NovaClient:
         self.sleep = sleep
         self.tokens = tokens
 
-    def headers(self, request_id: str | None) -> dict[str, str]:
+    def headers(self, request_id: str | None, microversion: str = MICROVERSION) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
-            "X-OpenStack-Nova-API-Version": MICROVERSION,
-            "OpenStack-API-Version": f"compute {MICROVERSION}",
+            "X-OpenStack-Nova-API-Version": microversion,
+            "OpenStack-API-Version": f"compute {microversion}",
             "User-Agent": "cinderblock-notifier",
         }
         if self.config.token:
@@ -118,12 +120,35 @@ class NovaClient:
         keepalive: Keepalive | None = None,
     ) -> Delivery:
         """Tell Nova the volume grew, for each server; never raises for Nova's failures."""
-        body = {
-            "events": [
-                {"name": "volume-extended", "server_uuid": s, "tag": volume_id} for s in servers
-            ]
-        }
-        headers = self.headers(request_id)
+        return await self._send(
+            "volume-extended", MICROVERSION, volume_id, servers, request_id, keepalive
+        )
+
+    async def volume_reimaged(
+        self,
+        volume_id: str,
+        servers: Sequence[str],
+        *,
+        request_id: str | None = None,
+        keepalive: Keepalive | None = None,
+    ) -> Delivery:
+        """Tell Nova the volume holds the image now (its rebuild waits for this event),
+        for each server; never raises for Nova's failures."""
+        return await self._send(
+            "volume-reimaged", REIMAGED_MICROVERSION, volume_id, servers, request_id, keepalive
+        )
+
+    async def _send(
+        self,
+        name: str,
+        microversion: str,
+        volume_id: str,
+        servers: Sequence[str],
+        request_id: str | None,
+        keepalive: Keepalive | None,
+    ) -> Delivery:
+        body = {"events": [{"name": name, "server_uuid": s, "tag": volume_id} for s in servers]}
+        headers = self.headers(request_id, microversion)
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         status: int | None = None
         reason = "no attempt made"

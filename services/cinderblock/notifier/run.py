@@ -1,6 +1,7 @@
-"""The Nova notifier: a durable JetStream pull consumer of ``Volume.Extended`` that tells
-Nova (``os-server-external-events``, ``volume-extended``) about extends of attached volumes
-and records the outcome on the volume. Off, and said so once, when CINDERBLOCK_NOVA_URL is
+"""The Nova notifier: a durable JetStream pull consumer of ``Volume.Extended`` and
+``Volume.Reimaged`` that tells Nova (``os-server-external-events``: ``volume-extended`` for
+extends of attached volumes, ``volume-reimaged`` for reimages of reserved ones) and records
+the outcome on the volume. Off, and said so once, when CINDERBLOCK_NOVA_URL is
 unset."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from cinderblock.bus.connection import connect
 from cinderblock.bus.jetstream import ConsumerSpec, ensure_stream, run_consumer
 from cinderblock.config.settings import Settings
 from cinderblock.identity.keystone import service_tokens
-from cinderblock.notifier.consumers import NovaNotifier
+from cinderblock.notifier.consumers import REIMAGED, NovaNotifier
 from cinderblock.notifier.nova import NovaClient, NovaConfig
 from cinderblock.readmodels.quarantine import ConsumerQuarantine
 from cinderblock.readmodels.waiter import ProjectionWaiter
@@ -42,7 +43,10 @@ def consumer_spec(settings: Settings) -> ConsumerSpec:
     return ConsumerSpec(
         stream=settings.stream,
         durable=f"{settings.subject_prefix.replace('.', '-')}{DURABLE}",
-        filter_subjects=[settings.subject("volume.events.Extended.>")],
+        filter_subjects=[
+            settings.subject("volume.events.Extended.>"),
+            settings.subject("volume.events.Reimaged.>"),
+        ],
         ack_wait=max(settings.saga_ack_wait, longest + 1.0),
         max_deliver=settings.saga_max_deliver,
         workers=4,
@@ -61,7 +65,10 @@ class NotifierRunner:
 
     async def handle(self, msg: Msg) -> None:
         env = ReceivedEnvelope.model_validate_json(msg.data)
-        await self.notifier.on_extended_notify_nova(env, keepalive=msg.in_progress)
+        if env.type == REIMAGED:
+            await self.notifier.on_reimaged_notify_nova(env, keepalive=msg.in_progress)
+        else:
+            await self.notifier.on_extended_notify_nova(env, keepalive=msg.in_progress)
 
     async def park(self, msg: Msg, error: str) -> None:
         """Last delivery failed: record the failure on the volume, keep the message."""

@@ -130,3 +130,34 @@ def test_a_rebuilt_volume_knows_which_extends_were_notified() -> None:
     rebuilt = told.rebuilt()
     assert rebuilt.nova_outcome(3) == NOTIFIED
     assert rebuilt.nova_outcome(4) is None
+
+
+def test_a_reimage_notification_is_recorded_once_per_reimage_with_cinders_message() -> None:
+    s = story()
+    s.volume.create_attachment("att-1", instance_uuid=A, mode=None)
+    s.volume.request_reimage(
+        {"id": "img", "status": "active", "size": 1, "min_disk": 0}, reimage_reserved=True
+    )
+    requested = s.new_events()[-1].originator_version
+    s.volume.complete_reimage(requested, "00" * 32)
+    reimaged = s.new_events()[-1].originator_version
+    assert s.volume.instances_to_notify == [A]
+    failed = [{"server_uuid": A, "code": None, "result": NOT_SENT}]
+
+    outcome = s.volume.record_nova_reimage_notification(
+        reimaged, events=failed, attempts=3, http_status=503, answered=False, reason="down"
+    )
+
+    assert outcome == FAILED
+    [event] = s.new_events()
+    assert isinstance(event, Volume.NovaReimageNotified)
+    assert (event.reimage_version, event.user_message) == (
+        reimaged,
+        "reimage volume:Compute service failed to reimage volume.",
+    )
+    assert s.rebuilt().nova_reimage_outcome(reimaged) == FAILED
+    assert s.volume.nova_outcome(reimaged) is None  # an extend's record is another thing
+    with pytest.raises(StaleCommandError):
+        s.volume.record_nova_reimage_notification(
+            reimaged, events=failed, attempts=1, http_status=None, answered=False, reason=None
+        )

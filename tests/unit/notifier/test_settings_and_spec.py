@@ -56,6 +56,6 @@ def test_its_durable_outlasts_the_longest_step_and_starts_at_new_messages() -> N
     s = Settings(subject_prefix="p.", saga_ack_wait=1.0, nova_timeout=20.0, read_wait=5.0)
     spec = notifier.consumer_spec(s)
     assert spec.durable == "p-notifier"
-    assert spec.filter_subjects == ["p.volume.events.Extended.>"]
+    assert spec.filter_subjects == ["p.volume.events.Extended.>", "p.volume.events.Reimaged.>"]
     assert spec.ack_wait > NovaConfig.of(s).longest_call > 20.0
     assert spec.deliver_new
