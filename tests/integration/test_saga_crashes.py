@@ -3,7 +3,8 @@ its work and before the completion event is recorded (the message is never acked
 worker gets the redelivery, runs the step again (which finds its work done), and records
 the completion exactly once: the aggregate reaches its final status, the step's effect is
 there once (bytes, files, and pool accounting equal to a fresh scan of the disk), and no
-compensation is recorded.
+compensation is recorded. (At the end, the reimage saga's compensations: an image gone
+before the worker ran, an image service that stays away.)
 
 The tests get a database of their own, so each test's relay (a new stream) replays only
 these tests' events, all settled, and the pools hold only what these tests put there."""
@@ -31,7 +32,7 @@ from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import PoolConfig
 from cinderblock.drivers.copying import content_digest
 from cinderblock.drivers.file import FileDriver
-from cinderblock.images.port import ImageSpec
+from cinderblock.images.port import ImageServiceError, ImageSpec
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.sagas.run import SagaRunner
 from tests.conftest import Servers, fresh_database
@@ -425,3 +426,52 @@ async def crash_and_redeliver(rig: Rig, pool: asyncpg.Pool, case: Case) -> None:
     assert not [t for t in recorded if t.endswith("Failed")], recorded
     fresh = FileDriver(rig.files.root, [PoolConfig.parse(p) for p in POOLS])
     assert rig.files.pools() == fresh.pools()  # the space it took or freed, counted once
+
+
+async def test_reimage_of_an_image_gone_meanwhile_fails_once_and_keeps_the_bytes(
+    pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    """The image is deleted after the request, before any worker runs: the image service's
+    permanent 404 compensates at once (ReimageFailed, ``error``), the volume keeps its bytes
+    and the pool its accounting."""
+    async with open_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
+        started = await start_reimage(rig)
+        await images(rig).delete(started.facts["image_id"])
+        counting = worker(rig, pool, reimage_case(), Counting, started.volume_id)
+
+        await until_true(lambda: is_settled(rig, reimage_case(), started), "reimage compensated")
+
+        volume = await load(rig, started.volume_id)
+        assert volume.status == Status.ERROR
+        recorded = await topics(pool, started.volume_id)
+        assert recorded.count("Volume.ReimageFailed") == 1, recorded
+        assert "Volume.Reimaged" not in recorded
+        path = rig.files.volume_path(started.volume_id, started.host or "")
+        assert await asyncio.to_thread(read_mark, path) == MARK
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+        fresh = FileDriver(rig.files.root, [PoolConfig.parse(p) for p in POOLS])
+        assert rig.files.pools() == fresh.pools()
+        assert counting.calls == 1  # the driver step ran; the download inside it failed
+
+
+async def test_reimage_whose_image_service_stays_away_gives_up_with_error(
+    pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    """A retryable image-service error is redelivered; the last delivery compensates."""
+    async with open_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
+        started = await start_reimage(rig)
+        down = ImageServiceError("503", retryable=True, operation="download", image_id="x")
+        failing = Counting(rig.files, "reimage_volume", started.volume_id, failure=down)
+        runner = SagaRunner(rig.settings, pool, failing)  # type: ignore[arg-type]
+        rig.start(run_consumer(rig.js, runner.spec, runner.handle, runner.park, asyncio.Event()))
+
+        await until_true(lambda: is_settled(rig, reimage_case(), started), "reimage gave up")
+
+        assert (await load(rig, started.volume_id)).status == Status.ERROR
+        assert failing.calls == rig.settings.saga_max_deliver
+        recorded = await topics(pool, started.volume_id)
+        assert recorded.count("Volume.ReimageFailed") == 1, recorded
+
+
+def reimage_case() -> Case:
+    return next(c for c in CASES if c.name == "reimage")
