@@ -10,7 +10,9 @@ import os
 import uuid
 from pathlib import Path
 
+from cinderblock.replay.verify import verify
 from tests.e2e.conftest import System
+from tests.e2e.test_rows_from_log import rows_agree
 from tests.helpers.client import CinderClient
 
 V = "3.68"
@@ -95,6 +97,7 @@ async def test_reimage_writes_the_image_and_returns_to_available(system: System)
     assert (await events_of(system, vid))[-2:] == ["ReimageRequested", "Reimaged"]
     leftovers = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}")]
     assert leftovers == []
+    await rows_agree(system, vid)  # what the log rebuilds is what the projector wrote
 
 
 async def test_reimage_of_a_reserved_volume_for_nova_rebuild(system: System) -> None:
@@ -125,6 +128,7 @@ async def test_reimage_of_a_reserved_volume_for_nova_rebuild(system: System) -> 
     assert await asyncio.to_thread(read, path, MARKS) == MARKS
     listed = await c.request("GET", f"/attachments?volume_id={vid}")
     assert [a["id"] for a in listed.json["attachments"]] == [attachment]
+    await rows_agree(system, vid)
 
 
 async def test_refusals_change_nothing(system: System) -> None:
@@ -181,3 +185,25 @@ async def test_a_failed_write_leaves_error_and_the_old_bytes(system: System) -> 
     assert again is not None
     assert again["status"] == "error"
     assert await asyncio.to_thread(read, path, MARKS) == MARKS
+    await rows_agree(system, vid)
+
+
+async def test_replay_rebuilds_what_the_projector_wrote(system: System) -> None:
+    """The replay steps of the reimage events (and of the swaps, when they ran before)
+    agree with the live projections, row for row (``cinderblock verify``)."""
+    c = project(system)
+    image_id = await image_of(system, c)
+    vid, _ = await volume_with_old_data(system, c)
+    assert (await c.action(vid, {"os-reimage": {"image_id": image_id}})).status == 202
+    await system.until_volume(vid, lambda v: v is not None and v["status"] == "available")
+    system.faults("reimage=fail")
+    try:
+        failing, _ = await volume_with_old_data(system, c)
+        assert (await c.action(failing, {"os-reimage": {"image_id": image_id}})).status == 202
+        await system.until_volume(failing, lambda v: v is not None and v["status"] == "error")
+    finally:
+        system.faults("")
+
+    result = await verify(system.settings.database_url)
+
+    assert result.differences == []

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from tests.e2e.conftest import System
+from tests.e2e.test_rows_from_log import rows_agree
 from tests.helpers.client import CinderClient
 
 INSTANCE_HOST = "compute-1"
@@ -102,6 +103,8 @@ async def test_legacy_swap_moves_the_attachment(system: System) -> None:
         uuid.UUID(new),
     )
     assert together == 1
+    await rows_agree(system, old)
+    await rows_agree(system, new)
 
 
 async def test_swap_to_a_volume_reserved_through_the_attachments_api(system: System) -> None:
@@ -128,6 +131,7 @@ async def test_swap_to_a_volume_reserved_through_the_attachments_api(system: Sys
     assert swapped["status"] == "in-use"
     listed = await c.request("GET", f"/attachments?volume_id={new}")
     assert [a["id"] for a in listed.json["attachments"]] == [reserved]
+    await rows_agree(system, new)
 
 
 async def test_failed_swap_moves_nothing(system: System) -> None:
