@@ -207,3 +207,21 @@ async def test_replay_rebuilds_what_the_projector_wrote(system: System) -> None:
     result = await verify(system.settings.database_url)
 
     assert result.differences == []
+
+
+async def test_reimage_of_a_volume_never_placed_ends_in_error(system: System) -> None:
+    """An ``error`` volume whose create failed has no backend: accepted (as Cinder), then
+    failed by the saga instead of staying ``downloading``."""
+    c = project(system)
+    image_id = await image_of(system, c)
+    system.faults("create=fail")
+    try:
+        vid = (await c.create_volume(1))["id"]
+        await system.until_status(vid, "error")
+    finally:
+        system.faults("")
+
+    assert (await c.action(vid, {"os-reimage": {"image_id": image_id}})).status == 202
+
+    await system.until_volume(vid, lambda v: v is not None and v["status"] == "error")
+    assert (await events_of(system, vid))[-1] == "ReimageFailed"

@@ -36,9 +36,10 @@ class ReimageSaga:
         through ``give_up``."""
         volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
         pending = volume.pending_reimage if volume is not None else None
-        if volume is None or volume.host is None or pending is None:
+        if volume is None or pending is None or pending["request_version"] != env.version:
             return
-        if pending["request_version"] != env.version:
+        if volume.host is None:  # an error volume never placed: no backend holds it
+            await self._fail(env, "the volume is on no backend")
             return
         image_id = str(pending["image_id"])
 
