@@ -178,3 +178,30 @@ async def test_cinderclient_force_detaches(system: System, cinder: Cinder) -> No
     assert (resp.status_code, body) == (202, None)
     done = await until(lambda: c.volumes.get(volume.id), lambda v: v.status == "available")
     assert done.attachments == []
+
+
+async def test_cinderclient_reimages_a_volume(system: System, cinder: Cinder) -> None:
+    """``volumes.reimage`` (3.68): an uploaded image's bytes land on another volume, which
+    is bootable afterwards and shows the image's metadata."""
+    c = cinder.client
+    source = await available(c, 1)
+    await asyncio.to_thread(
+        write_at, system.driver.volume_path(source.id, getattr(source, HOST)), 4096, b"new root"
+    )
+    _, body = await asyncio.to_thread(
+        c.volumes.upload_to_image, source, False, "cc-rebuild", "bare", "raw", "private", False
+    )
+    image_id = body["os-volume_upload_image"]["image_id"]
+    await until(lambda: c.volumes.get(source.id), lambda v: v.status == "available")
+    target = await available(c, 1)
+    path = system.driver.volume_path(target.id, getattr(target, HOST))
+    await asyncio.to_thread(write_at, path, 4096, b"old root")
+    v368 = cinder_at(cinder, "3.68")
+
+    resp, _ = await asyncio.to_thread(v368.volumes.reimage, target.id, image_id, False)
+
+    assert resp.status_code == 202
+    done = await until(lambda: c.volumes.get(target.id), lambda v: v.status != "downloading")
+    assert (done.status, done.bootable) == ("available", "true")
+    assert done.volume_image_metadata["image_id"] == image_id
+    assert await asyncio.to_thread(read_at, path, 4096, 8) == b"new root"
