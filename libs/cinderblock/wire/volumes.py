@@ -100,8 +100,8 @@ class VolumeCreateRequest(BaseModel):
 
     ``name``/``description`` are trimmed and already resolved from the legacy
     ``display_*`` keys; ``metadata`` is ``{}`` when absent or null; ``image_ref`` is
-    ``imageRef`` or else ``image_id``. ``group_id`` is read from 3.13 and
-    ``backup_id`` from 3.47 (earlier they are unknown keys, hence ignored).
+    ``image_id`` when sent, else ``imageRef`` (Cinder's controller). ``group_id`` is read
+    from 3.13 and ``backup_id`` from 3.47 (earlier they are unknown keys, hence ignored).
     Sources are only parsed here; whether they are supported is the caller's call.
     """
 
@@ -159,7 +159,9 @@ class VolumeCreateRequest(BaseModel):
             consistencygroup_id=fields.consistencygroup_id,
             group_id=fields.group_id,
             backup_id=fields.backup_id,
-            image_ref=fields.image_ref if fields.image_ref is not None else fields.image_id,
+            image_ref=(
+                fields.image_id if "image_id" in fields.model_fields_set else fields.image_ref
+            ),
             scheduler_hints=top.get(SCHEDULER_HINTS),
         )
 

@@ -68,8 +68,10 @@ def test_create_name_wins_over_display_name_even_when_null() -> None:
     assert _create({"size": 1, "description": "", "display_description": "x"}).description == ""
 
 
-def test_create_image_ref_preferred_over_image_id() -> None:
-    assert _create({"size": 1, "imageRef": "a", "image_id": "b"}).image_ref == "a"
+def test_create_image_id_wins_over_image_ref() -> None:
+    """Cinder's controller: ``if 'image_id' in volume: volume['imageRef'] = ...pop('image_id')``."""
+    assert _create({"size": 1, "imageRef": "a", "image_id": "b"}).image_ref == "b"
+    assert _create({"size": 1, "imageRef": "a"}).image_ref == "a"
 
 
 def test_create_sources_without_size() -> None:
