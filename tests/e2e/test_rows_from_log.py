@@ -64,3 +64,33 @@ async def test_rows_rebuilt_from_the_log_equal_the_projected_ones(system: System
     made.append(await system.until_status(attached["id"], "in-use"))
     for volume in made:
         await rows_agree(system, volume["id"])
+
+
+async def test_rows_of_volumes_from_an_image_equal_the_projected_ones(system: System) -> None:
+    """Made from an image (ImageSourceSet, ImageWritten: bootable, the image's metadata),
+    and one whose image write failed (error, nothing of the image)."""
+    client = project_client(system)
+    source = await client.create_volume(1)
+    await system.until_status(source["id"], "available")
+    body = {"os-volume_upload_image": {"image_name": "rows", "disk_format": "raw"}}
+    reply = await client.as_(version="3.1").action(source["id"], body)
+    assert reply.status == 202, reply.text
+    image_id = reply.json["os-volume_upload_image"]["image_id"]
+    await system.until_status(source["id"], "available")
+    made = []
+    for fault in ("", "reimage=fail"):
+        system.faults(fault)
+        try:
+            reply = await client.request(
+                "POST", "/volumes", body={"volume": {"size": 1, "imageRef": image_id}}
+            )
+            assert reply.status == 202, reply.text
+            vid = reply.json["volume"]["id"]
+            made.append(
+                await system.until_volume(vid, lambda v: bool(v and v["status"] != "creating"))
+            )
+        finally:
+            system.faults("")
+    assert [(v or {}).get("status") for v in made] == ["available", "error"]
+    for volume in made:
+        await rows_agree(system, (volume or {})["id"])

@@ -4,7 +4,8 @@ worker gets the redelivery, runs the step again (which finds its work done), and
 the completion exactly once: the aggregate reaches its final status, the step's effect is
 there once (bytes, files, and pool accounting equal to a fresh scan of the disk), and no
 compensation is recorded. (At the end, the reimage saga's compensations: an image gone
-before the worker ran, an image service that stays away.)
+before the worker ran, an image service that stays away; and a create from an image whose
+image service stays away.)
 
 The tests get a database of their own, so each test's relay (a new stream) replays only
 these tests' events, all settled, and the pools hold only what these tests put there."""
@@ -35,6 +36,7 @@ from cinderblock.drivers.file import FileDriver
 from cinderblock.images.port import ImageServiceError, ImageSpec
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.sagas.run import SagaRunner
+from cinderblock.store.volumes import Caller
 from tests.conftest import Servers, fresh_database
 from tests.integration.saga_starts import (
     GIB,
@@ -83,6 +85,41 @@ async def start_reimage(rig: Rig) -> Started:
         caller, vid, lambda v: v.request_reimage(image, reimage_reserved=False), meta={}
     )
     return Started(vid, caller, vid, vid, host, {"image_id": image_id})
+
+
+async def active_image(rig: Rig) -> dict[str, object]:
+    """An active image of IMAGE_BYTES in the local image store; its record."""
+    image_id = str(uuid.uuid4())
+    store = images(rig)
+    spec = ImageSpec(image_id, "rebuild", "raw", "bare", "private", False, 0)
+    await store.create(spec, request_id=None)
+    source = Path(rig.settings.data_dir) / f"{image_id}.src"
+    await asyncio.to_thread(source.write_bytes, IMAGE_BYTES)
+    await store.upload(image_id, source, size=len(IMAGE_BYTES))
+    image = await store.get(image_id)
+    assert image is not None
+    return image
+
+
+async def start_create_from_image(rig: Rig) -> Started:
+    """A 1 GiB volume created from an image (ImageSourceSet in its create's append): the
+    create saga makes its file, then writes the image through ``reimage_volume``."""
+    image = await active_image(rig)
+    vid = uuid.uuid4()
+    caller = Caller("u", uuid.uuid4().hex)
+    await rig.volumes.create_volume(
+        caller,
+        vid,
+        meta={},
+        image=image,
+        name=None,
+        description=None,
+        size_gb=1,
+        metadata={},
+        bootable=False,
+        multiattach=False,
+    )
+    return Started(str(vid), caller, str(vid), str(vid), facts={"image_id": image["id"]})
 
 
 W = TypeVar("W", DiesAfter, Counting)
@@ -212,6 +249,18 @@ async def uploaded(rig: Rig, s: Started) -> None:
     assert await digest(image) == await digest(rig.files.volume_path(s.volume_id, s.host or ""))
 
 
+async def created_from_image(rig: Rig, s: Started) -> None:
+    volume = await load(rig, s.volume_id)
+    assert (volume.status, volume.bootable) == (Status.AVAILABLE, True)
+    assert volume.image_metadata["image_id"] == s.facts["image_id"]
+    files = list(rig.files.root.glob(f"*/*/volume-{s.volume_id}.img"))
+    assert files == [rig.files.volume_path(s.volume_id, volume.host or "")]
+    size = len(IMAGE_BYTES)
+    assert await asyncio.to_thread(read_mark, files[0], size, 0) == IMAGE_BYTES
+    assert files[0].stat().st_size == GIB
+    assert [p.name for p in files[0].parent.iterdir() if p.name.startswith(".")] == []
+
+
 async def reimaged(rig: Rig, s: Started) -> None:
     volume = await load(rig, s.volume_id)
     assert (volume.status, volume.bootable) == (Status.AVAILABLE, True)
@@ -273,6 +322,14 @@ CASES = [
         "create_cloned_volume",
         volume_left(Status.CREATING),
         created_from_source,
+        "Volume.CreateCompleted",
+    ),
+    Case(
+        "create-from-image",
+        start_create_from_image,
+        "reimage_volume",
+        volume_left(Status.CREATING),
+        created_from_image,
         "Volume.CreateCompleted",
     ),
     Case(
@@ -475,3 +532,27 @@ async def test_reimage_whose_image_service_stays_away_gives_up_with_error(
 
 def reimage_case() -> Case:
     return next(c for c in CASES if c.name == "reimage")
+
+
+async def test_create_from_an_image_whose_service_stays_away_gives_up_with_error(
+    pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    """A retryable image-service error is redelivered; the last delivery fails the create
+    (``error``) and removes the new volume's file again."""
+    async with open_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
+        started = await start_create_from_image(rig)
+        down = ImageServiceError("503", retryable=True, operation="download", image_id="x")
+        failing = Counting(rig.files, "reimage_volume", started.volume_id, failure=down)
+        runner = SagaRunner(rig.settings, pool, failing)  # type: ignore[arg-type]
+        rig.start(run_consumer(rig.js, runner.spec, runner.handle, runner.park, asyncio.Event()))
+        case = next(c for c in CASES if c.name == "create-from-image")
+
+        await until_true(lambda: is_settled(rig, case, started), "create gave up")
+
+        assert (await load(rig, started.volume_id)).status == Status.ERROR
+        assert failing.calls == rig.settings.saga_max_deliver
+        recorded = await topics(pool, started.volume_id)
+        assert recorded.count("Volume.CreateFailed") == 1, recorded
+        assert list(rig.files.root.glob(f"*/*/volume-{started.volume_id}.img")) == []
+        fresh = FileDriver(rig.files.root, [PoolConfig.parse(p) for p in POOLS])
+        assert rig.files.pools() == fresh.pools()

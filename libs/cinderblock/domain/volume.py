@@ -28,6 +28,7 @@ from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, St
 from cinderblock.domain.unmanage import Unmanaging
 from cinderblock.domain.upload import Upload
 from cinderblock.domain.volume_encryption import VolumeEncryption
+from cinderblock.domain.volume_image import VolumeImage
 from cinderblock.domain.volume_source import VolumeSource
 
 
@@ -44,6 +45,7 @@ class Volume(
     NovaNotifications,
     VolumeEncryption,
     VolumeSource,
+    VolumeImage,
     Aggregate,
 ):
     """One Cinder volume. Its id is the volume's UUID."""

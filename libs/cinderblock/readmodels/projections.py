@@ -431,6 +431,9 @@ VOLUME_PROJECTIONS: dict[str, Projection | tuple[Projection, ...]] = {
         ),
     ),
     "Volume.ReimageFailed": _set("previous_status = status, status = 'error'"),
+    "Volume.ImageWritten": _update(
+        "bootable = true, image_metadata = $4::jsonb", _json_arg("image_metadata")
+    ),
     "Volume.RetypeRequested": _set(
         "previous_status = status, status = 'retyping', multiattach = $4", "new_multiattach"
     ),

@@ -238,6 +238,15 @@ VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
         ),
     ),
     "Volume.ReimageFailed": (update(V, chain(keep_previous, status("error"))),),
+    "Volume.ImageWritten": (
+        update(
+            V,
+            chain(
+                fields(image_metadata=lambda e: jsonb(e.data["image_metadata"])),
+                const(bootable=True),
+            ),
+        ),
+    ),
     "Volume.RetypeRequested": (
         update(V, chain(keep_previous, status("retyping"), fields(multiattach="new_multiattach"))),
     ),

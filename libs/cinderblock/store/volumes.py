@@ -150,11 +150,14 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, Quot
         meta: Mapping[str, Any],
         encryption: Mapping[str, Any] | None = None,
         source: Mapping[str, Any] | None = None,
+        image: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> Position:
         """With ``encryption`` (the type's, or the source's), the volume gets a copy of it
         and a new key id in the same append; with ``source`` (``snapshot_id``,
-        ``source_volid``, ``source_host``: see `domain.volume_source`) its source too."""
+        ``source_volid``, ``source_host``: see `domain.volume_source`) its source too; with
+        ``image`` (the image service's record, checked: see `domain.volume_image`) the image
+        it is made from."""
         fields.setdefault("volume_type_id", DEFAULT_TYPE_ID)
         fields.setdefault("volume_type_name", DEFAULT_TYPE_NAME)
         fields.setdefault("availability_zone", self.config.default_availability_zone)
@@ -167,6 +170,8 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, Quot
                 volume.set_encryption(str(uuid4()), dict(encryption))
             if source is not None:
                 volume.set_source(**source)
+            if image is not None:
+                volume.set_image_source(image)
             quota = await self._quota(caller.project_id)
             deltas = volume_deltas(volume.size_gb, volume.volume_type_name, count=1)
             quota.consume(
@@ -207,6 +212,13 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, Quot
 
     async def complete_create(self, volume_id: str, host: str, *, meta: Mapping[str, Any]) -> bool:
         return await self._finish(volume_id, meta, lambda v: v.complete_create(host))
+
+    async def complete_create_from_image(
+        self, volume_id: str, host: str, checksum: str, *, meta: Mapping[str, Any]
+    ) -> bool:
+        return await self._finish(
+            volume_id, meta, lambda v: v.complete_create_from_image(host, checksum)
+        )
 
     async def fail_create(self, volume_id: str, reason: str, *, meta: Mapping[str, Any]) -> bool:
         return await self._finish(volume_id, meta, lambda v: v.fail_create(reason))

@@ -16,14 +16,14 @@ from cinderblock.domain.sagas.migrate import migration_to_run
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
-from cinderblock.images.port import ImageService
+from cinderblock.images.port import ImageService, ImageServiceError
 from cinderblock.sagas.delete import DeleteSaga
 from cinderblock.sagas.meta import saga_meta
 from cinderblock.sagas.reencrypt import encryption_header
 from cinderblock.sagas.reimage import ReimageSaga
 from cinderblock.sagas.retype import RetypeSaga
 from cinderblock.sagas.snapshots import SnapshotSagas
-from cinderblock.sagas.sources import create_from_source, source_pool
+from cinderblock.sagas.sources import create_from_source, source_pool, write_image
 from cinderblock.sagas.upload import UploadSaga
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
@@ -41,6 +41,7 @@ class Sagas:
     ) -> None:
         self.volumes = volumes
         self.driver = driver
+        self.images = images
         snapshots = SnapshotSagas(volumes, driver)
         delete = DeleteSaga(volumes, driver)
         retype = RetypeSaga(volumes, driver)
@@ -108,8 +109,37 @@ class Sagas:
             log.warning("create failed: %s", err.reason, extra=self._log(env, "create"))
             await self.volumes.fail_create(volume.vid, err.reason, meta=meta)
             return
-        if not await self.volumes.complete_create(volume.vid, host, meta=meta):
+        if volume.from_image:
+            await self._write_image(env, volume, host)
+        elif not await self.volumes.complete_create(volume.vid, host, meta=meta):
             await self._remove_if_abandoned(env, host)
+
+    async def _write_image(self, env: ReceivedEnvelope, volume: Volume, host: str) -> None:
+        """The image's bytes into the new volume, then ImageWritten and CreateCompleted.
+        A retryable image-service error is raised (redelivered: the create runs again).
+
+        Compensation: the volume's file is removed and the create fails (``error``, the
+        quota kept until the volume is deleted, as Cinder)."""
+        meta = saga_meta(env, "create")
+        try:
+            checksum = await write_image(
+                self.driver, self.images, volume, host, step_key=f"{env.id}:image"
+            )
+        except ImageServiceError as err:
+            if err.retryable:
+                raise
+            reason = str(err)
+        except (CapacityError, BackendError) as err:
+            reason = err.reason
+        else:
+            if not await self.volumes.complete_create_from_image(
+                volume.vid, host, checksum, meta=meta
+            ):
+                await self._remove_if_abandoned(env, host)
+            return
+        log.warning("create from image failed: %s", reason, extra=self._log(env, "create"))
+        await self.driver.delete_volume(volume.vid, host, step_key=f"{env.id}:image-failed")
+        await self.volumes.fail_create(volume.vid, reason, meta=meta)
 
     async def _place(self, volume: Volume) -> str:
         """The scheduler's choice: among pools of the type's ``volume_backend_name`` (any
@@ -239,6 +269,15 @@ class Sagas:
         )
 
     async def give_up_create(self, env: ReceivedEnvelope) -> None:
+        volume = await self._volume(env)
+        if volume is not None and volume.from_image and volume.host is None:
+            # an image that stayed unreadable: its volume's new file goes again
+            for pool in self.driver.pools():
+                path = self.driver.volume_path(volume.vid, pool.location)
+                if await asyncio.to_thread(path.exists):
+                    await self.driver.delete_volume(
+                        volume.vid, pool.location, step_key=f"{env.id}:gave-up"
+                    )
         await self.volumes.fail_create(
             env.aggregate_id, "gave up after repeated failures", meta=saga_meta(env, "create")
         )

@@ -4,14 +4,20 @@ made from the source's bytes there. When that pool does not suit the volume's ty
 ``volume_backend_name``, or no multiattach), the create fails like any other: ``error``,
 the quota kept until the volume is deleted (Cinder). A source gone meanwhile (a snapshot
 deleted after the API accepted the create) fails it the same way (the driver finds no
-file)."""
+file).
+
+A volume made from an image is created like any other, then the image service's bytes are
+written into it by the reimage driver step (a sparse temp copy of the volume's size, renamed
+over it once complete)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import CapacityError, PoolStats, VolumeDriver
+from cinderblock.images.port import ImageService, ImageServiceError
 from cinderblock.sagas.reencrypt import encryption_header
 
 
@@ -50,3 +56,23 @@ async def create_from_source(
         step_key=step_key,
         header=header,
     )
+
+
+async def write_image(
+    driver: VolumeDriver, images: ImageService | None, volume: Volume, host: str, *, step_key: str
+) -> str:
+    """Write the volume's source image into it at ``host``; return the bytes' sha256.
+    Doing it again writes the same bytes again. Raises ImageServiceError (retryable or
+    not), CapacityError or BackendError.
+
+    Compensation: the caller removes the volume's file and fails the create (``error``)."""
+    image_id = volume.source_image_id or ""
+    if images is None:
+        raise ImageServiceError(
+            "no image service", retryable=False, operation="download", image_id=image_id
+        )
+
+    async def write(target: Path, start: int, limit: int) -> str:
+        return await images.download(image_id, target, start=start, limit=limit)
+
+    return await driver.reimage_volume(volume.vid, host, write=write, step_key=step_key)

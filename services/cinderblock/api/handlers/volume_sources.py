@@ -4,10 +4,13 @@ project's → 404; a snapshot must be ``available``, a volume ``available`` or `
 (400); the size defaults to the source's and may not be smaller (400); the type defaults to
 the source volume's, and a requested type must have the source's encryption (400); the new
 volume is bootable when its source volume is, takes the source's encryption (with a key of
-its own) and goes to the source's pool."""
+its own) and goes to the source's pool. An image (``imageRef``, or ``image_id``) is looked up
+in the image service as Cinder's ``_image_uuid_from_ref`` does (by id only: 400 when it is not
+found); its metadata is checked in the create's append (``domain.volume_image``)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +19,7 @@ from cinderblock.api.deps import Deps
 from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError
 from cinderblock.domain.type_encryption import same_encryption
 from cinderblock.domain.volume import Volume
+from cinderblock.domain.volume_image import INVALID_IMAGE, image_uuid_from_ref
 from cinderblock.domain.volume_source import (
     check_snapshot_source,
     check_volume_source,
@@ -23,6 +27,8 @@ from cinderblock.domain.volume_source import (
     size_from_source,
 )
 from cinderblock.domain.volume_type import VolumeType
+from cinderblock.images.port import ImageServiceError
+from cinderblock.wire.faults import BadRequest, Fault
 from cinderblock.wire.volumes import VolumeCreateRequest
 
 
@@ -88,3 +94,25 @@ async def _type(
     if not same_encryption(theirs, vtype.encryption):
         raise incompatible_type(req.volume_type)
     return vtype
+
+
+async def resolve_image(d: Deps, image_ref: str) -> dict[str, Any]:
+    """The image record ``image_ref`` names (a Nova-made URL is cut to its id). Unknown, not
+    an id, or refused by the image service: 400 (Cinder); the service unreachable: 503."""
+    image_id = image_uuid_from_ref(image_ref)
+    try:
+        uuid.UUID(image_id)
+        image = await d.images.get(image_id)
+    except ValueError as err:
+        raise InvalidInputError(INVALID_IMAGE) from err
+    except ImageServiceError as err:
+        if err.retryable:
+            raise Fault(503, f"The image service is unavailable: {err.message}") from err
+        raise InvalidInputError(INVALID_IMAGE) from err
+    if image is None or "id" not in image:
+        raise InvalidInputError(INVALID_IMAGE)
+    if image.get("block_device_mapping"):
+        # Nova's snapshot of a volume-backed server: Cinder creates from the volume
+        # snapshot it names; not served here (no image refers to a snapshot of this service).
+        raise BadRequest(f"Image {image_id} is a snapshot of a volume-backed server.")
+    return image

@@ -13,7 +13,7 @@ from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.handlers.listing import parse_list_query
-from cinderblock.api.handlers.volume_sources import resolve_source
+from cinderblock.api.handlers.volume_sources import resolve_image, resolve_source
 from cinderblock.api.middleware import RAW_REPLY, context
 from cinderblock.domain.errors import InvalidVolumeError
 from cinderblock.domain.volume_encryption import MULTIATTACH_ENCRYPTED
@@ -43,10 +43,9 @@ async def create(request: web.Request) -> web.Response:
     req = VolumeCreateRequest.parse(await json_body(request), ctx.version)
     _authorize(d, ctx, "volume:create", ctx.project_id)
     source = await resolve_source(d, ctx, req)
+    image = await resolve_image(d, req.image_ref) if req.image_ref is not None else None
     if req.backup_id is not None:
         raise NotFound(f"Backup {req.backup_id} could not be found.")
-    if req.image_ref is not None:
-        raise invalid_input("Creating a volume from an image is not supported by this service.")
     zone = req.availability_zone or d.settings.default_availability_zone
     if zone != d.settings.default_availability_zone:
         raise invalid_input(f"Availability zone '{zone}' is invalid.")
@@ -75,6 +74,7 @@ async def create(request: web.Request) -> web.Response:
         meta=ctx.meta("volume:create"),
         encryption=source.encryption if source is not None else vtype.encryption,
         source=source.source if source is not None else None,
+        image=image,
         name=req.name,
         description=req.description,
         size_gb=size,
