@@ -491,6 +491,41 @@ async def test_rebuild_reimages_the_root_volume(
     assert (await nova.call("get", root["id"]))["status"] == "in-use"
 
 
+async def test_boot_from_volume_of_an_image(nova: Nova, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nova-compute's ``_create_volume`` for a ``source_type=image`` root disk
+    (``DriverImageBlockDevice``): create with ``image_id``, wait for ``available``, attach;
+    the image's bytes are on the volume, which is bootable with the image's metadata."""
+    system = nova.system
+    source = await boot_volume(nova, 2)  # a 2 GiB image
+    source_path = system.driver.volume_path(source["id"], await host_of(system, source["id"]))
+    await asyncio.to_thread(write_at, source_path, 0, b"image root disk")
+    client = system.client.as_(project_id=nova.project_id, version="3.1")
+    upload = await client.action(
+        source["id"],
+        {"os-volume_upload_image": {"image_name": "nova-boot", "disk_format": "raw"}},
+    )
+    assert upload.status == 202, upload.text
+    image_id = upload.json["os-volume_upload_image"]["image_id"]
+    await nova.until(source["id"], lambda v: v["status"] == "available")
+
+    root = await boot_volume(nova, 2, image_id=image_id)
+
+    assert (root["size"], root["bootable"]) == (2, True)
+    assert root["volume_image_metadata"]["image_id"] == image_id
+    assert root["volume_image_metadata"]["image_name"] == "nova-boot"
+    root_path = system.driver.volume_path(root["id"], await host_of(system, root["id"]))
+    assert await asyncio.to_thread(read_at, root_path, 0, 15) == b"image root disk"
+    server = str(uuid.uuid4())
+    await attach_new_style(nova, root["id"], server, monkeypatch, "/dev/vda")
+    assert (await nova.call("get", root["id"]))["status"] == "in-use"
+    # An image bigger than the requested size: Cinder's 400, which Nova raises as InvalidInput.
+    with pytest.raises(nova_exc.InvalidInput, match="larger than volume size 1GB"):
+        await nova.call("create", 1, "too-small", "", image_id=image_id)
+    # ... and so is an unknown image.
+    with pytest.raises(nova_exc.InvalidInput):
+        await nova.call("create", 1, "unknown", "", image_id=str(uuid.uuid4()))
+
+
 async def test_snapshot_of_a_volume_backed_server(nova: Nova) -> None:
     """``API.snapshot_volume_backed``: the snapshot quota from ``get_absolute_limits``, then a
     forced snapshot of the in-use root volume, polled until available (``unquiesce``)."""
