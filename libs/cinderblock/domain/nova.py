@@ -112,14 +112,9 @@ class NovaNotifications:
         reason: str | None,
     ) -> str:
         """As ``record_nova_notification``, for the reimage at ``reimage_version``."""
-        if self.nova_reimage_outcome(reimage_version) is not None:
-            raise StaleCommandError(
-                f"Nova was already told of the reimage of volume {self.vid} at version "
-                f"{reimage_version}."
-            )
-        if not events:
-            raise InvalidInputError("A Nova notification names at least one instance.")
-        outcome = outcome_of(events, answered=answered)
+        outcome = self._new_outcome(
+            self.nova_reimage_outcome(reimage_version), "reimage", reimage_version, events, answered
+        )
         self.trigger_event(  # type: ignore[attr-defined]
             self.NovaReimageNotified,
             reimage_version=reimage_version,
@@ -131,6 +126,24 @@ class NovaNotifications:
             user_message=REIMAGE_USER_MESSAGE if outcome == FAILED else None,
         )
         return outcome
+
+    def _new_outcome(
+        self,
+        recorded: str | None,
+        what: str,
+        version: int,
+        events: list[dict[str, Any]],
+        answered: bool,
+    ) -> str:
+        """The outcome of telling Nova of the ``what`` at ``version``: StaleCommandError if
+        one is ``recorded`` already, InvalidInputError without an instance."""
+        if recorded is not None:
+            raise StaleCommandError(
+                f"Nova was already told of the {what} of volume {self.vid} at version {version}."
+            )
+        if not events:
+            raise InvalidInputError("A Nova notification names at least one instance.")
+        return outcome_of(events, answered=answered)
 
     @property
     def instances_to_notify(self) -> list[str]:
@@ -156,14 +169,9 @@ class NovaNotifications:
     ) -> str:
         """Record what Nova answered for the extend at ``extend_version``; returns the
         outcome. StaleCommandError when that extend's notification is already recorded."""
-        if self.nova_outcome(extend_version) is not None:
-            raise StaleCommandError(
-                f"Nova was already notified of the extend of volume {self.vid} at "
-                f"version {extend_version}."
-            )
-        if not events:
-            raise InvalidInputError("A Nova notification names at least one instance.")
-        outcome = outcome_of(events, answered=answered)
+        outcome = self._new_outcome(
+            self.nova_outcome(extend_version), "extend", extend_version, events, answered
+        )
         self.trigger_event(  # type: ignore[attr-defined]
             self.NovaNotified,
             extend_version=extend_version,

@@ -79,18 +79,23 @@ class LocalImageStore:
         )
         return spec.image_id
 
+    async def _existing(self, image_id: str, operation: str) -> dict[str, Any]:
+        """The image's record; a permanent 404 ImageServiceError if there is none."""
+        record = await asyncio.to_thread(self._read, image_id)
+        if record is None:
+            raise ImageServiceError(
+                "no such image",
+                retryable=False,
+                operation=operation,
+                image_id=image_id,
+                status=404,
+            )
+        return record
+
     async def upload(self, image_id: str, source: Path, *, size: int) -> str:
         check_image_id(image_id)
         async with self._lock(image_id):
-            record = await asyncio.to_thread(self._read, image_id)
-            if record is None:
-                raise ImageServiceError(
-                    "no such image",
-                    retryable=False,
-                    operation="upload",
-                    image_id=image_id,
-                    status=404,
-                )
+            record = await self._existing(image_id, "upload")
             if record["status"] == ACTIVE:
                 return await self._same_upload(record, source, size)
             if record["status"] not in (QUEUED, SAVING):
@@ -117,15 +122,7 @@ class LocalImageStore:
     async def download(self, image_id: str, target: Path, *, start: int, limit: int) -> str:
         check_image_id(image_id)
         async with self._lock(image_id):
-            record = await asyncio.to_thread(self._read, image_id)
-            if record is None:
-                raise ImageServiceError(
-                    "no such image",
-                    retryable=False,
-                    operation="download",
-                    image_id=image_id,
-                    status=404,
-                )
+            record = await self._existing(image_id, "download")
             if record["status"] != ACTIVE:
                 raise ImageServiceError(
                     f"image is {record['status']}, not active",

@@ -34,6 +34,12 @@ _EXTENDED_TX = (
     "SELECT tx_id::text::bigint FROM events WHERE originator_id = $1 AND originator_version = $2"
 )
 _PROJECTED_VERSION = "SELECT version FROM volumes WHERE id = $1"
+# Per event type Nova is told of: the status the event must leave the volume in, and the
+# outcome already recorded for the event at a version (None: Nova not told yet).
+_TOLD: dict[str, tuple[str, Any]] = {
+    REACTS_TO: ("in-use", Volume.nova_outcome),
+    REIMAGED: ("reserved", Volume.nova_reimage_outcome),
+}
 
 
 def notifier_meta(env: ReceivedEnvelope) -> dict[str, Any]:
@@ -72,15 +78,18 @@ class NovaNotifier:
         }
 
     async def _pending(self, env: ReceivedEnvelope) -> tuple[Volume, list[str]] | None:
-        """The volume and the instances to tell, or None when there is nothing to do (not
-        attached to an instance, gone, or this extend's outcome already recorded)."""
-        if env.type != REACTS_TO or env.data.get("status") != "in-use":
+        """The volume and the instances to tell, or None when there is nothing to do: not
+        the status Nova is told about (an extend of an ``in-use`` volume, a reimage that left
+        it ``reserved``), not attached to an instance, gone, or this event's outcome already
+        recorded."""
+        wanted = _TOLD.get(env.type)
+        if wanted is None or env.data.get("status") != wanted[0]:
             return None
         volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
         if volume is None or volume.is_deleted:
             return None
-        if volume.nova_outcome(env.version) is not None:
-            log.info("nova already notified of this extend", extra=self._log(env))
+        if wanted[1](volume, env.version) is not None:
+            log.info("nova already told of this event", extra=self._log(env))
             return None
         servers = volume.instances_to_notify
         return (volume, servers) if servers else None
@@ -107,7 +116,7 @@ class NovaNotifier:
         """Cinder's manager tells Nova ``volume-reimaged`` when the reimaged volume is
         ``reserved`` (Nova's rebuild holds it with an attachment of the server and waits
         for this event); recorded as ``NovaReimageNotified`` once per reimage."""
-        pending = await self._reimage_pending(env)
+        pending = await self._pending(env)
         if pending is None:
             return
         volume, servers = pending
@@ -119,18 +128,6 @@ class NovaNotifier:
             volume.vid, servers, request_id=request_id, keepalive=keepalive
         )
         await self._record_reimage(env, delivery)
-
-    async def _reimage_pending(self, env: ReceivedEnvelope) -> tuple[Volume, list[str]] | None:
-        if env.type != REIMAGED or env.data.get("status") != "reserved":
-            return None
-        volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
-        if volume is None or volume.is_deleted:
-            return None
-        if volume.nova_reimage_outcome(env.version) is not None:
-            log.info("nova already told of this reimage", extra=self._log(env))
-            return None
-        servers = volume.instances_to_notify
-        return (volume, servers) if servers else None
 
     async def _record_reimage(self, env: ReceivedEnvelope, delivery: Delivery) -> None:
         def record(volume: Volume) -> None:
@@ -189,7 +186,7 @@ class NovaNotifier:
         """Deliveries used up before Nova could be asked (the read model stayed behind, or
         the store kept failing): record the failure, so the volume's history says so."""
         if env.type == REIMAGED:
-            found = await self._reimage_pending(env)
+            found = await self._pending(env)
             if found is not None:
                 events = [{"server_uuid": s, "code": None, "result": NOT_SENT} for s in found[1]]
                 await self._record_reimage(
