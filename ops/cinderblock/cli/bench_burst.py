@@ -114,19 +114,27 @@ class _Client:
         self.headers = {"X-Auth-Token": f"burst:{project}"}
         self._turn = 0
 
-    def url(self, path: str) -> str:
-        """Requests alternate between the API processes given, as a load balancer would."""
-        self._turn += 1
-        return f"{self.urls[self._turn % len(self.urls)]}/v3/{self.project}{path}"
-
     async def call(
         self, method: str, path: str, body: Any = None, version: str | None = None
     ) -> tuple[int, Any]:
+        """Requests alternate between the API processes given, as a load balancer sends
+        them; one that refuses connections (killed) is skipped, as a load balancer's health
+        check would. A request lost in flight is the caller's failure."""
         headers = self.headers
         if version:
             headers = {**headers, "OpenStack-API-Version": version}
-        async with self.session.request(method, self.url(path), json=body, headers=headers) as resp:
-            data = await resp.read()
+        self._turn += 1
+        turn = self._turn  # others move it on while this request waits
+        for i in range(len(self.urls)):
+            base = self.urls[(turn + i) % len(self.urls)]
+            url = f"{base}/v3/{self.project}{path}"
+            try:
+                async with self.session.request(method, url, json=body, headers=headers) as resp:
+                    data = await resp.read()
+                break
+            except aiohttp.ClientConnectorError:
+                if i == len(self.urls) - 1:
+                    raise
         try:
             return resp.status, json.loads(data) if data else None
         except ValueError:
