@@ -26,6 +26,29 @@ import pytest_asyncio
 
 from cinderblock.config.settings import Settings
 
+_TESTS = Path(__file__).resolve().parent
+# The folder a test sits in says what it needs (STYLE.md section 10): every test under
+# tests/unit is `unit`, and so on. Explicit markers still count (a contract test marked
+# `unit` is both), so `pytest -m unit` runs the whole no-I/O layer.
+DIRECTORY_MARKERS = {
+    "unit": "unit",
+    "integration": "integration",
+    "e2e": "e2e",
+    "contract": "contract",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(_TESTS).parts[0]
+        except (ValueError, IndexError):
+            continue
+        marker = DIRECTORY_MARKERS.get(folder)
+        if marker is not None and item.get_closest_marker(marker) is None:
+            item.add_marker(marker)
+
 
 @dataclass(frozen=True)
 class Servers:
