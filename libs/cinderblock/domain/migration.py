@@ -9,15 +9,13 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from cinderblock.domain.errors import InvalidVolumeError, StaleCommandError
+from cinderblock.domain.placement import backend_of
 from cinderblock.domain.status import NOT_MIGRATING, Status
+
+__all__ = ["HELD", "Migration", "backend_of"]
 
 # Statuses a migration puts a volume in, and hands back when it ends.
 HELD = (Status.MAINTENANCE, Status.RETYPING)
-
-
-def backend_of(location: str) -> str:
-    """``host@backend#pool`` → ``host@backend``."""
-    return location.partition("#")[0]
 
 
 class Migration:

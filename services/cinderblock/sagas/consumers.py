@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from cinderblock.domain.migration import backend_of
+from cinderblock.domain.placement import backend_of, choose_pool, suitable
 from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
 from cinderblock.domain.sagas.lifecycle import needs_create, needs_unmanage
 from cinderblock.domain.sagas.migrate import migration_to_run
@@ -142,30 +142,26 @@ class Sagas:
         await self.volumes.fail_create(volume.vid, reason, meta=meta)
 
     async def _place(self, volume: Volume) -> str:
-        """The scheduler's choice: among pools of the type's ``volume_backend_name`` (any
-        when unset) that can multiattach if the type does, the one with most free space.
-        A redelivered create keeps the pool an earlier delivery already created the volume
-        in (free space has changed since, so the choice could differ and leave a copy)."""
+        """The scheduler's choice (`choose_pool`). A volume made from a source goes to its
+        source's pool. A redelivered create keeps the pool an earlier delivery already
+        created the volume in (free space has changed since, so the choice could differ
+        and leave a copy)."""
         vtype = await self.volumes.store.load(UUID(volume.volume_type_id), VolumeType)
-        backend = vtype.backend_name if vtype is not None else None
-        suitable = [
-            pool
-            for pool in self.driver.pools()
-            if (backend is None or backend_of(pool.location).partition("@")[2] == backend)
-            and (pool.multiattach or not volume.multiattach)
-        ]
+        pools = self.driver.pools()
+        fitting_type = suitable(pools, vtype, volume.multiattach)
         if volume.from_source:
-            return source_pool(volume, suitable)
-        for pool in suitable:
-            path = self.driver.volume_path(volume.vid, pool.location)
-            if await asyncio.to_thread(path.exists):
-                return pool.location
-        fits = [pool for pool in suitable if pool.free_gb >= volume.size_gb]
-        if not fits:
+            return source_pool(volume, fitting_type)
+        made = [
+            pool.location
+            for pool in fitting_type
+            if await asyncio.to_thread(self.driver.volume_path(volume.vid, pool.location).exists)
+        ]
+        location = choose_pool(pools, vtype, volume.size_gb, volume.multiattach, keep=made)
+        if location is None:
             raise CapacityError(
                 "create", volume.vid, "No valid backend was found: no pool fits the volume type"
             )
-        return max(fits, key=lambda pool: pool.free_gb).location
+        return location
 
     async def _remove_if_abandoned(self, env: ReceivedEnvelope, host: str) -> None:
         """The volume was deleted while its store was being made: remove the store again

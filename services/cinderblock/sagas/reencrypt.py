@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from cinderblock.domain.placement import choose_pool
 from cinderblock.domain.status import Status
 from cinderblock.domain.type_encryption import same_encryption
 from cinderblock.domain.volume import Volume
@@ -69,7 +70,6 @@ class ReencryptingRetype:
         volume: Volume,
         new_type: VolumeType | None,
         pools: dict[str, PoolStats],
-        suits: Any,
     ) -> None:
         pending = volume.pending_retype or {}
         if pending.get("migration_policy") != "on-demand":
@@ -78,7 +78,14 @@ class ReencryptingRetype:
         if volume.previous_status == Status.IN_USE:  # an attached guest keeps the old image
             await self._settle(env, failure=ATTACHED)
             return
-        target = self._destination(volume, new_type, pools, suits)
+        target = choose_pool(
+            list(pools.values()),
+            new_type,
+            volume.size_gb,
+            volume.multiattach,
+            exclude={volume.host or ""},
+            keep=[volume.host or ""],
+        )
         if target is None or volume.host is None or new_type is None:
             await self._settle(env, failure="No valid backend was found.")
             return
@@ -132,25 +139,6 @@ class ReencryptingRetype:
             failure="Retype failed: gave up after repeated failures.",
             reencrypted=Reencryption(None, None),
         )
-
-    def _destination(
-        self,
-        volume: Volume,
-        new_type: VolumeType | None,
-        pools: dict[str, PoolStats],
-        suits: Any,
-    ) -> str | None:
-        here = pools.get(volume.host or "")
-        if here is not None and suits(here, new_type, volume.multiattach):
-            return here.location
-        fits = [
-            pool
-            for pool in pools.values()
-            if pool.location != volume.host
-            and suits(pool, new_type, volume.multiattach)
-            and pool.free_gb >= volume.size_gb
-        ]
-        return max(fits, key=lambda p: p.free_gb).location if fits else None
 
     async def _settle(
         self,

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from cinderblock.domain.migration import backend_of
+from cinderblock.domain.placement import choose_pool, suits
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, PoolStats, VolumeDriver
@@ -22,12 +22,6 @@ log = logging.getLogger(__name__)
 
 def _meta(env: ReceivedEnvelope) -> dict[str, Any]:
     return saga_meta(env, "retype")
-
-
-def suits(pool: PoolStats, vtype: VolumeType | None, multiattach: bool) -> bool:
-    backend = vtype.backend_name if vtype is not None else None
-    backend_ok = backend is None or backend_of(pool.location).partition("@")[2] == backend
-    return backend_ok and (pool.multiattach or not multiattach)
 
 
 class RetypeSaga:
@@ -60,9 +54,7 @@ class RetypeSaga:
             )
             return
         if encryption_changes(volume, new_type):  # never in place: a copy or a refusal
-            await ReencryptingRetype(self.volumes, self.driver).run(
-                env, volume, new_type, pools, suits
-            )
+            await ReencryptingRetype(self.volumes, self.driver).run(env, volume, new_type, pools)
             return
         if self._suits_here(pools, volume, new_type):
             await self._settle(env, new_host=None, failure=None)
@@ -75,17 +67,16 @@ class RetypeSaga:
                 "the migration policy is 'never'",
             )
             return
-        fits = [
-            p
-            for p in pools.values()
-            if p.location != volume.host
-            and suits(p, new_type, volume.multiattach)
-            and p.free_gb >= volume.size_gb
-        ]
-        if not fits or volume.host is None:
+        target = choose_pool(
+            list(pools.values()),
+            new_type,
+            volume.size_gb,
+            volume.multiattach,
+            exclude={volume.host or ""},
+        )
+        if target is None or volume.host is None:
             await self._settle(env, new_host=None, failure="No valid backend was found.")
             return
-        target = max(fits, key=lambda p: p.free_gb).location
         try:
             moved = await self.driver.migrate_volume(
                 volume.vid, volume.host, target, step_key=env.id

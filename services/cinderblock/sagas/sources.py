@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from cinderblock.domain.placement import Pool
 from cinderblock.domain.volume import Volume
-from cinderblock.drivers.base import CapacityError, PoolStats, VolumeDriver
+from cinderblock.drivers.base import CapacityError, VolumeDriver
 from cinderblock.images.port import ImageService, ImageServiceError
 from cinderblock.sagas.reencrypt import encryption_header
 
 
-def source_pool(volume: Volume, suitable: Sequence[PoolStats]) -> str:
+def source_pool(volume: Volume, suitable: Sequence[Pool]) -> str:
     """The source's pool, when it suits the volume's type; else CapacityError."""
     location = volume.source_host or ""
     if not any(pool.location == location for pool in suitable):
