@@ -40,6 +40,25 @@ def volume_deltas(size_gb: int, type_name: str, *, count: int) -> dict[str, int]
     return deltas
 
 
+def snapshot_deltas(size_gb: int, type_name: str, *, count: int) -> dict[str, int]:
+    """Usage deltas of ``count`` (±1) snapshots of ``size_gb`` each of one type."""
+    return {
+        "snapshots": count,
+        f"snapshots_{type_name}": count,
+        "gigabytes": size_gb * count,
+        f"gigabytes_{type_name}": size_gb * count,
+    }
+
+
+def type_move(size_gb: int, old_type: str, new_type: str) -> dict[str, int]:
+    """A volume of ``size_gb`` changing type: its per-type usage moves from ``old_type`` to
+    ``new_type`` (the global keys do not change)."""
+    deltas = {f"volumes_{new_type}": 1, f"gigabytes_{new_type}": size_gb}
+    deltas[f"volumes_{old_type}"] = -1
+    deltas[f"gigabytes_{old_type}"] = -size_gb
+    return deltas
+
+
 class ProjectQuota(Aggregate):
     """Quota usage of one project: committed ``in_use`` plus outstanding reservations."""
 

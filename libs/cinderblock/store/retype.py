@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from cinderblock.domain.quota import type_move
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.store.eventstore import Position
 from cinderblock.store.plumbing import CommandPlumbing
+
+__all__ = ["Reencryption", "RetypeCommands", "type_move"]  # type_move: moved to domain.quota
 
 
 @dataclass(frozen=True)
@@ -21,14 +24,6 @@ class Reencryption:
 
     key_id: str | None
     encryption: dict[str, Any] | None
-
-
-def type_move(size_gb: int, old_type: str, new_type: str) -> dict[str, int]:
-    """Per-type usage moving from ``old_type`` to ``new_type`` (global keys unchanged)."""
-    deltas = {f"volumes_{new_type}": 1, f"gigabytes_{new_type}": size_gb}
-    deltas[f"volumes_{old_type}"] = -1
-    deltas[f"gigabytes_{old_type}"] = -size_gb
-    return deltas
 
 
 class RetypeCommands(CommandPlumbing):

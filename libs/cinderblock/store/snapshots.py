@@ -7,24 +7,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-from cinderblock.domain.quota import volume_deltas
+from cinderblock.domain.quota import snapshot_deltas, volume_deltas
 from cinderblock.domain.snapshot import Snapshot, SnapshotNotFoundError, SnapshotStatus
 from cinderblock.domain.snapshots import RevertConflictError
 from cinderblock.domain.volume import Volume
 from cinderblock.store.eventstore import Position
 from cinderblock.store.plumbing import CommandPlumbing
 
+__all__ = ["SnapshotCommands", "snapshot_deltas"]  # snapshot_deltas: moved to domain.quota
+
 T = TypeVar("T")
-
-
-def snapshot_deltas(size_gb: int, type_name: str, *, count: int) -> dict[str, int]:
-    """Quota usage of ``count`` (±1) snapshots of ``size_gb`` each."""
-    return {
-        "snapshots": count,
-        f"snapshots_{type_name}": count,
-        "gigabytes": size_gb * count,
-        f"gigabytes_{type_name}": size_gb * count,
-    }
 
 
 class SnapshotCommands(CommandPlumbing):
