@@ -193,13 +193,12 @@ async def test_commands_answer_from_the_log_while_nothing_projects(
 
     # Row for row: what the answers were built from is what the projector wrote.
     async with behind.pool.acquire() as conn:
-        for_volume = await aggregate_events(conn, [uuid.UUID(vid)])
-        assert state.volume_row(*state.rebuild(for_volume)) == await get_volume(
-            conn, vid, project_id=None
-        )
-        from_log = state.attachment_rows(state.rebuild(for_volume)[0])
+        for_volume = await state.rows(conn, await aggregate_events(conn, [uuid.UUID(vid)]))
+        assert for_volume.volume(vid) == await get_volume(conn, vid, project_id=None)
+        from_log = for_volume.attachments(vid)
         assert from_log == [await get_attachment(conn, attachment["id"], project_id=None)]
         snapshot_events = await aggregate_events(conn, [uuid.UUID(sid)])
-        assert state.snapshot_row(snapshot_events) == await get_snapshot(conn, sid, project_id=None)
+        from_snapshot_log = (await state.rows(conn, snapshot_events)).snapshot(sid)
+        assert from_snapshot_log == await get_snapshot(conn, sid, project_id=None)
         type_events = await aggregate_events(conn, [uuid.UUID(tid)])
-        assert state.type_row(type_events) == await get_type(conn, tid)
+        assert (await state.rows(conn, type_events)).volume_type(tid) == await get_type(conn, tid)

@@ -1,184 +1,126 @@
-"""A volume as it was at a version or a time, rebuilt from its events, as the row the read
-model would hold for it then: the API's view code (``cinderblock.wire.views``) renders it,
-so ``cinderblock state`` shows what ``GET /volumes/{id}`` showed. The API answers a command
-from the same rows while the read model is behind (the log is the truth): volumes, their
-attachments, snapshots and volume types.
+"""An aggregate's read-model rows as they were at a version or a time, folded from its
+events by the same steps the live projector and replay run (``readmodels.steps``), in
+memory: ``cinderblock state`` shows what ``GET /volumes/{id}`` showed then, and the API
+answers a command from these rows while the read model is behind (the log is the truth).
 
-The row's ``updated_at`` is, as in the read model, the time of the last event whose
-projection updates the ``volumes`` row (events that only touch other tables leave it).
-Columns no event sets yet (``consistencygroup_id``, ``group_id``, ``provider_id``,
-``replication_status``, ``cluster_name``) are their read-model defaults (``shared_targets``
-and ``service_uuid`` follow from the host in the view); fields the aggregate does not carry
-(yet) are read with a default.
+There is no mapping here from aggregate state or events to rows: the rows are the
+projection's own, shaped as the read-model queries return them (``readmodels.queries``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
+
+import asyncpg
 
 from cinderblock.audit.log import LoggedEvent
-from cinderblock.readmodels.projections import PROJECTIONS
+from cinderblock.readmodels.event import ProjectionEvent
+from cinderblock.readmodels.folds import Row
+from cinderblock.readmodels.queries import (
+    attachment_columns,
+    listed_attachment,
+    snapshot_columns,
+    type_columns,
+    volume_columns,
+)
+from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, TableSpec, load_specs
+from cinderblock.readmodels.steps import STEPS
+from cinderblock.store.mapping import event_data
+
+# The read-model DDL is the same in every database a process talks to; its catalog
+# description (columns, defaults) is read once per server and database.
+_SPECS: dict[tuple[Any, ...], Mapping[str, TableSpec]] = {}
 
 
-def touches_row(name: str, table: str = "volumes") -> bool:
-    """True when the projection of event ``name`` updates its aggregate's row in ``table``."""
-    return any(p.sql.split()[:2] == ["UPDATE", table] for p in PROJECTIONS.get(name, ()))
+async def table_specs(conn: asyncpg.Connection) -> Mapping[str, TableSpec]:
+    """The projected tables' columns and defaults (``rowstore.load_specs``), cached."""
+    params = getattr(conn, "_params", None)
+    key = (repr(getattr(conn, "_addr", None)), getattr(params, "database", None))
+    found = _SPECS.get(key)
+    if found is None:
+        found = _SPECS[key] = await load_specs(conn, "public", PROJECTED_TABLES)
+    return found
 
 
-def touches_volume_row(name: str) -> bool:
-    """True when the projection of event ``name`` updates the ``volumes`` row."""
-    return touches_row(name, "volumes")
+def _projection(logged: LoggedEvent) -> ProjectionEvent:
+    return ProjectionEvent(
+        name=logged.name,
+        aggregate_id=logged.aggregate_id,
+        version=logged.version,
+        timestamp=logged.timestamp,
+        data=event_data(logged.event),
+    )
 
 
-def rebuild(
+class Rows:
+    """The rows some events leave, keyed by table and id, read as the queries read them."""
+
+    def __init__(self, rows: Mapping[tuple[str, UUID], Row | None]) -> None:
+        self.rows = rows
+
+    def _row(self, table: str, row_id: str | UUID) -> Row | None:
+        return self.rows.get((table, row_id if isinstance(row_id, UUID) else UUID(row_id)))
+
+    def _live(self, table: str) -> list[Row]:
+        return [r for (t, _), r in self.rows.items() if t == table and r and not r["deleted"]]
+
+    def volume(self, volume_id: str | UUID, *, deleted: bool = False) -> dict[str, Any] | None:
+        """``queries.get_volume``'s answer (a deleted volume only with ``deleted``)."""
+        row = self._row("volumes", volume_id)
+        if row is None or (row["deleted"] and not deleted):
+            return None
+        volume = volume_columns(row)
+        volume["attachments"] = [listed_attachment(r) for r in self._attached(row["id"])]
+        return volume
+
+    def _attached(self, vid: UUID) -> list[Row]:
+        """The volume's live attachment rows in the read model's order (attach time, unset
+        last, then id)."""
+        return sorted(
+            (r for r in self._live("attachments") if r["volume_id"] == vid),
+            key=lambda r: (r["attach_time"] is None, r["attach_time"] or 0, r["id"]),
+        )
+
+    def attachments(self, volume_id: str | UUID) -> list[dict[str, Any]]:
+        """The volume's live attachments as ``queries.get_attachment`` returns each."""
+        vid = volume_id if isinstance(volume_id, UUID) else UUID(volume_id)
+        volume = self._row("volumes", vid)
+        project = volume["project_id"] if volume else None
+        return [attachment_columns(r, project_id=project) for r in self._attached(vid)]
+
+    def snapshot(self, snapshot_id: str | UUID) -> dict[str, Any] | None:
+        row = self._row("snapshots", snapshot_id)
+        return snapshot_columns(row) if row is not None and not row["deleted"] else None
+
+    def volume_type(self, type_id: str | UUID) -> dict[str, Any] | None:
+        row = self._row("volume_types", type_id)
+        return type_columns(row) if row is not None and not row["deleted"] else None
+
+    def quota_limits(self, quota_id: str | UUID) -> dict[str, int]:
+        row = self._row("quotas", quota_id)
+        return dict(row["limits"]) if row is not None else {}
+
+
+async def rows(
+    conn: asyncpg.Connection,
     events: Sequence[LoggedEvent],
     *,
     version: int | None = None,
     at: datetime | None = None,
-    table: str = "volumes",
-) -> tuple[Any, datetime | None]:
-    """The aggregate after the events up to ``version`` / recorded at or before ``at``
-    (None if none), and the ``updated_at`` of its row in ``table``."""
-    aggregate: Any = None
-    updated_at: datetime | None = None
-    for logged in sorted(events, key=lambda e: e.version):
-        if version is not None and logged.version > version:
-            break
-        if at is not None and logged.timestamp > at:
-            break
-        aggregate = logged.event.mutate(aggregate)
-        if logged.version > 1 and touches_row(logged.name, table):
-            updated_at = logged.timestamp
-    return aggregate, updated_at
-
-
-def _value(status: Any) -> Any:
-    return getattr(status, "value", status)
-
-
-def _attachment_rows(volume: Any) -> list[dict[str, Any]]:
-    rows = []
-    for attachment_id, item in volume.attachments.items():
-        attach_time = item.get("attach_time")
-        rows.append(
-            {
-                "attachment_id": attachment_id,
-                "volume_id": str(volume.id),
-                "instance_uuid": item.get("instance_uuid"),
-                "attached_host": item.get("attached_host"),
-                "mountpoint": item.get("mountpoint"),
-                "attach_status": item.get("attach_status"),
-                "attach_mode": item.get("attach_mode"),
-                "attach_time": datetime.fromisoformat(attach_time) if attach_time else None,
-            }
-        )
-    # The read model's order: attach time (unset last), then id.
-    rows.sort(key=lambda r: (r["attach_time"] is None, r["attach_time"] or 0, r["attachment_id"]))
-    return rows
-
-
-def volume_row(volume: Any, updated_at: datetime | None) -> dict[str, Any]:
-    """The read-model row (as ``queries.get_volume`` returns it) of an aggregate."""
-    return {
-        "id": str(volume.id),
-        "project_id": volume.project_id,
-        "user_id": volume.user_id,
-        "name": volume.name,
-        "description": volume.description,
-        "size": volume.size_gb,
-        "status": _value(volume.status),
-        "attach_status": _value(volume.attach_status),
-        "migration_status": volume.migration_status,
-        "host": volume.host,
-        "availability_zone": volume.availability_zone,
-        "volume_type_id": volume.volume_type_id,
-        "volume_type_name": volume.volume_type_name,
-        "bootable": volume.bootable,
-        "multiattach": volume.multiattach,
-        "encryption_key_id": getattr(volume, "encryption_key_id", None),
-        "metadata": dict(volume.metadata),
-        "admin_metadata": dict(volume.admin_metadata),
-        "image_metadata": dict(volume.image_metadata),
-        "snapshot_id": getattr(volume, "source_snapshot_id", None),
-        "source_volid": getattr(volume, "source_volid", None),
-        "consistencygroup_id": None,
-        "group_id": None,
-        "provider_id": None,
-        "replication_status": None,
-        "use_quota": True,
-        "cluster_name": None,
-        "created_at": volume.created_on,
-        "updated_at": updated_at,
-        "version": volume.version,
-        "attachments": _attachment_rows(volume),
-    }
-
-
-def attachment_rows(volume: Any) -> list[dict[str, Any]]:
-    """The volume's live attachments as ``queries.get_attachment`` returns each (the
-    attachments API's row: connection info, no detach time while live, the volume's project)."""
-    return [
-        {
-            "id": row["attachment_id"],
-            **{k: v for k, v in row.items() if k != "attachment_id"},
-            "connection_info": volume.attachments[row["attachment_id"]].get("connection_info")
-            or {},
-            "detach_time": None,
-            "project_id": volume.project_id,
-        }
-        for row in _attachment_rows(volume)
+    position: int | None = None,
+) -> Rows:
+    """The rows ``events`` leave: those up to ``version`` (of their aggregate), recorded at
+    or before ``at``, or at or before log ``position``, when given."""
+    chosen = [
+        e
+        for e in sorted(events, key=lambda e: (e.position, e.version))
+        if (version is None or e.version <= version)
+        and (at is None or e.timestamp <= at)
+        and (position is None or e.position <= position)
     ]
-
-
-def snapshot_row(events: Sequence[LoggedEvent]) -> dict[str, Any] | None:
-    """The read-model row (as ``queries.get_snapshot`` returns it) of a snapshot's events;
-    None without events. ``progress`` is 0% until the create completed, then 100%."""
-    snapshot, updated_at = rebuild(events, table="snapshots")
-    if snapshot is None:
-        return None
-    completed = any(e.name == "Snapshot.CreateCompleted" for e in events)
-    return {
-        "id": str(snapshot.id),
-        "volume_id": snapshot.volume_id,
-        "project_id": snapshot.project_id,
-        "user_id": snapshot.user_id,
-        "name": snapshot.name,
-        "description": snapshot.description,
-        "size": snapshot.volume_size,
-        "status": snapshot.status,
-        "progress": "100%" if completed else "0%",
-        "metadata": dict(snapshot.metadata),
-        "created_at": snapshot.created_on,
-        "updated_at": updated_at,
-    }
-
-
-def type_row(events: Sequence[LoggedEvent]) -> dict[str, Any] | None:
-    """The read-model row (as ``queries.get_type`` returns it) of a volume type's events;
-    None without events. The encryption's times are those of its create and last update."""
-    vtype, _ = rebuild(events, table="volume_types")
-    if vtype is None:
-        return None
-    created: datetime | None = None
-    updated: datetime | None = None
-    for logged in sorted(events, key=lambda e: e.version):
-        if logged.name == "VolumeType.EncryptionCreated":
-            created, updated = logged.timestamp, None
-        elif logged.name == "VolumeType.EncryptionUpdated":
-            updated = logged.timestamp
-        elif logged.name == "VolumeType.EncryptionDeleted":
-            created = updated = None
-    encryption = getattr(vtype, "encryption", None)
-    return {
-        "id": str(vtype.id),
-        "name": vtype.name,
-        "description": vtype.description,
-        "is_public": vtype.is_public,
-        "extra_specs": dict(vtype.extra_specs),
-        "projects": list(vtype.projects),
-        "encryption": dict(encryption) if encryption is not None else None,
-        "encryption_created_at": created,
-        "encryption_updated_at": updated,
-    }
+    folder = Folder(conn, await table_specs(conn), STEPS, fresh=True)
+    await folder.fold([_projection(e) for e in chosen if e.name in STEPS])
+    return Rows(folder.rows)

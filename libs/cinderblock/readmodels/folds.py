@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from cinderblock.readmodels.projections import ProjectionEvent
+from cinderblock.readmodels.event import ProjectionEvent
 
 Row = dict[str, Any]
 

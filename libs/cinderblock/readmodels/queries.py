@@ -11,6 +11,8 @@ from uuid import UUID
 
 import asyncpg
 
+from cinderblock.readmodels.folds import JSON_NULL
+
 _VOLUME_COLUMNS = """
     v.id::text AS id, v.project_id, v.user_id, v.name, v.description, v.size, v.status,
     v.attach_status, v.migration_status, v.host, v.availability_zone, v.volume_type_id,
@@ -54,6 +56,51 @@ def _row_to_volume(row: asyncpg.Record) -> dict[str, Any]:
         volume[column] = json.loads(volume[column])
     volume["attachments"] = []
     return volume
+
+
+# The same rows shaped in memory (``cinderblock.audit.state`` folds them from the log with
+# the projection's steps): each answers exactly as the SELECT of its table above would.
+_VOLUME_FIELDS = tuple(
+    part.split(" AS ")[-1].split(".")[-1].replace("::text", "").strip()
+    for part in _VOLUME_COLUMNS.split(",")
+)
+
+
+def _json(value: Any) -> Any:
+    return None if value is JSON_NULL else value
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def volume_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A volumes row held in memory as ``get_volume`` returns it (without attachments)."""
+    volume = {f: row[f] for f in _VOLUME_FIELDS}
+    volume["id"] = _text(volume["id"])
+    for column in _JSON_COLUMNS:
+        volume[column] = _json(volume[column])
+    volume["attachments"] = []
+    return volume
+
+
+def listed_attachment(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An attachments row held in memory as a volume's ``attachments`` list item."""
+    return {
+        "attachment_id": _text(row["id"]),
+        "volume_id": _text(row["volume_id"]),
+        **{k: row[k] for k in _LISTED_ATTACHMENT},
+    }
+
+
+_LISTED_ATTACHMENT = (
+    "instance_uuid",
+    "attached_host",
+    "mountpoint",
+    "attach_status",
+    "attach_mode",
+    "attach_time",
+)
 
 
 async def _attachments(
@@ -207,6 +254,19 @@ def _row_to_snapshot(row: asyncpg.Record) -> dict[str, Any]:
     return snapshot
 
 
+def snapshot_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A snapshots row held in memory as ``get_snapshot`` returns it."""
+    fields = ("project_id", "user_id", "name", "description", "size", "status", "progress")
+    return {
+        "id": _text(row["id"]),
+        "volume_id": _text(row["volume_id"]),
+        **{f: row[f] for f in fields},
+        "metadata": _json(row["metadata"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
 async def get_snapshot(
     conn: asyncpg.Connection, snapshot_id: str, *, project_id: str | None
 ) -> dict[str, Any] | None:
@@ -274,6 +334,21 @@ def _row_to_type(row: asyncpg.Record) -> dict[str, Any]:
     return vtype
 
 
+def type_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A volume_types row held in memory as ``get_type`` returns it."""
+    return {
+        "id": _text(row["id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "is_public": row["is_public"],
+        "extra_specs": _json(row["extra_specs"]),
+        "projects": _json(row["projects"]),
+        "encryption": _json(row["encryption"]) or None,
+        "encryption_created_at": row["encryption_created_at"],
+        "encryption_updated_at": row["encryption_updated_at"],
+    }
+
+
 async def list_types(
     conn: asyncpg.Connection, *, project_id: str | None, is_public: bool | None = None
 ) -> list[dict[str, Any]]:
@@ -325,6 +400,21 @@ def _row_to_attachment(row: asyncpg.Record) -> dict[str, Any]:
     raw = attachment["connection_info"]
     attachment["connection_info"] = json.loads(raw) if raw else {}
     return attachment
+
+
+def attachment_columns(row: Mapping[str, Any], *, project_id: str | None) -> dict[str, Any]:
+    """An attachments row held in memory as ``get_attachment`` returns it (``project_id``:
+    its volume's)."""
+    fields = ("instance_uuid", "attached_host", "mountpoint", "attach_status", "attach_mode")
+    return {
+        "id": _text(row["id"]),
+        "volume_id": _text(row["volume_id"]),
+        **{f: row[f] for f in fields},
+        "connection_info": _json(row["connection_info"]) or {},
+        "attach_time": row["attach_time"],
+        "detach_time": row["detach_time"],
+        "project_id": project_id,
+    }
 
 
 async def get_attachment(

@@ -19,8 +19,8 @@ from uuid import UUID
 
 import asyncpg
 
+from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.folds import JSON_NULL, Row, Step, parts_of
-from cinderblock.readmodels.projections import ProjectionEvent
 from cinderblock.readmodels.quarantine import SetAside, clear, record, retry_will_fix
 
 # The tables the projector derives from events (everything else in the schema is either
@@ -201,6 +201,7 @@ class Folder:
         self.history = history
         self.since: dict[UUID, int] = dict(held or {})
         self.aside: list[SetAside] = []  # set aside, not written yet
+        self.recorded: list[SetAside] = []  # set aside and written (not recorded before)
         self._suspects: dict[UUID, BaseException] = {}  # rows to rebuild at the next flush
         self._repairing = False
 
@@ -336,7 +337,7 @@ class Folder:
             await self._repair(aggregate_id, err)
         if self.aside:
             quarantine = f"{q(self.schema)}.quarantine"
-            await record(self.conn, self.aside, table=quarantine)
+            self.recorded += await record(self.conn, self.aside, table=quarantine)
             self.aside = []
         return written
 

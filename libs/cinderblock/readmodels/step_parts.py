@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.folds import Row, as_text, const
-from cinderblock.readmodels.projections import ProjectionEvent
 
 
 def ts(e: ProjectionEvent) -> Any:

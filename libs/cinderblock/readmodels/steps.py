@@ -10,6 +10,7 @@ in memory and write set-based. Both registries must name the same events
 
 from __future__ import annotations
 
+from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.folds import (
     Row,
     Step,
@@ -21,7 +22,6 @@ from cinderblock.readmodels.folds import (
     touch,
     update,
 )
-from cinderblock.readmodels.projections import ProjectionEvent
 from cinderblock.readmodels.step_parts import (
     attachment_id,
     drop_attached_mode_if,

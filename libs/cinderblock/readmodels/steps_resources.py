@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.folds import (
     JSON_NULL,
     Row,
@@ -18,7 +19,6 @@ from cinderblock.readmodels.folds import (
     jsonb_add,
     update,
 )
-from cinderblock.readmodels.projections import ProjectionEvent
 from cinderblock.readmodels.step_parts import (
     merge,
     status,

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
-from cinderblock.readmodels.projections import ProjectionEvent
+from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.quarantine import SetAside, stopped_at
 from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, load_specs, q
 from cinderblock.readmodels.schema import PROJECTED_CHANNEL, READMODELS_DDL

@@ -16,7 +16,7 @@ import asyncpg
 from cinderblock.audit.cadf import records
 from cinderblock.audit.history import render_table, volume_history
 from cinderblock.audit.log import aggregate_events, volume_story, window_events
-from cinderblock.audit.state import rebuild, volume_row
+from cinderblock.audit.state import rows
 from cinderblock.cli.target import add_data_dir_argument, database
 from cinderblock.config.settings import Settings
 from cinderblock.wire.microversion import MAX_VERSION, APIVersion
@@ -98,7 +98,8 @@ async def _state(conn: asyncpg.Connection, args: argparse.Namespace, settings: S
     own = await aggregate_events(conn, [args.volume_id])
     if not own:
         return _missing(args.volume_id)
-    volume, updated_at = rebuild(own, version=args.version, at=args.at)
+    found = await rows(conn, own, version=args.version, at=args.at)
+    volume = found.volume(args.volume_id, deleted=True)
     if volume is None:
         print(f"cinderblock: volume {args.volume_id} did not exist then", file=sys.stderr)
         return 1
@@ -107,9 +108,9 @@ async def _state(conn: asyncpg.Connection, args: argparse.Namespace, settings: S
         is_admin=True,
         roles=frozenset({"admin"}),
         base_url=args.base_url or f"http://{settings.host}:{settings.port}",
-        project_in_url=volume.project_id,
+        project_in_url=volume["project_id"],
     )
-    view = volume_detail(volume_row(volume, updated_at), ctx, extended=True)
+    view = volume_detail(volume, ctx, extended=True)
     print(json.dumps({"volume": view}, indent=2))
     return 0
 

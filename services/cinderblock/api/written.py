@@ -5,13 +5,12 @@ never turns a stored command into an error: the log is the truth."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from cinderblock.api.deps import Deps
 from cinderblock.audit import state
-from cinderblock.audit.log import LoggedEvent, aggregate_events
+from cinderblock.audit.log import aggregate_events
 from cinderblock.domain.quota import quota_id
 from cinderblock.readmodels.queries import get_quota, get_snapshot, get_type, get_volume
 from cinderblock.store.eventstore import Position
@@ -34,27 +33,25 @@ async def _after(
     return await rebuild()
 
 
-async def _events(d: Deps, aggregate_id: UUID) -> list[LoggedEvent]:
+async def _rows(d: Deps, aggregate_id: UUID, upto: Position | None = None) -> state.Rows:
+    """The rows the aggregate's events leave (those up to ``upto`` only, if given), folded
+    by the projection's own steps."""
     async with d.pool.acquire() as conn:
-        return await aggregate_events(conn, [aggregate_id])
+        events = await aggregate_events(conn, [aggregate_id])
+        return await state.rows(conn, events, position=upto.position if upto else None)
 
 
-async def _volume(
-    d: Deps, volume_id: str, upto: Position | None = None
-) -> tuple[Any, datetime | None]:
-    """The Volume aggregate as its events leave it (those up to ``upto`` only, if given),
-    and its row's ``updated_at``."""
-    events = await _events(d, UUID(volume_id))
-    if upto is not None:
-        events = [e for e in events if e.position <= upto.position]
-    return state.rebuild(events)
+def _found(row: T | None, aggregate_id: str) -> T:
+    if row is None:  # the command stored it: its events exist
+        raise LookupError(aggregate_id)
+    return row
 
 
 async def volume_row(d: Deps, at: Position, volume_id: str) -> dict[str, Any]:
     """The volume's row (``queries.get_volume``) after the command at ``at``."""
 
     async def rebuild() -> dict[str, Any]:
-        return state.volume_row(*await _volume(d, volume_id))
+        return _found((await _rows(d, UUID(volume_id))).volume(volume_id, deleted=True), volume_id)
 
     return await _after(
         d,
@@ -70,7 +67,8 @@ async def created_volume_row(d: Deps, at: Position, volume_id: str) -> dict[str,
     when the saga's completion is already in the log. Waits for the read model first, so a
     GET after the answer finds the volume."""
     await d.read_your_write(at, volume_id=volume_id)
-    return state.volume_row(*await _volume(d, volume_id, upto=at))
+    rows = await _rows(d, UUID(volume_id), upto=at)
+    return _found(rows.volume(volume_id, deleted=True), volume_id)
 
 
 async def attachment_rows(
@@ -83,8 +81,7 @@ async def attachment_rows(
     ``read`` from the read model, else from the log."""
 
     async def rebuild() -> list[dict[str, Any]]:
-        volume, _ = await _volume(d, volume_id)
-        return state.attachment_rows(volume)
+        return (await _rows(d, UUID(volume_id))).attachments(volume_id)
 
     return await _after(d, at, read, rebuild, volume_id=volume_id)
 
@@ -95,10 +92,7 @@ async def snapshot_row(
     """The snapshot's row (``queries.get_snapshot``) after the command at ``at``."""
 
     async def rebuild() -> dict[str, Any]:
-        row = state.snapshot_row(await _events(d, UUID(snapshot_id)))
-        if row is None:  # the command stored it: its events exist
-            raise LookupError(snapshot_id)
-        return row
+        return _found((await _rows(d, UUID(snapshot_id))).snapshot(snapshot_id), snapshot_id)
 
     return await _after(
         d,
@@ -113,10 +107,7 @@ async def type_row(d: Deps, at: Position, type_id: str) -> dict[str, Any]:
     """The volume type's row (``queries.get_type``) after the command at ``at``."""
 
     async def rebuild() -> dict[str, Any]:
-        row = state.type_row(await _events(d, UUID(type_id)))
-        if row is None:  # the command stored it: its events exist
-            raise LookupError(type_id)
-        return row
+        return _found((await _rows(d, UUID(type_id))).volume_type(type_id), type_id)
 
     return await _after(d, at, lambda: get_type(d.pool, type_id), rebuild)
 
@@ -129,7 +120,7 @@ async def quota_limits(d: Deps, at: Position, project_id: str) -> dict[str, int]
         return limits
 
     async def rebuild() -> dict[str, int]:
-        quota, _ = state.rebuild(await _events(d, quota_id(project_id)), table="quotas")
-        return dict(getattr(quota, "limits", {})) if quota is not None else {}
+        qid = quota_id(project_id)
+        return (await _rows(d, qid)).quota_limits(qid)
 
     return await _after(d, at, read, rebuild)

@@ -7,17 +7,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from uuid import UUID
 
 import asyncpg
 
 from cinderblock.config.settings import Settings
-from cinderblock.readmodels.projections import PROJECTIONS, ProjectionEvent, apply_batch
-from cinderblock.readmodels.quarantine import SetAside, Stopped, retry_will_fix
+from cinderblock.readmodels.event import ProjectionEvent
+from cinderblock.readmodels.projections import STEPS, apply_batch
+from cinderblock.readmodels.quarantine import SetAside, Stopped
 from cinderblock.readmodels.queries import projected_position
+from cinderblock.readmodels.rowstore import TableSpec, load_specs
+from cinderblock.replay.decode import Decoder
+from cinderblock.replay.source import history
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.leadership import leadership
-from cinderblock.store.eventstore import AsyncEventStore, Position, RecordedEvent
-from cinderblock.store.mapping import event_data, event_name
+from cinderblock.store.eventstore import Position, RecordedEvent
 from cinderblock.store.tail import LogTail
 
 log = logging.getLogger(__name__)
@@ -25,54 +29,47 @@ log = logging.getLogger(__name__)
 NAME = "volumes"
 
 
+def _row(r: RecordedEvent) -> tuple[int, int, UUID, int, str, bytes]:
+    return (r.tx_id, r.position, r.originator_id, r.originator_version, r.topic, r.state)
+
+
 class Projector:
     def __init__(self, pool: asyncpg.Pool, name: str = NAME) -> None:
         self.pool = pool
         self.name = name
-        self.store = AsyncEventStore(pool)
+        # Replay's decoder: the stored row's fields as plain values, the same as the domain
+        # event's (``tests/unit/replay/test_decode.py``), without building the event.
+        self.decoder = Decoder(wanted=STEPS)
         self.stopped = Stopped()
-
-    def to_projection(self, record: RecordedEvent) -> ProjectionEvent:
-        domain_event = self.store.decode(record)
-        return ProjectionEvent(
-            name=event_name(record.topic),
-            aggregate_id=record.originator_id,
-            version=record.originator_version,
-            timestamp=domain_event.timestamp,
-            data=event_data(domain_event),
-        )
+        self._specs: dict[str, TableSpec] | None = None
 
     def decode(
         self, batch: Sequence[RecordedEvent]
     ) -> tuple[list[ProjectionEvent], list[SetAside]]:
         """The batch's events that have a projection, and those that could not be decoded
         (set aside: decoding them again fails the same way)."""
-        events, undecodable = [], []
-        for r in batch:
-            name = event_name(r.topic)
-            if name not in PROJECTIONS:
-                continue
-            try:
-                events.append(self.to_projection(r))
-            except Exception as err:
-                if retry_will_fix(err):
-                    raise
-                at = (r.tx_id, r.position)
-                undecodable.append(
-                    SetAside.failed(
-                        self.name, r.originator_id, r.originator_version, name, err, at=at
-                    )
-                )
-        return events, undecodable
+        events, undecodable = self.decoder.rows([_row(r) for r in batch], self.name)
+        return events, undecodable  # type: ignore[return-value]
 
     async def project(self, batch: Sequence[RecordedEvent]) -> int:
         events, undecodable = self.decode(batch)
+        upto = Position(batch[-1].tx_id, batch[-1].position)
         async with self.pool.acquire() as conn:
+            if self._specs is None:
+                self._specs = await load_specs(conn)
+
+            async def events_of(aggregate_id: UUID) -> list[ProjectionEvent | SetAside]:
+                found, bad = self.decoder.rows(await history(conn, aggregate_id, upto), self.name)
+                items: list[ProjectionEvent | SetAside] = [*found, *bad]  # type: ignore[list-item]
+                return sorted(items, key=lambda item: item.version)
+
             return await apply_batch(
                 conn,
                 self.name,
-                events,
-                (batch[-1].tx_id, batch[-1].position),
+                events,  # type: ignore[arg-type]
+                (upto.tx_id, upto.position),
+                specs=self._specs,
+                history=events_of,
                 undecodable=undecodable,
                 stopped=self.stopped,
             )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from cinderblock.readmodels.projections import ProjectionEvent
+from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.steps_resources import SNAPSHOT_STEPS
 
 
