@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import pytest
 from eventsourcing.domain import CanMutateAggregate
@@ -14,13 +13,7 @@ from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import TypeNameClaim, VolumeType
 from cinderblock.wire.envelope import event_type
-
-TOPICS_FILE = Path(__file__).with_name("topics.txt")
-STORED = [
-    line.strip()
-    for line in TOPICS_FILE.read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-]
+from tests.helpers.topics import STORED, TOPICS_FILE
 
 
 def event_classes() -> set[type]:

@@ -1,6 +1,7 @@
-"""Where each saga of test_saga_crashes.py starts: the aggregate brought, through the same
-commands the API uses, to the event a saga worker reacts to (nothing is run by a worker
-yet). Volumes are 1 GiB real files in pool A of two backends, with MARK written in them."""
+"""Where each saga of tests/integration/test_saga_crashes.py starts: the aggregate brought,
+through the same commands the API uses, to the event a saga worker reacts to (nothing is run
+by a worker yet). Volumes are 1 GiB real files in pool A of two backends, with MARK written
+in them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from cinderblock.domain.volume import Volume
 from cinderblock.images.local import LocalImageStore
 from cinderblock.images.port import ImageSpec
 from cinderblock.store.volumes import Caller
-from tests.integration.test_sagas import Rig
+from tests.helpers.rigs import SagaRig
 
 GIB = 2**30
 POOL_A, POOL_B = "h@file-a#pool", "h@file-b#pool"
@@ -41,13 +42,13 @@ class Started:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-async def load(rig: Rig, vid: str) -> Volume:
+async def load(rig: SagaRig, vid: str) -> Volume:
     volume = await rig.volumes.store.load(UUID(vid), Volume)
     assert volume is not None
     return volume
 
 
-async def snapshot(rig: Rig, sid: str) -> Snapshot:
+async def snapshot(rig: SagaRig, sid: str) -> Snapshot:
     snap = await rig.volumes.store.load(UUID(sid), Snapshot)
     assert snap is not None
     return snap
@@ -65,7 +66,7 @@ def read_mark(path: Path, size: int = len(MARK), offset: int = 4096) -> bytes:
         return f.read(size)
 
 
-async def available(rig: Rig, location: str = POOL_A) -> tuple[str, Caller, str]:
+async def available(rig: SagaRig, location: str = POOL_A) -> tuple[str, Caller, str]:
     """A 1 GiB available volume on a real file in ``location``, with MARK written."""
     vid, caller = await rig.creating_volume()
     host = await rig.files.create_volume(str(vid), 1, location=location, step_key="setup")
@@ -74,29 +75,29 @@ async def available(rig: Rig, location: str = POOL_A) -> tuple[str, Caller, str]
     return str(vid), caller, host
 
 
-async def start_create(rig: Rig) -> Started:
+async def start_create(rig: SagaRig) -> Started:
     vid, caller = await rig.creating_volume()
     return Started(str(vid), caller, str(vid), str(vid))
 
 
-async def start_extend(rig: Rig) -> Started:
+async def start_extend(rig: SagaRig) -> Started:
     volume = await rig.extending_volume()
     return Started(volume.vid, Caller("u", volume.project_id), volume.vid, volume.vid, volume.host)
 
 
-async def start_delete(rig: Rig) -> Started:
+async def start_delete(rig: SagaRig) -> Started:
     vid, caller, host = await available(rig)
     await rig.volumes.delete_volume(caller, vid, meta={})
     return Started(vid, caller, vid, vid, host)
 
 
-async def start_unmanage(rig: Rig) -> Started:
+async def start_unmanage(rig: SagaRig) -> Started:
     vid, caller, host = await available(rig)
     await rig.volumes.unmanage_volume(caller, vid, meta={})
     return Started(vid, caller, vid, vid, host)
 
 
-async def start_migrate(rig: Rig) -> Started:
+async def start_migrate(rig: SagaRig) -> Started:
     vid, caller, host = await available(rig)
 
     def start(v: Volume) -> None:
@@ -106,7 +107,7 @@ async def start_migrate(rig: Rig) -> Started:
     return Started(vid, caller, vid, vid, host)
 
 
-async def start_retype(rig: Rig) -> Started:
+async def start_retype(rig: SagaRig) -> Started:
     vid, caller, host = await available(rig)
     _, type_id = await rig.volumes.create_type(
         name=f"on-b-{uuid.uuid4().hex[:8]}",
@@ -128,7 +129,7 @@ async def start_retype(rig: Rig) -> Started:
     return Started(vid, caller, vid, vid, host, {"type_id": type_id})
 
 
-async def snapshotted(rig: Rig) -> tuple[str, Caller, str, str]:
+async def snapshotted(rig: SagaRig) -> tuple[str, Caller, str, str]:
     """An available volume with an available snapshot of it (taken while MARK was there)."""
     vid, caller, host = await available(rig)
     sid = uuid.uuid4()
@@ -149,14 +150,14 @@ async def snapshotted(rig: Rig) -> tuple[str, Caller, str, str]:
     return vid, caller, host, str(sid)
 
 
-async def start_revert(rig: Rig) -> Started:
+async def start_revert(rig: SagaRig) -> Started:
     vid, caller, host, sid = await snapshotted(rig)
     await asyncio.to_thread(write_mark, rig.files.volume_path(vid, host), b"X" * len(MARK))
     await rig.volumes.revert_volume(caller, vid, sid, meta={}, authorize=allow)
     return Started(vid, caller, vid, vid, host, {"snapshot_id": sid})
 
 
-async def creating_from(rig: Rig, caller: Caller, host: str, **source: str | None) -> str:
+async def creating_from(rig: SagaRig, caller: Caller, host: str, **source: str | None) -> str:
     """A 2 GiB volume in ``creating`` from a 1 GiB source (a snapshot or a volume) in
     ``host``: the create saga copies and grows it."""
     vid = uuid.uuid4()
@@ -175,19 +176,19 @@ async def creating_from(rig: Rig, caller: Caller, host: str, **source: str | Non
     return str(vid)
 
 
-async def start_create_from_snapshot(rig: Rig) -> Started:
+async def start_create_from_snapshot(rig: SagaRig) -> Started:
     _, caller, host, sid = await snapshotted(rig)
     vid = await creating_from(rig, caller, host, snapshot_id=sid)
     return Started(vid, caller, vid, vid, host, {"source": rig.files.snapshot_path(sid, host)})
 
 
-async def start_clone(rig: Rig) -> Started:
+async def start_clone(rig: SagaRig) -> Started:
     source, caller, host = await available(rig)
     vid = await creating_from(rig, caller, host, source_volid=source)
     return Started(vid, caller, vid, vid, host, {"source": rig.files.volume_path(source, host)})
 
 
-async def start_snapshot_create(rig: Rig) -> Started:
+async def start_snapshot_create(rig: SagaRig) -> Started:
     vid, caller, host = await available(rig)
     sid = uuid.uuid4()
     await rig.volumes.create_snapshot(
@@ -205,13 +206,13 @@ async def start_snapshot_create(rig: Rig) -> Started:
     return Started(vid, caller, str(sid), vid, host)
 
 
-async def start_snapshot_delete(rig: Rig) -> Started:
+async def start_snapshot_delete(rig: SagaRig) -> Started:
     vid, caller, host, sid = await snapshotted(rig)
     await rig.volumes.snapshot_act(caller, sid, Snapshot.request_delete, meta={}, authorize=allow)
     return Started(vid, caller, sid, sid, host)
 
 
-async def start_upload(rig: Rig) -> Started:
+async def start_upload(rig: SagaRig) -> Started:
     vid, caller, host = await available(rig)
     image_id = str(uuid.uuid4())
     spec = ImageSpec(
@@ -241,5 +242,5 @@ async def start_upload(rig: Rig) -> Started:
     return Started(vid, caller, vid, image_id, host)
 
 
-def images(rig: Rig) -> LocalImageStore:
+def images(rig: SagaRig) -> LocalImageStore:
     return LocalImageStore(Path(rig.settings.data_dir) / "images")

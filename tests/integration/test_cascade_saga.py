@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
+import pytest_asyncio
 
 from cinderblock.bus.jetstream import run_consumer
+from cinderblock.config.settings import Settings
 from cinderblock.domain.quota import ProjectQuota, quota_id
 from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.status import Status
@@ -19,7 +23,13 @@ from cinderblock.drivers.file import FileDriver
 from cinderblock.sagas.run import SagaRunner
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Caller
-from tests.integration.test_sagas import Rig, rig  # noqa: F401  (the fixture)
+from tests.helpers.rigs import SagaRig, open_saga_rig
+
+
+@pytest_asyncio.fixture
+async def rig(pool: asyncpg.Pool, settings: Settings, tmp_path: Path) -> AsyncIterator[SagaRig]:
+    async with open_saga_rig(pool, settings, tmp_path) as r:
+        yield r
 
 
 class DiesAfterSnapshotDelete:
@@ -64,7 +74,7 @@ class CountingDeletes:
         return getattr(self.inner, name)
 
 
-async def volume_with_snapshots(r: Rig, count: int) -> tuple[Volume, Caller, list[str]]:
+async def volume_with_snapshots(r: SagaRig, count: int) -> tuple[Volume, Caller, list[str]]:
     """An available volume on a real file with ``count`` available snapshots."""
     vid, caller = await r.creating_volume()
     host = await r.files.create_volume(str(vid), 1, location=None, step_key="c")
@@ -110,7 +120,7 @@ async def topics(pool: asyncpg.Pool, aggregate_id: uuid.UUID) -> list[str]:
 
 
 async def test_worker_killed_mid_cascade_is_finished_by_redelivery(
-    rig: Rig,  # noqa: F811
+    rig: SagaRig,
     pool: asyncpg.Pool,
 ) -> None:
     volume, caller, sids = await volume_with_snapshots(rig, 2)

@@ -6,156 +6,26 @@ answer and the saving of the outcome."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import asyncpg
-import nats
 import pytest_asyncio
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
-from cinderblock.bus.jetstream import ensure_consumer, ensure_stream, run_consumer
 from cinderblock.config.settings import Settings
 from cinderblock.domain.volume import Volume
-from cinderblock.notifier.nova import NovaClient, NovaConfig
-from cinderblock.notifier.run import NotifierRunner, consumer_spec
-from cinderblock.projector.run import Projector
-from cinderblock.readmodels.waiter import ProjectionWaiter
-from cinderblock.relay.run import Relay
-from cinderblock.runtime.streams import stream_spec
-from cinderblock.store.eventstore import AsyncEventStore
-from cinderblock.store.volumes import Caller, Volumes
+from cinderblock.notifier.run import NotifierRunner
 from cinderblock.wire.envelope import ReceivedEnvelope
-from tests.helpers.fake_nova import FakeNova
-
-TOPIC = "cinderblock.domain.volume:Volume.NovaNotified"
-
-
-@dataclass
-class Rig:
-    settings: Settings
-    pool: asyncpg.Pool
-    js: JetStreamContext
-    volumes: Volumes
-    waiter: ProjectionWaiter
-    session: aiohttp.ClientSession
-    nova: FakeNova
-    tasks: list[asyncio.Task[Any]]
-
-    def runner(self) -> NotifierRunner:
-        client = NovaClient(self.session, NovaConfig.of(self.settings))
-        return NotifierRunner(self.settings, self.pool, self.waiter, client)
-
-    def consume(self, runner: NotifierRunner, handle: Callable[[Msg], Awaitable[None]]) -> Any:
-        task = asyncio.create_task(
-            run_consumer(self.js, runner.spec, handle, runner.park, asyncio.Event())
-        )
-        self.tasks.append(task)
-        return task
-
-    async def extended_in_use_volume(self) -> tuple[str, str]:
-        """A volume attached to one instance whose extend to 2 GiB just completed (as the
-        extend saga records it). Returns (volume id, instance uuid)."""
-        vid, server = uuid.uuid4(), str(uuid.uuid4())
-        caller = Caller("u", uuid.uuid4().hex)
-        await self.volumes.create_volume(
-            caller,
-            vid,
-            meta={},
-            name=None,
-            description=None,
-            size_gb=1,
-            metadata={},
-            bootable=False,
-            multiattach=False,
-        )
-        await self.volumes.complete_create(str(vid), "h@file#pool", meta={})
-
-        def attach(v: Volume) -> None:
-            attachment = str(uuid.uuid4())
-            v.attach(
-                attachment, mountpoint="/dev/vdb", mode="rw", instance_uuid=server, host_name=None
-            )
-
-        await self.volumes.act(caller, str(vid), attach, meta={})
-        await self.volumes.extend_volume(
-            caller, str(vid), 2, in_use_allowed=True, reservation_id="r", meta={}
-        )
-        volume = await self.volumes.store.load(vid, Volume)
-        assert volume is not None
-        at = volume.version
-        meta = {"actor": "saga:extend", "causation_id": f"{vid}:{at}", "request_id": "req-1"}
-        assert await self.volumes.complete_extend(str(vid), at, meta=meta)
-        return str(vid), server
-
-    async def outcomes(self, volume_id: str) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            "SELECT originator_version FROM events WHERE originator_id = $1 AND topic = $2",
-            uuid.UUID(volume_id),
-            TOPIC,
-        )
-
-    async def until_recorded(self, volume_id: str) -> None:
-        for _ in range(1500):
-            if await self.outcomes(volume_id):
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no NovaNotified on {volume_id}")
-
-    async def stop(self, task: asyncio.Task[Any]) -> None:
-        """The worker dies: its unacked message goes back to JetStream after ack_wait."""
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+from tests.helpers.rigs import NOVA_NOTIFIED, NotifierRig, open_notifier_rig
 
 
 @pytest_asyncio.fixture
-async def rig(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[Rig]:
-    tag = uuid.uuid4().hex[:8]
-    nova = FakeNova()
-    own = settings.model_copy(
-        update={
-            "stream": f"{settings.stream}_N{tag}",
-            "subject_prefix": f"n{tag}.",
-            "saga_ack_wait": 1.0,
-            "saga_max_deliver": 3,
-            "read_wait": 1.0,
-            "nova_url": await nova.start(),
-            "nova_timeout": 0.5,
-            "nova_attempts": 2,
-            "nova_backoff": 0.05,
-        }
-    )
-    nc = await nats.connect(own.nats_url)
-    js = nc.jetstream()
-    await ensure_stream(js, stream_spec(own))
-    await ensure_consumer(js, consumer_spec(own))  # before anything it must see is published
-    projection = f"test-{tag}"
-    waiter = ProjectionWaiter(pool, projection)
-    await waiter.start()
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(Relay(own, pool, js).follow(stop)),
-        asyncio.create_task(Projector(pool, name=projection).follow(stop)),
-    ]
-    async with aiohttp.ClientSession() as session:
-        r = Rig(own, pool, js, Volumes(AsyncEventStore(pool)), waiter, session, nova, tasks)
+async def rig(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[NotifierRig]:
+    async with open_notifier_rig(pool, settings) as r:
         yield r
-        stop.set()
-        for task in r.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    await waiter.stop()
-    await js.delete_stream(own.stream)
-    await nc.close()
-    await nova.stop()
 
 
 def about(volume_id: str, msg: Msg) -> bool:
@@ -179,7 +49,7 @@ class Redelivered:
             self.done.set()
 
 
-async def test_crash_after_the_outcome_was_saved_calls_nova_once(rig: Rig) -> None:
+async def test_crash_after_the_outcome_was_saved_calls_nova_once(rig: NotifierRig) -> None:
     vid, server = await rig.extended_in_use_volume()
     first = rig.runner()
     saved = asyncio.Event()
@@ -206,7 +76,7 @@ async def test_crash_after_the_outcome_was_saved_calls_nova_once(rig: Rig) -> No
     assert len(await rig.outcomes(vid)) == 1
 
 
-async def test_crash_before_the_call_calls_nova_once_on_redelivery(rig: Rig) -> None:
+async def test_crash_before_the_call_calls_nova_once_on_redelivery(rig: NotifierRig) -> None:
     vid, _ = await rig.extended_in_use_volume()
     first = rig.runner()
     reached = asyncio.Event()
@@ -232,7 +102,9 @@ async def test_crash_before_the_call_calls_nova_once_on_redelivery(rig: Rig) -> 
     assert len(await rig.outcomes(vid)) == 1
 
 
-async def test_crash_between_novas_answer_and_the_save_is_the_one_duplicate(rig: Rig) -> None:
+async def test_crash_between_novas_answer_and_the_save_is_the_one_duplicate(
+    rig: NotifierRig,
+) -> None:
     """The documented window: Nova hears twice, the volume records one outcome."""
     vid, _ = await rig.extended_in_use_volume()
     first = rig.runner()
@@ -260,7 +132,7 @@ async def test_crash_between_novas_answer_and_the_save_is_the_one_duplicate(rig:
 
 
 async def test_read_model_that_never_shows_the_extend_ends_in_a_recorded_failure(
-    rig: Rig,
+    rig: NotifierRig,
 ) -> None:
     """Deliveries used up before Nova could be asked: nothing is sent, the failure is on the
     volume and the message is parked."""
@@ -276,7 +148,7 @@ async def test_read_model_that_never_shows_the_extend_ends_in_a_recorded_failure
     row = await rig.pool.fetchrow(
         "SELECT state, meta::text AS meta FROM events WHERE originator_id = $1 AND topic = $2",
         uuid.UUID(vid),
-        TOPIC,
+        NOVA_NOTIFIED,
     )
     event, meta = json.loads(row["state"]), json.loads(row["meta"])
     assert event["outcome"] == "failed"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import cast
 
 import aiohttp
@@ -14,50 +13,16 @@ import pytest_asyncio
 
 from cinderblock.config.settings import Settings
 from cinderblock.identity.keystone import service_tokens
-from cinderblock.notifier.nova import NovaClient, NovaConfig
-from tests.helpers.fake_keystone import FakeKeystone, fake_keystone
-from tests.helpers.fake_nova import FakeNova
-
-
-@dataclass
-class Rig:
-    keystone: FakeKeystone
-    nova: FakeNova
-    client: NovaClient
-
-
-async def _no_sleep(_: float) -> None:
-    return None
+from tests.helpers.rigs import NovaKeystoneRig, open_nova_keystone_rig
 
 
 @pytest_asyncio.fixture
-async def rig() -> AsyncIterator[Rig]:
-    nova = FakeNova()
-    async with fake_keystone() as keystone, aiohttp.ClientSession() as session:
-        url = await nova.start()
-        keystone.users["nova-notifier"] = ("pw", "service", ["admin", "service"])
-        nova.token_ok = lambda token: token in keystone.tokens
-        settings = Settings(
-            nova_url=url,
-            keystone_auth_url=keystone.url,
-            keystone_username="nova-notifier",
-            keystone_password="pw",
-        )
-        tokens = service_tokens(settings, session)
-        assert tokens is not None
-        client = NovaClient(
-            session,
-            NovaConfig(url, attempts=3, backoff=0.0),
-            sleep=_no_sleep,
-            tokens=tokens,
-        )
-        try:
-            yield Rig(keystone, nova, client)
-        finally:
-            await nova.stop()
+async def rig() -> AsyncIterator[NovaKeystoneRig]:
+    async with open_nova_keystone_rig() as r:
+        yield r
 
 
-async def test_nova_gets_the_service_users_keystone_token(rig: Rig) -> None:
+async def test_nova_gets_the_service_users_keystone_token(rig: NovaKeystoneRig) -> None:
     vid, server = str(uuid.uuid4()), str(uuid.uuid4())
     delivery = await rig.client.volume_extended(vid, [server])
     assert delivery.answered
@@ -69,7 +34,7 @@ async def test_nova_gets_the_service_users_keystone_token(rig: Rig) -> None:
     assert rig.keystone.logins == 1
 
 
-async def test_a_401_from_nova_renews_the_token_once(rig: Rig) -> None:
+async def test_a_401_from_nova_renews_the_token_once(rig: NovaKeystoneRig) -> None:
     vid, server = str(uuid.uuid4()), str(uuid.uuid4())
     await rig.client.volume_extended(str(uuid.uuid4()), [server])
     rig.keystone.tokens.clear()  # every token revoked: Nova now answers 401 to the old one
@@ -80,7 +45,7 @@ async def test_a_401_from_nova_renews_the_token_once(rig: Rig) -> None:
     assert first.headers["X-Auth-Token"] != second.headers["X-Auth-Token"]
 
 
-async def test_keystone_down_is_a_failed_attempt_not_a_crash(rig: Rig) -> None:
+async def test_keystone_down_is_a_failed_attempt_not_a_crash(rig: NovaKeystoneRig) -> None:
     rig.keystone.down = True
     delivery = await rig.client.volume_extended(str(uuid.uuid4()), [str(uuid.uuid4())])
     assert not delivery.answered

@@ -11,7 +11,7 @@ import asyncpg
 from cinderblock.domain.volume import Volume
 from cinderblock.projector.run import Projector
 from cinderblock.store.eventstore import AsyncEventStore, Position, read_settled
-from tests.integration.test_store import new_volume
+from tests.helpers.events import new_volume
 
 
 async def volume_row(pool: asyncpg.Pool, volume_id: uuid.UUID) -> dict:

@@ -32,7 +32,7 @@ from cinderblock.runtime.leadership import leadership
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.mapping import make_mapper
 from tests.conftest import Projected, Servers, fresh_database, listening, make_settings
-from tests.integration.test_store import new_volume
+from tests.helpers.events import append_raw, new_volume
 
 pytestmark = pytest.mark.integration
 
@@ -152,28 +152,6 @@ async def test_an_unstorable_string_quarantines_its_volume_only(
     assert (await live.row(other.id))["status"] == "available"
     assert (await live.set_aside(bad.id))[-1] == (5, "Volume.BootableSet", True)
     assert (await live.row(bad.id))["version"] == 2
-
-
-async def append_raw(
-    pool: asyncpg.Pool, volume: Volume, replaced: dict[int, bytes] | None = None
-) -> None:
-    """Append ``volume``'s pending events as stored rows, some states ``replaced`` (what a
-    bug or an old writer could have left in the log), bypassing the store."""
-    mapper = make_mapper()
-    stored = [mapper.to_stored_event(e) for e in volume.collect_events()]
-    await pool.executemany(
-        "INSERT INTO events (originator_id, originator_version, topic, state) "
-        "VALUES ($1, $2, $3, $4)",
-        [
-            (
-                s.originator_id,
-                s.originator_version,
-                s.topic,
-                (replaced or {}).get(s.originator_version, s.state),
-            )
-            for s in stored
-        ],
-    )
 
 
 async def test_an_undecodable_event_quarantines_its_volume(live: Live) -> None:

@@ -8,10 +8,14 @@ import asyncio
 import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
+import pytest_asyncio
 
 from cinderblock.bus.jetstream import run_consumer
+from cinderblock.config.settings import Settings
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.encryption import LUKS1_HEADER, EncryptionHeader, header_of
@@ -19,7 +23,7 @@ from cinderblock.drivers.file import FileDriver
 from cinderblock.sagas.run import SagaRunner
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Caller
-from tests.integration.test_sagas import Rig, rig  # noqa: F401 (the fixture)
+from tests.helpers.rigs import SagaRig, open_saga_rig
 
 DATA = b"the guest's first block"
 LUKS = {
@@ -28,6 +32,12 @@ LUKS = {
     "key_size": 256,
     "control_location": "front-end",
 }
+
+
+@pytest_asyncio.fixture
+async def rig(pool: asyncpg.Pool, settings: Settings, tmp_path: Path) -> AsyncIterator[SagaRig]:
+    async with open_saga_rig(pool, settings, tmp_path) as r:
+        yield r
 
 
 class DiesAfterReencrypt:
@@ -71,7 +81,7 @@ class Counting(DiesAfterReencrypt):
         return await self.inner.reencrypt_volume(volume_id, source, destination, **kw)  # type: ignore[arg-type]
 
 
-async def _retyping(r: Rig) -> tuple[Volume, str]:
+async def _retyping(r: SagaRig) -> tuple[Volume, str]:
     vid, caller = uuid.uuid4(), Caller("u", uuid.uuid4().hex)
     await r.volumes.create_volume(
         caller,
@@ -116,7 +126,7 @@ async def _retyping(r: Rig) -> tuple[Volume, str]:
 
 
 async def test_killed_after_the_copy_is_finished_by_redelivery(
-    rig: Rig,  # noqa: F811
+    rig: SagaRig,
     pool: asyncpg.Pool,
 ) -> None:
     volume, host = await _retyping(rig)
@@ -166,7 +176,7 @@ class CopiesThenFails(DiesAfterReencrypt):
 
 
 async def test_giving_up_puts_the_old_image_back(
-    rig: Rig,  # noqa: F811
+    rig: SagaRig,
     pool: asyncpg.Pool,
 ) -> None:
     volume, host = await _retyping(rig)

@@ -21,8 +21,7 @@ from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore, RecordedEvent
 from cinderblock.store.mapping import make_mapper
 from tests.conftest import Servers, fresh_database
-from tests.integration.test_quarantine import append_raw
-from tests.integration.test_store import FIELDS, new_volume
+from tests.helpers.events import FIELDS, append_raw, new_volume
 
 
 async def subject_counts(js, settings: Settings, volume_id: uuid.UUID) -> dict[str, int]:  # type: ignore[no-untyped-def]

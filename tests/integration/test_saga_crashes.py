@@ -38,7 +38,9 @@ from cinderblock.runtime.infra import create_schemas
 from cinderblock.sagas.run import SagaRunner
 from cinderblock.store.volumes import Caller
 from tests.conftest import Servers, fresh_database
-from tests.integration.saga_starts import (
+from tests.helpers.driver_wrappers import Counting, DiesAfter
+from tests.helpers.rigs import SagaRig, open_saga_rig
+from tests.helpers.saga_starts import (
     GIB,
     MARK,
     POOL_A,
@@ -63,12 +65,11 @@ from tests.integration.saga_starts import (
     start_unmanage,
     start_upload,
 )
-from tests.integration.test_sagas import Counting, DiesAfter, Rig, open_rig
 
 IMAGE_BYTES = b"reimaged root disk" * 400  # 7200 bytes: the image covers MARK's offset
 
 
-async def start_reimage(rig: Rig) -> Started:
+async def start_reimage(rig: SagaRig) -> Started:
     """An available volume (MARK in it) and an active image of IMAGE_BYTES; the reimage
     requested (the saga writes the image through the driver's ``reimage_volume``)."""
     vid, caller, host = await available(rig)
@@ -87,7 +88,7 @@ async def start_reimage(rig: Rig) -> Started:
     return Started(vid, caller, vid, vid, host, {"image_id": image_id})
 
 
-async def active_image(rig: Rig) -> dict[str, object]:
+async def active_image(rig: SagaRig) -> dict[str, object]:
     """An active image of IMAGE_BYTES in the local image store; its record."""
     image_id = str(uuid.uuid4())
     store = images(rig)
@@ -101,7 +102,7 @@ async def active_image(rig: Rig) -> dict[str, object]:
     return image
 
 
-async def start_create_from_image(rig: Rig) -> Started:
+async def start_create_from_image(rig: SagaRig) -> Started:
     """A 1 GiB volume created from an image (ImageSourceSet in its create's append): the
     create saga makes its file, then writes the image through ``reimage_volume``."""
     image = await active_image(rig)
@@ -157,7 +158,7 @@ async def until_true(check: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def created(rig: Rig, s: Started) -> None:
+async def created(rig: SagaRig, s: Started) -> None:
     volume = await load(rig, s.volume_id)
     assert volume.status == Status.AVAILABLE
     files = list(rig.files.root.glob(f"*/*/volume-{s.volume_id}.img"))
@@ -165,7 +166,7 @@ async def created(rig: Rig, s: Started) -> None:
     assert files[0].stat().st_size == GIB
 
 
-async def created_from_source(rig: Rig, s: Started) -> None:
+async def created_from_source(rig: SagaRig, s: Started) -> None:
     """One 2 GiB file in the source's pool: the source's GiB (MARK in it), then zeros."""
     volume = await load(rig, s.volume_id)
     assert (volume.status, volume.host) == (Status.AVAILABLE, s.host)
@@ -179,24 +180,24 @@ async def created_from_source(rig: Rig, s: Started) -> None:
     )
 
 
-async def extended(rig: Rig, s: Started) -> None:
+async def extended(rig: SagaRig, s: Started) -> None:
     volume = await load(rig, s.volume_id)
     assert (volume.status, volume.size_gb) == (Status.AVAILABLE, 2)
     assert rig.files.volume_path(s.volume_id, s.host or "").stat().st_size == 2 * GIB
 
 
-async def deleted(rig: Rig, s: Started) -> None:
+async def deleted(rig: SagaRig, s: Started) -> None:
     assert (await load(rig, s.volume_id)).status == Status.DELETED
     assert await gone(rig.files.volume_path(s.volume_id, s.host or ""))
 
 
-async def unmanaged(rig: Rig, s: Started) -> None:
+async def unmanaged(rig: SagaRig, s: Started) -> None:
     assert (await load(rig, s.volume_id)).status == Status.DELETED
     path = rig.files.volume_path(s.volume_id, s.host or "")
     assert await asyncio.to_thread(read_mark, path) == MARK  # left on the backend, as it was
 
 
-async def moved(rig: Rig, s: Started) -> Volume:
+async def moved(rig: SagaRig, s: Started) -> Volume:
     """The volume lives in pool B with its bytes; the copy in pool A is removed (by the
     reaction to the completion event, so it is waited for)."""
     volume = await load(rig, s.volume_id)
@@ -207,18 +208,18 @@ async def moved(rig: Rig, s: Started) -> Volume:
     return volume
 
 
-async def migrated(rig: Rig, s: Started) -> None:
+async def migrated(rig: SagaRig, s: Started) -> None:
     volume = await moved(rig, s)
     assert volume.migration_status == "success"
 
 
-async def retyped(rig: Rig, s: Started) -> None:
+async def retyped(rig: SagaRig, s: Started) -> None:
     volume = await moved(rig, s)
     assert volume.volume_type_id == s.facts["type_id"]
     assert volume.pending_retype is None
 
 
-async def reverted(rig: Rig, s: Started) -> None:
+async def reverted(rig: SagaRig, s: Started) -> None:
     assert (await load(rig, s.volume_id)).status == Status.AVAILABLE
     sid = s.facts["snapshot_id"]
     assert (await snapshot(rig, sid)).status == SnapshotStatus.AVAILABLE
@@ -227,19 +228,19 @@ async def reverted(rig: Rig, s: Started) -> None:
     assert await digest(path) == await digest(rig.files.snapshot_path(sid, s.host or ""))
 
 
-async def snapshot_created(rig: Rig, s: Started) -> None:
+async def snapshot_created(rig: SagaRig, s: Started) -> None:
     assert (await snapshot(rig, s.aggregate_id)).status == SnapshotStatus.AVAILABLE
     copy = rig.files.snapshot_path(s.aggregate_id, s.host or "")
     assert await digest(copy) == await digest(rig.files.volume_path(s.volume_id, s.host or ""))
 
 
-async def snapshot_deleted(rig: Rig, s: Started) -> None:
+async def snapshot_deleted(rig: SagaRig, s: Started) -> None:
     assert (await snapshot(rig, s.aggregate_id)).is_deleted
     assert await gone(rig.files.snapshot_path(s.aggregate_id, s.host or ""))
     assert (await load(rig, s.volume_id)).status == Status.AVAILABLE
 
 
-async def uploaded(rig: Rig, s: Started) -> None:
+async def uploaded(rig: SagaRig, s: Started) -> None:
     assert (await load(rig, s.volume_id)).status == Status.AVAILABLE
     store = images(rig)
     record = await store.get(s.subject)
@@ -249,7 +250,7 @@ async def uploaded(rig: Rig, s: Started) -> None:
     assert await digest(image) == await digest(rig.files.volume_path(s.volume_id, s.host or ""))
 
 
-async def created_from_image(rig: Rig, s: Started) -> None:
+async def created_from_image(rig: SagaRig, s: Started) -> None:
     volume = await load(rig, s.volume_id)
     assert (volume.status, volume.bootable) == (Status.AVAILABLE, True)
     assert volume.image_metadata["image_id"] == s.facts["image_id"]
@@ -261,7 +262,7 @@ async def created_from_image(rig: Rig, s: Started) -> None:
     assert [p.name for p in files[0].parent.iterdir() if p.name.startswith(".")] == []
 
 
-async def reimaged(rig: Rig, s: Started) -> None:
+async def reimaged(rig: SagaRig, s: Started) -> None:
     volume = await load(rig, s.volume_id)
     assert (volume.status, volume.bootable) == (Status.AVAILABLE, True)
     assert volume.image_metadata["image_id"] == s.facts["image_id"]
@@ -280,10 +281,10 @@ class Case:
     the completion event recorded exactly once."""
 
     name: str
-    start: Callable[[Rig], Awaitable[Started]]
+    start: Callable[[SagaRig], Awaitable[Started]]
     step: str
     settled: Callable[[Volume, Snapshot | None], bool]
-    check: Callable[[Rig, Started], Awaitable[None]]
+    check: Callable[[SagaRig, Started], Awaitable[None]]
     completion: str
     on_images: bool = False
     # Longer than the step takes, or a redelivery would overlap a live step. The local
@@ -420,7 +421,7 @@ CASES = [
 # --- the test -----------------------------------------------------------------------------
 
 
-async def is_settled(rig: Rig, case: Case, s: Started) -> bool:
+async def is_settled(rig: SagaRig, case: Case, s: Started) -> bool:
     volume = await load(rig, s.volume_id)
     snap = None
     if s.aggregate_id != s.volume_id:
@@ -436,7 +437,7 @@ async def topics(pool: asyncpg.Pool, aggregate_id: str) -> list[str]:
     return [r["topic"].rpartition(":")[2] for r in rows]
 
 
-def worker(rig: Rig, pool: asyncpg.Pool, case: Case, wrapper: type[W], subject: str) -> W:
+def worker(rig: SagaRig, pool: asyncpg.Pool, case: Case, wrapper: type[W], subject: str) -> W:
     """Start a saga worker whose driver (or image service) is wrapped by ``wrapper`` for
     the case's step and ``subject``; return the wrapper (its task is ``rig.tasks[-1]``)."""
     if case.on_images:
@@ -453,11 +454,11 @@ def worker(rig: Rig, pool: asyncpg.Pool, case: Case, wrapper: type[W], subject: 
 async def test_worker_killed_after_the_step_is_finished_once_by_redelivery(
     pool: asyncpg.Pool, settings: Settings, tmp_path: Path, case: Case
 ) -> None:
-    async with open_rig(pool, settings, tmp_path, POOLS, case.ack_wait) as rig:
+    async with open_saga_rig(pool, settings, tmp_path, POOLS, case.ack_wait) as rig:
         await crash_and_redeliver(rig, pool, case)
 
 
-async def crash_and_redeliver(rig: Rig, pool: asyncpg.Pool, case: Case) -> None:
+async def crash_and_redeliver(rig: SagaRig, pool: asyncpg.Pool, case: Case) -> None:
     # Something else in each pool, so a step that released space twice would show.
     for location in (POOL_A, POOL_B):
         bystander = f"bystander-{uuid.uuid4().hex}"
@@ -491,7 +492,7 @@ async def test_reimage_of_an_image_gone_meanwhile_fails_once_and_keeps_the_bytes
     """The image is deleted after the request, before any worker runs: the image service's
     permanent 404 compensates at once (ReimageFailed, ``error``), the volume keeps its bytes
     and the pool its accounting."""
-    async with open_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
+    async with open_saga_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
         started = await start_reimage(rig)
         await images(rig).delete(started.facts["image_id"])
         counting = worker(rig, pool, reimage_case(), Counting, started.volume_id)
@@ -515,7 +516,7 @@ async def test_reimage_whose_image_service_stays_away_gives_up_with_error(
     pool: asyncpg.Pool, settings: Settings, tmp_path: Path
 ) -> None:
     """A retryable image-service error is redelivered; the last delivery compensates."""
-    async with open_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
+    async with open_saga_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
         started = await start_reimage(rig)
         down = ImageServiceError("503", retryable=True, operation="download", image_id="x")
         failing = Counting(rig.files, "reimage_volume", started.volume_id, failure=down)
@@ -539,7 +540,7 @@ async def test_create_from_an_image_whose_service_stays_away_gives_up_with_error
 ) -> None:
     """A retryable image-service error is redelivered; the last delivery fails the create
     (``error``) and removes the new volume's file again."""
-    async with open_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
+    async with open_saga_rig(pool, settings, tmp_path, POOLS, 1.0) as rig:
         started = await start_create_from_image(rig)
         down = ImageServiceError("503", retryable=True, operation="download", image_id="x")
         failing = Counting(rig.files, "reimage_volume", started.volume_id, failure=down)

@@ -18,8 +18,8 @@ from cinderblock.sagas.consumers import Sagas
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
-from tests.integration.saga_starts import POOLS, available, creating_from, load, snapshotted
-from tests.integration.test_sagas import open_rig
+from tests.helpers.rigs import open_saga_rig
+from tests.helpers.saga_starts import POOLS, available, creating_from, load, snapshotted
 
 
 def created_event(volume_id: str) -> ReceivedEnvelope:
@@ -45,7 +45,7 @@ async def reasons(pool: asyncpg.Pool, volume_id: str) -> list[str]:
 async def test_a_snapshot_gone_before_the_copy_fails_the_create(
     pool: asyncpg.Pool, settings: Settings, tmp_path: Path
 ) -> None:
-    async with open_rig(pool, settings, tmp_path, POOLS) as rig:
+    async with open_saga_rig(pool, settings, tmp_path, POOLS) as rig:
         _, caller, host, sid = await snapshotted(rig)
         vid = await creating_from(rig, caller, host, snapshot_id=sid)
         await rig.files.delete_snapshot(sid, host, step_key="gone")  # removed meanwhile
@@ -67,7 +67,7 @@ async def test_a_snapshot_gone_before_the_copy_fails_the_create(
 async def test_a_clone_of_a_volume_in_a_pool_the_type_cannot_use_fails(
     pool: asyncpg.Pool, settings: Settings, tmp_path: Path
 ) -> None:
-    async with open_rig(pool, settings, tmp_path, POOLS) as rig:
+    async with open_saga_rig(pool, settings, tmp_path, POOLS) as rig:
         source, caller, host = await available(rig)
         _, type_id = await rig.volumes.create_type(
             name=f"on-b-{uuid.uuid4().hex[:8]}",

@@ -16,23 +16,7 @@ from cinderblock.store.eventstore import (
     Position,
     read_settled,
 )
-
-FIELDS = dict(
-    user_id="u",
-    name="n",
-    description=None,
-    size_gb=1,
-    availability_zone="nova",
-    volume_type_id="t",
-    volume_type_name="__DEFAULT__",
-    metadata={},
-    bootable=False,
-    multiattach=False,
-)
-
-
-def new_volume(project: str = "p") -> Volume:
-    return Volume.create(uuid.uuid4(), project_id=project, **FIELDS)
+from tests.helpers.events import new_volume
 
 
 async def test_save_and_load_round_trip(pool: asyncpg.Pool) -> None:

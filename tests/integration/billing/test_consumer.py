@@ -5,7 +5,6 @@ and notifications land on the notification stream with Cinder's names."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -14,73 +13,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-import nats
 import pytest
 import pytest_asyncio
-from nats.aio.client import Client
 
 from cinderblock.billing.run import Billing, Publisher, notification_stream
-from cinderblock.billing.run import run as run_billing
-from cinderblock.bus.jetstream import ensure_stream
 from cinderblock.cli.main import main
-from cinderblock.config.settings import Settings
 from cinderblock.domain.volume import Volume
 from cinderblock.relay.run import Relay
-from cinderblock.runtime.infra import create_schemas
-from cinderblock.runtime.streams import stream_spec
-from cinderblock.store.eventstore import START, AsyncEventStore, read_settled
+from cinderblock.store.eventstore import START, read_settled
 from cinderblock.usage.ledger import gib_hours, volume_intervals
 from cinderblock.usage.store import EventReader, rebuild_ledger, usage
-from tests.conftest import Servers, fresh_database, make_settings
+from tests.conftest import Servers
+from tests.helpers.rigs import BillingRig, open_billing_rig
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Rig:
-    settings: Settings
-    pool: asyncpg.Pool
-    nc: Client
-    store: AsyncEventStore
-    notes: asyncio.Queue[dict[str, Any]]
-
-
 @pytest_asyncio.fixture(loop_scope="session")
-async def rig(servers: Servers, data_dir) -> AsyncIterator[Rig]:  # type: ignore[no-untyped-def]
-    tag = uuid.uuid4().hex[:8]
-    async with fresh_database(servers) as url:
-        settings = make_settings(url, servers.nats_url, f"B{tag}", data_dir)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=6)
-        await create_schemas(pool)
-        nc = await nats.connect(servers.nats_url)
-        js = nc.jetstream()
-        await ensure_stream(js, stream_spec(settings))
-        await ensure_stream(js, notification_stream(settings))
-        notes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-        async def on_note(msg: Any) -> None:
-            await notes.put(json.loads(msg.data))
-
-        await nc.subscribe(settings.subject("notifications.>"), cb=on_note)
-        stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(Relay(settings, pool, js).follow(stop)),
-            asyncio.create_task(run_billing(settings, stop=stop)),
-        ]
-        try:
-            yield Rig(settings, pool, nc, AsyncEventStore(pool), notes)
-        finally:
-            stop.set()
-            await asyncio.wait_for(asyncio.gather(*tasks), 30)
-            for name in (settings.stream, notification_stream(settings).name):
-                with contextlib.suppress(Exception):
-                    await js.delete_stream(name)
-            await nc.close()
-            await pool.close()
+async def rig(servers: Servers, data_dir) -> AsyncIterator[BillingRig]:  # type: ignore[no-untyped-def]
+    async with open_billing_rig(servers, data_dir) as r:
+        yield r
 
 
-async def _until_notified(rig: Rig, event_type: str, volume_id: uuid.UUID) -> list[dict]:  # type: ignore[type-arg]
+async def _until_notified(rig: BillingRig, event_type: str, volume_id: uuid.UUID) -> list[dict]:  # type: ignore[type-arg]
     seen: list[dict[str, Any]] = []
     async with asyncio.timeout(20):
         while True:
@@ -92,7 +47,7 @@ async def _until_notified(rig: Rig, event_type: str, volume_id: uuid.UUID) -> li
                 return seen
 
 
-async def _life(rig: Rig, project: str) -> Volume:
+async def _life(rig: BillingRig, project: str) -> Volume:
     """create, place, extend 1→3, retype, error, delete: each step its own save."""
     store = rig.store
     volume = Volume.create(
@@ -134,7 +89,7 @@ def _totals(rows: list[Any]) -> dict[tuple[str, str], Any]:
     return {(r.volume_id, r.volume_type_id): (r.hours, r.gib_hours) for r in rows}
 
 
-async def test_consumer_ledger_equals_the_rebuilt_one_and_the_fold(rig: Rig) -> None:
+async def test_consumer_ledger_equals_the_rebuilt_one_and_the_fold(rig: BillingRig) -> None:
     project = uuid.uuid4().hex
     volumes = [await _life(rig, project) for _ in range(3)]
     for v in volumes:
@@ -159,7 +114,7 @@ async def test_consumer_ledger_equals_the_rebuilt_one_and_the_fold(rig: Rig) -> 
     assert _totals(rebuilt) == _totals(live)
 
 
-async def test_redelivery_changes_nothing_and_republishes_the_same_ids(rig: Rig) -> None:
+async def test_redelivery_changes_nothing_and_republishes_the_same_ids(rig: BillingRig) -> None:
     project = uuid.uuid4().hex
     volume = await _life(rig, project)
     # Notifications are not ordered (several workers): wait for all nine, not for the last.
@@ -209,7 +164,7 @@ async def test_redelivery_changes_nothing_and_republishes_the_same_ids(rig: Rig)
     assert [dict(r) for r in await rig.pool.fetch(rows, volume.id)] == before
 
 
-async def test_notifications_are_oslo_messages_on_bridgeable_subjects(rig: Rig) -> None:
+async def test_notifications_are_oslo_messages_on_bridgeable_subjects(rig: BillingRig) -> None:
     volume = await _life(rig, uuid.uuid4().hex)
     await _until_notified(rig, "volume.delete.end", volume.id)
     js = rig.nc.jetstream()
@@ -243,7 +198,7 @@ async def test_notifications_are_oslo_messages_on_bridgeable_subjects(rig: Rig) 
     assert body["payload"]["volume_type"] == "type-a"
 
 
-async def test_events_of_other_aggregates_are_acknowledged_and_ignored(rig: Rig) -> None:
+async def test_events_of_other_aggregates_are_acknowledged_and_ignored(rig: BillingRig) -> None:
     """A NATS server before 2.10 ignores filter_subjects: quota and type events reach the
     consumer there, and must pass through without a retry."""
     from cinderblock.wire.envelope import EventEnvelope
@@ -274,7 +229,7 @@ async def test_events_of_other_aggregates_are_acknowledged_and_ignored(rig: Rig)
 
 
 async def test_cinderblock_replay_rebuilds_the_ledger_with_the_same_totals(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    rig: BillingRig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`cinderblock replay --projection billing`: a lost ledger comes back from the log,
     the same GiB·hours as the live consumer had."""

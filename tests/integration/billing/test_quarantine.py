@@ -27,9 +27,8 @@ from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.mapping import make_mapper
 from cinderblock.usage.store import rebuild_ledger
 from tests.conftest import Servers, fresh_database, make_settings
-from tests.integration.bus.test_consumer_quarantine import Wakes, WatchedQuarantine
-from tests.integration.test_quarantine import append_raw
-from tests.integration.test_store import new_volume
+from tests.helpers.events import append_raw, new_volume
+from tests.helpers.quarantine import Wakes, WatchedQuarantine
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ from nats.aio.msg import Msg
 
 from cinderblock.bus import jetstream
 from cinderblock.bus.jetstream import ConsumerSpec, StreamSpec, ensure_stream, run_consumer
-from cinderblock.readmodels.quarantine import ConsumerQuarantine
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.wire.envelope import EventEnvelope, ReceivedEnvelope
 from tests.conftest import Servers, fresh_database
+from tests.helpers.quarantine import Wakes, WatchedQuarantine
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -50,43 +50,6 @@ def envelope(volume: uuid.UUID, version: int) -> bytes:
         .model_dump_json()
         .encode()
     )
-
-
-class Wakes:
-    """Set by every handler, park and gate call, so the test waits on what the consumer
-    does, not on time."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def __call__(self) -> None:
-        self.event.set()
-
-    async def until(self, check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-        async with asyncio.timeout(timeout):
-            while True:
-                self.event.clear()
-                if found := await check():
-                    return found
-                await self.event.wait()
-
-
-class WatchedQuarantine(ConsumerQuarantine):
-    def __init__(self, pool: asyncpg.Pool, consumer: str, wake: Wakes) -> None:
-        super().__init__(pool, consumer, hold=True, refresh=0.0)
-        self.wake = wake
-
-    async def admit(self, msg: Msg) -> bool:
-        try:
-            return await super().admit(msg)
-        finally:
-            self.wake()
-
-    async def gave_up(self, msg: Msg, err: BaseException) -> None:
-        try:
-            await super().gave_up(msg, err)
-        finally:
-            self.wake()
 
 
 async def test_a_poison_volume_is_set_aside_and_the_rest_flows(

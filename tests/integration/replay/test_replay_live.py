@@ -18,7 +18,7 @@ from cinderblock.replay.verify import verify
 from cinderblock.runtime.leadership import leadership
 from cinderblock.store.eventstore import AsyncEventStore
 from tests.conftest import listening
-from tests.integration.test_store import new_volume
+from tests.helpers.events import new_volume
 
 
 def test_replay_names_the_projector_the_service_runs() -> None:

@@ -170,7 +170,7 @@ async def test_odd_values_fold_as_the_live_sql_projects_them(log_db: str) -> Non
     """Numbers and booleans where text is expected, a null name, an attachment without
     instance or mode: the fold must store what the live statements store."""
     from cinderblock.store.eventstore import AsyncEventStore
-    from tests.integration.test_store import new_volume
+    from tests.helpers.events import new_volume
 
     pool = await asyncpg.create_pool(log_db, min_size=1, max_size=2)
     try:

@@ -18,7 +18,7 @@ from cinderblock.replay.rebuild import replay
 from cinderblock.replay.verify import verify
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.mapping import event_data, make_mapper
-from tests.contract.test_topics import STORED
+from tests.helpers.topics import STORED
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "events"
 
