@@ -1,8 +1,10 @@
 """Volume-action request bodies: splitting ``{"<action>": payload}`` and one model per action.
 
 The HTTP layer calls :func:`split_action_body` (spec §1.4 points 1-2), looks the
-key up in its own handler table (unknown → :func:`no_such_action`), checks the
-microversion, then calls ``<Model>.parse(payload, version)`` (§1.4 point 4).
+key up in its action table (unknown → :func:`no_such_action`), then calls
+``<Model>.parse(payload, version)``: the microversion gate (§1.4 point 3, a bare 404)
+and the schema (point 4). :data:`ACTION_MODELS` is the only list of action models; the
+API's table takes its rows' models from it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ from cinderblock.drivers.base import PoolConfig
 from cinderblock.wire.faults import BadRequest
 from cinderblock.wire.migration import MigrateVolume, MigrateVolumeCompletion
 
+MIGRATE_RULE = f"{ADMIN_ACTIONS}:migrate_volume"
+COMPLETION_RULE = f"{ADMIN_ACTIONS}:migrate_volume_completion"
+# Nova's swap moves attachments: detach from the old volume, attach to the new one.
+SWAP_DETACH_RULE = f"{VOLUME_ACTIONS}:detach"
+SWAP_ATTACH_RULE = f"{VOLUME_ACTIONS}:attach"
+
 
 def _known_destination(d: Deps, destination: str) -> bool:
     """An up backend (``host@backend``), optionally with one of its pools."""
@@ -36,7 +42,7 @@ async def migrate_volume(
             destination, force_host_copy=req.force_host_copy, lock_volume=req.lock_volume
         )
 
-    await act(d, ctx, vid, "os-migrate_volume", [f"{ADMIN_ACTIONS}:migrate_volume"], start)
+    await act(d, ctx, vid, "os-migrate_volume", [MIGRATE_RULE], start)
     return web.Response(status=202)
 
 
@@ -49,17 +55,14 @@ async def migrate_volume_completion(
     completion of a migration answers Cinder's 400s."""
 
     def authorize(volume: Volume) -> None:
-        rule = f"{ADMIN_ACTIONS}:migrate_volume_completion"
-        d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
+        d.policy.authorize(COMPLETION_RULE, ctx.credentials, {"project_id": volume.project_id})
 
     def authorize_detach(volume: Volume) -> None:
-        rule = f"{VOLUME_ACTIONS}:detach"
-        d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
+        d.policy.authorize(SWAP_DETACH_RULE, ctx.credentials, {"project_id": volume.project_id})
 
     def authorize_swap(source: Volume, target: Volume) -> None:
         authorize_detach(source)
-        rule = f"{VOLUME_ACTIONS}:attach"
-        d.policy.authorize(rule, ctx.credentials, {"project_id": target.project_id})
+        d.policy.authorize(SWAP_ATTACH_RULE, ctx.credentials, {"project_id": target.project_id})
 
     if not req.error:
         await _nova_allows_swap(d, ctx, vid, req.new_volume, authorize, authorize_detach)
@@ -95,9 +98,3 @@ async def _nova_allows_swap(
     if swaps_attachments(source, target, error=False):
         for attachment_id in source.attachments:
             await d.nova_allows(ctx, vid, attachment_id, authorize_detach)
-
-
-MIGRATION_ACTIONS: dict[str, Callable[..., Any]] = {
-    "os-migrate_volume": migrate_volume,
-    "os-migrate_volume_completion": migrate_volume_completion,
-}

@@ -11,6 +11,9 @@ from cinderblock.api.deps import Deps
 from cinderblock.domain.volume import Volume
 from cinderblock.wire.bookkeeping import RetypeAction
 
+RULE = "volume:retype"
+MULTIATTACH_RULE = "volume:multiattach"  # also when the new type is multiattach
+
 
 async def retype(d: Deps, ctx: RequestContext, vid: str, req: RetypeAction) -> web.Response:
     new_type = await d.volumes.find_type(
@@ -19,9 +22,9 @@ async def retype(d: Deps, ctx: RequestContext, vid: str, req: RetypeAction) -> w
 
     def authorize(volume: Volume) -> None:
         target = {"project_id": volume.project_id}
-        d.policy.authorize("volume:retype", ctx.credentials, target)
+        d.policy.authorize(RULE, ctx.credentials, target)
         if new_type.multiattach:
-            d.policy.authorize("volume:multiattach", ctx.credentials, target)
+            d.policy.authorize(MULTIATTACH_RULE, ctx.credentials, target)
 
     at = await d.volumes.retype_volume(
         ctx.caller,

@@ -27,6 +27,7 @@ from cinderblock.wire.snapshots import (
 )
 
 IN_USE_WITHOUT_FORCE = APIVersion(3, 66)
+REVERT_RULE = "volume:revert_to_snapshot"
 MAX_LIMIT = 1000
 
 
@@ -162,7 +163,7 @@ async def revert(d: Deps, ctx: RequestContext, volume_id: str, req: Revert) -> w
     """revert (3.40+) → 202; the saga writes the snapshot's bytes back."""
 
     def authorize(volume: Volume) -> None:
-        _rule(d, ctx, "volume:revert_to_snapshot", volume.project_id)
+        _rule(d, ctx, REVERT_RULE, volume.project_id)
 
     at = await d.volumes.revert_volume(
         ctx.caller, volume_id, req.snapshot_id, meta=ctx.meta("revert"), authorize=authorize
