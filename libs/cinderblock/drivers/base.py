@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from cinderblock.drivers.encryption import EncryptionHeader
@@ -46,6 +46,12 @@ def check_snapshot_id(snapshot_id: str) -> None:
     """Raise ValueError unless `snapshot_id` is safe to use inside a file name."""
     if not _VOLUME_ID.fullmatch(snapshot_id):
         raise ValueError(f"snapshot id {snapshot_id!r} is not a safe file name")
+
+
+def check_export_id(export_id: str) -> None:
+    """Raise ValueError unless `export_id` is safe to use as a file name."""
+    if not _VOLUME_ID.fullmatch(export_id):
+        raise ValueError(f"export id {export_id!r} is not a safe file name")
 
 
 def check_size_gb(size_gb: int) -> None:
@@ -119,13 +125,57 @@ class PoolStats:
     multiattach: bool
 
 
+@dataclass(frozen=True)
+class ExportSpec:
+    """One export of a volume to one connector (Cinder's ``create_export`` and
+    ``initialize_connection`` together).
+
+    Attributes:
+        export_id: names the export: the attachment's id (attachments API), or the key
+            the domain derives from the connector (legacy ``os-initialize_connection``).
+        connector: what the host sent (os-brick's connector properties; a string or None
+            from legacy callers).
+        access_mode: ``rw`` or ``ro``, reported in the connection info.
+        encrypted: reported in the connection info.
+        multiattach: the volume may be exported to several connectors at once.
+        instance_uuid: the server the export is for, if known: a non-multiattach volume
+            may be exported to a second host for the same server (Nova's live migration).
+    """
+
+    export_id: str
+    connector: Mapping[str, Any] | str | None
+    access_mode: str = "rw"
+    encrypted: bool = False
+    multiattach: bool = False
+    instance_uuid: str | None = None
+
+    @property
+    def identity(self) -> str | None:
+        """Who the connector is: its ``host``, else its ``initiator`` (a string connector
+        is its own identity; None or an empty object: unknown)."""
+        return connector_identity(self.connector)
+
+
+def connector_identity(connector: object) -> str | None:
+    """A connector's ``host``, else its ``initiator``; a string is itself; else None."""
+    if isinstance(connector, str):
+        return connector or None
+    if isinstance(connector, Mapping):
+        for key in ("host", "initiator"):
+            value = connector.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
 class DriverError(Exception):
     """Base of every failure of a driver step.
 
     Attributes:
         operation: the step that failed: ``create``, ``extend``, ``delete``,
-            ``unmanage``, ``migrate``, ``snapshot``, ``delete_snapshot``, ``revert``
-            (or ``checksum``, which is no step).
+            ``unmanage``, ``migrate``, ``snapshot``, ``delete_snapshot``, ``revert``,
+            ``attach`` (an export), ``detach`` (its removal) (or ``checksum``, which is
+            no step).
         volume_id: the volume the step worked on (for ``delete_snapshot``, which
             names no volume, the snapshot id).
         reason: what went wrong, for logs and the compensation event.
@@ -152,6 +202,11 @@ class BackendError(DriverError):
     """Raised when the backend operation itself failed (I/O error, unknown pool or
     backend, missing volume or snapshot file, a size conflict with what is on disk, a
     copy whose checksum does not match its source)."""
+
+
+class ExportConflictError(BackendError):
+    """Raised by ``initialize_connection`` when a volume that is not multiattach is
+    already exported to another connector (another host, for another server)."""
 
 
 @runtime_checkable
@@ -345,6 +400,37 @@ class VolumeDriver(Protocol):
             BackendError: the volume file is missing or file I/O failed; whatever
                 ``write`` raises passes through.
         """
+        ...
+
+    async def initialize_connection(
+        self, volume_id: str, location: str, spec: ExportSpec, *, step_key: str
+    ) -> dict[str, Any]:
+        """Export the volume at ``location`` to ``spec.connector`` and return Cinder's
+        connection info (``driver_volume_type``, ``data``, ``enforce_multipath``). The
+        export is recorded on the backend under ``spec.export_id``; asking again for the
+        same export and connector returns what was recorded (never exports twice).
+
+        Raises:
+            ExportConflictError: the volume is not multiattach and is exported to another
+                connector (another host for another server); nothing changes.
+            BackendError: the volume is missing or the export could not be written.
+        """
+        ...
+
+    async def terminate_connection(
+        self, volume_id: str, location: str, export_id: str, *, step_key: str
+    ) -> bool:
+        """Remove the export ``export_id`` of the volume; True if there was one. An export
+        already gone is success.
+
+        Raises:
+            BackendError: the export could not be removed.
+        """
+        ...
+
+    def exports(self, volume_id: str, location: str) -> list[dict[str, Any]]:
+        """The volume's exports on the backend of ``location`` (their records: export_id,
+        connector, identity, instance_uuid, access_mode, connection_info), by export id."""
         ...
 
     async def checksum(self, volume_id: str, location: str) -> str:

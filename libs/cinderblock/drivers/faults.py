@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from cinderblock.drivers import copying
 from cinderblock.drivers.base import (
     BackendError,
     CapacityError,
+    ExportSpec,
     PoolStats,
     VolumeDriver,
     before_verify,
@@ -35,9 +36,11 @@ OPERATIONS = (
     "revert",
     "retype",
     "reimage",
+    "attach",
+    "detach",
 )
 """The driver steps a fault can be injected into, in canonical order (``retype`` is the
-re-encrypting copy)."""
+re-encrypting copy, ``attach`` an export to a connector, ``detach`` its removal)."""
 
 CORRUPTIBLE = ("migrate", "snapshot", "revert", "retype")
 """The steps that copy bytes, which the ``corrupt`` fault applies to."""
@@ -115,7 +118,8 @@ class FaultPlan:
     """Which operations get which fault; operations not listed pass through.
 
     Operations: ``create``, ``extend``, ``delete``, ``unmanage``, ``migrate``,
-    ``snapshot``, ``delete_snapshot``, ``revert``. Modes:
+    ``snapshot``, ``delete_snapshot``, ``revert``, ``retype``, ``reimage``, ``attach``
+    (``initialize_connection``), ``detach`` (``terminate_connection``). Modes:
 
     - ``fail``: raise ``BackendError(reason="injected failure")`` on every call;
       ``fail:N``: on the first N calls, then pass through;
@@ -346,6 +350,23 @@ class FaultInjectingDriver:
     ) -> str:
         await self._apply("reimage", volume_id, step_key)
         return await self.inner.reimage_volume(volume_id, location, write=write, step_key=step_key)
+
+    async def initialize_connection(
+        self, volume_id: str, location: str, spec: ExportSpec, *, step_key: str
+    ) -> dict[str, Any]:
+        await self._apply("attach", volume_id, step_key)
+        return await self.inner.initialize_connection(volume_id, location, spec, step_key=step_key)
+
+    async def terminate_connection(
+        self, volume_id: str, location: str, export_id: str, *, step_key: str
+    ) -> bool:
+        await self._apply("detach", volume_id, step_key)
+        return await self.inner.terminate_connection(
+            volume_id, location, export_id, step_key=step_key
+        )
+
+    def exports(self, volume_id: str, location: str) -> list[dict[str, Any]]:
+        return self.inner.exports(volume_id, location)
 
     async def checksum(self, volume_id: str, location: str) -> str:
         return await self.inner.checksum(volume_id, location)
