@@ -1,7 +1,6 @@
-"""Each event's effect on read-model rows, as plain Python steps: what replay folds in
-memory, thousands of events per batch (``rowstore.Folder.fold`` runs them). They say what
-the live projector's SQL statements (``projections.py``) do; the README says how the two
-are kept equal.
+"""Each event's effect on read-model rows, as plain Python steps that ``rowstore.Folder``
+runs on rows in memory: the live projector a batch at a time, replay thousands of events
+per page, ``cinderblock.audit.state`` one aggregate's events.
 
 An event maps to steps. A step names a table, the row ids it touches and what it does:
 

@@ -1,11 +1,7 @@
-"""Replay's projections: each event's effect on read-model rows as ``folds`` steps,
-registered by event name (``STEPS``).
-
-The live projector applies ``projections.PROJECTIONS`` (SQL statements, executemany per
-batch); these steps say the same in Python so replay can fold thousands of events per batch
-in memory and write set-based. Both registries must name the same events
-(``tests/contract/test_projections.py``) and agree on every row (``cinderblock verify``,
-``tests/integration/replay``): a change to one is a change to both.
+"""Each event's effect on the read-model rows, stated once: ``folds`` steps registered by
+event name (``STEPS``). The live projector, replay and verify, and the rows rebuilt from the
+log (``cinderblock state``, the API while the read model is behind) all run these steps
+(``rowstore.Folder``); nothing else encodes what an event does to a row.
 """
 
 from __future__ import annotations

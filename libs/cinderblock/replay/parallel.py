@@ -23,6 +23,9 @@ import resource
 import sys
 from collections.abc import Callable, Sequence
 
+from cinderblock.replay.decode import Decoder
+from cinderblock.replay.folding import PAGE_SIZE, new_folder, wanted_events
+from cinderblock.replay.session import PROJECTOR, connections
 from cinderblock.replay.source import pages
 from cinderblock.store.eventstore import START, Position
 
@@ -46,10 +49,6 @@ async def fold_share(
     on_page: Callable[[int], None],
 ) -> int:
     """Fold share ``share`` of the log up to ``upto`` into ``schema``'s tables."""
-    from cinderblock.replay.decode import Decoder
-    from cinderblock.replay.rebuild import PAGE_SIZE, new_folder, wanted_events
-    from cinderblock.replay.session import PROJECTOR, connections
-
     async with connections(dsn) as (conn, reader):
         decode = Decoder(wanted=wanted_events(tables))
         horizon = START

@@ -13,29 +13,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from uuid import UUID
 
 import asyncpg
 
-from cinderblock.readmodels.event import ProjectionEvent
-from cinderblock.readmodels.quarantine import SetAside, stopped_at
-from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, load_specs, q
+from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, q
 from cinderblock.readmodels.schema import PROJECTED_CHANNEL, READMODELS_DDL
-from cinderblock.readmodels.steps import STEPS
 from cinderblock.replay.decode import Decoder
+from cinderblock.replay.folding import (
+    KEEP_ROWS,
+    PAGE_SIZE,
+    new_folder,
+    redecided,
+    wanted_events,
+)
 from cinderblock.replay.parallel import default_workers, fold_in_parallel
 from cinderblock.replay.session import (
     PROJECTOR,
     connections,
     projector_paused,
 )
-from cinderblock.replay.source import event_count, history, pages, settled_end
+from cinderblock.replay.source import event_count, pages, settled_end
 from cinderblock.store.eventstore import START, Position
 from cinderblock.store.schema import EVENTS_DDL
-
-# Rows kept in memory between batches while rebuilding (write-behind cache).
-KEEP_ROWS = 60_000
-PAGE_SIZE = 5_000
 
 Progress = Callable[[int, int], None]  # (events folded, events expected)
 
@@ -56,68 +55,6 @@ class Rebuilt:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
-
-
-def wanted_events(tables: Sequence[str]) -> list[str]:
-    """The events whose projection changes one of ``tables``."""
-    return [n for n, steps in STEPS.items() if any(s.table in tables for s in steps)]
-
-
-# The tables each kind of aggregate's events change ("Volume": volumes and attachments).
-KIND_TABLES: dict[str, frozenset[str]] = {}
-for _name, _steps in STEPS.items():
-    _kind = _name.partition(".")[0]
-    KIND_TABLES[_kind] = KIND_TABLES.get(_kind, frozenset()) | {s.table for s in _steps}
-
-
-def redecided(event_name: str, tables: Sequence[str]) -> bool:
-    """Whether a rebuild of ``tables`` decides anew on a quarantine that began with
-    ``event_name``: it rebuilds every table that kind of aggregate changes."""
-    return KIND_TABLES.get(event_name.partition(".")[0], frozenset()) <= set(tables)
-
-
-async def kept_quarantine(conn: asyncpg.Connection, tables: Sequence[str]) -> dict[UUID, int]:
-    """The projector's quarantined aggregates a rebuild of ``tables`` keeps (it does not
-    rebuild all their tables): it holds their events too, so their rows stay as live."""
-    rows = await conn.fetch(
-        "SELECT aggregate_id, version, event_name FROM quarantine WHERE consumer = $1 AND NOT held",
-        PROJECTOR,
-    )
-    return {r["aggregate_id"]: r["version"] for r in rows if not redecided(r["event_name"], tables)}
-
-
-async def new_folder(
-    conn: asyncpg.Connection,
-    schema: str,
-    tables: Sequence[str],
-    decode: Decoder,
-    horizon: Callable[[], Position],
-    *,
-    fresh: bool = False,
-) -> Folder:
-    """A folder into ``schema``'s side tables that quarantines what it cannot apply (see
-    ``rowstore.Folder``), holding the aggregates quarantined so far: those the rebuild
-    keeps and those already set aside in the side schema."""
-    specs = await load_specs(conn, schema, tables)
-    held = await kept_quarantine(conn, tables)
-    held.update(await stopped_at(conn, PROJECTOR, table=f"{q(schema)}.quarantine"))
-
-    async def events_of(aggregate_id: UUID) -> list[ProjectionEvent | SetAside]:
-        events, undecodable = decode.rows(await history(conn, aggregate_id, horizon()), PROJECTOR)
-        items: list[ProjectionEvent | SetAside] = [*events, *undecodable]  # type: ignore[list-item]
-        return sorted(items, key=lambda item: item.version)
-
-    return Folder(
-        conn,
-        specs,
-        STEPS,
-        schema=schema,
-        keep=KEEP_ROWS,
-        fresh=fresh,
-        quarantine=PROJECTOR,
-        history=events_of,
-        held=held,
-    )
 
 
 def _side_schema() -> str:
@@ -163,7 +100,13 @@ class Rebuild:
     async def new_folder(self, *, fresh: bool = False) -> Folder:
         result = self.result
         return await new_folder(
-            self.conn, result.schema, result.tables, self.decode, lambda: self.horizon, fresh=fresh
+            self.conn,
+            result.schema,
+            result.tables,
+            self.decode,
+            lambda: self.horizon,
+            fresh=fresh,
+            keep=KEEP_ROWS,  # read at the call: a test makes it small
         )
 
     async def prepare(self) -> None:

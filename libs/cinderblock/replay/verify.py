@@ -21,7 +21,8 @@ import asyncpg
 
 from cinderblock.readmodels.quarantine import Quarantined, listing
 from cinderblock.readmodels.rowstore import PROJECTED_TABLES, q
-from cinderblock.replay.rebuild import Progress, Rebuild, Rebuilt, redecided
+from cinderblock.replay.folding import redecided
+from cinderblock.replay.rebuild import Progress, Rebuild, Rebuilt
 from cinderblock.replay.session import PROJECTOR, connections, projector_paused
 
 # Columns that may legitimately differ between a live row and its rebuilt twin: none.

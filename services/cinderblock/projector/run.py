@@ -18,7 +18,7 @@ from cinderblock.readmodels.quarantine import SetAside, Stopped
 from cinderblock.readmodels.queries import projected_position
 from cinderblock.readmodels.rowstore import TableSpec, load_specs
 from cinderblock.replay.decode import Decoder
-from cinderblock.replay.source import history
+from cinderblock.replay.folding import aggregate_history
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.leadership import leadership
 from cinderblock.store.eventstore import Position, RecordedEvent
@@ -59,9 +59,7 @@ class Projector:
                 self._specs = await load_specs(conn)
 
             async def events_of(aggregate_id: UUID) -> list[ProjectionEvent | SetAside]:
-                found, bad = self.decoder.rows(await history(conn, aggregate_id, upto), self.name)
-                items: list[ProjectionEvent | SetAside] = [*found, *bad]  # type: ignore[list-item]
-                return sorted(items, key=lambda item: item.version)
+                return await aggregate_history(conn, self.decoder, aggregate_id, upto, self.name)
 
             return await apply_batch(
                 conn,
