@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 import asyncpg
@@ -19,7 +19,14 @@ from cinderblock.store.mapping import make_mapper
 from cinderblock.store.schema import EVENTS_DDL
 from cinderblock.store.writer import ConcurrencyConflictError, LogWriter, current_attempt
 
-__all__ = ["START", "AsyncEventStore", "ConcurrencyConflictError", "Position", "RecordedEvent"]
+__all__ = [
+    "START",
+    "AsyncEventStore",
+    "ConcurrencyConflictError",
+    "EventStore",
+    "Position",
+    "RecordedEvent",
+]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -73,6 +80,32 @@ class RecordedEvent:
     @property
     def at(self) -> Position:
         return Position(self.tx_id, self.position)
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """What the command service (`Volumes` and its mixins), the saga runners and the
+    consumers use of an event store. `AsyncEventStore` is the one; the in-memory
+    `cinderblock.store.memory.MemoryEventStore` stands in for it in unit tests only.
+    ``tests/helpers/store_contract.py`` holds both to the same behaviour."""
+
+    async def load(self, aggregate_id: UUID, cls: type[A]) -> A | None:
+        """The aggregate's current state; None if it has no events or is not a ``cls``."""
+        ...
+
+    async def save(self, *aggregates: Aggregate, meta: Mapping[str, Any]) -> Position:
+        """Append every pending event of ``aggregates`` in one atomic append; the last
+        position (START when nothing was pending). ConcurrencyConflictError when any of
+        them moved on since it was loaded, and then nothing is appended."""
+        ...
+
+    def forget(self, aggregate_id: UUID) -> None:
+        """Drop what is cached of the aggregate (the next load reads the log)."""
+        ...
+
+    def decode(self, record: RecordedEvent) -> Any:
+        """The domain event of a recorded row."""
+        ...
 
 
 class AsyncEventStore:
