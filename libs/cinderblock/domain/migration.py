@@ -8,7 +8,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from cinderblock.domain.errors import InvalidVolumeError, StaleCommandError
+from cinderblock.domain.errors import InvalidVolumeError
+from cinderblock.domain.pending import Kind, MigrationPayload, PendingOperation
 from cinderblock.domain.placement import backend_of
 from cinderblock.domain.status import NOT_MIGRATING, Status
 
@@ -36,11 +37,7 @@ class Migration:
             volume.migration_status = "starting"
             if self.lock_volume and volume.status == Status.AVAILABLE:
                 volume.status = Status.MAINTENANCE
-            volume.pending_migration = {
-                "destination": self.destination,
-                "request_version": volume.version + 1,
-                "source": volume.host,
-            }
+            volume._begin(Kind.MIGRATION, MigrationPayload(self.destination, volume.host))
 
     class MigrationCopying(Aggregate.Event):
         def apply(self, volume: Any) -> None:
@@ -55,7 +52,7 @@ class Migration:
             volume.migration_status = "success"
             if volume.status in HELD:
                 volume.status = volume.previous_status or Status.AVAILABLE
-            volume.pending_migration = None
+            volume._end(Kind.MIGRATION)
 
     class MigrationFailed(Aggregate.Event):
         reason: str
@@ -65,9 +62,7 @@ class Migration:
             volume.migration_status = "error"
             if volume.status in HELD:
                 volume.status = volume.previous_status or Status.AVAILABLE
-            volume.pending_migration = None
-
-    pending_migration: dict[str, Any] | None
+            volume._end(Kind.MIGRATION)
 
     def start_migration(
         self, destination: str, *, force_host_copy: bool, lock_volume: bool
@@ -95,11 +90,8 @@ class Migration:
             previous_status=self.status.value,
         )
 
-    def migration_pending_for(self, request_version: int) -> dict[str, Any]:
-        pending = getattr(self, "pending_migration", None)
-        if pending is None or pending["request_version"] != request_version:
-            raise StaleCommandError(f"No migration of volume {self.vid} at {request_version}.")
-        return pending
+    def migration_pending_for(self, request_version: int) -> PendingOperation[MigrationPayload]:
+        return self.require_pending(Kind.MIGRATION, request_version)  # type: ignore[attr-defined,no-any-return]
 
     def mark_migration_copying(self, request_version: int) -> bool:
         self.migration_pending_for(request_version)
@@ -113,7 +105,7 @@ class Migration:
         self._fire(
             self.MigrationCompleted,
             host=new_host,  # type: ignore[attr-defined]
-            previous_host=pending["source"],
+            previous_host=pending.payload.source,
         )
 
     def fail_migration(self, request_version: int, reason: str) -> None:
@@ -121,7 +113,7 @@ class Migration:
         self._fire(
             self.MigrationFailed,
             reason=reason,  # type: ignore[attr-defined]
-            destination=pending["destination"],
+            destination=pending.payload.destination,
         )
 
     def _fire(self, event_class: type[Aggregate.Event], **kwargs: Any) -> None:

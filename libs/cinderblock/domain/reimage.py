@@ -10,12 +10,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from cinderblock.domain.errors import (
-    InvalidInputError,
-    InvalidVolumeError,
-    StaleCommandError,
-    VolumeError,
-)
+from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError, VolumeError
+from cinderblock.domain.pending import Kind, PendingOperation, ReimagePayload
 from cinderblock.domain.status import Status
 
 GIB = 2**30
@@ -116,11 +112,7 @@ class Reimage:
         def apply(self, volume: Any) -> None:
             volume.previous_status = Status(self.previous_status)
             volume.status = Status.DOWNLOADING
-            volume.pending_reimage = {
-                "image_id": self.image_id,
-                "request_version": volume.version + 1,
-                "image_metadata": dict(self.image_metadata),
-            }
+            volume._begin(Kind.REIMAGE, ReimagePayload(self.image_id, dict(self.image_metadata)))
 
     class Reimaged(Aggregate.Event):
         image_id: str
@@ -132,7 +124,7 @@ class Reimage:
             volume.status = Status(self.status)
             volume.bootable = True
             volume.image_metadata = dict(self.image_metadata)
-            volume.pending_reimage = None
+            volume._end(Kind.REIMAGE)
 
     class ReimageFailed(Aggregate.Event):
         image_id: str
@@ -141,7 +133,7 @@ class Reimage:
         def apply(self, volume: Any) -> None:
             volume.previous_status = volume.status
             volume.status = Status.ERROR
-            volume.pending_reimage = None
+            volume._end(Kind.REIMAGE)
 
     def request_reimage(self, image: Mapping[str, Any], *, reimage_reserved: bool) -> None:
         """Cinder's ``reimage`` after its policy check: at most one attachment (409), the
@@ -167,11 +159,8 @@ class Reimage:
             image_metadata=volume_image_metadata(image),
         )
 
-    def reimage_pending_for(self, request_version: int) -> dict[str, Any]:
-        pending = getattr(self, "pending_reimage", None)
-        if pending is None or pending["request_version"] != request_version:
-            raise StaleCommandError(f"No reimage of volume {self.vid} at {request_version}.")
-        return dict(pending)
+    def reimage_pending_for(self, request_version: int) -> PendingOperation[ReimagePayload]:
+        return self.require_pending(Kind.REIMAGE, request_version)  # type: ignore[attr-defined,no-any-return]
 
     def complete_reimage(self, request_version: int, checksum: str) -> None:
         """The image is on the volume: back to the status it had before (Cinder)."""
@@ -179,10 +168,10 @@ class Reimage:
         previous = getattr(self, "previous_status", None) or Status.AVAILABLE
         self.trigger_event(  # type: ignore[attr-defined]
             self.Reimaged,
-            image_id=pending["image_id"],
+            image_id=pending.payload.image_id,
             checksum=checksum,
             status=Status(previous).value,
-            image_metadata=pending["image_metadata"],
+            image_metadata=dict(pending.payload.image_metadata),
         )
 
     def fail_reimage(self, request_version: int, reason: str) -> None:
@@ -190,5 +179,5 @@ class Reimage:
         write left it (the driver installs a new image only when it is complete)."""
         pending = self.reimage_pending_for(request_version)
         self.trigger_event(  # type: ignore[attr-defined]
-            self.ReimageFailed, image_id=pending["image_id"], reason=reason
+            self.ReimageFailed, image_id=pending.payload.image_id, reason=reason
         )

@@ -7,7 +7,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError, StaleCommandError
+from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError
+from cinderblock.domain.pending import Kind, PendingOperation, RetypePayload
 from cinderblock.domain.status import NOT_MIGRATING, Status
 
 RETYPE_REFUSED = (
@@ -40,14 +41,16 @@ class Retype:
             volume.previous_status = Status(self.previous_status)
             volume.status = Status.RETYPING
             volume.multiattach = self.new_multiattach  # at once, as Cinder does
-            volume.pending_retype = {
-                "new_type_id": self.new_type_id,
-                "new_type_name": self.new_type_name,
-                "migration_policy": self.migration_policy,
-                "previous_multiattach": self.previous_multiattach,
-                "reservation_id": self.reservation_id,
-                "request_version": volume.version + 1,
-            }
+            volume._begin(
+                Kind.RETYPE,
+                RetypePayload(
+                    new_type_id=self.new_type_id,
+                    new_type_name=self.new_type_name,
+                    migration_policy=self.migration_policy,
+                    previous_multiattach=self.previous_multiattach,
+                ),
+                self.reservation_id,
+            )
 
     class Retyped(Aggregate.Event):
         new_type_id: str
@@ -62,7 +65,7 @@ class Retype:
                 volume.host = self.host
                 volume.migration_status = "success"
             volume.status = volume.previous_status or Status.AVAILABLE
-            volume.pending_retype = None
+            volume._end(Kind.RETYPE)
 
     class RetypeFailed(Aggregate.Event):
         reason: str
@@ -71,9 +74,7 @@ class Retype:
         def apply(self, volume: Any) -> None:
             volume.multiattach = self.multiattach
             volume.status = volume.previous_status or Status.AVAILABLE
-            volume.pending_retype = None
-
-    pending_retype: dict[str, Any] | None
+            volume._end(Kind.RETYPE)
 
     def request_retype(
         self,
@@ -111,27 +112,24 @@ class Retype:
             reservation_id=reservation_id,
         )
 
-    def retype_pending_for(self, request_version: int) -> dict[str, Any]:
-        pending = getattr(self, "pending_retype", None)
-        if pending is None or pending["request_version"] != request_version:
-            raise StaleCommandError(f"No retype of volume {self.vid} at {request_version}.")
-        return pending
+    def retype_pending_for(self, request_version: int) -> PendingOperation[RetypePayload]:
+        return self.require_pending(Kind.RETYPE, request_version)  # type: ignore[attr-defined,no-any-return]
 
     def complete_retype(self, request_version: int, new_host: str | None) -> str:
         pending = self.retype_pending_for(request_version)
         moved = new_host if new_host not in (None, self.host) else None
         self.trigger_event(  # type: ignore[attr-defined]
             self.Retyped,
-            new_type_id=pending["new_type_id"],
-            new_type_name=pending["new_type_name"],
+            new_type_id=pending.payload.new_type_id,
+            new_type_name=pending.payload.new_type_name,
             host=moved,
             previous_host=self.host if moved else None,
         )
-        return str(pending["reservation_id"])
+        return pending.reservation
 
     def fail_retype(self, request_version: int, reason: str) -> str:
         pending = self.retype_pending_for(request_version)
         self.trigger_event(  # type: ignore[attr-defined]
-            self.RetypeFailed, reason=reason, multiattach=pending["previous_multiattach"]
+            self.RetypeFailed, reason=reason, multiattach=pending.payload.previous_multiattach
         )
-        return str(pending["reservation_id"])
+        return pending.reservation

@@ -9,6 +9,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError, StaleCommandError
+from cinderblock.domain.pending import Kind, PendingOperation, RevertPayload
 from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.status import NOT_MIGRATING, Status
 
@@ -54,17 +55,14 @@ class Snapshots:
 
         def apply(self, volume: Any) -> None:
             volume.status = Status.REVERTING
-            volume.pending_revert = {
-                "snapshot_id": self.snapshot_id,
-                "request_version": volume.version + 1,
-            }
+            volume._begin(Kind.REVERT, RevertPayload(self.snapshot_id))
 
     class Reverted(Aggregate.Event):
         snapshot_id: str
 
         def apply(self, volume: Any) -> None:
             volume.status = Status.AVAILABLE
-            volume.pending_revert = None
+            volume._end(Kind.REVERT)
 
     class RevertFailed(Aggregate.Event):
         snapshot_id: str
@@ -72,7 +70,7 @@ class Snapshots:
 
         def apply(self, volume: Any) -> None:
             volume.status = Status.ERROR
-            volume.pending_revert = None
+            volume._end(Kind.REVERT)
 
     def take_snapshot(self, snapshot_id: str, *, force: bool, in_use_ok: bool) -> None:
         """Rules of POST /snapshots on the volume (``in_use_ok``: force given or 3.66+)."""
@@ -133,18 +131,15 @@ class Snapshots:
             )
         self.trigger_event(self.RevertRequested, snapshot_id=snapshot_id)  # type: ignore[attr-defined]
 
-    def revert_pending_for(self, request_version: int) -> dict[str, Any]:
-        pending = getattr(self, "pending_revert", None)
-        if pending is None or pending["request_version"] != request_version:
-            raise StaleCommandError(f"No revert of volume {self.vid} at {request_version}.")
-        return pending
+    def revert_pending_for(self, request_version: int) -> PendingOperation[RevertPayload]:
+        return self.require_pending(Kind.REVERT, request_version)  # type: ignore[attr-defined,no-any-return]
 
     def complete_revert(self, request_version: int) -> None:
         pending = self.revert_pending_for(request_version)
-        self.trigger_event(self.Reverted, snapshot_id=pending["snapshot_id"])  # type: ignore[attr-defined]
+        self.trigger_event(self.Reverted, snapshot_id=pending.payload.snapshot_id)  # type: ignore[attr-defined]
 
     def fail_revert(self, request_version: int, reason: str) -> None:
         pending = self.revert_pending_for(request_version)
         self.trigger_event(  # type: ignore[attr-defined]
-            self.RevertFailed, snapshot_id=pending["snapshot_id"], reason=reason
+            self.RevertFailed, snapshot_id=pending.payload.snapshot_id, reason=reason
         )

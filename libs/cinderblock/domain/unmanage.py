@@ -9,6 +9,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from cinderblock.domain.errors import InvalidVolumeError
+from cinderblock.domain.pending import Kind
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
 
 UNMANAGING = (Status.UNMANAGING, Status.ERROR_MANAGING_DELETING)
@@ -27,7 +28,7 @@ class Unmanaging:
             volume.previous_status = Status(self.previous_status)
             was_managing = self.previous_status == Status.ERROR_MANAGING
             volume.status = Status.ERROR_MANAGING_DELETING if was_managing else Status.UNMANAGING
-            volume.pending_extend = None
+            volume._end(Kind.EXTEND)
 
     class Unmanaged(Aggregate.Event):
         def apply(self, volume: Any) -> None:

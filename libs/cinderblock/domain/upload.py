@@ -7,7 +7,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from cinderblock.domain.errors import InvalidVolumeError, StaleCommandError
+from cinderblock.domain.errors import InvalidVolumeError
+from cinderblock.domain.pending import Kind, PendingOperation, UploadPayload
 from cinderblock.domain.status import Status
 
 
@@ -32,10 +33,7 @@ class Upload:
         def apply(self, volume: Any) -> None:
             volume.previous_status = Status(self.previous_status)
             volume.status = Status.UPLOADING
-            volume.pending_upload = {
-                "image_id": self.image_id,
-                "request_version": volume.version + 1,
-            }
+            volume._begin(Kind.UPLOAD, UploadPayload(self.image_id))
 
     class Uploaded(Aggregate.Event):
         image_id: str
@@ -44,7 +42,7 @@ class Upload:
 
         def apply(self, volume: Any) -> None:
             volume.status = Status(self.status)
-            volume.pending_upload = None
+            volume._end(Kind.UPLOAD)
 
     class UploadFailed(Aggregate.Event):
         image_id: str
@@ -53,7 +51,7 @@ class Upload:
 
         def apply(self, volume: Any) -> None:
             volume.status = Status(self.status)
-            volume.pending_upload = None
+            volume._end(Kind.UPLOAD)
 
     def request_upload(
         self,
@@ -84,17 +82,14 @@ class Upload:
             previous_status=self.status.value,
         )
 
-    def upload_pending_for(self, request_version: int) -> dict[str, Any]:
-        pending = getattr(self, "pending_upload", None)
-        if pending is None or pending["request_version"] != request_version:
-            raise StaleCommandError(f"No upload of volume {self.vid} at {request_version}.")
-        return pending
+    def upload_pending_for(self, request_version: int) -> PendingOperation[UploadPayload]:
+        return self.require_pending(Kind.UPLOAD, request_version)  # type: ignore[attr-defined,no-any-return]
 
     def complete_upload(self, request_version: int, checksum: str) -> None:
         pending = self.upload_pending_for(request_version)
         self.trigger_event(  # type: ignore[attr-defined]
             self.Uploaded,
-            image_id=pending["image_id"],
+            image_id=pending.payload.image_id,
             checksum=checksum,
             status=_after_upload(self).value,
         )
@@ -103,7 +98,7 @@ class Upload:
         pending = self.upload_pending_for(request_version)
         self.trigger_event(  # type: ignore[attr-defined]
             self.UploadFailed,
-            image_id=pending["image_id"],
+            image_id=pending.payload.image_id,
             reason=reason,
             status=_after_upload(self).value,
         )

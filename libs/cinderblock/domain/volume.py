@@ -16,11 +16,11 @@ from cinderblock.domain.attachments_api import AttachmentsApi
 from cinderblock.domain.errors import (
     InvalidInputError,
     InvalidVolumeError,
-    StaleCommandError,
     VolumeStatusError,
 )
 from cinderblock.domain.migration import Migration
 from cinderblock.domain.nova import NovaNotifications
+from cinderblock.domain.pending import ExtendPayload, Kind, PendingOperation, PendingOperations
 from cinderblock.domain.reimage import Reimage
 from cinderblock.domain.retype import Retype
 from cinderblock.domain.snapshots import Snapshots
@@ -46,6 +46,7 @@ class Volume(
     VolumeEncryption,
     VolumeSource,
     VolumeImage,
+    PendingOperations,
     Aggregate,
 ):
     """One Cinder volume. Its id is the volume's UUID."""
@@ -142,13 +143,9 @@ class Volume(
         self.attachments: dict[str, dict[str, Any]] = {}
         self.admin_metadata: dict[str, str] = {}
         self.image_metadata: dict[str, str] = {}
-        self.pending_migration: dict[str, Any] | None = None
         self.snapshot_ids: list[str] = []
-        self.pending_revert: dict[str, Any] | None = None
-        self.pending_retype: dict[str, Any] | None = None
-        self.pending_upload: dict[str, Any] | None = None
-        self.pending_reimage: dict[str, Any] | None = None
-        self.pending_extend: dict[str, Any] | None = None
+        # extend, migration, retype, revert, upload, reimage: see domain.pending
+        self.pending_operations: dict[str, PendingOperation[Any]] = {}
 
     @classmethod
     def create(cls, volume_id: Any, **fields: Any) -> Volume:
@@ -230,34 +227,27 @@ class Volume(
     ) -> None:
         self.previous_status = Status(previous_status)
         self.status = Status.EXTENDING
-        self.pending_extend = {
-            "new_size_gb": new_size_gb,
-            "reservation_id": reservation_id,
-            "request_version": self.version + 1,
-        }
+        self._begin(Kind.EXTEND, ExtendPayload(new_size_gb), reservation_id)
 
-    def extend_pending_for(self, request_version: int) -> dict[str, Any]:
+    def extend_pending_for(self, request_version: int) -> PendingOperation[ExtendPayload]:
         """The pending extend started at ``request_version``, or StaleCommandError."""
-        pending = self.pending_extend
-        if pending is None or pending["request_version"] != request_version:
-            raise StaleCommandError(f"No extend of volume {self.vid} pending at {request_version}.")
-        return pending
+        return self.require_pending(Kind.EXTEND, request_version)
 
     def complete_extend(self, request_version: int) -> str:
         """Backend grew the volume: new size, back to available/in-use. Returns reservation."""
         pending = self.extend_pending_for(request_version)
         self._extended(
-            new_size_gb=pending["new_size_gb"],
+            new_size_gb=pending.payload.new_size_gb,
             status=self._status_after_work().value,
             previous_size_gb=self.size_gb,
         )
-        return str(pending["reservation_id"])
+        return pending.reservation
 
     @event(Extended)
     def _extended(self, new_size_gb: int, status: str, previous_size_gb: int | None) -> None:
         self.size_gb = new_size_gb
         self.status = Status(status)
-        self.pending_extend = None
+        self._end(Kind.EXTEND)
 
     def fail_extend(self, request_version: int, reason: str, *, restore: bool) -> str:
         """Compensation. ``restore``: no capacity, back to the previous status (not an
@@ -266,12 +256,12 @@ class Volume(
         previous = self.previous_status or Status.AVAILABLE
         status = previous if restore else Status.ERROR_EXTENDING
         self._extend_failed(reason=reason, status=status.value)
-        return str(pending["reservation_id"])
+        return pending.reservation
 
     @event(ExtendFailed)
     def _extend_failed(self, reason: str, status: str) -> None:
         self.status = Status(status)
-        self.pending_extend = None
+        self._end(Kind.EXTEND)
 
     # -------------------------------------------------------------- bootable
 
@@ -332,7 +322,7 @@ class Volume(
     def _delete_requested(self, previous_status: str, forced: bool) -> None:
         self.previous_status = Status(previous_status)
         self.status = Status.DELETING
-        self.pending_extend = None  # a late extend outcome must not revive the volume
+        self._end(Kind.EXTEND)  # a late extend outcome must not revive the volume
 
     def complete_delete(self) -> bool:
         if self.status != Status.DELETING:

@@ -14,15 +14,31 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     Mapper,
     StoredEvent,
+    Transcoding,
     UUIDAsHex,
 )
 
+from cinderblock.domain.pending import PendingOperation
 from cinderblock.store import topics as _topics  # noqa: F401  (registers renamed topics)
+
+
+class PendingOperationAsDict(Transcoding):
+    """A volume's pending operation in an aggregate snapshot's state (events never carry
+    one: their fields are primitives)."""
+
+    type = PendingOperation
+    name = "cinderblock_pending_operation"
+
+    def encode(self, obj: PendingOperation[Any]) -> dict[str, Any]:
+        return obj.to_state()
+
+    def decode(self, data: dict[str, Any]) -> PendingOperation[Any]:
+        return PendingOperation.from_state(data)
 
 
 def make_mapper() -> Mapper[UUID]:
     transcoder = JSONTranscoder()
-    for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr(), PendingOperationAsDict()):
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)
 

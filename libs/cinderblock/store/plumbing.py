@@ -12,10 +12,11 @@ from cinderblock.store.eventstore import AsyncEventStore
 
 class CommandPlumbing:
     """Attributes and helpers ``Volumes`` provides: the store, its config, visibility-checked
-    loading, the project's quota aggregate and the conflict-retry loop."""
+    loading, the project's quota aggregate, the conflict-retry loop and the settle path."""
 
     store: AsyncEventStore
     config: Any
     _visible: Callable[..., Awaitable[Volume]]
     _quota: Callable[[str], Awaitable[ProjectQuota]]
     _retrying: Callable[..., Awaitable[Any]]
+    settle: Callable[..., Awaitable[bool]]  # the one settle path (store.settle)

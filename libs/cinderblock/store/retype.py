@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
+from cinderblock.domain.pending import Kind
 from cinderblock.domain.quota import type_move
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
@@ -77,23 +77,21 @@ class RetypeCommands(CommandPlumbing):
         restored). False when already settled. With ``reencrypted`` the data was (or could
         not be) copied into a new encryption: recorded first, with migration_status."""
 
-        async def attempt() -> bool:
-            volume = await self.store.load(UUID(volume_id), Volume)
-            pending = volume.pending_retype if volume is not None else None
-            if volume is None or pending is None or pending["request_version"] != request_version:
-                return False
+        def record(volume: Volume, _: object) -> None:
             if failure is None:
                 if reencrypted is not None:
                     volume.record_reencrypted(reencrypted.key_id, reencrypted.encryption)
-                reservation = volume.complete_retype(request_version, new_host)
+                volume.complete_retype(request_version, new_host)
             else:
                 if reencrypted is not None:
                     volume.record_reencrypt_failed(failure)
-                reservation = volume.fail_retype(request_version, failure)
-            quota = await self._quota(volume.project_id)
-            settled = quota.commit(reservation) if failure is None else quota.release(reservation)
-            await self.store.save(volume, *([quota] if settled else []), meta=meta)
-            return True
+                volume.fail_retype(request_version, failure)
 
-        done: bool = await self._retrying("settle retype", attempt)
-        return done
+        return await self.settle(
+            volume_id,
+            Kind.RETYPE,
+            request_version,
+            record,
+            succeeded=failure is None,
+            meta=meta,
+        )

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
+from cinderblock.domain.pending import Kind, PendingOperation
 from cinderblock.domain.quota import snapshot_deltas, volume_deltas
 from cinderblock.domain.snapshot import Snapshot, SnapshotNotFoundError, SnapshotStatus
 from cinderblock.domain.snapshots import RevertConflictError
@@ -152,11 +153,11 @@ class SnapshotCommands(CommandPlumbing):
             authorize(volume)
             snapshots = [await self.store.load(UUID(sid), Snapshot) for sid in volume.snapshot_ids]
             found = [s for s in snapshots if s is not None]
-            interrupted = volume.pending_extend  # a forced delete cancels an extend
+            interrupted = volume.pending_of(Kind.EXTEND)  # a forced delete cancels an extend
             gone = volume.request_delete_cascade(found, force=force)
             quota = await self._quota(volume.project_id)
             if interrupted is not None:
-                quota.release(str(interrupted["reservation_id"]))
+                quota.release(interrupted.reservation)
             if gone:
                 quota.release_usage(
                     volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
@@ -222,21 +223,25 @@ class SnapshotCommands(CommandPlumbing):
     async def settle_revert(
         self, volume_id: str, request_version: int, failure: str | None, *, meta: Mapping[str, Any]
     ) -> bool:
-        async def attempt() -> bool:
-            volume = await self.store.load(UUID(volume_id), Volume)
-            pending = volume.pending_revert if volume is not None else None
-            if volume is None or pending is None or pending["request_version"] != request_version:
-                return False
+        """The revert's outcome on the volume, and its snapshot back to ``available``, in
+        one append; False when already settled."""
+
+        def record(volume: Volume, _: object) -> None:
             if failure is None:
                 volume.complete_revert(request_version)
             else:
                 volume.fail_revert(request_version, failure)
-            snapshot = await self.store.load(UUID(pending["snapshot_id"]), Snapshot)
-            touched: list[Any] = [volume]
-            if snapshot is not None and snapshot.end_restore():
-                touched.append(snapshot)
-            await self.store.save(*touched, meta=meta)
-            return True
 
-        done: bool = await self._retrying("settle revert", attempt)
-        return done
+        async def end_restore(_: Volume, pending: PendingOperation[Any]) -> list[Any]:
+            snapshot = await self.store.load(UUID(pending.payload.snapshot_id), Snapshot)
+            return [snapshot] if snapshot is not None and snapshot.end_restore() else []
+
+        return await self.settle(
+            volume_id,
+            Kind.REVERT,
+            request_version,
+            record,
+            succeeded=failure is None,
+            meta=meta,
+            touch=end_restore,
+        )

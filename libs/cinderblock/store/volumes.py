@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from cinderblock.domain.errors import StaleCommandError, VolumeError, VolumeNotFoundError
+from cinderblock.domain.errors import VolumeError, VolumeNotFoundError
+from cinderblock.domain.pending import Kind
 from cinderblock.domain.quota import DEFAULT_LIMITS, ProjectQuota, quota_id, volume_deltas
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import DEFAULT_TYPE_ID as _DEFAULT_TYPE_ID
@@ -23,6 +24,7 @@ from cinderblock.domain.volume_type import VolumeType
 from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
 from cinderblock.store.quotas import QuotaCommands
 from cinderblock.store.retype import RetypeCommands
+from cinderblock.store.settle import SettleCommands
 from cinderblock.store.snapshots import SnapshotCommands
 from cinderblock.store.swap import SwapCommands
 from cinderblock.store.types import TypeCommands
@@ -67,7 +69,9 @@ def _allow_all(_: Volume) -> None:
     return None
 
 
-class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, QuotaCommands):
+class Volumes(
+    SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, QuotaCommands, SettleCommands
+):
     """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
 
     def __init__(self, store: AsyncEventStore, config: VolumesConfig | None = None) -> None:
@@ -196,11 +200,11 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, Quot
         async def attempt() -> Position:
             volume = await self._visible(caller, volume_id)
             authorize(volume)
-            interrupted = volume.pending_extend  # a forced delete cancels an extend
+            interrupted = volume.pending_of(Kind.EXTEND)  # a forced delete cancels an extend
             gone = volume.request_delete(force=force)
             quota = await self._quota(volume.project_id)
             if interrupted is not None:
-                quota.release(str(interrupted["reservation_id"]))
+                quota.release(interrupted.reservation)
             if gone:
                 quota.release_usage(
                     volume_deltas(volume.size_gb, volume.volume_type_name, count=1),
@@ -328,7 +332,16 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, Quot
     async def complete_extend(
         self, volume_id: str, request_version: int, *, meta: Mapping[str, Any]
     ) -> bool:
-        return await self._settle_extend(volume_id, request_version, meta, None, restore=False)
+        """The backend grew the volume; the reservation is committed in the same append.
+        False when the outcome was already recorded."""
+        return await self.settle(
+            volume_id,
+            Kind.EXTEND,
+            request_version,
+            lambda v, _: v.complete_extend(request_version),
+            succeeded=True,
+            meta=meta,
+        )
 
     async def fail_extend(
         self,
@@ -339,35 +352,15 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, Quot
         restore: bool,
         meta: Mapping[str, Any],
     ) -> bool:
-        return await self._settle_extend(volume_id, request_version, meta, reason, restore=restore)
-
-    async def _settle_extend(
-        self,
-        volume_id: str,
-        request_version: int,
-        meta: Mapping[str, Any],
-        failure: str | None,
-        *,
-        restore: bool,
-    ) -> bool:
-        """Completion (failure None) or compensation; the quota reservation is committed or
-        released in the same append. False when the outcome was already recorded."""
-
-        async def attempt() -> bool:
-            volume = await self.store.load(UUID(volume_id), Volume)
-            pending = volume.pending_extend if volume is not None else None
-            if volume is None or not pending or pending["request_version"] != request_version:
-                return False
-            if failure is None:
-                reservation = volume.complete_extend(request_version)
-            else:
-                reservation = volume.fail_extend(request_version, failure, restore=restore)
-            quota = await self._quota(volume.project_id)
-            settled = quota.commit(reservation) if failure is None else quota.release(reservation)
-            await self.store.save(volume, *([quota] if settled else []), meta=meta)
-            return True
-
-        return await self._retrying("settle extend", attempt)
+        """Compensation; the reservation is released in the same append."""
+        return await self.settle(
+            volume_id,
+            Kind.EXTEND,
+            request_version,
+            lambda v, _: v.fail_extend(request_version, reason, restore=restore),
+            succeeded=False,
+            meta=meta,
+        )
 
     async def act(
         self,
@@ -404,20 +397,3 @@ class Volumes(SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, Quot
             caller, volume_id, lambda v: v.set_bootable(bootable), meta=meta, authorize=authorize
         )
         return at
-
-    # ------------------------------------------------------------ migration (saga side)
-
-    async def settle_saga_step(
-        self, volume_id: str, change: Callable[[Volume], object], *, meta: Mapping[str, Any]
-    ) -> bool:
-        """Record one migrate-saga outcome; False when the migration it belongs to is no
-        longer pending (already settled: a redelivery)."""
-
-        def guarded(volume: Volume) -> bool:
-            try:
-                change(volume)
-            except StaleCommandError:
-                return False
-            return True
-
-        return await self._finish(volume_id, meta, guarded)

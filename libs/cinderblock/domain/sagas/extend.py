@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from cinderblock.domain.pending import Kind
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
 
@@ -30,7 +31,7 @@ def decide_extend(volume: Volume | None, request_version: int) -> ExtendDecision
     """
     if volume is None or volume.status != Status.EXTENDING:
         return ExtendDecision(ExtendStep.SKIP)
-    pending = volume.pending_extend
-    if pending is None or pending["request_version"] != request_version or volume.host is None:
+    pending = volume.pending_at(Kind.EXTEND, request_version)
+    if pending is None or volume.host is None:
         return ExtendDecision(ExtendStep.SKIP)
-    return ExtendDecision(ExtendStep.GROW, int(pending["new_size_gb"]), volume.host)
+    return ExtendDecision(ExtendStep.GROW, pending.payload.new_size_gb, volume.host)

@@ -9,6 +9,7 @@ from maintenance); the driver removes its partial copy itself.
 
 from __future__ import annotations
 
+from cinderblock.domain.pending import Kind
 from cinderblock.domain.volume import Volume
 
 
@@ -16,7 +17,5 @@ def migration_to_run(volume: Volume | None, request_version: int) -> str | None:
     """The destination to copy to, or None when this migration is already settled."""
     if volume is None or volume.host is None:
         return None
-    pending = volume.pending_migration
-    if pending is None or pending["request_version"] != request_version:
-        return None
-    return str(pending["destination"])
+    pending = volume.pending_at(Kind.MIGRATION, request_version)
+    return pending.payload.destination if pending is not None else None
