@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
+from cinderblock.domain.pending import Kind
 from cinderblock.domain.placement import backend_of, choose_pool, suitable
 from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
 from cinderblock.domain.sagas.lifecycle import needs_create, needs_unmanage
@@ -216,8 +217,8 @@ class Sagas:
             return
         meta = saga_meta(env, "migrate")
         version = env.version
-        await self.volumes.settle_saga_step(
-            volume.vid, lambda v: v.mark_migration_copying(version), meta=meta
+        await self._settle_migration(
+            volume.vid, version, lambda v: v.mark_migration_copying(version), meta=meta
         )
         try:
             new_host = await self.driver.migrate_volume(
@@ -226,12 +227,30 @@ class Sagas:
         except (CapacityError, BackendError) as err:
             reason = err.reason
             log.error("migration failed: %s", reason, extra=self._log(env, "migrate"))
-            await self.volumes.settle_saga_step(
-                volume.vid, lambda v: v.fail_migration(version, reason), meta=meta
+            await self._settle_migration(
+                volume.vid, version, lambda v: v.fail_migration(version, reason), meta=meta
             )
             return
-        await self.volumes.settle_saga_step(
-            volume.vid, lambda v: v.complete_migration(version, new_host), meta=meta
+        await self._settle_migration(
+            volume.vid, version, lambda v: v.complete_migration(version, new_host), meta=meta
+        )
+
+    async def _settle_migration(
+        self,
+        volume_id: str,
+        version: int,
+        record: Callable[[Volume], object],
+        *,
+        meta: dict[str, Any],
+    ) -> bool:
+        """One migrate-saga outcome; False when the migration is no longer pending."""
+        return await self.volumes.settle(
+            volume_id,
+            Kind.MIGRATION,
+            version,
+            lambda v, _: record(v),
+            succeeded=True,  # a migration holds no reservation
+            meta=meta,
         )
 
     async def when_migration_completed_remove_old_copy(self, env: ReceivedEnvelope) -> None:
@@ -253,8 +272,9 @@ class Sagas:
 
     async def give_up_migration(self, env: ReceivedEnvelope) -> None:
         version = env.version
-        await self.volumes.settle_saga_step(
+        await self._settle_migration(
             env.aggregate_id,
+            version,
             lambda v: v.fail_migration(version, "gave up after repeated failures"),
             meta=saga_meta(env, "migrate"),
         )

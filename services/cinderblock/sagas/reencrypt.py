@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cinderblock.domain.placement import choose_pool
-from cinderblock.domain.status import Status
-from cinderblock.domain.type_encryption import same_encryption
+from cinderblock.domain.sagas.retype import (
+    ATTACHED,
+    NEVER_REENCRYPT,
+    RetypeDecision,
+    encryption_changes,
+)
 from cinderblock.domain.volume import Volume
-from cinderblock.domain.volume_encryption import retype_key_id
 from cinderblock.domain.volume_type import VolumeType
-from cinderblock.drivers.base import DriverError, PoolStats, VolumeDriver
+from cinderblock.drivers.base import DriverError, VolumeDriver
 from cinderblock.drivers.encryption import EncryptionHeader
 from cinderblock.store.retype import Reencryption
 from cinderblock.store.volumes import Volumes
@@ -26,15 +28,8 @@ from cinderblock.wire.envelope import ReceivedEnvelope
 
 log = logging.getLogger(__name__)
 
-NEVER = (
-    "the new type's encryption differs from the volume's, so the data must be copied into a "
-    "new encrypted volume, and the migration policy is 'never'"
-)
-
-ATTACHED = (
-    "the new type's encryption differs from the volume's, so the data must be copied into a "
-    "new encrypted volume, which needs the volume detached (no Nova swaps it in here)"
-)
+NEVER = NEVER_REENCRYPT
+__all__ = ["ATTACHED", "NEVER", "ReencryptingRetype", "encryption_changes", "encryption_header"]
 
 
 def encryption_header(volume: Volume) -> EncryptionHeader | None:
@@ -42,12 +37,6 @@ def encryption_header(volume: Volume) -> EncryptionHeader | None:
     if volume.encryption_key_id is None or not volume.encryption:
         return None
     return _header(volume.encryption, volume.encryption_key_id)
-
-
-def encryption_changes(volume: Volume, new_type: VolumeType | None) -> bool:
-    """Whether a retype to ``new_type`` changes the volume's encryption."""
-    theirs = new_type.encryption if new_type is not None else None
-    return not same_encryption(volume.encryption, theirs)
 
 
 def _header(encryption: dict[str, Any], key_id: str) -> EncryptionHeader:
@@ -69,31 +58,16 @@ class ReencryptingRetype:
         env: ReceivedEnvelope,
         volume: Volume,
         new_type: VolumeType | None,
-        pools: dict[str, PoolStats],
+        decision: RetypeDecision,
     ) -> None:
-        pending = volume.pending_retype or {}
-        if pending.get("migration_policy") != "on-demand":
-            await self._settle(env, failure=NEVER)
-            return
-        if volume.previous_status == Status.IN_USE:  # an attached guest keeps the old image
-            await self._settle(env, failure=ATTACHED)
-            return
-        target = choose_pool(
-            list(pools.values()),
-            new_type,
-            volume.size_gb,
-            volume.multiattach,
-            exclude={volume.host or ""},
-            keep=[volume.host or ""],
-        )
-        if target is None or volume.host is None or new_type is None:
-            await self._settle(env, failure="No valid backend was found.")
-            return
-        key_id = retype_key_id(volume.vid, env.version) if new_type.encryption else None
-        header = _header(new_type.encryption, key_id) if new_type.encryption and key_id else None
+        """Copy the data behind ``new_type``'s header into ``decision.target``, then
+        record the retype; a driver failure records ReencryptFailed and RetypeFailed."""
+        key_id = decision.key_id
+        encryption = new_type.encryption if new_type is not None else None
+        header = _header(encryption, key_id) if encryption and key_id else None
         try:
             where = await self.driver.reencrypt_volume(
-                volume.vid, volume.host, target, target=header, step_key=env.id
+                volume.vid, volume.host or "", decision.target or "", target=header, step_key=env.id
             )
         except DriverError as err:
             log.error(
@@ -109,9 +83,7 @@ class ReencryptingRetype:
                 env, failure=f"Retype failed: {err.reason}.", reencrypted=Reencryption(None, None)
             )
             return
-        await self._settle(
-            env, new_host=where, reencrypted=Reencryption(key_id, new_type.encryption)
-        )
+        await self._settle(env, new_host=where, reencrypted=Reencryption(key_id, encryption))
 
     async def give_up(self, env: ReceivedEnvelope, volume: Volume) -> None:
         """Compensation after repeated failures: the image is made to match what the

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from cinderblock.domain.pending import Kind
+from cinderblock.domain.sagas.images import ReimageStep, decide_reimage
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.images.port import ImageService, ImageServiceError
@@ -35,20 +37,20 @@ class ReimageSaga:
         Retryable image-service errors are raised (redelivered); the last delivery gives up
         through ``give_up``."""
         volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
-        pending = volume.pending_reimage if volume is not None else None
-        if volume is None or pending is None or pending["request_version"] != env.version:
+        decision = decide_reimage(volume, env.version)
+        if decision.step is ReimageStep.SKIP or volume is None:
             return
-        if volume.host is None:  # an error volume never placed: no backend holds it
-            await self._fail(env, "the volume is on no backend")
+        if decision.step is ReimageStep.FAIL:
+            await self._fail(env, decision.reason or "")
             return
-        image_id = str(pending["image_id"])
+        image_id = decision.image_id
 
         async def write(target: Path, start: int, limit: int) -> str:
             return await self.images.download(image_id, target, start=start, limit=limit)
 
         try:
             checksum = await self.driver.reimage_volume(
-                volume.vid, volume.host, write=write, step_key=env.id
+                volume.vid, decision.host or "", write=write, step_key=env.id
             )
         except ImageServiceError as err:
             if err.retryable:
@@ -59,8 +61,13 @@ class ReimageSaga:
             await self._fail(env, err.reason)
             return
         version = env.version
-        await self.volumes.settle_saga_step(
-            volume.vid, lambda v: v.complete_reimage(version, checksum), meta=_meta(env)
+        await self.volumes.settle(
+            volume.vid,
+            Kind.REIMAGE,
+            version,
+            lambda v, _: v.complete_reimage(version, checksum),
+            succeeded=True,
+            meta=_meta(env),
         )
 
     async def give_up(self, env: ReceivedEnvelope) -> None:
@@ -77,6 +84,11 @@ class ReimageSaga:
             },
         )
         version = env.version
-        await self.volumes.settle_saga_step(
-            env.aggregate_id, lambda v: v.fail_reimage(version, reason), meta=_meta(env)
+        await self.volumes.settle(
+            env.aggregate_id,
+            Kind.REIMAGE,
+            version,
+            lambda v, _: v.fail_reimage(version, reason),
+            succeeded=False,
+            meta=_meta(env),
         )

@@ -1,6 +1,6 @@
-"""The retype saga: switch the type in place when the volume's pool suits the new type;
-otherwise move the data (migration policy on-demand) or refuse (never). Ends in Retyped or
-RetypeFailed; the old copy of moved data is removed on Retyped."""
+"""The retype saga: load, decide (`cinderblock.domain.sagas.retype`: in place, move,
+re-encrypt or refuse), call the driver, record Retyped or RetypeFailed. The old copy of
+moved data is removed on Retyped."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from cinderblock.domain.placement import choose_pool, suits
+from cinderblock.domain.sagas.retype import (
+    RetypeStep,
+    decide_retype,
+    give_up_reencrypts,
+    retype_to_run,
+)
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
-from cinderblock.drivers.base import BackendError, CapacityError, PoolStats, VolumeDriver
+from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.sagas.meta import saga_meta
-from cinderblock.sagas.reencrypt import ReencryptingRetype, encryption_changes
+from cinderblock.sagas.reencrypt import ReencryptingRetype
 from cinderblock.store.volumes import Volumes
 from cinderblock.wire.envelope import ReceivedEnvelope
 
@@ -29,57 +34,32 @@ class RetypeSaga:
         self.volumes = volumes
         self.driver = driver
 
-    @staticmethod
-    def _suits_here(
-        pools: dict[str, PoolStats], volume: Volume, new_type: VolumeType | None
-    ) -> bool:
-        here = pools.get(volume.host or "")
-        return here is not None and suits(here, new_type, volume.multiattach)
+    async def _load(self, env: ReceivedEnvelope) -> tuple[Volume | None, VolumeType | None]:
+        """The volume, and the type its pending retype asks for (None when not pending)."""
+        volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
+        pending = retype_to_run(volume, env.version)
+        if pending is None:
+            return volume, None
+        new_type_id = UUID(pending.payload.new_type_id)
+        return volume, await self.volumes.store.load(new_type_id, VolumeType)
 
     async def when_retype_requested_switch_or_move(self, env: ReceivedEnvelope) -> None:
-        volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
-        pending = volume.pending_retype if volume is not None else None
-        if volume is None or pending is None or pending["request_version"] != env.version:
+        volume, new_type = await self._load(env)
+        decision = decide_retype(volume, env.version, new_type, self.driver.pools())
+        if decision.step is RetypeStep.SKIP or volume is None:
             return
-        new_type = await self.volumes.store.load(UUID(pending["new_type_id"]), VolumeType)
-        pools = {pool.location: pool for pool in self.driver.pools()}
-        moving = encryption_changes(volume, new_type) or not self._suits_here(
-            pools, volume, new_type
-        )
-        if moving and volume.snapshot_ids and pending["migration_policy"] == "on-demand":
-            # Cinder refuses a retype that needs a migration while the volume has snapshots
-            # (they live beside the volume and would be left behind).
-            await self._settle(
-                env, new_host=None, failure="the volume has snapshots and would have to move"
-            )
+        if decision.step is RetypeStep.REFUSE:
+            await self._settle(env, new_host=None, failure=decision.reason)
             return
-        if encryption_changes(volume, new_type):  # never in place: a copy or a refusal
-            await ReencryptingRetype(self.volumes, self.driver).run(env, volume, new_type, pools)
-            return
-        if self._suits_here(pools, volume, new_type):
+        if decision.step is RetypeStep.IN_PLACE:
             await self._settle(env, new_host=None, failure=None)
             return
-        if pending["migration_policy"] != "on-demand":
-            await self._settle(
-                env,
-                new_host=None,
-                failure="the volume's backend does not suit the new type and "
-                "the migration policy is 'never'",
-            )
-            return
-        target = choose_pool(
-            list(pools.values()),
-            new_type,
-            volume.size_gb,
-            volume.multiattach,
-            exclude={volume.host or ""},
-        )
-        if target is None or volume.host is None:
-            await self._settle(env, new_host=None, failure="No valid backend was found.")
+        if decision.step is RetypeStep.REENCRYPT:
+            await ReencryptingRetype(self.volumes, self.driver).run(env, volume, new_type, decision)
             return
         try:
             moved = await self.driver.migrate_volume(
-                volume.vid, volume.host, target, step_key=env.id
+                volume.vid, volume.host or "", decision.target or "", step_key=env.id
             )
         except (CapacityError, BackendError) as err:
             log.error(
@@ -101,13 +81,10 @@ class RetypeSaga:
             await self.driver.delete_volume(env.aggregate_id, old, step_key=env.id)
 
     async def give_up(self, env: ReceivedEnvelope) -> None:
-        volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
-        pending = volume.pending_retype if volume is not None else None
-        if volume is not None and pending is not None and pending["request_version"] == env.version:
-            new_type = await self.volumes.store.load(UUID(pending["new_type_id"]), VolumeType)
-            if encryption_changes(volume, new_type):
-                await ReencryptingRetype(self.volumes, self.driver).give_up(env, volume)
-                return
+        volume, new_type = await self._load(env)
+        if volume is not None and give_up_reencrypts(volume, env.version, new_type):
+            await ReencryptingRetype(self.volumes, self.driver).give_up(env, volume)
+            return
         await self._settle(env, new_host=None, failure="gave up after repeated failures")
 
     async def _settle(

@@ -1,5 +1,6 @@
 """Snapshot sagas: make and remove a snapshot's copy, and revert a volume to its newest
-snapshot. Each ends in a completion event or a compensating one."""
+snapshot. Each ends in a completion event or a compensating one; what to do is decided in
+`cinderblock.domain.sagas.snapshots`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
-from cinderblock.domain.status import Status
+from cinderblock.domain.sagas.snapshots import (
+    SnapshotStep,
+    copy_outlived_snapshot,
+    decide_snapshot_create,
+    decide_snapshot_delete,
+    revert_to_run,
+)
+from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.sagas.meta import saga_meta
@@ -38,18 +45,19 @@ class SnapshotSagas:
         """Compensation: a driver failure → the snapshot goes to ``error`` (its quota stays
         used until it is deleted, as in Cinder)."""
         snapshot, volume = await self._pair(env.aggregate_id)
-        if snapshot is None or snapshot.status != SnapshotStatus.CREATING:
+        decision = decide_snapshot_create(snapshot, volume)
+        if decision.step is SnapshotStep.SKIP or snapshot is None:
             return
         meta = _meta(env, "snapshot")
-        if volume is None or volume.host is None:
+        if decision.step is SnapshotStep.FAIL or volume is None:
+            reason = decision.reason or ""
             await self.volumes.settle_snapshot(
-                snapshot.sid, lambda s: s.fail_create("volume has no backend"), meta=meta
+                snapshot.sid, lambda s: s.fail_create(reason), meta=meta
             )
             return
+        host = decision.host or ""
         try:
-            await self.driver.create_snapshot(
-                volume.vid, snapshot.sid, volume.host, step_key=env.id
-            )
+            await self.driver.create_snapshot(volume.vid, snapshot.sid, host, step_key=env.id)
         except (CapacityError, BackendError) as err:
             reason = err.reason
             log.error(
@@ -63,26 +71,23 @@ class SnapshotSagas:
             return
         if await self.volumes.settle_snapshot(snapshot.sid, Snapshot.complete_create, meta=meta):
             return
-        # Not creating any more: an admin force-deleted it (or reset its status) while the
-        # copy was made. A deleted snapshot must leave no copy behind; the delete saga may
-        # have run before this copy existed, so remove it here too (idempotent).
         again, _ = await self._pair(snapshot.sid)
-        if again is not None and again.status in (SnapshotStatus.DELETING, SnapshotStatus.DELETED):
+        if copy_outlived_snapshot(again):
             with contextlib.suppress(BackendError):
-                await self.driver.delete_snapshot(snapshot.sid, volume.host, step_key=env.id)
+                await self.driver.delete_snapshot(snapshot.sid, host, step_key=env.id)
 
     async def when_snapshot_delete_requested_remove(self, env: ReceivedEnvelope) -> None:
-        """Compensation: a driver failure → ``error_deleting``. A snapshot whose volume is
-        ``deleting`` went with it (cascade): the volume's delete saga removes it."""
+        """Compensation: a driver failure → ``error_deleting``."""
         snapshot, volume = await self._pair(env.aggregate_id)
-        if snapshot is None or snapshot.status != SnapshotStatus.DELETING:
-            return
-        if volume is not None and volume.status == Status.DELETING:
+        decision = decide_snapshot_delete(snapshot, volume)
+        if decision.step is SnapshotStep.SKIP or snapshot is None:
             return
         meta = _meta(env, "delete_snapshot")
-        if volume is not None and volume.host is not None:
+        if decision.step is SnapshotStep.REMOVE:
             try:
-                await self.driver.delete_snapshot(snapshot.sid, volume.host, step_key=env.id)
+                await self.driver.delete_snapshot(
+                    snapshot.sid, decision.host or "", step_key=env.id
+                )
             except BackendError as err:
                 reason = err.reason
                 await self.volumes.settle_snapshot(
@@ -95,25 +100,27 @@ class SnapshotSagas:
         """Compensation: a driver failure → the volume goes to ``error``, the snapshot back to
         ``available`` (Cinder's manager does the same)."""
         volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
-        pending = volume.pending_revert if volume is not None else None
-        if volume is None or volume.host is None or pending is None:
-            return
-        if pending["request_version"] != env.version:
+        run = revert_to_run(volume, env.version)
+        if run is None:
             return
         meta = _meta(env, "revert")
         try:
             await self.driver.revert_to_snapshot(
-                volume.vid, pending["snapshot_id"], volume.host, step_key=env.id
+                env.aggregate_id, run.snapshot_id, run.host, step_key=env.id
             )
         except (CapacityError, BackendError) as err:
             log.error(
                 "revert failed: %s",
                 err.reason,
-                extra={"volume_id": volume.vid, "action": "revert", "request_id": env.request_id},
+                extra={
+                    "volume_id": env.aggregate_id,
+                    "action": "revert",
+                    "request_id": env.request_id,
+                },
             )
-            await self.volumes.settle_revert(volume.vid, env.version, err.reason, meta=meta)
+            await self.volumes.settle_revert(env.aggregate_id, env.version, err.reason, meta=meta)
             return
-        await self.volumes.settle_revert(volume.vid, env.version, None, meta=meta)
+        await self.volumes.settle_revert(env.aggregate_id, env.version, None, meta=meta)
 
     async def give_up_snapshot(self, env: ReceivedEnvelope) -> None:
         await self.volumes.settle_snapshot(

@@ -8,6 +8,8 @@ import logging
 from typing import Any
 from uuid import UUID
 
+from cinderblock.domain.pending import Kind
+from cinderblock.domain.sagas.images import upload_to_give_up, upload_to_run
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import VolumeDriver
 from cinderblock.images.port import ImageService, ImageServiceError
@@ -33,30 +35,32 @@ class UploadSaga:
         """Retryable image-service errors are raised (the message is redelivered); the
         last delivery gives up through ``give_up``."""
         volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
-        pending = volume.pending_upload if volume is not None else None
-        if volume is None or volume.host is None or pending is None:
+        run = upload_to_run(volume, env.version)
+        if volume is None or run is None:
             return
-        if pending["request_version"] != env.version:
-            return
-        image_id = pending["image_id"]
-        path = self.driver.volume_path(volume.vid, volume.host)
+        path = self.driver.volume_path(volume.vid, run.host)
         try:
-            checksum = await self.images.upload(image_id, path, size=volume.size_gb * GIB)
+            checksum = await self.images.upload(run.image_id, path, size=volume.size_gb * GIB)
         except ImageServiceError as err:
             if err.retryable:
                 raise
-            await self._fail(env, image_id, err.message)
+            await self._fail(env, run.image_id, err.message)
             return
         version = env.version
-        await self.volumes.settle_saga_step(
-            volume.vid, lambda v: v.complete_upload(version, checksum), meta=_meta(env)
+        await self.volumes.settle(
+            volume.vid,
+            Kind.UPLOAD,
+            version,
+            lambda v, _: v.complete_upload(version, checksum),
+            succeeded=True,
+            meta=_meta(env),
         )
 
     async def give_up(self, env: ReceivedEnvelope) -> None:
         volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
-        pending = volume.pending_upload if volume is not None else None
-        if pending is not None:
-            await self._fail(env, pending["image_id"], "gave up after repeated failures")
+        image_id = upload_to_give_up(volume, env.version)
+        if image_id is not None:
+            await self._fail(env, image_id, "gave up after repeated failures")
 
     async def _fail(self, env: ReceivedEnvelope, image_id: str, reason: str) -> None:
         log.error(
@@ -71,6 +75,11 @@ class UploadSaga:
         with contextlib.suppress(ImageServiceError):
             await self.images.delete(image_id)
         version = env.version
-        await self.volumes.settle_saga_step(
-            env.aggregate_id, lambda v: v.fail_upload(version, reason), meta=_meta(env)
+        await self.volumes.settle(
+            env.aggregate_id,
+            Kind.UPLOAD,
+            version,
+            lambda v, _: v.fail_upload(version, reason),
+            succeeded=False,
+            meta=_meta(env),
         )
