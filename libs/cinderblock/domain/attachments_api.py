@@ -8,6 +8,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
+from cinderblock.domain import exports
 from cinderblock.domain.attachments import recompute
 from cinderblock.domain.errors import (
     AttachmentConflictError,
@@ -129,10 +130,9 @@ class AttachmentsApi:
         mode = str(self._row(attachment_id)["attach_mode"])
         return str(connector.get("mode") or "rw") if mode == "null" else mode
 
-    def connect_attachment(
-        self, attachment_id: str, connector: dict[str, Any], connection_info: dict[str, Any]
-    ) -> None:
-        """PUT /attachments/{id}: the host's connector arrives; the export is made."""
+    def _check_connector(self, attachment_id: str, connector: dict[str, Any]) -> None:
+        """PUT /attachments/{id}'s rules: not in an error status; a volume that is not
+        multiattach has no other attachment on the connector's host (409 both)."""
         row = self._row(attachment_id)
         if "error" in self.status:
             raise AttachmentConflictError(f"Volume {self.vid} is in an error status.")
@@ -142,6 +142,50 @@ class AttachmentsApi:
             for other in self.attachments.values()
         ):
             raise AttachmentConflictError(f"Volume {self.vid} is already attached to {host}.")
+
+    def request_attachment_export(
+        self, attachment_id: str, connector: dict[str, Any], *, reserved: bool = False
+    ) -> int:
+        """PUT /attachments/{id} (and POST with a connector, ``reserved``): the host's
+        connector arrives; the export saga asks the backend for the export and records the
+        connection (``complete_export``) or the failure (``fail_export``). Returns the
+        request's version."""
+        self._check_connector(attachment_id, connector)
+        self.trigger_event(  # type: ignore[attr-defined]
+            self.ExportRequested,  # type: ignore[attr-defined]
+            export_id=attachment_id,
+            attachment_id=attachment_id,
+            connector=dict(connector),
+            mode=self.attachment_mode(attachment_id, connector),
+            reserved=reserved,
+        )
+        return int(self.version)  # type: ignore[attr-defined]
+
+    def request_attachment_delete(self, attachment_id: str) -> int | None:
+        """DELETE /attachments/{id}: the attachment's export is removed by the export saga
+        first, which then deletes it (returns the request's version); an attachment without
+        an export is deleted at once (None)."""
+        self._row(attachment_id)
+        held = exports.registry(self)
+        own = sorted(e for e, x in held.items() if x["attachment_id"] == attachment_id)
+        if not own:
+            self.delete_attachment(attachment_id)
+            return None
+        self.trigger_event(  # type: ignore[attr-defined]
+            self.UnexportRequested,  # type: ignore[attr-defined]
+            export_ids=own,
+            then="delete_attachment",
+            attachment_id=attachment_id,
+        )
+        return int(self.version)  # type: ignore[attr-defined]
+
+    def connect_attachment(
+        self, attachment_id: str, connector: dict[str, Any], connection_info: dict[str, Any]
+    ) -> None:
+        """Record a connection made elsewhere (bookkeeping only, no export: the bench's
+        generated logs); the API asks the export saga (``request_attachment_export``)."""
+        self._check_connector(attachment_id, connector)
+        host = connector.get("host")
         self.trigger_event(  # type: ignore[attr-defined]
             self.AttachmentConnected,
             attachment_id=attachment_id,
