@@ -25,6 +25,7 @@ from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.sagas.consumers import Sagas
+from cinderblock.sagas.exports import ExportSaga
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes, VolumesConfig
 from cinderblock.store.writer import shared_writer
@@ -78,6 +79,7 @@ class SagaRunner:
         self.driver = driver
         self.images = images if images is not None else build_image_service(settings)
         self.sagas = Sagas(volumes, driver, self.images)
+        ExportSaga(volumes, driver).register(self.sagas.reactions, self.sagas.give_up)
         self.spec = consumer_spec(settings, self.sagas)
 
     async def handle(self, msg: Msg) -> None:

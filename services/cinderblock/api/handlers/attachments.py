@@ -4,7 +4,6 @@ aggregate, shared with the legacy actions; this module finds the volume and acts
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -14,9 +13,10 @@ from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.middleware import context
+from cinderblock.api.outcomes import saga_outcome
 from cinderblock.domain.volume import Volume
-from cinderblock.drivers.file import local_connection_info
 from cinderblock.readmodels.queries import ATTACHMENT_FILTERS, get_attachment, list_attachments
+from cinderblock.store.eventstore import Position
 from cinderblock.wire.attachments import (
     ATTACHMENTS_VERSION,
     COMPLETE_VERSION,
@@ -25,7 +25,14 @@ from cinderblock.wire.attachments import (
     attachment_summary,
     parse_update,
 )
-from cinderblock.wire.faults import BadRequest, NotFound, resource_not_found
+from cinderblock.wire.faults import BadRequest, Fault, NotFound, resource_not_found
+
+# Cinder's text of the VolumeBackendAPIException its manager raises when the export fails
+# (_connection_create), inside the controller's "Unable to ... (%s)." (attachments.py).
+EXPORT_FAILED = (
+    "Bad or unexpected response from the storage volume backend API: "
+    "Create export for volume failed ({reason})."
+)
 
 
 def _since(ctx: RequestContext, version: Any = ATTACHMENTS_VERSION) -> None:
@@ -51,22 +58,26 @@ async def _attachment(d: Deps, ctx: RequestContext, attachment_id: str) -> dict[
     return row
 
 
-def _connection(
-    d: Deps, volume: Volume, attachment_id: str, connector: dict[str, Any]
-) -> dict[str, Any]:
+def _export(
+    volume: Volume, attachment_id: str, connector: dict[str, Any], *, reserved: bool
+) -> int:
     if volume.host is None:
         raise BadRequest(f"Invalid volume: Volume {volume.vid} has no backend yet.")
-    root = Path(d.settings.data_dir) / "volumes"
-    info = local_connection_info(
-        root,
-        volume.host,
-        volume.vid,
-        access_mode=volume.attachment_mode(attachment_id, connector),
-        connector=connector,
-        encrypted=volume.encrypted,
-    )
-    info["data"]["attachment_id"] = attachment_id  # type: ignore[index]
-    return info
+    return volume.request_attachment_export(attachment_id, connector, reserved=reserved)
+
+
+async def _exported(
+    d: Deps, volume_id: str, at: Position, version: int, *, failed: str, no_answer: str
+) -> Position:
+    """Wait for the export saga's outcome; its position (for the reply's rows), or Cinder's
+    500: ``failed`` holds the backend's reason, ``no_answer`` when the saga was too slow."""
+    outcome = await saga_outcome(d, volume_id, at, version)
+    if outcome is None:
+        raise Fault(500, no_answer)
+    if not outcome.succeeded:
+        reason = EXPORT_FAILED.format(reason=outcome.event.reason)
+        raise Fault(500, failed.format(reason))
+    return outcome.at
 
 
 async def _reply(
@@ -89,19 +100,28 @@ async def create(request: web.Request) -> web.Response:
     req = AttachmentCreateRequest.parse(await json_body(request), ctx.version)
     attachment_id = str(uuid.uuid4())
 
-    def change(volume: Volume) -> None:
+    def change(volume: Volume) -> int | None:
         volume.create_attachment(attachment_id, instance_uuid=req.instance_uuid, mode=req.mode)
         if req.connector:
-            connection = _connection(d, volume, attachment_id, req.connector)
-            volume.connect_attachment(attachment_id, req.connector, connection)
+            return _export(volume, attachment_id, req.connector, reserved=True)
+        return None
 
-    at, _ = await d.volumes.act(
+    at, version = await d.volumes.act(
         ctx.caller,
         req.volume_uuid,
         change,
         meta=ctx.meta("attachment:create"),
         authorize=_authorizer(d, ctx, "volume:attachment_create"),
     )
+    if version is not None:
+        at = await _exported(
+            d,
+            req.volume_uuid,
+            at,
+            version,
+            failed="Unable to create attachment for volume ({}).",
+            no_answer="Unable to create attachment for volume.",
+        )
     return await _reply(d, ctx, at, req.volume_uuid, attachment_id)
 
 
@@ -112,18 +132,23 @@ async def update(request: web.Request) -> web.Response:
     attachment_id = request.match_info["attachment_id"]
     row = await _attachment(d, ctx, attachment_id)
 
-    def change(volume: Volume) -> None:
-        connection = _connection(d, volume, attachment_id, connector)
-        volume.connect_attachment(attachment_id, connector, connection)
-
-    at, _ = await d.volumes.act(
+    volume_id = str(row["volume_id"])
+    at, version = await d.volumes.act(
         ctx.caller,
-        row["volume_id"],
-        change,
+        volume_id,
+        lambda v: _export(v, attachment_id, connector, reserved=False),
         meta=ctx.meta("attachment:update"),
         authorize=_authorizer(d, ctx, "volume:attachment_update"),
     )
-    return await _reply(d, ctx, at, row["volume_id"], attachment_id)
+    at = await _exported(
+        d,
+        volume_id,
+        at,
+        version,
+        failed="Unable to update attachment ({}).",
+        no_answer="Unable to update the attachment.",
+    )
+    return await _reply(d, ctx, at, volume_id, attachment_id)
 
 
 async def action(request: web.Request) -> web.Response:
@@ -156,13 +181,18 @@ async def delete(request: web.Request) -> web.Response:
     row = await _attachment(d, ctx, attachment_id)
     authorize = _authorizer(d, ctx, "volume:attachment_delete")
     await d.nova_allows(ctx, str(row["volume_id"]), attachment_id, authorize)
-    at, _ = await d.volumes.act(
+    at, version = await d.volumes.act(
         ctx.caller,
         row["volume_id"],
-        lambda v: v.delete_attachment(attachment_id),
+        lambda v: v.request_attachment_delete(attachment_id),
         meta=ctx.meta("attachment:delete"),
         authorize=authorize,
     )
+    if version is not None:  # the export is removed first (the export saga)
+        outcome = await saga_outcome(d, str(row["volume_id"]), at, version)
+        if outcome is None or not outcome.succeeded:
+            raise Fault(500)  # Cinder's VolumeBackendAPIException: its generic 500
+        at = outcome.at
     rest = await written.attachment_rows(
         d,
         at,

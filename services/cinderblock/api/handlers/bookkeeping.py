@@ -5,23 +5,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
+from cinderblock.api.outcomes import saga_outcome
 from cinderblock.domain.errors import MetadataNotFoundError
 from cinderblock.domain.volume import Volume
-from cinderblock.drivers.file import local_connection_info
 from cinderblock.readmodels.queries import get_volume
+from cinderblock.store.eventstore import Position
 from cinderblock.wire import bookkeeping as body
-from cinderblock.wire.faults import volume_not_found
+from cinderblock.wire.faults import Fault, volume_not_found
 
 T = TypeVar("T")
 ADMIN_ACTIONS = "volume_extension:volume_admin_actions"
 VOLUME_ACTIONS = "volume_extension:volume_actions"
+# Cinder's answers when the volume service's export step fails (volume_actions.py,
+# admin_actions.py); a detach whose export removal fails is its generic 500.
+NO_CONNECTION = "Unable to fetch connection information from backend."
+NO_TERMINATE = "Unable to terminate volume connection from backend."
 
 
 async def act(
@@ -43,13 +47,78 @@ async def act(
         for rule in rules:
             d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
 
-    if pulls_attachment:
-        await d.nova_allows(ctx, volume_id, attachment_id, authorize)
-    at, result = await d.volumes.act(
-        ctx.caller, volume_id, change, meta=ctx.meta(action), authorize=authorize
+    at, result = await _append(
+        d,
+        ctx,
+        volume_id,
+        action,
+        authorize,
+        change,
+        pulls_attachment=pulls_attachment,
+        attachment_id=attachment_id,
     )
     await d.read_your_write(at)
     return result
+
+
+def _authorizer(d: Deps, ctx: RequestContext, rules: Sequence[str]) -> Callable[[Volume], None]:
+    def authorize(volume: Volume) -> None:
+        for rule in rules:
+            d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
+
+    return authorize
+
+
+async def _append(
+    d: Deps,
+    ctx: RequestContext,
+    volume_id: str,
+    action: str,
+    authorize: Callable[[Volume], None],
+    change: Callable[[Volume], T],
+    *,
+    pulls_attachment: bool = False,
+    attachment_id: str | None = None,
+) -> tuple[Position, T]:
+    if pulls_attachment:
+        await d.nova_allows(ctx, volume_id, attachment_id, authorize)
+    return await d.volumes.act(
+        ctx.caller, volume_id, change, meta=ctx.meta(action), authorize=authorize
+    )
+
+
+async def _driver_step(
+    d: Deps,
+    ctx: RequestContext,
+    volume_id: str,
+    action: str,
+    rules: Sequence[str],
+    change: Callable[[Volume], int | None],
+    *,
+    failure: str | None = None,
+    pulls_attachment: bool = False,
+    attachment_id: str | None = None,
+) -> None:
+    """A detaching action: ``change`` records the bookkeeping at once (None), or hands the
+    removal of exports to the export saga (the request's version): then the reply waits
+    for the saga's outcome, as Cinder's API waits on its RPC call. A backend failure is
+    Cinder's 500 (``failure``, else its generic text) and nothing was detached."""
+    at, version = await _append(
+        d,
+        ctx,
+        volume_id,
+        action,
+        _authorizer(d, ctx, rules),
+        change,
+        pulls_attachment=pulls_attachment,
+        attachment_id=attachment_id,
+    )
+    if version is not None:
+        outcome = await saga_outcome(d, volume_id, at, version)
+        if outcome is None or not outcome.succeeded:
+            raise Fault(500, failure)
+        at = outcome.at
+    await d.read_your_write(at)
 
 
 def _accepted() -> web.Response:
@@ -94,13 +163,13 @@ async def attach(d: Deps, ctx: RequestContext, vid: str, req: body.Attach) -> we
 
 async def detach(d: Deps, ctx: RequestContext, vid: str, req: body.Detach) -> web.Response:
     service = ctx.is_service
-    await act(
+    await _driver_step(
         d,
         ctx,
         vid,
         "os-detach",
         [f"{VOLUME_ACTIONS}:detach"],
-        lambda v: v.detach(req.attachment_id, service=service),
+        lambda v: v.request_detach(req.attachment_id, service=service),
         pulls_attachment=True,
         attachment_id=req.attachment_id,
     )
@@ -116,13 +185,14 @@ async def force_detach(
         f"{VOLUME_ACTIONS}:detach",
     ]
     service = ctx.is_service
-    await act(
+    await _driver_step(
         d,
         ctx,
         vid,
         "os-force_detach",
         rules,
-        lambda v: v.force_detach(req.attachment_id, service=service),
+        lambda v: v.request_force_detach(req.attachment_id, req.connector, service=service),
+        failure=NO_TERMINATE,
         pulls_attachment=True,
         attachment_id=req.attachment_id,
     )
@@ -130,16 +200,17 @@ async def force_detach(
 
 
 async def terminate_connection(
-    d: Deps, ctx: RequestContext, vid: str, _: body.TerminateConnection
+    d: Deps, ctx: RequestContext, vid: str, req: body.TerminateConnection
 ) -> web.Response:
     service = ctx.is_service
-    await act(
+    await _driver_step(
         d,
         ctx,
         vid,
         "os-terminate_connection",
         [f"{VOLUME_ACTIONS}:terminate_connection"],
-        lambda v: v.terminate_connection(service=service),
+        lambda v: v.request_terminate_connection(req.connector, service=service),
+        failure=NO_TERMINATE,
         pulls_attachment=True,
     )
     return _accepted()
@@ -148,31 +219,25 @@ async def terminate_connection(
 async def initialize_connection(
     d: Deps, ctx: RequestContext, vid: str, req: body.InitializeConnection
 ) -> web.Response:
-    """200 with the connection info; no state changes, nothing appended."""
+    """200 with the connection info the backend's export answered (the export saga); no
+    volume state a reader sees changes. A backend failure is Cinder's 500."""
 
-    def connect(volume: Volume) -> dict[str, Any]:
+    def connect(volume: Volume) -> int:
         volume.check_connectable()
         if volume.host is None:
             raise volume_not_found(vid)
-        root = Path(d.settings.data_dir) / "volumes"
-        return local_connection_info(
-            root,
-            volume.host,
-            volume.vid,
-            access_mode=volume.access_mode(),
-            connector=req.connector,
-            encrypted=volume.encrypted,
-        )
+        return volume.request_connection(req.connector)
 
-    info = await act(
-        d,
-        ctx,
-        vid,
-        "os-initialize_connection",
-        [f"{VOLUME_ACTIONS}:initialize_connection"],
-        connect,
+    rules = [f"{VOLUME_ACTIONS}:initialize_connection"]
+    at, version = await _append(
+        d, ctx, vid, "os-initialize_connection", _authorizer(d, ctx, rules), connect
     )
-    return web.json_response({"connection_info": info})
+    outcome = await saga_outcome(d, vid, at, version)
+    if outcome is None:
+        raise Fault(500)  # the volume service did not answer in time
+    if not outcome.succeeded:
+        raise Fault(500, NO_CONNECTION)
+    return web.json_response({"connection_info": outcome.event.connection_info})
 
 
 async def update_readonly_flag(
