@@ -27,10 +27,11 @@ import pytest_asyncio
 
 from cinderblock.bus.jetstream import run_consumer
 from cinderblock.config.settings import Settings
+from cinderblock.domain import exports
 from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
-from cinderblock.drivers.base import PoolConfig
+from cinderblock.drivers.base import ExportSpec, PoolConfig
 from cinderblock.drivers.copying import content_digest
 from cinderblock.drivers.file import FileDriver
 from cinderblock.images.port import ImageServiceError, ImageSpec
@@ -121,6 +122,57 @@ async def start_create_from_image(rig: SagaRig) -> Started:
         multiattach=False,
     )
     return Started(str(vid), caller, str(vid), str(vid), facts={"image_id": image["id"]})
+
+
+CONNECTOR = {"host": "compute-1", "mountpoint": "/dev/vdb", "initiator": "iqn.1"}
+
+
+async def start_attach(rig: SagaRig) -> Started:
+    """An available volume with a reserved attachment whose connector arrived: the export
+    saga exports it (``initialize_connection``) and connects the attachment."""
+    vid, caller, host = await available(rig)
+    aid = str(uuid.uuid4())
+    await rig.volumes.act(
+        caller, vid, lambda v: v.create_attachment(aid, instance_uuid=None, mode=None), meta={}
+    )
+    await rig.volumes.act(
+        caller, vid, lambda v: v.request_attachment_export(aid, CONNECTOR), meta={}
+    )
+    return Started(vid, caller, vid, vid, host, {"attachment_id": aid})
+
+
+async def start_detach(rig: SagaRig) -> Started:
+    """An attachment exported and connected (as the export saga leaves it); its delete
+    asked for: the saga removes the export (``terminate_connection``), then detaches."""
+    s = await start_attach(rig)
+    aid, host = s.facts["attachment_id"], s.host or ""
+    volume = await load(rig, s.volume_id)
+    (request,) = exports.export_requests(volume)
+    spec = ExportSpec(aid, CONNECTOR)
+    info = await rig.files.initialize_connection(s.volume_id, host, spec, step_key="setup")
+    await rig.volumes.settle_saga_step(
+        s.volume_id, lambda v: v.complete_export(request, info), meta={}
+    )
+    await rig.volumes.act(
+        s.caller, s.volume_id, lambda v: v.request_attachment_delete(aid), meta={}
+    )
+    return s
+
+
+async def exported(rig: SagaRig, s: Started) -> None:
+    volume = await load(rig, s.volume_id)
+    aid = s.facts["attachment_id"]
+    assert volume.attachments[aid]["attach_status"] == "attaching"
+    assert volume.attachments[aid]["connection_info"]["data"]["attachment_id"] == aid
+    on_disk = rig.files.exports(s.volume_id, s.host or "")
+    assert [e["export_id"] for e in on_disk] == [aid]  # exported once
+
+
+async def unexported(rig: SagaRig, s: Started) -> None:
+    volume = await load(rig, s.volume_id)
+    assert (volume.status, volume.attachments) == (Status.AVAILABLE, {})
+    assert rig.files.exports(s.volume_id, s.host or "") == []
+    assert exports.registry(volume) == {}
 
 
 W = TypeVar("W", DiesAfter, Counting)
@@ -398,6 +450,22 @@ CASES = [
         volume_left(Status.DOWNLOADING),
         reimaged,
         "Volume.Reimaged",
+    ),
+    Case(
+        "attach",
+        start_attach,
+        "initialize_connection",
+        lambda v, _: not exports.export_requests(v),
+        exported,
+        "Volume.ExportCreated",
+    ),
+    Case(
+        "detach",
+        start_detach,
+        "terminate_connection",
+        lambda v, _: not exports.unexport_requests(v),
+        unexported,
+        "Volume.ExportsRemoved",
     ),
     Case(
         "snapshot-create",
