@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 CTX = web.RequestKey("ctx", RequestContext)
 KEYSTONE = web.AppKey("keystone", KeystoneValidator)
 ACTION = web.RequestKey("action", str)
-# Set by handlers that build their reply by hand, as Cinder's DELETE /volumes/{id} does:
-# such replies carry no x-compute-request-id.
+# Set for replies Cinder builds by hand (spec §1.5), which carry no x-compute-request-id:
+# by DELETE handlers, and by the action dispatcher for rows of the action table
+# (cinderblock.api.action_table) whose raw_reply is set.
 RAW_REPLY = web.RequestKey("raw_reply", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The request this task serves and its id, for log lines written below the handlers.
