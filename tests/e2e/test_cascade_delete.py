@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from tests.e2e.conftest import System
-from tests.e2e.test_snapshots import snapshot_of
+from tests.helpers.cinder import snapshot_of
 from tests.helpers.client import CinderClient
 
 REFUSED = (

@@ -13,30 +13,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.conftest import System
+from tests.helpers.fuzz import FAULTS, HOST, events_of_request, in_loop, json_values, personas
 
-T = TypeVar("T")
-
-FAULTS = {
-    "badRequest",
-    "itemNotFound",
-    "forbidden",
-    "conflictingRequest",
-    "overLimit",
-    "badMethod",
-    "badMediaType",
-    "notImplemented",
-}
 SNAPSHOT = "00000000-0000-0000-0000-000000000001"  # replaced by a real one at run time
-HOST = "cinderblock@file-b#pool0"
-
 VALID: dict[str, Any] = {
     "os-extend": {"new_size": 3},
     "os-reset_status": {"status": "available", "attach_status": "detached"},
@@ -70,23 +56,6 @@ VALID: dict[str, Any] = {
     "os-update_readonly_flag": {"readonly": True},
 }
 
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40)
-    | st.sampled_from(["", " ", "true", "False", "1", "0", "available", "in-use", HOST])
-    | st.just("x" * 300)
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-
 
 @st.composite
 def payloads(draw: st.DrawFn) -> tuple[str, Any]:
@@ -118,11 +87,6 @@ microversions = st.none() | st.sampled_from(
         *("compute 2.1", "volume 3.00"),
     ]
 )
-personas = st.sampled_from([None, "member,reader", "reader", "admin"])
-
-
-def _in_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
 
 
 async def _prepare(system: System, project: str) -> list[str]:
@@ -164,13 +128,6 @@ async def _send(
         return resp.status, await resp.read(), resp.headers.get("x-openstack-request-id", "")
 
 
-async def _events_of(system: System, request_id: str) -> int:
-    count: int = await system.pool.fetchval(
-        "SELECT count(*) FROM events WHERE meta->>'request_id' = $1", request_id
-    )
-    return count
-
-
 async def test_no_action_request_of_any_shape_gets_a_500(system: System) -> None:
     loop = asyncio.get_running_loop()
     project = uuid.uuid4().hex
@@ -192,7 +149,7 @@ async def test_no_action_request_of_any_shape_gets_a_500(system: System) -> None
             roles=personas,
         )
         def check(target: str, body: bytes, version: str | None, roles: str | None) -> None:
-            status, data, request_id = _in_loop(
+            status, data, request_id = in_loop(
                 loop, _send(system, session, project, target, body, version, roles)
             )
             seen[status] = seen.get(status, 0) + 1
@@ -205,7 +162,7 @@ async def test_no_action_request_of_any_shape_gets_a_500(system: System) -> None
                 assert len(fault) == 1, (status, body, data)
                 assert next(iter(fault)) in FAULTS, (status, body, data)
                 assert "message" in next(iter(fault.values())), (status, body, data)
-                assert _in_loop(loop, _events_of(system, request_id)) == 0, (status, body)
+                assert in_loop(loop, events_of_request(system, request_id)) == 0, (status, body)
 
         await asyncio.to_thread(check)
     # The run really covered both sides: requests accepted and requests refused.

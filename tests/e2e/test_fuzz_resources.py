@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.conftest import System
-from tests.e2e.test_fuzz_actions import FAULTS, _events_of, _in_loop, json_values, personas
+from tests.helpers.fuzz import FAULTS, events_of_request, in_loop, json_values, personas
 
 # (method, path with {vid}/{sid}/{tid}/{aid}/{project}, valid body or None)
 TEMPLATES: list[tuple[str, str, Any]] = [
@@ -219,7 +219,7 @@ async def test_no_resource_request_of_any_shape_gets_a_500(system: System) -> No
             path = _fill(path, ids)
             if raw is not None:
                 raw = _fill(raw.decode(), ids).encode()
-            status, data, request_id = _in_loop(
+            status, data, request_id = in_loop(
                 loop, _send(system, session, project, (method, path, raw), version, roles)
             )
             seen[status] = seen.get(status, 0) + 1
@@ -229,7 +229,7 @@ async def test_no_resource_request_of_any_shape_gets_a_500(system: System) -> No
                 fault = json.loads(data)
                 assert len(fault) == 1, (status, where, data)
                 assert next(iter(fault)) in FAULTS, (status, where, data)
-                assert _in_loop(loop, _events_of(system, request_id)) == 0, (status, where)
+                assert in_loop(loop, events_of_request(system, request_id)) == 0, (status, where)
 
         await asyncio.to_thread(check)
     print("answers by status:", dict(sorted(seen.items())))

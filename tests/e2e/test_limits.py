@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from tests.e2e.conftest import System
-from tests.e2e.test_snapshots import snapshot_of
+from tests.helpers.cinder import snapshot_of
 from tests.helpers.client import CinderClient
 
 USED = {

@@ -8,8 +8,8 @@ import os
 import uuid
 from pathlib import Path
 
-from cinderblock.drivers.base import PoolConfig
 from tests.e2e.conftest import System
+from tests.helpers.cinder import other_backend
 
 MARKS = {0: b"first-block", 3 * 2**29: b"middle", 2 * 2**30 - 16: b"last-bytes"}
 
@@ -28,12 +28,6 @@ def read_marks(path: Path) -> dict[int, bytes]:
             f.seek(offset)
             found[offset] = f.read(len(data))
         return found
-
-
-def other_backend(system: System, host: str) -> str:
-    pools = [PoolConfig.parse(p) for p in system.settings.pools]
-    backends = {f"{p.host}@{p.backend}" for p in pools}
-    return next(b for b in sorted(backends) if b != host.partition("#")[0])
 
 
 async def test_migrate_copies_verifies_and_switches(system: System) -> None:

@@ -18,8 +18,7 @@ import pytest_asyncio
 from cinderblock.bus.jetstream import ensure_consumer
 from cinderblock.notifier import run as notifier
 from tests.e2e.conftest import System
-from tests.e2e.test_reimage import image_of
-from tests.e2e.test_types import new_type
+from tests.helpers.cinder import image_of, new_type
 from tests.helpers.fake_nova import FakeNova
 
 TOKEN = "cinderblock-service:service-project"

@@ -12,55 +12,13 @@ from pathlib import Path
 
 from cinderblock.replay.verify import verify
 from tests.e2e.conftest import System
-from tests.e2e.test_rows_from_log import rows_agree
+from tests.helpers.cinder import MARKS, events_of, image_of, path_of, rows_agree
+from tests.helpers.cinder import reimage_client as project
 from tests.helpers.client import CinderClient
+from tests.helpers.files import read_marks as read
+from tests.helpers.files import write_marks as write
 
-V = "3.68"
-MARKS = {0: b"rebuilt root disk", 300 * 2**20: b"middle of the image", 2**30 - 9: b"last-byte"}
 OLD = {4096: b"the old root disk", 700 * 2**20: b"old data far in"}
-
-
-def write(path: Path, marks: dict[int, bytes]) -> None:
-    with path.open("r+b") as f:
-        for offset, data in marks.items():
-            f.seek(offset)
-            f.write(data)
-
-
-def read(path: Path, marks: dict[int, bytes]) -> dict[int, bytes]:
-    with path.open("rb") as f:
-        found = {}
-        for offset, data in marks.items():
-            f.seek(offset)
-            found[offset] = f.read(len(data))
-        return found
-
-
-async def path_of(system: System, vid: str) -> Path:
-    volume = await system.client.volume(vid)
-    assert volume is not None
-    return system.driver.volume_path(vid, volume["os-vol-host-attr:host"])
-
-
-async def events_of(system: System, vid: str) -> list[str]:
-    rows = await system.pool.fetch(
-        "SELECT topic FROM events WHERE originator_id = $1 ORDER BY originator_version",
-        uuid.UUID(vid),
-    )
-    return [r["topic"].rpartition(".")[2] for r in rows]
-
-
-async def image_of(system: System, c: CinderClient, size: int = 1) -> str:
-    """An image made the way this service makes them: a volume with MARKS uploaded."""
-    source = (await c.create_volume(size))["id"]
-    await system.until_status(source, "available")
-    await asyncio.to_thread(write, await path_of(system, source), MARKS)
-    body = {"os-volume_upload_image": {"image_name": "rebuild", "disk_format": "raw"}}
-    reply = await c.as_(version="3.1").action(source, body)
-    assert reply.status == 202, reply.text
-    await system.until_status(source, "available")
-    image_id: str = reply.json["os-volume_upload_image"]["image_id"]
-    return image_id
 
 
 async def volume_with_old_data(system: System, c: CinderClient) -> tuple[str, Path]:
@@ -69,10 +27,6 @@ async def volume_with_old_data(system: System, c: CinderClient) -> tuple[str, Pa
     path = await path_of(system, vid)
     await asyncio.to_thread(write, path, OLD)
     return vid, path
-
-
-def project(system: System) -> CinderClient:
-    return system.client.as_(project_id=uuid.uuid4().hex, version=V)
 
 
 async def test_reimage_writes_the_image_and_returns_to_available(system: System) -> None:

@@ -11,8 +11,7 @@ from typing import Any
 import aiohttp
 
 from cinderblock.cli.embedded import EmbeddedPostgres
-from tests.e2e.test_dev_cli import DevProcess, dev_dir, until_available
-from tests.e2e.test_target import cli
+from tests.helpers.dev import DevProcess, cli, dev_dir, until_available
 
 __all__ = ["cli", "dev_dir"]  # the fixtures, used below
 

@@ -7,14 +7,7 @@ import asyncio
 import uuid
 
 from tests.e2e.conftest import System
-from tests.e2e.test_snapshots import snapshot_of
-from tests.e2e.test_types import new_type
-
-
-async def retyped(system: System, vid: str) -> dict:
-    volume = await system.until_volume(vid, lambda v: v is not None and v["status"] != "retyping")
-    assert volume is not None
-    return volume
+from tests.helpers.cinder import new_type, retyped, snapshot_of
 
 
 async def test_retype_in_place(system: System) -> None:

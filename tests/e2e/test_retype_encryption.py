@@ -14,8 +14,7 @@ from typing import Any
 from cinderblock.drivers.copying import content_digest
 from cinderblock.drivers.encryption import LUKS1_HEADER, MAGIC
 from tests.e2e.conftest import System
-from tests.e2e.test_type_encryption import LUKS, encrypted_type
-from tests.e2e.test_types import new_type
+from tests.helpers.cinder import LUKS, encrypted_type, new_type
 
 GIB = 2**30
 HEAD = b"first bytes of the guest's data"

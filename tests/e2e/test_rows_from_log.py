@@ -8,24 +8,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from cinderblock.audit import state
-from cinderblock.audit.log import aggregate_events
-from cinderblock.readmodels.queries import get_volume
 from tests.e2e.conftest import System
-from tests.e2e.test_snapshots import snapshot_of
-from tests.e2e.test_type_encryption import encrypted_type
-from tests.e2e.test_volume_sources import project_client
-
-
-async def rows_agree(system: System, volume_id: str) -> None:
-    async with system.pool.acquire() as conn:
-        events = await aggregate_events(conn, [uuid.UUID(volume_id)])
-        projected = await get_volume(conn, volume_id, project_id=None)
-        rebuilt = (await state.rows(conn, events)).volume(volume_id)
-    assert projected is not None and rebuilt is not None
-    # Folded by the projection's own steps: every column agrees, ``version`` included.
-    differ = {k: (rebuilt.get(k), v) for k, v in projected.items() if rebuilt.get(k) != v}
-    assert not differ, (volume_id, [e.name for e in events], differ)  # (log, projected)
+from tests.helpers.cinder import encrypted_type, project_client, rows_agree, snapshot_of
 
 
 async def test_rows_rebuilt_from_the_log_equal_the_projected_ones(system: System) -> None:

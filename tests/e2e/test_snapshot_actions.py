@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.test_snapshots import snapshot_of
 from tests.helpers.apiref import SAMPLES, require_samples
+from tests.helpers.cinder import snapshot_of
 from tests.helpers.client import CinderClient
 
 

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 from tests.e2e.conftest import System
-from tests.e2e.test_snapshots import snapshot_of
 from tests.helpers.apiref import SAMPLES, require_samples
+from tests.helpers.cinder import snapshot_of
 from tests.helpers.client import CinderClient
 
 KEY_REGEX = "'^[a-zA-Z0-9-_:. ]{1,255}$'"

@@ -4,42 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
-from typing import Any
 
 from tests.e2e.conftest import System
-from tests.helpers.client import CinderClient
-
-
-def write_at(path: Path, offset: int, data: bytes) -> None:
-    with path.open("r+b") as f:
-        f.seek(offset)
-        f.write(data)
-
-
-def read_at(path: Path, offset: int, size: int) -> bytes:
-    with path.open("rb") as f:
-        f.seek(offset)
-        return f.read(size)
-
-
-async def snapshot_of(
-    system: System, client: CinderClient, volume_id: str, **fields: Any
-) -> dict[str, Any]:
-    reply = await client.request(
-        "POST", "/snapshots", body={"snapshot": {"volume_id": volume_id, **fields}}
-    )
-    assert reply.status == 202, reply.text
-    created = reply.json["snapshot"]
-    assert created["status"] == "creating"
-
-    async def available() -> dict[str, Any] | None:
-        shown = await client.request("GET", f"/snapshots/{created['id']}")
-        snap: dict[str, Any] = shown.json["snapshot"]
-        return snap if snap["status"] == "available" else None
-
-    found: dict[str, Any] = await system.projected.until(available)
-    return found
+from tests.helpers.cinder import snapshot_of
+from tests.helpers.files import read_at, write_at
 
 
 async def test_snapshot_then_revert_restores_the_bytes(system: System) -> None:

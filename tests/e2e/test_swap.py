@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from tests.e2e.conftest import System
-from tests.e2e.test_rows_from_log import rows_agree
+from tests.helpers.cinder import rows_agree
 from tests.helpers.client import CinderClient
 
 INSTANCE_HOST = "compute-1"

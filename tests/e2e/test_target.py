@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,11 @@ import asyncpg
 import pytest
 
 from cinderblock.cli.embedded import EmbeddedPostgres
-from cinderblock.cli.main import main
 from cinderblock.cli.target import TargetError, database
 from cinderblock.config.settings import Settings
-from tests.e2e.test_dev_cli import DevProcess, dev_dir, leftover_servers, until_available
+from tests.helpers.dev import DevProcess, cli, dev_dir, leftover_servers, until_available
 
-__all__ = ["dev_dir"]  # the fixture, used below
+__all__ = ["cli", "dev_dir"]  # the fixtures, used below
 
 
 def _local(data_dir: Path) -> Settings:
@@ -38,25 +35,6 @@ async def _count_events(dsn: str, volume_id: str) -> int:
         return count
     finally:
         await conn.close()
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
-    """``cinderblock <args>`` in a thread, CINDERBLOCK_DATABASE_URL unset: (code, stdout)."""
-    monkeypatch.delenv("CINDERBLOCK_DATABASE_URL", raising=False)
-    monkeypatch.setenv("CINDERBLOCK_LOG_LEVEL", "WARNING")
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-
-    async def run(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(main, list(args))
-        return code, capsys.readouterr().out
-
-    try:
-        yield run
-    finally:
-        root.handlers[:], root.level = handlers, level
 
 
 async def test_running_dev_is_used_and_left_running(dev_dir: Path, cli: Any) -> None:

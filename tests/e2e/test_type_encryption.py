@@ -9,28 +9,12 @@ from pathlib import Path
 
 from cinderblock.drivers.encryption import LUKS1_HEADER, MAGIC
 from tests.e2e.conftest import System
-from tests.e2e.test_types import new_type
-
-LUKS = {
-    "provider": "luks",
-    "cipher": "aes-xts-plain64",
-    "key_size": 256,
-    "control_location": "front-end",
-}
+from tests.helpers.cinder import LUKS, encrypted_type, new_type
 
 
 def _head(path: Path) -> bytes:
     with path.open("rb") as f:
         return f.read(4096)
-
-
-async def encrypted_type(system: System, encryption: dict | None = None, **fields: object) -> dict:
-    vtype = await new_type(system, **fields)
-    reply = await system.client.request(
-        "POST", f"/types/{vtype['id']}/encryption", body={"encryption": encryption or LUKS}
-    )
-    assert reply.status == 200, reply.text
-    return vtype
 
 
 async def test_encryption_lifecycle(system: System) -> None:

@@ -6,16 +6,7 @@ from __future__ import annotations
 import uuid
 
 from tests.e2e.conftest import System
-
-
-async def new_type(system: System, **fields: object) -> dict:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    reply = await system.client.request(
-        "POST", "/types", body={"volume_type": {"name": name, **fields}}
-    )
-    assert reply.status == 200, reply.text
-    vtype: dict = reply.json["volume_type"]
-    return vtype
+from tests.helpers.cinder import new_type
 
 
 async def test_default_type_exists_and_is_listed(system: System) -> None:

@@ -10,18 +10,7 @@ from pathlib import Path
 
 from tests.e2e.conftest import System
 from tests.helpers.apiref import SAMPLES, require_samples
-
-
-def write_at(path: Path, offset: int, data: bytes) -> None:
-    with path.open("r+b") as f:
-        f.seek(offset)
-        f.write(data)
-
-
-def read_at(path: Path, offset: int, size: int) -> bytes:
-    with path.open("rb") as f:
-        f.seek(offset)
-        return f.read(size)
+from tests.helpers.files import read_at, write_at
 
 
 async def test_upload_copies_the_bytes_into_an_image(system: System) -> None:

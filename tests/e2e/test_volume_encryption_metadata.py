@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 from tests.e2e.conftest import System
-from tests.e2e.test_type_encryption import LUKS, encrypted_type
+from tests.helpers.cinder import LUKS, encrypted_type
 
 
 async def test_unencrypted_volume_has_only_a_null_key_id(system: System) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 from cinderblock.replay.verify import verify
 from tests.e2e.conftest import System
-from tests.e2e.test_reimage import MARKS, events_of, image_of, path_of, project, read
-from tests.e2e.test_rows_from_log import rows_agree
+from tests.helpers.cinder import MARKS, events_of, image_of, path_of, rows_agree
+from tests.helpers.cinder import reimage_client as project
 from tests.helpers.client import CinderClient
+from tests.helpers.files import read_marks as read
 
 
 async def created(c: CinderClient, body: dict[str, Any]) -> dict[str, Any]:

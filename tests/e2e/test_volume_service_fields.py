@@ -8,8 +8,7 @@ import uuid
 
 from cinderblock.wire.views import SERVICE_NAMESPACE
 from tests.e2e.conftest import System
-from tests.e2e.test_retype import retyped
-from tests.e2e.test_types import new_type
+from tests.helpers.cinder import new_type, retyped
 
 
 def owning_service(host: str) -> str:

@@ -11,18 +11,13 @@ from typing import Any
 from cinderblock.drivers.copying import content_digest
 from cinderblock.drivers.encryption import header_of
 from tests.e2e.conftest import System
-from tests.e2e.test_snapshots import read_at, snapshot_of, write_at
-from tests.e2e.test_type_encryption import encrypted_type
-from tests.e2e.test_types import new_type
+from tests.helpers.cinder import encrypted_type, new_type, project_client, snapshot_of
 from tests.helpers.client import CinderClient
+from tests.helpers.files import read_at, write_at
 
 GIB = 2**30
 DATA = b"bytes of the source volume"
 NOT_AVAILABLE = "Invalid snapshot: Originating snapshot status must be one of 'available' values"
-
-
-def project_client(system: System, **changes: Any) -> CinderClient:
-    return system.client.as_(project_id=uuid.uuid4().hex, **changes)
 
 
 async def source_volume(

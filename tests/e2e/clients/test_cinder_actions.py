@@ -15,8 +15,8 @@ from cinderclient import exceptions as cinder_exc
 
 from tests.e2e.clients.support import Cinder, cinder_at, cinder_status, until
 from tests.e2e.conftest import System
-from tests.e2e.test_migrate import other_backend
-from tests.e2e.test_upload_image import read_at, write_at
+from tests.helpers.cinder import other_backend
+from tests.helpers.files import read_at, write_at
 
 pytestmark = pytest.mark.parametrize("cinder", ["project-in-url"], indirect=True)
 

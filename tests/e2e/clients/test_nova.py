@@ -45,8 +45,8 @@ with warnings.catch_warnings():
 
 from tests.e2e.clients.support import until
 from tests.e2e.conftest import System
-from tests.e2e.test_types import new_type
-from tests.e2e.test_upload_image import read_at, write_at
+from tests.helpers.cinder import new_type
+from tests.helpers.files import read_at, write_at
 
 CONF = nova_config.CONF
 LUKS = {

@@ -14,8 +14,8 @@ from openstack import exceptions as sdk_exc
 
 from tests.e2e.clients.support import SDK_WARNINGS, Sdk, sdk_status, until
 from tests.e2e.conftest import System
-from tests.e2e.test_migrate import other_backend
-from tests.e2e.test_upload_image import read_at, write_at
+from tests.helpers.cinder import other_backend
+from tests.helpers.files import read_at, write_at
 
 pytestmark = [
     *SDK_WARNINGS,

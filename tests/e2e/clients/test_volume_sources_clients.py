@@ -13,7 +13,7 @@ from cinderclient import exceptions as cinder_exc
 
 from tests.e2e.clients.support import SDK_WARNINGS, Cinder, Sdk, until
 from tests.e2e.conftest import System
-from tests.e2e.test_snapshots import read_at, write_at
+from tests.helpers.files import read_at, write_at
 
 pytestmark = SDK_WARNINGS
 
