@@ -3,9 +3,10 @@ the row's scenarios, exactly the row's ``rules``) and its success status.
 
 Handlers run on fakes: a policy that records what it is asked and allows it, a command
 service whose commands call the authorize callbacks they are given (``act`` also applies
-the change to an in-memory ``Volume`` built from its own events), and an image service
-that knows one image. No network, no database; nothing here is Cinder behaviour
-(the e2e tests check that), only that the table and the handlers agree.
+the change to an in-memory ``Volume`` built from its own events), an image service that
+knows one image, a read model that shows the volume and an export saga that succeeds.
+No network, no database; nothing here is Cinder behaviour (the e2e tests check that),
+only that the table and the handlers agree.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -227,9 +229,15 @@ async def _run(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t
     async def read_row(*_: object, **__: object) -> dict[str, Any]:
         return {"project_id": volume.project_id, "image_metadata": {"k": "v"}}
 
+    async def saga_succeeded(*_: object) -> SimpleNamespace:
+        connected = SimpleNamespace(connection_info={"driver_volume_type": "local"})
+        return SimpleNamespace(succeeded=True, event=connected, at=AT)
+
     handler_module = inspect.getmodule(spec.handler)
     if hasattr(handler_module, "get_volume"):  # a read answered from the read model
         monkeypatch.setattr(handler_module, "get_volume", read_row)
+    if hasattr(handler_module, "saga_outcome"):  # a reply that waits for the export saga
+        monkeypatch.setattr(handler_module, "saga_outcome", saga_succeeded)
     ctx = _context(case.version)
     body = spec.model.parse(case.payload, ctx.version)
     reply = await spec.handler(d, ctx, str(volume.id), body)  # type: ignore[arg-type]
