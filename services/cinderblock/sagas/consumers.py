@@ -10,10 +10,10 @@ from typing import Any
 from uuid import UUID
 
 from cinderblock.domain.pending import Kind
-from cinderblock.domain.placement import backend_of, choose_pool, suitable
+from cinderblock.domain.placement import choose_pool, suitable
 from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
 from cinderblock.domain.sagas.lifecycle import needs_create, needs_unmanage
-from cinderblock.domain.sagas.migrate import migration_to_run
+from cinderblock.domain.sagas.migrate import migration_to_run, partial_copies
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
@@ -262,13 +262,11 @@ class Sagas:
         """A copy verified at the destination may outlive a migration that gave up later:
         remove the volume from every destination pool but the one it lives in."""
         volume = await self._volume(env)
-        if volume is None or volume.host is None:
+        if volume is None:
             return
-        destination = str(env.data["destination"])
-        for pool in self.driver.pools():
-            in_destination = destination in (pool.location, backend_of(pool.location))
-            if in_destination and pool.location != volume.host:
-                await self.driver.delete_volume(volume.vid, pool.location, step_key=env.id)
+        locations = [pool.location for pool in self.driver.pools()]
+        for location in partial_copies(locations, str(env.data["destination"]), volume.host):
+            await self.driver.delete_volume(volume.vid, location, step_key=env.id)
 
     async def give_up_migration(self, env: ReceivedEnvelope) -> None:
         version = env.version

@@ -19,7 +19,8 @@ import logging
 from uuid import UUID
 
 from cinderblock.domain.sagas.lifecycle import needs_delete
-from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
+from cinderblock.domain.sagas.snapshots import SnapshotStep, decide_snapshot_in_volume_delete
+from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import BackendError, VolumeDriver
 from cinderblock.sagas.meta import saga_meta
@@ -42,10 +43,11 @@ class DeleteSaga:
         extra = {"volume_id": volume.vid, "action": "delete", "request_id": env.request_id}
         for sid in list(volume.snapshot_ids):
             snapshot = await self.volumes.store.load(UUID(sid), Snapshot)
-            if snapshot is None or snapshot.status == SnapshotStatus.DELETED:
+            decision = decide_snapshot_in_volume_delete(sid, snapshot, volume.host)
+            if decision.step is SnapshotStep.SKIP:
                 continue
-            if snapshot.status != SnapshotStatus.DELETING:
-                reason = f"snapshot {sid} is {snapshot.status}, not deleting"
+            if decision.step is SnapshotStep.FAIL:
+                reason = decision.reason or ""
                 log.error("delete failed: %s", reason, extra=extra)
                 await self.volumes.fail_delete_with_snapshots(volume.vid, reason, meta=meta)
                 return

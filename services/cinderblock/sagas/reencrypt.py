@@ -1,7 +1,8 @@
-"""Retype between types that differ in encryption: never in place (Cinder). With the
-migration policy ``never`` it is refused; with ``on-demand`` the data is copied behind the
-new type's encryption header (into the volume's pool when it suits the new type, else into
-the freest pool that does). When the data does not fit (the header takes room: an
+"""Retype between types that differ in encryption: never in place (Cinder). Whether and
+where is decided in `cinderblock.domain.sagas.retype` (policy ``never``: refused;
+``on-demand``: the volume's pool when it suits the new type, else the freest pool that
+does); this runner copies the data behind the new type's encryption header and records
+the outcome. When the data does not fit (the header takes room: an
 unencrypted volume retyped to an encrypted type of the same size), or the copy fails, the
 retype fails cleanly: the source is untouched, migration_status ``error``, the type and the
 status as before, the quota reservation released, no copy left, the reason recorded on the

@@ -1,6 +1,6 @@
-"""The snapshot, revert, upload and reimage sagas' decisions (`cinderblock.domain.sagas.
-snapshots`, `.images`): what to do next from the snapshot's and the volume's state, and
-nothing once the request is settled."""
+"""The snapshot, revert, delete, upload, reimage and migrate sagas' decisions
+(`cinderblock.domain.sagas.snapshots`, `.images`, `.migrate`): what to do next from the
+snapshot's and the volume's state, and nothing once the request is settled."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from cinderblock.domain.sagas.images import (
     upload_to_give_up,
     upload_to_run,
 )
+from cinderblock.domain.sagas.migrate import partial_copies
 from cinderblock.domain.sagas.snapshots import (
     NO_BACKEND,
     RevertRun,
@@ -25,6 +26,7 @@ from cinderblock.domain.sagas.snapshots import (
     copy_outlived_snapshot,
     decide_snapshot_create,
     decide_snapshot_delete,
+    decide_snapshot_in_volume_delete,
     revert_to_run,
 )
 from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
@@ -231,3 +233,48 @@ def test_a_reimage_settled_or_of_another_version_is_skipped() -> None:
     assert decide_reimage(None, version).step is ReimageStep.SKIP
     volume.complete_reimage(version, "sha")
     assert decide_reimage(volume, version).step is ReimageStep.SKIP
+
+
+# -- a snapshot in its volume's (cascade) delete ----------------------------------------------
+
+
+def test_a_deleting_snapshot_in_a_volume_delete_is_removed_on_the_volumes_host() -> None:
+    snapshot = deleting_snapshot(available())
+    decision = decide_snapshot_in_volume_delete(snapshot.sid, snapshot, HOST)
+    assert decision == SnapshotDecision(SnapshotStep.REMOVE, host=HOST)
+
+
+def test_a_snapshot_deleted_or_gone_is_skipped_in_a_volume_delete() -> None:
+    snapshot = deleting_snapshot(available())
+    snapshot.complete_delete()
+    assert decide_snapshot_in_volume_delete(snapshot.sid, snapshot, HOST).step is (
+        SnapshotStep.SKIP
+    )
+    assert decide_snapshot_in_volume_delete("gone", None, HOST).step is SnapshotStep.SKIP
+
+
+def test_a_snapshot_in_another_status_fails_the_volume_delete() -> None:
+    snapshot = a_snapshot(available())
+    snapshot.complete_create()
+    decision = decide_snapshot_in_volume_delete(snapshot.sid, snapshot, HOST)
+    assert decision == SnapshotDecision(
+        SnapshotStep.FAIL, reason=f"snapshot {snapshot.sid} is available, not deleting"
+    )
+
+
+# -- migration: partial copies ----------------------------------------------------------------
+
+POOLS = ["node1@file-a#pool0", "node1@file-b#pool0", "node1@file-b#pool1", "node2@file-b#p"]
+
+
+def test_partial_copies_are_every_pool_of_the_destination_backend_but_the_volumes() -> None:
+    found = partial_copies(POOLS, "node1@file-b", "node1@file-b#pool1")
+    assert found == ["node1@file-b#pool0"]
+
+
+def test_a_destination_pool_names_only_itself() -> None:
+    assert partial_copies(POOLS, "node1@file-b#pool1", HOST) == ["node1@file-b#pool1"]
+
+
+def test_no_partial_copies_of_a_volume_without_host() -> None:
+    assert partial_copies(POOLS, "node1@file-b", None) == []

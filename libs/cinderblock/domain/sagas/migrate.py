@@ -9,7 +9,10 @@ from maintenance); the driver removes its partial copy itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cinderblock.domain.pending import Kind
+from cinderblock.domain.placement import backend_of
 from cinderblock.domain.volume import Volume
 
 
@@ -19,3 +22,16 @@ def migration_to_run(volume: Volume | None, request_version: int) -> str | None:
         return None
     pending = volume.pending_at(Kind.MIGRATION, request_version)
     return pending.payload.destination if pending is not None else None
+
+
+def partial_copies(locations: Iterable[str], destination: str, host: str | None) -> list[str]:
+    """On ``MigrationFailed``: the pools a copy verified at the destination may have been
+    left in (every pool of the destination, a backend or a pool, but the one the volume
+    lives in); none when the volume has no host."""
+    if host is None:
+        return []
+    return [
+        location
+        for location in locations
+        if destination in (location, backend_of(location)) and location != host
+    ]

@@ -66,6 +66,22 @@ def decide_snapshot_delete(snapshot: Snapshot | None, volume: Volume | None) -> 
     return SnapshotDecision(SnapshotStep.REMOVE, host=volume.host)
 
 
+def decide_snapshot_in_volume_delete(
+    snapshot_id: str, snapshot: Snapshot | None, host: str
+) -> SnapshotDecision:
+    """One snapshot of a volume being deleted (a cascade: every snapshot went to
+    ``deleting`` with it): remove its copy on the volume's ``host``; one already deleted
+    (or gone) is skipped; one in any other status fails the whole delete.
+
+    Compensation: the volume and every snapshot still ``deleting`` → ``error_deleting``."""
+    if snapshot is None or snapshot.status == SnapshotStatus.DELETED:
+        return SnapshotDecision(SnapshotStep.SKIP)
+    if snapshot.status != SnapshotStatus.DELETING:
+        reason = f"snapshot {snapshot_id} is {snapshot.status}, not deleting"
+        return SnapshotDecision(SnapshotStep.FAIL, reason=reason)
+    return SnapshotDecision(SnapshotStep.REMOVE, host=host)
+
+
 @dataclass(frozen=True)
 class RevertRun:
     snapshot_id: str
