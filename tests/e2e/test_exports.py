@@ -335,3 +335,23 @@ async def test_detach_failure_on_os_detach_keeps_the_attachment(
     after = await client.volume(vid) or {}
     assert (after["status"], after["attachments"]) == ("available", [])
     assert export_ids(system, volume) == []
+
+
+async def test_an_export_left_by_reset_status_does_not_hold_the_volume(system: System) -> None:
+    """os-reset_status to detached drops the attachment but not its export (as Cinder,
+    which never asks the backend): the next export removes the stale one first."""
+    client, volume, first = await attached_through_the_api(system)
+    vid = volume["id"]
+    reset = await client.action(
+        vid, {"os-reset_status": {"status": "available", "attach_status": "detached"}}
+    )
+    assert reset.status == 202, reset.text
+    assert export_ids(system, volume) == [first]  # left behind
+
+    second = await reserve(client, vid)
+    put = await client.request(
+        "PUT", f"/attachments/{second}", body={"attachment": {"connector": COMPUTE_2}}
+    )
+
+    assert put.status == 200, put.text
+    assert export_ids(system, volume) == [second]

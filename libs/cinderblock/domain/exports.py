@@ -104,6 +104,20 @@ class ExportRules:
         """The export request made at ``request_version``, while it is not settled."""
         return export_requests(self).get(request_version)
 
+    def referenced_exports(self) -> set[str]:
+        """The export ids the volume still stands behind: held legacy connections, held
+        exports of attachments it still has, and those of unsettled requests. A backend
+        export outside these is stale (its attachment was removed without the backend,
+        e.g. by os-reset_status) and may go."""
+        held = {
+            export_id
+            for export_id, x in registry(self).items()
+            if x["attachment_id"] is None or x["attachment_id"] in self.attachments
+        }
+        asked = {r["export_id"] for r in export_requests(self).values()}
+        leaving = {e for r in unexport_requests(self).values() for e in r["export_ids"]}
+        return held | asked | leaving
+
     def unexport_request(self, request_version: int) -> dict[str, Any] | None:
         """The unexport request made at ``request_version``, while it is not settled."""
         return unexport_requests(self).get(request_version)

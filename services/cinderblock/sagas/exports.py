@@ -12,6 +12,7 @@ export already removed."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from uuid import UUID
@@ -57,6 +58,11 @@ class ExportSaga:
         if volume.host is None:
             await self._fail_export(env, "the volume is on no backend")
             return
+        try:
+            await self._drop_stale(env, volume.vid, volume.host)
+        except DriverError as err:
+            await self._fail_export(env, err.reason)
+            return
         row = volume.attachments.get(request["attachment_id"] or "")
         spec = ExportSpec(
             export_id=request["export_id"],
@@ -87,6 +93,26 @@ class ExportSaga:
             await self.driver.terminate_connection(
                 volume.vid, volume.host, spec.export_id, step_key=f"{env.id}:abandoned"
             )
+
+    async def _drop_stale(self, env: ReceivedEnvelope, volume_id: str, host: str) -> None:
+        """Remove the backend's exports of the volume it no longer stands behind (an
+        attachment removed by os-reset_status kept its export), so they do not hold a
+        volume that is not multiattach. The volume is read again after the backend: an
+        export found there was requested before, so its request is seen."""
+        on_disk = await asyncio.to_thread(self.driver.exports, volume_id, host)
+        if not on_disk:
+            return
+        volume = await self._volume(env)
+        if volume is None:
+            return
+        referenced = volume.referenced_exports()
+        for record in on_disk:
+            export_id = str(record["export_id"])
+            if export_id not in referenced:
+                log.info("removing stale export %s", export_id, extra=self._log(env, "attach"))
+                await self.driver.terminate_connection(
+                    volume_id, host, export_id, step_key=f"{env.id}:stale:{export_id}"
+                )
 
     async def when_unexport_requested_remove(self, env: ReceivedEnvelope) -> None:
         """Remove the request's exports, then record the detach it was for.

@@ -340,3 +340,19 @@ def _placed(volume_id: Any) -> list[Any]:
     fresh.collect_events()
     fresh.complete_create(HOST)
     return list(fresh.collect_events())
+
+
+def test_referenced_exports_leave_out_those_of_removed_attachments() -> None:
+    volume, _ = connected()
+    made = volume.request_connection({"host": "compute-1"})
+    volume.complete_export(made, INFO)
+    volume.complete_attachment(A1)
+    volume.create_attachment(A2, instance_uuid=S1, mode=None)  # the same server again
+    volume.request_attachment_export(A2, {"host": "compute-2"})
+    assert volume.referenced_exports() == {A1, A2, "host-compute-1"}
+
+    volume.reset_status(
+        status="available", attach_status="detached", migration_status=None, migration_given=False
+    )
+
+    assert volume.referenced_exports() == {A2, "host-compute-1"}  # A2: still asked for
