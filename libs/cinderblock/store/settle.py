@@ -65,8 +65,9 @@ class SettleCommands(CommandPlumbing):
     async def settle_saga_step(
         self, volume_id: str, change: Callable[[Volume], object], *, meta: Mapping[str, Any]
     ) -> bool:
-        """Record one saga outcome that holds no reservation (a Nova notification's
-        result); False when the volume refuses it as stale (already settled)."""
+        """Record one saga outcome that the volume guards by itself, outside the pending
+        operations (Nova notifications, exports); False when the volume refuses it as stale
+        (StaleCommandError: already settled)."""
 
         async def attempt() -> bool:
             volume = await self.store.load(UUID(volume_id), Volume)
