@@ -22,8 +22,8 @@ from cinderblock.config.settings import Settings
 from cinderblock.drivers.base import PoolConfig
 from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
 from cinderblock.drivers.file import FileDriver
-from tests.conftest import Projected, Servers, fresh_database, listening, make_settings
 from tests.helpers.client import CinderClient
+from tests.helpers.servers import Projected, Servers, fresh_database, listening, make_settings
 
 
 @dataclass

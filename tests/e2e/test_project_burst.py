@@ -9,9 +9,9 @@ from pathlib import Path
 import aiohttp
 
 from cinderblock.cli.bench_burst import render_burst, run_burst
-from tests.conftest import Servers
 from tests.e2e.conftest import System
 from tests.helpers.processes import serving
+from tests.helpers.servers import Servers
 
 
 async def test_one_project_burst_all_succeed(system: System) -> None:

@@ -29,8 +29,8 @@ from eventsourcing.persistence import StoredEvent
 from cinderblock.domain.quota import ProjectQuota, quota_id
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.mapping import event_name
-from tests.conftest import Servers
 from tests.helpers.processes import Deployment, serving
+from tests.helpers.servers import Servers
 
 LIMITS = {"volumes": 8, "gigabytes": 24, "snapshots": 5}
 MIX = ["create", "create", "extend", "extend", "snapshot", "delete"]

@@ -26,8 +26,8 @@ from cinderblock.projector import run as projector
 from cinderblock.readmodels.queries import get_attachment, get_snapshot, get_type, get_volume
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes
-from tests.conftest import Projected, Servers, fresh_database, listening, make_settings
 from tests.helpers.client import CinderClient, Reply
+from tests.helpers.servers import Projected, Servers, fresh_database, listening, make_settings
 
 
 @dataclass

@@ -11,8 +11,8 @@ import aiohttp
 import asyncpg
 import pytest_asyncio
 
-from tests.conftest import Servers, listening
 from tests.helpers.processes import serving
+from tests.helpers.servers import Servers, listening
 
 GIB = 2**30
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import nats
 import nats.js.errors
 
-from tests.conftest import Servers, fresh_database
+from tests.helpers.servers import Servers, fresh_database
 
 
 @dataclass

@@ -43,9 +43,9 @@ from cinderblock.runtime.infra import create_schemas
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Caller, Volumes
-from tests.conftest import Servers, fresh_database, make_settings
 from tests.helpers.fake_keystone import FakeKeystone, fake_keystone
 from tests.helpers.fake_nova import FakeNova
+from tests.helpers.servers import Servers, fresh_database, make_settings
 
 NOVA_NOTIFIED = "cinderblock.domain.volume:Volume.NovaNotified"
 

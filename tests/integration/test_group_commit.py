@@ -19,7 +19,7 @@ from cinderblock.runtime.infra import create_schemas
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Caller, ConflictError, Volumes, VolumesConfig
 from cinderblock.store.writer import ConcurrencyConflictError
-from tests.conftest import Servers, fresh_database
+from tests.helpers.servers import Servers, fresh_database
 
 
 @pytest_asyncio.fixture(scope="module")

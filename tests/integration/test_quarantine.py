@@ -31,8 +31,8 @@ from cinderblock.runtime.infra import create_schemas
 from cinderblock.runtime.leadership import leadership
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.mapping import make_mapper
-from tests.conftest import Projected, Servers, fresh_database, listening, make_settings
 from tests.helpers.events import append_raw, new_volume
+from tests.helpers.servers import Projected, Servers, fresh_database, listening, make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from cinderblock.runtime.infra import create_schemas
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore, RecordedEvent
 from cinderblock.store.mapping import make_mapper
-from tests.conftest import Servers, fresh_database
 from tests.helpers.events import FIELDS, append_raw, new_volume
+from tests.helpers.servers import Servers, fresh_database
 
 
 async def subject_counts(js, settings: Settings, volume_id: uuid.UUID) -> dict[str, int]:  # type: ignore[no-untyped-def]

@@ -38,7 +38,6 @@ from cinderblock.images.port import ImageServiceError, ImageSpec
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.sagas.run import SagaRunner
 from cinderblock.store.volumes import Caller
-from tests.conftest import Servers, fresh_database
 from tests.helpers.driver_wrappers import Counting, DiesAfter
 from tests.helpers.rigs import SagaRig, open_saga_rig
 from tests.helpers.saga_starts import (
@@ -66,6 +65,7 @@ from tests.helpers.saga_starts import (
     start_unmanage,
     start_upload,
 )
+from tests.helpers.servers import Servers, fresh_database
 
 IMAGE_BYTES = b"reimaged root disk" * 400  # 7200 bytes: the image covers MARK's offset
 

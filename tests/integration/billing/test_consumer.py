@@ -23,8 +23,8 @@ from cinderblock.relay.run import Relay
 from cinderblock.store.eventstore import START, read_settled
 from cinderblock.usage.ledger import gib_hours, volume_intervals
 from cinderblock.usage.store import EventReader, rebuild_ledger, usage
-from tests.conftest import Servers
 from tests.helpers.rigs import BillingRig, open_billing_rig
+from tests.helpers.servers import Servers
 
 pytestmark = pytest.mark.integration
 

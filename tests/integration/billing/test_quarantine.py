@@ -26,9 +26,9 @@ from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.mapping import make_mapper
 from cinderblock.usage.store import rebuild_ledger
-from tests.conftest import Servers, fresh_database, make_settings
 from tests.helpers.events import append_raw, new_volume
 from tests.helpers.quarantine import Wakes, WatchedQuarantine
+from tests.helpers.servers import Servers, fresh_database, make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from cinderblock.bus.jetstream import (
     ensure_stream,
     run_consumer,
 )
-from tests.conftest import Servers
+from tests.helpers.servers import Servers
 
 
 async def test_a_slow_handler_is_not_redelivered_while_it_runs(servers: Servers) -> None:

@@ -22,8 +22,8 @@ from cinderblock.bus import jetstream
 from cinderblock.bus.jetstream import ConsumerSpec, StreamSpec, ensure_stream, run_consumer
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.wire.envelope import EventEnvelope, ReceivedEnvelope
-from tests.conftest import Servers, fresh_database
 from tests.helpers.quarantine import Wakes, WatchedQuarantine
+from tests.helpers.servers import Servers, fresh_database
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from cinderblock.runtime.infra import create_schemas
-from tests.conftest import Servers, fresh_database
+from tests.helpers.servers import Servers, fresh_database
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -17,8 +17,8 @@ from cinderblock.replay.session import PROJECTOR, PROJECTOR_ROLE
 from cinderblock.replay.verify import verify
 from cinderblock.runtime.leadership import leadership
 from cinderblock.store.eventstore import AsyncEventStore
-from tests.conftest import listening
 from tests.helpers.events import new_volume
+from tests.helpers.servers import listening
 
 
 def test_replay_names_the_projector_the_service_runs() -> None:
