@@ -12,7 +12,12 @@ from uuid import UUID
 from cinderblock.domain.pending import Kind
 from cinderblock.domain.placement import choose_pool, suitable
 from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
-from cinderblock.domain.sagas.lifecycle import needs_create, needs_unmanage
+from cinderblock.domain.sagas.lifecycle import (
+    abandoned_during_create,
+    image_write_to_undo,
+    needs_create,
+    needs_unmanage,
+)
 from cinderblock.domain.sagas.migrate import migration_to_run, partial_copies
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
@@ -168,7 +173,7 @@ class Sagas:
         """The volume was deleted while its store was being made: remove the store again
         (compensation for a create that lost the race with a delete)."""
         volume = await self._volume(env)
-        if volume is not None and volume.is_deleted and volume.host is None:
+        if volume is not None and abandoned_during_create(volume):
             log.info(
                 "volume deleted during create, removing its store", extra=self._log(env, "create")
             )
@@ -284,7 +289,7 @@ class Sagas:
 
     async def give_up_create(self, env: ReceivedEnvelope) -> None:
         volume = await self._volume(env)
-        if volume is not None and volume.from_image and volume.host is None:
+        if volume is not None and image_write_to_undo(volume):
             # an image that stayed unreadable: its volume's new file goes again
             for pool in self.driver.pools():
                 path = self.driver.volume_path(volume.vid, pool.location)

@@ -1,6 +1,7 @@
-"""The snapshot, revert, delete, upload, reimage and migrate sagas' decisions
-(`cinderblock.domain.sagas.snapshots`, `.images`, `.migrate`): what to do next from the
-snapshot's and the volume's state, and nothing once the request is settled."""
+"""The snapshot, revert, delete, upload, reimage, migrate and create sagas' decisions
+(`cinderblock.domain.sagas.snapshots`, `.images`, `.migrate`, `.lifecycle`): what to do
+next from the snapshot's and the volume's state, and nothing once the request is
+settled."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from cinderblock.domain.sagas.images import (
     upload_to_give_up,
     upload_to_run,
 )
+from cinderblock.domain.sagas.lifecycle import abandoned_during_create, image_write_to_undo
 from cinderblock.domain.sagas.migrate import partial_copies
 from cinderblock.domain.sagas.snapshots import (
     NO_BACKEND,
@@ -31,7 +33,7 @@ from cinderblock.domain.sagas.snapshots import (
 )
 from cinderblock.domain.snapshot import Snapshot, SnapshotStatus
 from cinderblock.domain.volume import Volume
-from tests.unit.domain.given import HOST, available, errored_on_create
+from tests.unit.domain.given import HOST, available, errored_on_create, volume_fields
 
 pytestmark = pytest.mark.unit
 
@@ -278,3 +280,34 @@ def test_a_destination_pool_names_only_itself() -> None:
 
 def test_no_partial_copies_of_a_volume_without_host() -> None:
     assert partial_copies(POOLS, "node1@file-b", None) == []
+
+
+# -- create: compensation -----------------------------------------------------------------------
+
+
+def test_a_volume_deleted_before_it_was_placed_was_abandoned_during_create() -> None:
+    volume = Volume.create(UUID(int=9), **volume_fields())
+    assert not abandoned_during_create(volume)
+    volume.request_delete()
+    assert abandoned_during_create(volume)
+    assert not abandoned_during_create(None)
+
+
+def test_a_placed_volume_was_not_abandoned() -> None:
+    volume = available()
+    volume.request_delete()
+    volume.complete_delete()
+    assert not abandoned_during_create(volume)
+
+
+def test_giving_up_a_create_from_an_image_undoes_the_write() -> None:
+    volume = Volume.create(UUID(int=9), **volume_fields())
+    volume.set_image_source(IMAGE)
+    assert image_write_to_undo(volume)
+    volume.complete_create_from_image(HOST, "sha")
+    assert not image_write_to_undo(volume)
+
+
+def test_giving_up_a_plain_create_has_no_image_write_to_undo() -> None:
+    assert not image_write_to_undo(Volume.create(UUID(int=9), **volume_fields()))
+    assert not image_write_to_undo(None)

@@ -30,3 +30,17 @@ def needs_unmanage(volume: Volume | None) -> bool:
     Compensation: a driver failure → ``fail_unmanage`` (``error_unmanaging``, quota kept).
     """
     return volume is not None and volume.status in UNMANAGING and volume.host is not None
+
+
+def abandoned_during_create(volume: Volume | None) -> bool:
+    """After the backend made the volume's store and the completion was refused: the volume
+    was deleted meanwhile (never placed, so gone at once). Compensation: the store just
+    made is removed again."""
+    return volume is not None and volume.is_deleted and volume.host is None
+
+
+def image_write_to_undo(volume: Volume | None) -> bool:
+    """Giving up the create of a volume from an image that never completed (the image
+    stayed unreadable): its new file, in whichever pool it was made, is removed before the
+    create fails."""
+    return volume is not None and volume.from_image and volume.host is None
