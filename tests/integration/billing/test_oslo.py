@@ -31,7 +31,7 @@ from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.usage.notifications import message_id, volume_notifications
 from tests.helpers.servers import Servers, fresh_database, make_settings
-from tests.unit.usage.scenario import HOUR, T0, Life
+from tests.helpers.usage import HOUR, T0, Life
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from cinderblock.images.glance import GlanceImageService
 from cinderblock.images.port import ImageService, ImageServiceError, ImageSpec
-from tests.unit.images.given import MIB, sparse_source
+from tests.helpers.images import MIB, sparse_source
 
 pytestmark = pytest.mark.integration
 

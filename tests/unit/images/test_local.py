@@ -13,7 +13,7 @@ import pytest
 
 from cinderblock.images.local import LocalImageStore
 from cinderblock.images.port import ImageService, ImageServiceError, ImageSpec
-from tests.unit.images.given import MIB, allocated, sparse_source
+from tests.helpers.images import MIB, allocated, sparse_source
 
 pytestmark = pytest.mark.unit
 

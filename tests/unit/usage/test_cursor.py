@@ -11,7 +11,7 @@ import pytest
 from cinderblock.usage.cursor import VolumeCursor
 from cinderblock.usage.ledger import Interval, volume_intervals
 from cinderblock.usage.notifications import volume_notifications
-from tests.unit.usage.scenario import HOUR, T0, Life, canonical
+from tests.helpers.usage import HOUR, T0, Life, canonical
 
 
 def _attached_life() -> Life:

@@ -14,7 +14,7 @@ from cinderblock.usage.ledger import (
     usage_class,
     volume_intervals,
 )
-from tests.unit.usage.scenario import HOUR, T0, Life, canonical
+from tests.helpers.usage import HOUR, T0, Life, canonical
 
 pytestmark = pytest.mark.unit
 

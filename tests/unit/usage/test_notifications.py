@@ -14,7 +14,7 @@ from cinderblock.usage.notifications import (
     snapshot_notifications,
     volume_notifications,
 )
-from tests.unit.usage.scenario import HOUR, T0, Life, at, canonical
+from tests.helpers.usage import HOUR, T0, Life, at, canonical
 
 pytestmark = pytest.mark.unit
 
