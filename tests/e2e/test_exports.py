@@ -6,12 +6,17 @@ as they were (or the reservation taken back), and an export removal that fails i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
+from cinderblock.api import app as api
 from cinderblock.drivers.file import FileDriver
 from tests.e2e.conftest import System
 from tests.e2e.test_types import new_type
@@ -355,3 +360,44 @@ async def test_an_export_left_by_reset_status_does_not_hold_the_volume(system: S
 
     assert put.status == 200, put.text
     assert export_ids(system, volume) == [second]
+
+
+@contextlib.asynccontextmanager
+async def impatient_api(system: System, read_wait: float) -> AsyncIterator[CinderClient]:
+    """A second API on the system's database and sagas that waits ``read_wait`` seconds."""
+    settings = system.settings.model_copy(update={"read_wait": read_wait, "port": 0})
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(api.run(settings, stop=stop, ready=ready.set_result))
+    try:
+        base = await asyncio.wait_for(asyncio.shield(ready), 30)
+        async with aiohttp.ClientSession() as session:
+            yield CinderClient(session, base, version="3.54")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_a_saga_slower_than_the_wait_is_cinders_rpc_timeout(
+    system: System, faults: Any
+) -> None:
+    """The reply does not wait longer than the API's bound: Cinder's 500 for an RPC call
+    that timed out; the backend finishes the export later and the attachment shows it."""
+    client, volume = await fresh(system)
+    vid = volume["id"]
+    aid = await reserve(client, vid)
+    faults("attach=delay:1.5")
+    async with impatient_api(system, 0.3) as impatient:
+        slow = await impatient.as_(project_id=client.project_id).request(
+            "PUT", f"/attachments/{aid}", body={"attachment": {"connector": COMPUTE_1}}
+        )
+
+    assert slow.status == 500
+    assert slow.json["computeFault"]["message"] == "Unable to update the attachment."
+
+    async def connected() -> bool:
+        shown = await client.request("GET", f"/attachments/{aid}")
+        return bool(shown.json["attachment"]["status"] == "attaching")
+
+    assert await system.projected.until(connected)
+    assert export_ids(system, volume) == [aid]

@@ -43,16 +43,12 @@ async def act(
     the read models show it. ``pulls_attachment``: the request takes ``attachment_id``
     (None: the only one) from its instance, so Nova is asked first when one is configured."""
 
-    def authorize(volume: Volume) -> None:
-        for rule in rules:
-            d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
-
     at, result = await _append(
         d,
         ctx,
         volume_id,
         action,
-        authorize,
+        _authorizer(d, ctx, rules),
         change,
         pulls_attachment=pulls_attachment,
         attachment_id=attachment_id,
@@ -115,7 +111,9 @@ async def _driver_step(
     )
     if version is not None:
         outcome = await saga_outcome(d, volume_id, at, version)
-        if outcome is None or not outcome.succeeded:
+        if outcome is None:
+            raise Fault(500)  # the volume service did not answer in time
+        if not outcome.succeeded:
             raise Fault(500, failure)
         at = outcome.at
     await d.read_your_write(at)
