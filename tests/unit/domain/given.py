@@ -153,3 +153,28 @@ def story(**overrides: Any) -> Story:
     volume = Volume.create(VOLUME_ID, **volume_fields(**overrides))
     volume.complete_create(HOST)
     return Story(volume, volume.collect_events())
+
+
+IMAGE_ID = "71543ced-a8af-45b6-a5c4-a46282108a90"
+GIB = 2**30
+
+
+def image(**overrides: Any) -> dict[str, Any]:
+    """An active 1 GiB raw image as the image service shows it (Glance v2 shape)."""
+    return {
+        "id": IMAGE_ID,
+        "name": "cirros",
+        "status": "active",
+        "size": GIB,
+        "disk_format": "raw",
+        "container_format": "bare",
+        "min_disk": 0,
+        "min_ram": 0,
+        "checksum": None,
+        "os_hash_algo": "sha256",
+        "os_hash_value": "ab" * 32,
+        "visibility": "private",
+        "protected": False,
+        "hw_disk_bus": "virtio",
+        **overrides,
+    } | ({"virtual_size": overrides["virtual_size"]} if "virtual_size" in overrides else {})

@@ -17,34 +17,11 @@ from cinderblock.domain.reimage import (
 )
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
-from tests.unit.domain.given import Story, recorded, state, story
+from tests.unit.domain.given import GIB, IMAGE_ID, Story, image, recorded, state, story
 
 pytestmark = pytest.mark.unit
 
-IMAGE_ID = "71543ced-a8af-45b6-a5c4-a46282108a90"
 INSTANCE = "11111111-1111-4111-8111-111111111111"
-GIB = 2**30
-
-
-def image(**overrides: Any) -> dict[str, Any]:
-    """An active 1 GiB raw image as the image service shows it (Glance v2 shape)."""
-    return {
-        "id": IMAGE_ID,
-        "name": "cirros",
-        "status": "active",
-        "size": GIB,
-        "disk_format": "raw",
-        "container_format": "bare",
-        "min_disk": 0,
-        "min_ram": 0,
-        "checksum": None,
-        "os_hash_algo": "sha256",
-        "os_hash_value": "ab" * 32,
-        "visibility": "private",
-        "protected": False,
-        "hw_disk_bus": "virtio",
-        **overrides,
-    } | ({"virtual_size": overrides["virtual_size"]} if "virtual_size" in overrides else {})
 
 
 def requested(s: Story, **kwargs: Any) -> int:

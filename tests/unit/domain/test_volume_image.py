@@ -11,8 +11,17 @@ from cinderblock.domain.errors import InvalidInputError
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_image import image_uuid_from_ref
-from tests.unit.domain.given import HOST, VOLUME_ID, Story, recorded, state, volume_fields
-from tests.unit.domain.test_reimage import GIB, IMAGE_ID, image
+from tests.unit.domain.given import (
+    GIB,
+    HOST,
+    IMAGE_ID,
+    VOLUME_ID,
+    Story,
+    image,
+    recorded,
+    state,
+    volume_fields,
+)
 
 pytestmark = pytest.mark.unit
 
