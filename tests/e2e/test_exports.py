@@ -19,7 +19,7 @@ import pytest
 from cinderblock.api import app as api
 from cinderblock.drivers.file import FileDriver
 from tests.e2e.conftest import System
-from tests.e2e.test_types import new_type
+from tests.helpers.cinder import new_type
 from tests.helpers.client import CinderClient
 
 COMPUTE_1 = {"host": "compute-1", "mountpoint": "/dev/vdb", "initiator": "iqn.1"}
