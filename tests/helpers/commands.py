@@ -109,5 +109,5 @@ def service_on(
     """`Volumes` on ``store`` (a new one unless given), for a caller of a new project."""
     store = store if store is not None else MemoryEventStore()
     config = VolumesConfig(quota_limits=limits or LIMITS, conflict_deadline=conflict_deadline)
-    volumes = Volumes(store, config)  # type: ignore[arg-type]  (annotated AsyncEventStore)
+    volumes = Volumes(store, config)
     return Service(store, volumes, Caller("user-1", uuid.uuid4().hex))

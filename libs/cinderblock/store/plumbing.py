@@ -7,14 +7,14 @@ from typing import Any
 
 from cinderblock.domain.quota import ProjectQuota
 from cinderblock.domain.volume import Volume
-from cinderblock.store.eventstore import AsyncEventStore
+from cinderblock.store.eventstore import EventStore
 
 
 class CommandPlumbing:
     """Attributes and helpers ``Volumes`` provides: the store, its config, visibility-checked
     loading, the project's quota aggregate, the conflict-retry loop and the settle path."""
 
-    store: AsyncEventStore
+    store: EventStore
     config: Any
     _visible: Callable[..., Awaitable[Volume]]
     _quota: Callable[[str], Awaitable[ProjectQuota]]

@@ -21,7 +21,7 @@ from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import DEFAULT_TYPE_ID as _DEFAULT_TYPE_ID
 from cinderblock.domain.volume_type import DEFAULT_TYPE_NAME as _DEFAULT_TYPE_NAME
 from cinderblock.domain.volume_type import VolumeType
-from cinderblock.store.eventstore import AsyncEventStore, ConcurrencyConflictError, Position
+from cinderblock.store.eventstore import ConcurrencyConflictError, EventStore, Position
 from cinderblock.store.quotas import QuotaCommands
 from cinderblock.store.retype import RetypeCommands
 from cinderblock.store.settle import SettleCommands
@@ -74,7 +74,7 @@ class Volumes(
 ):
     """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
 
-    def __init__(self, store: AsyncEventStore, config: VolumesConfig | None = None) -> None:
+    def __init__(self, store: EventStore, config: VolumesConfig | None = None) -> None:
         self.store = store
         self.config = config or VolumesConfig()
 
