@@ -84,38 +84,30 @@ def view_context(base_url: str, project_id: str) -> ViewContext:
     )
 
 
-def row_version(events: list[LoggedEvent], version: int) -> int:
-    """The ``version`` column the projector keeps for a row at aggregate ``version``: the
-    last event at or before it whose projection writes the volume's row (the create, and
-    the events `state.touches_volume_row` names; a Volume.SnapshotTaken does not)."""
-    return max(
-        e.version
-        for e in events
-        if e.version <= version and (e.version == 1 or state.touches_volume_row(e.name))
-    )
+async def rebuilt_row(
+    conn: asyncpg.Connection, seen: Seen, events: list[LoggedEvent]
+) -> dict[str, Any] | None:
+    """The row `cinderblock state --version N` shows for this record."""
+    found = await state.rows(conn, events, version=seen.version)
+    return found.volume(seen.volume_id, deleted=True)
 
 
-def differences(seen: Seen, events: list[LoggedEvent], base_url: str) -> list[str]:
+async def differences(
+    conn: asyncpg.Connection, seen: Seen, events: list[LoggedEvent], base_url: str
+) -> list[str]:
     """Where the state rebuilt at ``seen.version`` differs from what the live system
-    showed: row columns (``version`` as the projector keeps it), then the rendered view
-    against the API's GET."""
-    volume, updated_at = state.rebuild(events, version=seen.version)
-    if volume is None:
+    showed: every column of the row (``version`` and ``updated_at`` included), then the
+    rendered view against the API's GET."""
+    rebuilt = await rebuilt_row(conn, seen, events)
+    if rebuilt is None:
         return [f"no state at version {seen.version}"]
-    rebuilt = state.volume_row(volume, updated_at)
-    found = []
-    for key, live in seen.row.items():
-        if key == "version":
-            want = row_version(events, seen.version)
-            if live != want:
-                found.append(f"row version: live={live} expected={want} (state {seen.version})")
-            continue
-        if key not in rebuilt:
-            continue
-        if rebuilt[key] != live:
-            found.append(f"row {key}: live={live!r} state={rebuilt[key]!r}")
+    found = [
+        f"row {key}: live={seen.row.get(key, '<absent>')!r} state={rebuilt.get(key, '<absent>')!r}"
+        for key in sorted(set(seen.row) | set(rebuilt))
+        if seen.row.get(key, "<absent>") != rebuilt.get(key, "<absent>")
+    ]
     if seen.shown is not None:
-        view = volume_detail(rebuilt, view_context(base_url, volume.project_id), extended=True)
+        view = rendered(rebuilt, base_url)
         for key in sorted(set(view) | set(seen.shown)):
             if view.get(key, "<absent>") != seen.shown.get(key, "<absent>"):
                 found.append(
@@ -125,11 +117,6 @@ def differences(seen: Seen, events: list[LoggedEvent], base_url: str) -> list[st
     return found
 
 
-def rendered(seen: Seen, events: list[LoggedEvent], base_url: str) -> dict[str, Any]:
-    """The view `cinderblock state --version N` prints for this record."""
-    volume, updated_at = state.rebuild(events, version=seen.version)
-    return volume_detail(
-        state.volume_row(volume, updated_at),
-        view_context(base_url, volume.project_id),
-        extended=True,
-    )
+def rendered(row: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """The view `cinderblock state` prints for a rebuilt row."""
+    return volume_detail(row, view_context(base_url, row["project_id"]), extended=True)
