@@ -160,6 +160,7 @@ class FileDriver:
         pool = self._pool("delete", volume_id, location)
         path = self._volume_file(pool, volume_id)
         ctx = {"volume_id": volume_id, "action": "delete", "step_key": step_key}
+        await self._drop_exports("delete", volume_id, pool, location)
         async with self._volume_locks.hold(volume_id):
             try:
                 freed = await asyncio.to_thread(imagefiles.remove, path)
@@ -179,6 +180,7 @@ class FileDriver:
         pool = self._pool("unmanage", volume_id, location)
         path = self._volume_file(pool, volume_id)
         size = await self._size_on_disk("unmanage", volume_id, path)
+        await self._drop_exports("unmanage", volume_id, pool, location)
         ctx = {"volume_id": volume_id, "action": "unmanage", "step_key": step_key}
         log.info("unmanaged volume %s, %s bytes left at %s", volume_id, size, path, extra=ctx)
 
@@ -408,6 +410,21 @@ class FileDriver:
             extra={**ctx, "location": location},
         )
         return removed
+
+    async def _drop_exports(
+        self, operation: str, volume_id: str, pool: PoolConfig, location: str
+    ) -> None:
+        """Remove the exports of the volume's image at ``location`` (Cinder's remove_export
+        before a delete or an unmanage): no host keeps a way to an image that is gone."""
+        directory = exports.volume_dir(self._pool_dir(pool).parent, volume_id)
+        async with self._volume_locks.hold(f"exports:{volume_id}"):
+            try:
+                for record in await asyncio.to_thread(exports.read_all, directory):
+                    if record.get("location") == location:
+                        export_id = str(record["export_id"])
+                        await asyncio.to_thread(exports.remove, directory, export_id)
+            except OSError as err:
+                raise BackendError(operation, volume_id, f"cannot remove exports: {err}") from err
 
     def exports(self, volume_id: str, location: str) -> list[dict[str, Any]]:
         check_volume_id(volume_id)

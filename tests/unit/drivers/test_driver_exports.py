@@ -14,7 +14,7 @@ import pytest
 from cinderblock.drivers.base import BackendError, ExportConflictError, ExportSpec, VolumeDriver
 from cinderblock.drivers.faults import FaultInjectingDriver, FaultPlan
 from cinderblock.drivers.file import FileDriver
-from tests.unit.drivers.given import POOLS, SHARED, SMALL
+from tests.unit.drivers.given import LARGE, POOLS, SHARED, SMALL
 
 COMPUTE_1 = {"host": "compute-1", "initiator": "iqn.1", "mountpoint": "/dev/vdb"}
 COMPUTE_2 = {"host": "compute-2", "initiator": "iqn.2", "mountpoint": "/dev/vdb"}
@@ -253,3 +253,36 @@ def test_attach_and_detach_are_fault_operations() -> None:
     plan = FaultPlan.parse("attach=fail,detach=delay:0.1")
     assert str(plan) == "attach=fail,detach=delay:0.1"
     assert "attach: fail every call" in plan.describe()
+
+
+@pytest.mark.parametrize("step", ["delete", "unmanage"])
+async def test_deleting_or_unmanaging_removes_the_volumes_exports(
+    driver: VolumeDriver, step: str
+) -> None:
+    await driver.create_volume("v1", 1, location=SMALL, step_key="c")
+    await driver.create_volume("v2", 1, location=SMALL, step_key="c")
+    await driver.initialize_connection("v1", SMALL, spec("att-1"), step_key="k1")
+    await driver.initialize_connection("v2", SMALL, spec("att-2"), step_key="k2")
+
+    if step == "delete":
+        await driver.delete_volume("v1", SMALL, step_key="d")
+        await driver.delete_volume("v1", SMALL, step_key="d")  # again: nothing left to do
+    else:
+        await driver.unmanage_volume("v1", SMALL, step_key="u")
+
+    assert driver.exports("v1", SMALL) == []
+    assert [e["export_id"] for e in driver.exports("v2", SMALL)] == ["att-2"]
+
+
+async def test_removing_an_old_copy_keeps_the_exports_of_the_live_one(
+    driver: VolumeDriver,
+) -> None:
+    """A migration within one backend deletes the source copy: exports recorded for the
+    destination's image stay."""
+    await driver.create_volume("v1", 1, location=SMALL, step_key="c")
+    moved = await driver.migrate_volume("v1", SMALL, LARGE, step_key="m")
+    await driver.initialize_connection("v1", moved, spec("att-1"), step_key="k")
+
+    await driver.delete_volume("v1", SMALL, step_key="d")
+
+    assert [e["export_id"] for e in driver.exports("v1", moved)] == ["att-1"]
