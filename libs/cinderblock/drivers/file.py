@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cinderblock.drivers import (
     copying,
     encryption,
-    exports,
     imagefiles,
     migration,
     reimage,
@@ -21,14 +20,14 @@ from cinderblock.drivers import (
 from cinderblock.drivers.base import (
     GIB,
     BackendError,
-    ExportConflictError,
     ExportSpec,
     PoolConfig,
     PoolStats,
-    check_export_id,
     check_size_gb,
     check_volume_id,
 )
+from cinderblock.drivers.connections import Connections
+from cinderblock.drivers.connections import local_connection_info as local_connection_info
 from cinderblock.drivers.encryption import EncryptionHeader
 from cinderblock.drivers.ledger import KeyedLocks, Ledger
 from cinderblock.drivers.reencrypt import Reencrypting
@@ -69,6 +68,7 @@ class FileDriver:
         self._reencrypting = Reencrypting(
             self._ledger, self._volume_locks, self._pool, self._volume_file
         )
+        self._connections = Connections(self._root, self._volume_locks, self._pool, self._pool_dir)
 
     @property
     def root(self) -> Path:
@@ -160,7 +160,7 @@ class FileDriver:
         pool = self._pool("delete", volume_id, location)
         path = self._volume_file(pool, volume_id)
         ctx = {"volume_id": volume_id, "action": "delete", "step_key": step_key}
-        await self._drop_exports("delete", volume_id, pool, location)
+        await self._connections.drop_all("delete", volume_id, location)
         async with self._volume_locks.hold(volume_id):
             try:
                 freed = await asyncio.to_thread(imagefiles.remove, path)
@@ -180,7 +180,7 @@ class FileDriver:
         pool = self._pool("unmanage", volume_id, location)
         path = self._volume_file(pool, volume_id)
         size = await self._size_on_disk("unmanage", volume_id, path)
-        await self._drop_exports("unmanage", volume_id, pool, location)
+        await self._connections.drop_all("unmanage", volume_id, location)
         ctx = {"volume_id": volume_id, "action": "unmanage", "step_key": step_key}
         log.info("unmanaged volume %s, %s bytes left at %s", volume_id, size, path, extra=ctx)
 
@@ -328,114 +328,21 @@ class FileDriver:
     async def initialize_connection(
         self, volume_id: str, location: str, spec: ExportSpec, *, step_key: str
     ) -> dict[str, Any]:
-        """Record the export (``exports``) and answer a ``local`` connection to the image.
-        Under the volume's export lock: the image must exist; a non-multiattach volume
-        exported to another connector (for another server) is refused; an export already
-        recorded under ``spec.export_id`` for the same connector and mode is answered from
-        its record."""
-        check_volume_id(volume_id)
-        check_export_id(spec.export_id)
-        pool = self._pool("attach", volume_id, location)
-        path = self._volume_file(pool, volume_id)
-        directory = exports.volume_dir(self._pool_dir(pool).parent, volume_id)
-        ctx = {"volume_id": volume_id, "action": "attach", "step_key": step_key}
-        info = local_connection_info(
-            self._root,
-            location,
-            volume_id,
-            access_mode=spec.access_mode,
-            connector=spec.connector,
-            encrypted=spec.encrypted,
-        )
-        record = {
-            "volume_id": volume_id,
-            "export_id": spec.export_id,
-            "location": location,
-            "connector": dict(spec.connector)
-            if isinstance(spec.connector, Mapping)
-            else spec.connector,
-            "identity": spec.identity,
-            "instance_uuid": spec.instance_uuid,
-            "access_mode": spec.access_mode,
-            "multiattach": spec.multiattach,
-            "connection_info": info,
-            "step_key": step_key,
-        }
-        async with self._volume_locks.hold(f"exports:{volume_id}"):
-            if await self._size_on_disk("attach", volume_id, path) is None:
-                raise BackendError("attach", volume_id, f"volume file {path} not found")
-            try:
-                current = await asyncio.to_thread(exports.read_all, directory)
-                same = next((r for r in current if r["export_id"] == spec.export_id), None)
-                if same is not None and _same_export(same, record):
-                    log.info(
-                        "volume %s is already exported as %s",
-                        volume_id,
-                        spec.export_id,
-                        extra={**ctx, "location": location},
-                    )
-                    return dict(same["connection_info"])
-                if not spec.multiattach:
-                    _refuse_second_export(volume_id, spec, current)
-                await asyncio.to_thread(exports.write, directory, record)
-            except OSError as err:
-                raise BackendError("attach", volume_id, f"cannot write the export: {err}") from err
-        log.info(
-            "exported volume %s as %s to %s",
-            volume_id,
-            spec.export_id,
-            spec.identity,
-            extra={**ctx, "location": location},
-        )
-        return info
+        """Record the export and answer a ``local`` connection to the image
+        (`connections`)."""
+        return await self._connections.export(volume_id, location, spec, step_key=step_key)
 
     async def terminate_connection(
         self, volume_id: str, location: str, export_id: str, *, step_key: str
     ) -> bool:
-        check_volume_id(volume_id)
-        check_export_id(export_id)
-        pool = self._pool("detach", volume_id, location)
-        directory = exports.volume_dir(self._pool_dir(pool).parent, volume_id)
-        ctx = {"volume_id": volume_id, "action": "detach", "step_key": step_key}
-        async with self._volume_locks.hold(f"exports:{volume_id}"):
-            try:
-                removed = await asyncio.to_thread(exports.remove, directory, export_id)
-            except OSError as err:
-                raise BackendError("detach", volume_id, f"cannot remove the export: {err}") from err
-        log.info(
-            "%s export %s of volume %s",
-            "removed" if removed else "no",
-            export_id,
-            volume_id,
-            extra={**ctx, "location": location},
-        )
-        return removed
-
-    async def _drop_exports(
-        self, operation: str, volume_id: str, pool: PoolConfig, location: str
-    ) -> None:
-        """Remove the exports of the volume's image at ``location`` (Cinder's remove_export
-        before a delete or an unmanage): no host keeps a way to an image that is gone."""
-        directory = exports.volume_dir(self._pool_dir(pool).parent, volume_id)
-        async with self._volume_locks.hold(f"exports:{volume_id}"):
-            try:
-                for record in await asyncio.to_thread(exports.read_all, directory):
-                    if record.get("location") == location:
-                        export_id = str(record["export_id"])
-                        await asyncio.to_thread(exports.remove, directory, export_id)
-            except OSError as err:
-                raise BackendError(operation, volume_id, f"cannot remove exports: {err}") from err
+        return await self._connections.remove(volume_id, location, export_id, step_key=step_key)
 
     def exports(self, volume_id: str, location: str) -> list[dict[str, Any]]:
-        check_volume_id(volume_id)
-        pool = self._pool("exports", volume_id, location)
-        return exports.read_all(exports.volume_dir(self._pool_dir(pool).parent, volume_id))
+        return self._connections.records(volume_id, location)
 
     def export_dir(self, volume_id: str, location: str) -> Path:
         """Where the volume's export records live (for checks)."""
-        check_volume_id(volume_id)
-        pool = self._pool("exports", volume_id, location)
-        return exports.volume_dir(self._pool_dir(pool).parent, volume_id)
+        return self._connections.directory("exports", volume_id, location)
 
     async def checksum(self, volume_id: str, location: str) -> str:
         """Content digest of the file at ``location`` (`copying.content_digest`: sha256 of
@@ -563,51 +470,3 @@ class FileDriver:
         }
         log.info("volume %s already exists in %s", volume_id, location, extra=ctx)
         return location
-
-
-def _same_export(recorded: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """A redelivered export: same connector, mode and place, so the same connection."""
-    keys = ("connector", "access_mode", "location", "connection_info")
-    return all(recorded.get(k) == wanted[k] for k in keys)
-
-
-def _refuse_second_export(volume_id: str, spec: ExportSpec, current: list[dict[str, Any]]) -> None:
-    """A volume that is not multiattach is exported to one connector at a time; a second
-    host is allowed for the same server only (a live migration holds both)."""
-    for other in current:
-        if other["export_id"] == spec.export_id or other.get("identity") == spec.identity:
-            continue
-        if spec.instance_uuid is not None and other.get("instance_uuid") == spec.instance_uuid:
-            continue
-        reason = (
-            f"volume is not multiattach and is already exported to {other.get('identity')} "
-            f"({other['export_id']})"
-        )
-        raise ExportConflictError("attach", volume_id, reason)
-
-
-def local_connection_info(
-    root: Path,
-    location: str,
-    volume_id: str,
-    *,
-    access_mode: str,
-    connector: object,
-    encrypted: bool = False,
-) -> dict[str, object]:
-    """What os-initialize_connection returns for a file-backed volume: a local path
-    connector (os-brick's ``local`` type). Pure: it names the file, it does not open it."""
-    host_backend, _, pool = location.partition("#")
-    path = root / host_backend / pool / imagefiles.image_name(volume_id)
-    multipath = (
-        bool(connector.get("enforce_multipath", False)) if isinstance(connector, dict) else False
-    )
-    data: dict[str, object] = {
-        "device_path": str(path),
-        "access_mode": access_mode,
-        "qos_specs": None,
-        "encrypted": encrypted,
-        "discard": True,
-        "enforce_multipath": multipath,
-    }
-    return {"driver_volume_type": "local", "data": data, "enforce_multipath": multipath}
