@@ -10,7 +10,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from cinderblock.store.eventstore import EventStore, Position
+from cinderblock.store.eventstore import AsyncEventStore, Position
 
 SUCCEEDED = frozenset({"ExportCreated", "ExportsRemoved"})
 FAILED = frozenset({"ExportFailed", "UnexportFailed"})
@@ -34,7 +34,7 @@ class Outcome:
         return type(self.event).__name__ in SUCCEEDED
 
 
-async def outcome_of(store: EventStore, volume_id: str, request_version: int) -> Outcome | None:
+async def outcome_of(store: AsyncEventStore, volume_id: str, request_version: int) -> Outcome | None:
     """The outcome of the request the volume recorded at ``request_version``, if the log
     has it yet."""
     vid = UUID(volume_id)
