@@ -34,7 +34,9 @@ class Outcome:
         return type(self.event).__name__ in SUCCEEDED
 
 
-async def outcome_of(store: AsyncEventStore, volume_id: str, request_version: int) -> Outcome | None:
+async def outcome_of(
+    store: AsyncEventStore, volume_id: str, request_version: int
+) -> Outcome | None:
     """The outcome of the request the volume recorded at ``request_version``, if the log
     has it yet."""
     vid = UUID(volume_id)
