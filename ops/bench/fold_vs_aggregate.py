@@ -21,9 +21,10 @@ from typing import Any
 import asyncpg
 from eventsourcing.persistence import StoredEvent
 
-from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, load_specs
+from cinderblock.readmodels.rowstore import Folder
 from cinderblock.readmodels.schema import READMODELS_DDL
 from cinderblock.readmodels.steps import STEPS
+from cinderblock.readmodels.tables import PROJECTED_TABLES, load_specs
 from cinderblock.replay.decode import Decoder
 from cinderblock.store.mapping import make_mapper
 

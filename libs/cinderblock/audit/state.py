@@ -26,8 +26,9 @@ from cinderblock.readmodels.queries import (
     type_columns,
     volume_columns,
 )
-from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, TableSpec, load_specs
+from cinderblock.readmodels.rowstore import Folder
 from cinderblock.readmodels.steps import STEPS
+from cinderblock.readmodels.tables import PROJECTED_TABLES, TableSpec, load_specs
 from cinderblock.store.mapping import event_data
 
 # The read-model DDL is the same in every database a process talks to; its catalog
@@ -36,7 +37,7 @@ _SPECS: dict[tuple[Any, ...], Mapping[str, TableSpec]] = {}
 
 
 async def table_specs(conn: asyncpg.Connection) -> Mapping[str, TableSpec]:
-    """The projected tables' columns and defaults (``rowstore.load_specs``), cached."""
+    """The projected tables' columns and defaults (``tables.load_specs``), cached."""
     params = getattr(conn, "_params", None)
     key = (repr(getattr(conn, "_addr", None)), getattr(params, "database", None))
     found = _SPECS.get(key)

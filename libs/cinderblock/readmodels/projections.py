@@ -18,9 +18,10 @@ import asyncpg
 
 from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.quarantine import SetAside, Stopped, log_set_aside
-from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, History, TableSpec
+from cinderblock.readmodels.rowstore import Folder, History
 from cinderblock.readmodels.schema import PROJECTED_CHANNEL
 from cinderblock.readmodels.steps import STEPS
+from cinderblock.readmodels.tables import PROJECTED_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
 

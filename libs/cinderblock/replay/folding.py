@@ -11,8 +11,9 @@ import asyncpg
 
 from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.quarantine import SetAside, stopped_at
-from cinderblock.readmodels.rowstore import Folder, load_specs, q
+from cinderblock.readmodels.rowstore import Folder
 from cinderblock.readmodels.steps import STEPS
+from cinderblock.readmodels.tables import load_specs, q
 from cinderblock.replay.decode import Decoder
 from cinderblock.replay.session import PROJECTOR
 from cinderblock.replay.source import history

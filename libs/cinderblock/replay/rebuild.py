@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from cinderblock.readmodels.rowstore import PROJECTED_TABLES, Folder, q
+from cinderblock.readmodels.rowstore import Folder
 from cinderblock.readmodels.schema import PROJECTED_CHANNEL, READMODELS_DDL
+from cinderblock.readmodels.tables import PROJECTED_TABLES, q
 from cinderblock.replay.decode import Decoder
 from cinderblock.replay.folding import (
     KEEP_ROWS,

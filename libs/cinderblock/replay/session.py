@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from cinderblock.readmodels.rowstore import q
+from cinderblock.readmodels.tables import q
 
 # The live projector's tracking name and leadership role (services/cinderblock/projector).
 PROJECTOR = "volumes"

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from cinderblock.readmodels.quarantine import Quarantined, listing
-from cinderblock.readmodels.rowstore import PROJECTED_TABLES, q
+from cinderblock.readmodels.tables import PROJECTED_TABLES, q
 from cinderblock.replay.folding import redecided
 from cinderblock.replay.rebuild import Progress, Rebuild, Rebuilt
 from cinderblock.replay.session import PROJECTOR, connections, projector_paused

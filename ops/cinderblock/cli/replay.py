@@ -19,7 +19,7 @@ from cinderblock.billing.run import consumer_spec as billing_spec
 from cinderblock.cli.progress import Bar
 from cinderblock.cli.target import add_data_dir_argument, database
 from cinderblock.config.settings import Settings
-from cinderblock.readmodels.rowstore import PROJECTED_TABLES
+from cinderblock.readmodels.tables import PROJECTED_TABLES
 from cinderblock.replay.rebuild import TooManyQuarantinedError, replay
 from cinderblock.replay.session import ReplayBusyError
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify

@@ -16,7 +16,7 @@ from cinderblock.readmodels.event import ProjectionEvent
 from cinderblock.readmodels.projections import STEPS, apply_batch
 from cinderblock.readmodels.quarantine import SetAside, Stopped
 from cinderblock.readmodels.queries import projected_position
-from cinderblock.readmodels.rowstore import TableSpec, load_specs
+from cinderblock.readmodels.tables import TableSpec, load_specs
 from cinderblock.replay.decode import Decoder
 from cinderblock.replay.folding import aggregate_history
 from cinderblock.runtime.infra import alive, database
