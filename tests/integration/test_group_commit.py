@@ -173,7 +173,14 @@ async def test_a_refusal_waits_for_the_state_it_read(pool: asyncpg.Pool) -> None
     project = f"p-{uuid.uuid4().hex[:8]}"
     service = volumes(pool, {**UNLIMITED, "volumes": 1})
     first = asyncio.create_task(create(service, project))
-    await asyncio.sleep(0)
+    # Until the first create's quota state is appended and awaits its verdict (its load
+    # may need a round trip first: a bare yield raced the second create under load).
+    writer = service.store.writer
+    for _ in range(100_000):
+        if writer.has_pending(quota_id(project)) or first.done():
+            break
+        await asyncio.sleep(0)
+    assert writer.has_pending(quota_id(project)), "the first create never appended"
     with pytest.raises(QuotaExceededError):
         await create(service, project)
     # The state the refusal rests on (the first create's quota event) is in the log.

@@ -208,6 +208,11 @@ class LogWriter:
                 self._trim()
         return aggregate
 
+    def has_pending(self, aggregate_id: UUID) -> bool:
+        """Whether this process appended to the aggregate and awaits the verdict."""
+        head = self._heads.get(aggregate_id)
+        return head is not None and head.pending
+
     def forget(self, aggregate_id: UUID) -> None:
         head = self._heads.get(aggregate_id)
         if head is not None and not head.pending:
