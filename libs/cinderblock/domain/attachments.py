@@ -20,6 +20,7 @@ from cinderblock.domain.errors import (
     InvalidInputError,
     InvalidVolumeError,
 )
+from cinderblock.domain.pending import ExportPayload, Kind, UnexportPayload
 from cinderblock.domain.status import NOT_MIGRATING, AttachStatus, Status
 
 # Attachment row statuses that still hold the volume (a detached row is gone).
@@ -149,13 +150,16 @@ class Attachments(exports.ExportRules):
         reserved: bool
 
         def apply(self, volume: Any) -> None:
-            exports.export_requests(volume)[self.originator_version] = {
-                "export_id": self.export_id,
-                "attachment_id": self.attachment_id,
-                "connector": self.connector,
-                "mode": self.mode,
-                "reserved": self.reserved,
-            }
+            volume._begin(
+                Kind.EXPORT,
+                ExportPayload(
+                    export_id=self.export_id,
+                    attachment_id=self.attachment_id,
+                    connector=self.connector,
+                    mode=self.mode,
+                    reserved=self.reserved,
+                ),
+            )
 
     class ExportCreated(Aggregate.Event):
         """The backend exported the volume for the request at ``request_version``."""
@@ -167,7 +171,7 @@ class Attachments(exports.ExportRules):
         connection_info: dict[str, Any]
 
         def apply(self, volume: Any) -> None:
-            exports.export_requests(volume).pop(self.request_version, None)
+            volume._end(Kind.EXPORT, self.request_version)
             exports.registry(volume)[self.export_id] = {
                 "attachment_id": self.attachment_id,
                 "identity": self.identity,
@@ -179,7 +183,7 @@ class Attachments(exports.ExportRules):
         reason: str
 
         def apply(self, volume: Any) -> None:
-            exports.export_requests(volume).pop(self.request_version, None)
+            volume._end(Kind.EXPORT, self.request_version)
 
     class UnexportRequested(Aggregate.Event):
         """Remove ``export_ids`` from the backend, then record ``then`` (``detach``,
@@ -190,18 +194,21 @@ class Attachments(exports.ExportRules):
         attachment_id: str | None
 
         def apply(self, volume: Any) -> None:
-            exports.unexport_requests(volume)[self.originator_version] = {
-                "export_ids": list(self.export_ids),
-                "then": self.then,
-                "attachment_id": self.attachment_id,
-            }
+            volume._begin(
+                Kind.UNEXPORT,
+                UnexportPayload(
+                    export_ids=list(self.export_ids),
+                    then=self.then,
+                    attachment_id=self.attachment_id,
+                ),
+            )
 
     class ExportsRemoved(Aggregate.Event):
         request_version: int
         export_ids: list[str]
 
         def apply(self, volume: Any) -> None:
-            exports.unexport_requests(volume).pop(self.request_version, None)
+            volume._end(Kind.UNEXPORT, self.request_version)
             for export_id in self.export_ids:
                 exports.registry(volume).pop(export_id, None)
 
@@ -210,7 +217,7 @@ class Attachments(exports.ExportRules):
         reason: str
 
         def apply(self, volume: Any) -> None:
-            exports.unexport_requests(volume).pop(self.request_version, None)
+            volume._end(Kind.UNEXPORT, self.request_version)
 
     # ------------------------------------------------------------------ rules
 

@@ -4,24 +4,24 @@ saga and not yet settled; and the rules that ask for them and settle them (``Exp
 a base of the ``attachments`` mixin, where the events live: eventsourcing re-declares on
 the aggregate only the events of its direct bases).
 
-The state sits on the aggregate in three dicts created on first use (aggregates stored
-before exports existed have none):
-
-- ``export_registry``: export id → ``{"attachment_id", "identity"}``, one per export the
-  backend made (``ExportCreated``) and has not removed (``ExportsRemoved``);
-- ``export_requests``: request version → the ``ExportRequested`` fields, until
-  ``ExportCreated`` or ``ExportFailed`` names that version;
-- ``unexport_requests``: request version → the ``UnexportRequested`` fields, until
-  ``ExportsRemoved`` or ``UnexportFailed`` names it.
+What the backend holds sits on the aggregate in ``export_registry`` (created on first use:
+aggregates stored before exports existed have none): export id → ``{"attachment_id",
+"identity"}``, one per export the backend made (``ExportCreated``) and has not removed
+(``ExportsRemoved``). The requests handed to the saga are pending operations
+(``domain.pending``, kinds ``export`` and ``unexport``, several at once), ended by the
+outcome that names their version; ``export_requests`` / ``unexport_requests`` read them as
+request version → the request's fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from cinderblock.domain.errors import InvalidVolumeError, StaleCommandError, VolumeError
+from cinderblock.domain.pending import Kind, PendingOperation
 
 LEGACY_PREFIX = "host-"
 """Export ids of legacy connections (os-initialize_connection) start with this; an
@@ -41,12 +41,22 @@ def registry(volume: Any) -> dict[str, dict[str, Any]]:
     return _state(volume, "export_registry")
 
 
+def _requests(volume: Any, kind: Kind) -> dict[int, dict[str, Any]]:
+    return {op.request_version: dataclasses.asdict(op.payload) for op in volume.pending_all(kind)}
+
+
 def export_requests(volume: Any) -> dict[int, dict[str, Any]]:
-    return _state(volume, "export_requests")
+    """The unsettled export requests: request version → the request's fields."""
+    return _requests(volume, Kind.EXPORT)
 
 
 def unexport_requests(volume: Any) -> dict[int, dict[str, Any]]:
-    return _state(volume, "unexport_requests")
+    """The unsettled unexport requests: request version → the request's fields."""
+    return _requests(volume, Kind.UNEXPORT)
+
+
+def _fields(op: PendingOperation[Any] | None) -> dict[str, Any] | None:
+    return dataclasses.asdict(op.payload) if op is not None else None
 
 
 def connector_identity(connector: object) -> str | None:
@@ -101,8 +111,9 @@ class ExportRules:
         return int(self.version)  # type: ignore[attr-defined]
 
     def export_request(self, request_version: int) -> dict[str, Any] | None:
-        """The export request made at ``request_version``, while it is not settled."""
-        return export_requests(self).get(request_version)
+        """The export request made at ``request_version``, while it is not settled (the
+        one rule: ``pending_at``)."""
+        return _fields(self.pending_at(Kind.EXPORT, request_version))  # type: ignore[attr-defined]
 
     def referenced_exports(self) -> set[str]:
         """The export ids the volume still stands behind: held legacy connections, held
@@ -120,7 +131,7 @@ class ExportRules:
 
     def unexport_request(self, request_version: int) -> dict[str, Any] | None:
         """The unexport request made at ``request_version``, while it is not settled."""
-        return unexport_requests(self).get(request_version)
+        return _fields(self.pending_at(Kind.UNEXPORT, request_version))  # type: ignore[attr-defined]
 
     def complete_export(self, request_version: int, connection_info: dict[str, Any]) -> bool:
         """The saga made the export: record it, and connect its attachment (attaching, with

@@ -1,6 +1,7 @@
 """Work a volume has handed to a saga and not yet seen settled: one typed shape for every
-multi-step flow (extend, migration, retype, revert, upload, reimage), and the one rule that
-says whether a saga's outcome still belongs to it.
+multi-step flow (extend, migration, retype, revert, upload, reimage, and the exports and
+unexports of attach and detach), and the one rule that says whether a saga's outcome still
+belongs to it.
 
 A request event starts a `PendingOperation` of its kind at the event's version; the
 completion or compensation event ends it. A saga reacting to the request event at version V
@@ -9,9 +10,10 @@ outcome was recorded, or an outcome of an older request, finds nothing.
 
 Replay builds the same operations from the same events (the request events keep their
 fields; nothing stored changes). The aggregate holds them in ``pending_operations``, a dict
-by kind (a migration may run beside another operation); ``pending_<kind>`` reads one as
-the plain dict the volume held before (its payload's fields, ``reservation_id`` when the
-kind reserves quota, and ``request_version``)."""
+by kind (a migration may run beside another operation; kinds of which several may be
+pending at once, exports to several connectors, are keyed by kind and version);
+``pending_<kind>`` reads one as the plain dict the volume held before (its payload's
+fields, ``reservation_id`` when the kind reserves quota, and ``request_version``)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ class Kind(StrEnum):
     REVERT = "revert"
     UPLOAD = "upload"
     REIMAGE = "reimage"
+    EXPORT = "export"
+    UNEXPORT = "unexport"
+
+
+# Kinds of which several requests may be pending at once, each settled by its own outcome.
+MANY = frozenset({Kind.EXPORT, Kind.UNEXPORT})
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,27 @@ class ReimagePayload:
     image_metadata: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ExportPayload:
+    """Export the volume to ``connector``: an attachment's, or a legacy connection's
+    (``attachment_id`` None). ``reserved``: the same request reserved the attachment."""
+
+    export_id: str
+    attachment_id: str | None
+    connector: Any
+    mode: str
+    reserved: bool
+
+
+@dataclass(frozen=True)
+class UnexportPayload:
+    """Remove ``export_ids``, then record ``then`` of ``attachment_id``."""
+
+    export_ids: list[str]
+    then: str
+    attachment_id: str | None
+
+
 PAYLOADS: dict[Kind, type[Any]] = {
     Kind.EXTEND: ExtendPayload,
     Kind.MIGRATION: MigrationPayload,
@@ -74,7 +103,14 @@ PAYLOADS: dict[Kind, type[Any]] = {
     Kind.REVERT: RevertPayload,
     Kind.UPLOAD: UploadPayload,
     Kind.REIMAGE: ReimagePayload,
+    Kind.EXPORT: ExportPayload,
+    Kind.UNEXPORT: UnexportPayload,
 }
+
+
+def _key(kind: Kind, request_version: int) -> str:
+    return f"{kind}@{request_version}" if kind in MANY else str(kind)
+
 
 P = TypeVar("P")
 
@@ -147,7 +183,7 @@ class PendingOperations:
     def pending_at(self, kind: Kind, request_version: int) -> PendingOperation[Any] | None:
         """The ``kind`` operation requested at ``request_version`` while it is pending, else
         None (settled already, never requested, or a newer request replaced it)."""
-        op = self._operations().get(kind)
+        op = self._operations().get(_key(kind, request_version))
         return op if op is not None and op.is_for(kind, request_version) else None
 
     def require_pending(self, kind: Kind, request_version: int) -> PendingOperation[Any]:
@@ -159,16 +195,31 @@ class PendingOperations:
         return op
 
     def pending_of(self, kind: Kind) -> PendingOperation[Any] | None:
-        """The ``kind`` operation pending now, whatever version asked for it."""
+        """The ``kind`` operation pending now, whatever version asked for it (kinds pending
+        one at a time)."""
         return self._operations().get(kind)
+
+    def pending_all(self, kind: Kind) -> list[PendingOperation[Any]]:
+        """Every ``kind`` operation pending now, oldest first."""
+        found = [op for op in self._operations().values() if op.kind == kind]
+        return sorted(found, key=lambda op: op.request_version)
 
     # evolve helpers: only request and outcome events call these
 
     def _begin(self, kind: Kind, payload: Any, reservation_id: str | None = None) -> None:
         """Run from a request event's evolve step: the event is the next version."""
-        self._operations()[kind] = PendingOperation(kind, self.version + 1, payload, reservation_id)
+        version = self.version + 1
+        self._operations()[_key(kind, version)] = PendingOperation(
+            kind, version, payload, reservation_id
+        )
 
-    def _end(self, kind: Kind) -> None:
+    def _end(self, kind: Kind, request_version: int | None = None) -> None:
+        """End the ``kind`` operation (of kinds pending several at once: the one requested
+        at ``request_version``)."""
+        if kind in MANY:
+            if request_version is not None:
+                self._operations().pop(_key(kind, request_version), None)
+            return
         self._operations().pop(kind, None)
 
     # the dicts the volume held before (read-only views)

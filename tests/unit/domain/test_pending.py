@@ -12,6 +12,8 @@ from eventsourcing.domain import Snapshot
 
 from cinderblock.domain.errors import StaleCommandError
 from cinderblock.domain.pending import (
+    MANY,
+    ExportPayload,
     ExtendPayload,
     Kind,
     MigrationPayload,
@@ -19,6 +21,7 @@ from cinderblock.domain.pending import (
     ReimagePayload,
     RetypePayload,
     RevertPayload,
+    UnexportPayload,
     UploadPayload,
 )
 from cinderblock.domain.volume import Volume
@@ -96,6 +99,10 @@ REQUESTS: dict[Kind, tuple[Callable[[Volume], None], PendingOperation[Any]]] = {
 }
 
 
+# Kinds pending one at a time (exports and unexports: several at once, tested below).
+SINGLE = [k for k in Kind if k not in MANY]
+
+
 def requested(kind: Kind) -> tuple[Volume, int, list[Any]]:
     """An available volume (its history kept) that asked for ``kind``: it, the request's
     version and every event."""
@@ -106,7 +113,7 @@ def requested(kind: Kind) -> tuple[Volume, int, list[Any]]:
     return volume, events[-1].originator_version, events
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", SINGLE)
 def test_a_request_starts_one_typed_operation_at_its_version(kind: Kind) -> None:
     volume, version, _ = requested(kind)
 
@@ -116,7 +123,7 @@ def test_a_request_starts_one_typed_operation_at_its_version(kind: Kind) -> None
     assert list(volume.pending_operations) == [kind]
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", SINGLE)
 def test_the_rule_finds_the_request_only_at_its_version(kind: Kind) -> None:
     volume, version, _ = requested(kind)
 
@@ -129,7 +136,7 @@ def test_the_rule_finds_the_request_only_at_its_version(kind: Kind) -> None:
         volume.require_pending(kind, version + 1)
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", SINGLE)
 def test_replay_rebuilds_the_same_operation(kind: Kind) -> None:
     volume, version, events = requested(kind)
 
@@ -140,7 +147,7 @@ def test_replay_rebuilds_the_same_operation(kind: Kind) -> None:
     assert rebuilt.pending_at(kind, version) == volume.pending_at(kind, version)
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", SINGLE)
 def test_an_aggregate_snapshot_keeps_the_operation(kind: Kind) -> None:
     volume, version, _ = requested(kind)
     mapper = make_mapper()
@@ -151,7 +158,7 @@ def test_an_aggregate_snapshot_keeps_the_operation(kind: Kind) -> None:
     assert restored.pending_at(kind, version) == volume.pending_of(kind)
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", SINGLE)
 def test_pending_kind_shows_the_dict_the_volume_held_before(kind: Kind) -> None:
     volume, version, _ = requested(kind)
     op = volume.pending_of(kind)
@@ -163,7 +170,7 @@ def test_pending_kind_shows_the_dict_the_volume_held_before(kind: Kind) -> None:
     if op.reservation_id is not None:
         fields["reservation_id"] = op.reservation_id
     assert legacy == fields | {"request_version": version}
-    for other in Kind:
+    for other in SINGLE:
         if other != kind:
             assert getattr(volume, f"pending_{other}") is None
 
@@ -204,7 +211,72 @@ def test_reservation_of_an_operation_without_one_is_refused() -> None:
         _ = PendingOperation(Kind.UPLOAD, 2, UploadPayload("img")).reservation
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", SINGLE)
 def test_state_round_trip(kind: Kind) -> None:
     op = REQUESTS[kind][1]
     assert PendingOperation.from_state(op.to_state()) == op
+
+
+CONNECTOR = {"host": "compute-1", "initiator": "iqn.1993-08.org.debian:01:c1"}
+OTHER = {"host": "compute-2"}
+
+
+def exporting() -> tuple[Volume, int, int, list[Any]]:
+    """An available volume with two legacy export requests pending (two connectors)."""
+    volume = Volume.create(VOLUME_ID, **volume_fields())
+    volume.complete_create(HOST)
+    first = volume.request_connection(CONNECTOR)
+    second = volume.request_connection(OTHER)
+    return volume, first, second, volume.collect_events()
+
+
+def test_several_exports_are_pending_at_once_each_at_its_version() -> None:
+    volume, first, second, _ = exporting()
+
+    ops = volume.pending_all(Kind.EXPORT)
+    assert [op.request_version for op in ops] == [first, second]
+    assert volume.pending_at(Kind.EXPORT, first) == PendingOperation(
+        Kind.EXPORT, first, ExportPayload("host-compute-1", None, CONNECTOR, "rw", False)
+    )
+    assert volume.pending_at(Kind.EXPORT, second) is ops[1]
+    assert volume.pending_at(Kind.UNEXPORT, first) is None
+    assert volume.export_request(first) == {
+        "export_id": "host-compute-1",
+        "attachment_id": None,
+        "connector": CONNECTOR,
+        "mode": "rw",
+        "reserved": False,
+    }
+
+
+def test_an_export_ends_with_its_own_outcome_only() -> None:
+    volume, first, second, _ = exporting()
+
+    volume.complete_export(second, {"driver_volume_type": "local", "data": {}})
+
+    assert volume.pending_at(Kind.EXPORT, second) is None
+    assert volume.pending_at(Kind.EXPORT, first) is not None
+    volume.fail_export(first, "refused")
+    assert volume.pending_all(Kind.EXPORT) == []
+    with pytest.raises(StaleCommandError):
+        volume.fail_export(first, "again")
+
+
+def test_replay_and_a_snapshot_keep_the_pending_exports_and_unexports() -> None:
+    volume, first, second, events = exporting()
+    volume.complete_export(first, {"driver_volume_type": "local", "data": {}})
+    unexport = volume.request_terminate_connection(CONNECTOR)
+    assert unexport is not None
+    events += volume.collect_events()
+
+    rebuilt = replay(events)
+    stored = make_mapper().to_stored_event(Snapshot.take(volume))
+    restored = make_mapper().to_domain_event(stored).mutate(None)
+
+    for again in (rebuilt, restored):
+        assert again.pending_operations == volume.pending_operations
+        assert again.pending_at(Kind.UNEXPORT, unexport) == PendingOperation(
+            Kind.UNEXPORT, unexport, UnexportPayload(["host-compute-1"], "terminate", None)
+        )
+        assert again.pending_at(Kind.EXPORT, second) is not None
+        assert again.pending_at(Kind.EXPORT, first) is None
