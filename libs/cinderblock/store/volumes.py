@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
+from cinderblock.domain.commands import VolumeCommand
 from cinderblock.domain.errors import VolumeError, VolumeNotFoundError
 from cinderblock.domain.pending import Kind
 from cinderblock.domain.quota import DEFAULT_LIMITS, ProjectQuota, quota_id, volume_deltas
@@ -383,6 +384,20 @@ class Volumes(
 
         verb = str(meta.get("action", "action"))
         return await self._retrying(verb, attempt)
+
+    async def handle(
+        self,
+        caller: Caller,
+        volume_id: str,
+        command: VolumeCommand[T],
+        *,
+        meta: Mapping[str, Any],
+        authorize: Authorize = _allow_all,
+    ) -> tuple[Position, T]:
+        """Run one typed command of the API (``domain.commands``) on the volume: load it as
+        the caller may see it, authorize, let the aggregate decide, append what it recorded.
+        Returns the log position (START when nothing changed) and the command's result."""
+        return await self.act(caller, volume_id, command.run, meta=meta, authorize=authorize)
 
     async def set_bootable(
         self,

@@ -24,6 +24,7 @@ import pytest
 from cinderblock.api.action_table import ACTION_TABLE
 from cinderblock.api.context import RequestContext
 from cinderblock.config.settings import Settings
+from cinderblock.domain.commands import VolumeCommand
 from cinderblock.domain.status import AttachStatus, Status
 from cinderblock.domain.volume import Volume
 from cinderblock.store.eventstore import Position
@@ -85,6 +86,17 @@ class FakeVolumes:
         if authorize is not None:
             authorize(self.volume)
         return AT, change(self.volume)
+
+    async def handle(
+        self,
+        caller: object,
+        volume_id: str,
+        command: VolumeCommand[Any],
+        *,
+        meta: object,
+        authorize: Callable[[Volume], None] | None = None,
+    ) -> tuple[Position, Any]:
+        return await self.act(caller, volume_id, command.run, meta=meta, authorize=authorize)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         """Any other command: its authorize callbacks on this volume, then a position."""

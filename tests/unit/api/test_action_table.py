@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from cinderblock.api.action_table import ACTION_TABLE, ActionSpec
-from cinderblock.api.handlers import bookkeeping
 from cinderblock.wire.actions import ACTION_MODELS
 from cinderblock.wire.actions_base import ActionBody
 from cinderblock.wire.policy_rules import RULES
@@ -153,12 +152,3 @@ def test_status_and_rules_agree_with_the_spec_quick_reference() -> None:
 def test_raw_replies_are_the_spec_ones() -> None:
     raw = {key for key, spec in ACTION_TABLE.items() if spec.raw_reply}
     assert raw == raw_reply_keys()
-
-
-def test_bookkeeping_handlers_agree_with_their_module_table() -> None:
-    """While bookkeeping.py keeps its own dict, it and the rows name the same handlers."""
-    module_table = getattr(bookkeeping, "BOOKKEEPING_ACTIONS", None)
-    if module_table is None:
-        pytest.skip("bookkeeping.py has no BOOKKEEPING_ACTIONS any more")
-    for key, handler in module_table.items():
-        assert ACTION_TABLE[key].handler is handler, key

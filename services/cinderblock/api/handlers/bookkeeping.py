@@ -12,6 +12,8 @@ from aiohttp import web
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
 from cinderblock.api.outcomes import saga_outcome
+from cinderblock.domain import commands
+from cinderblock.domain.commands import VolumeCommand
 from cinderblock.domain.errors import MetadataNotFoundError
 from cinderblock.domain.volume import Volume
 from cinderblock.readmodels.queries import get_volume
@@ -34,12 +36,12 @@ async def act(
     volume_id: str,
     action: str,
     rules: Sequence[str],
-    change: Callable[[Volume], T],
+    command: VolumeCommand[T],
     *,
     pulls_attachment: bool = False,
     attachment_id: str | None = None,
 ) -> T:
-    """Authorize ``rules`` against the volume's project, apply ``change``, and wait until
+    """Authorize ``rules`` against the volume's project, run ``command``, and wait until
     the read models show it. ``pulls_attachment``: the request takes ``attachment_id``
     (None: the only one) from its instance, so Nova is asked first when one is configured."""
 
@@ -49,7 +51,7 @@ async def act(
         volume_id,
         action,
         _authorizer(d, ctx, rules),
-        change,
+        command,
         pulls_attachment=pulls_attachment,
         attachment_id=attachment_id,
     )
@@ -71,15 +73,15 @@ async def _append(
     volume_id: str,
     action: str,
     authorize: Callable[[Volume], None],
-    change: Callable[[Volume], T],
+    command: VolumeCommand[T],
     *,
     pulls_attachment: bool = False,
     attachment_id: str | None = None,
 ) -> tuple[Position, T]:
     if pulls_attachment:
         await d.nova_allows(ctx, volume_id, attachment_id, authorize)
-    return await d.volumes.act(
-        ctx.caller, volume_id, change, meta=ctx.meta(action), authorize=authorize
+    return await d.volumes.handle(
+        ctx.caller, volume_id, command, meta=ctx.meta(action), authorize=authorize
     )
 
 
@@ -89,13 +91,13 @@ async def _driver_step(
     volume_id: str,
     action: str,
     rules: Sequence[str],
-    change: Callable[[Volume], int | None],
+    command: VolumeCommand[int | None],
     *,
     failure: str | None = None,
     pulls_attachment: bool = False,
     attachment_id: str | None = None,
 ) -> None:
-    """A detaching action: ``change`` records the bookkeeping at once (None), or hands the
+    """A detaching action: ``command`` records the bookkeeping at once (None), or hands the
     removal of exports to the export saga (the request's version): then the reply waits
     for the saga's outcome, as Cinder's API waits on its RPC call. A backend failure is
     Cinder's 500 (``failure``, else its generic text) and nothing was detached."""
@@ -105,7 +107,7 @@ async def _driver_step(
         volume_id,
         action,
         _authorizer(d, ctx, rules),
-        change,
+        command,
         pulls_attachment=pulls_attachment,
         attachment_id=attachment_id,
     )
@@ -123,21 +125,21 @@ def _accepted() -> web.Response:
     return web.Response(status=202)
 
 
-def _plain(action: str, rule: str, change: Callable[[Volume], object]) -> Callable[..., Any]:
-    """An action whose payload Cinder ignores: policy, the aggregate's verb, 202."""
+def _plain(action: str, rule: str, command: VolumeCommand[None]) -> Callable[..., Any]:
+    """An action whose payload Cinder ignores: policy, the command, 202."""
 
     async def handler(d: Deps, ctx: RequestContext, vid: str, _: object) -> web.Response:
-        await act(d, ctx, vid, action, [f"{VOLUME_ACTIONS}:{rule}"], change)
+        await act(d, ctx, vid, action, [f"{VOLUME_ACTIONS}:{rule}"], command)
         return _accepted()
 
     handler.__name__ = rule
     return handler
 
 
-reserve = _plain("os-reserve", "reserve", Volume.reserve)
-unreserve = _plain("os-unreserve", "unreserve", Volume.unreserve)
-begin_detaching = _plain("os-begin_detaching", "begin_detaching", Volume.begin_detaching)
-roll_detaching = _plain("os-roll_detaching", "roll_detaching", Volume.roll_detaching)
+reserve = _plain("os-reserve", "reserve", commands.Reserve())
+unreserve = _plain("os-unreserve", "unreserve", commands.Unreserve())
+begin_detaching = _plain("os-begin_detaching", "begin_detaching", commands.BeginDetaching())
+roll_detaching = _plain("os-roll_detaching", "roll_detaching", commands.RollDetaching())
 
 
 async def attach(d: Deps, ctx: RequestContext, vid: str, req: body.Attach) -> web.Response:
@@ -148,7 +150,7 @@ async def attach(d: Deps, ctx: RequestContext, vid: str, req: body.Attach) -> we
         vid,
         "os-attach",
         [f"{VOLUME_ACTIONS}:attach"],
-        lambda v: v.attach(
+        commands.Attach(
             attachment_id,
             mountpoint=req.mountpoint or "",
             mode=req.mode,
@@ -167,7 +169,7 @@ async def detach(d: Deps, ctx: RequestContext, vid: str, req: body.Detach) -> we
         vid,
         "os-detach",
         [f"{VOLUME_ACTIONS}:detach"],
-        lambda v: v.request_detach(req.attachment_id, service=service),
+        commands.Detach(req.attachment_id, service=service),
         pulls_attachment=True,
         attachment_id=req.attachment_id,
     )
@@ -189,7 +191,7 @@ async def force_detach(
         vid,
         "os-force_detach",
         rules,
-        lambda v: v.request_force_detach(req.attachment_id, req.connector, service=service),
+        commands.ForceDetach(req.attachment_id, req.connector, service=service),
         failure=NO_TERMINATE,
         pulls_attachment=True,
         attachment_id=req.attachment_id,
@@ -207,7 +209,7 @@ async def terminate_connection(
         vid,
         "os-terminate_connection",
         [f"{VOLUME_ACTIONS}:terminate_connection"],
-        lambda v: v.request_terminate_connection(req.connector, service=service),
+        commands.TerminateConnection(req.connector, service=service),
         failure=NO_TERMINATE,
         pulls_attachment=True,
     )
@@ -220,15 +222,14 @@ async def initialize_connection(
     """200 with the connection info the backend's export answered (the export saga); no
     volume state a reader sees changes. A backend failure is Cinder's 500."""
 
-    def connect(volume: Volume) -> int:
-        volume.check_connectable()
-        if volume.host is None:
-            raise volume_not_found(vid)
-        return volume.request_connection(req.connector)
-
     rules = [f"{VOLUME_ACTIONS}:initialize_connection"]
     at, version = await _append(
-        d, ctx, vid, "os-initialize_connection", _authorizer(d, ctx, rules), connect
+        d,
+        ctx,
+        vid,
+        "os-initialize_connection",
+        _authorizer(d, ctx, rules),
+        commands.InitializeConnection(req.connector),
     )
     outcome = await saga_outcome(d, vid, at, version)
     if outcome is None:
@@ -247,7 +248,7 @@ async def update_readonly_flag(
         vid,
         "os-update_readonly_flag",
         ["volume:update_readonly_flag"],
-        lambda v: v.update_readonly_flag(req.readonly),
+        commands.UpdateReadonlyFlag(req.readonly),
     )
     return _accepted()
 
@@ -261,7 +262,7 @@ async def reset_status(
         vid,
         "os-reset_status",
         [f"{ADMIN_ACTIONS}:reset_status"],
-        lambda v: v.reset_status(
+        commands.ResetStatus(
             status=req.status,
             attach_status=req.attach_status,
             migration_status=req.migration_value,
@@ -276,7 +277,7 @@ async def set_image_metadata(
 ) -> web.Response:
     rules = ["volume_extension:volume_image_metadata:set", "volume:update_volume_metadata"]
     merged = await act(
-        d, ctx, vid, "os-set_image_metadata", rules, lambda v: v.set_image_metadata(req.metadata)
+        d, ctx, vid, "os-set_image_metadata", rules, commands.SetImageMetadata(req.metadata)
     )
     return web.json_response({"metadata": merged})
 
@@ -289,9 +290,7 @@ async def unset_image_metadata(
         "volume:get_volume_metadata",
         "volume:delete_volume_metadata",
     ]
-    await act(
-        d, ctx, vid, "os-unset_image_metadata", rules, lambda v: v.unset_image_metadata(req.key)
-    )
+    await act(d, ctx, vid, "os-unset_image_metadata", rules, commands.UnsetImageMetadata(req.key))
     return web.Response(status=200)
 
 
@@ -334,23 +333,3 @@ async def unmanage(d: Deps, ctx: RequestContext, vid: str, _: body.Unmanage) -> 
     )
     await d.read_your_write(at)
     return _accepted()
-
-
-BOOKKEEPING_ACTIONS: dict[str, Callable[..., Any]] = {
-    "os-unmanage": unmanage,
-    "os-reserve": reserve,
-    "os-unreserve": unreserve,
-    "os-begin_detaching": begin_detaching,
-    "os-roll_detaching": roll_detaching,
-    "os-attach": attach,
-    "os-detach": detach,
-    "os-force_detach": force_detach,
-    "os-terminate_connection": terminate_connection,
-    "os-initialize_connection": initialize_connection,
-    "os-update_readonly_flag": update_readonly_flag,
-    "os-reset_status": reset_status,
-    "os-set_image_metadata": set_image_metadata,
-    "os-unset_image_metadata": unset_image_metadata,
-    "os-show_image_metadata": show_image_metadata,
-    "os-force_delete": force_delete,
-}

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
 from cinderblock.api.handlers.bookkeeping import ADMIN_ACTIONS, VOLUME_ACTIONS, act
+from cinderblock.domain import commands
 from cinderblock.domain.swap import swaps_attachments
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import PoolConfig
-from cinderblock.wire.faults import BadRequest
 from cinderblock.wire.migration import MigrateVolume, MigrateVolumeCompletion
 
 MIGRATE_RULE = f"{ADMIN_ACTIONS}:migrate_volume"
@@ -34,14 +33,13 @@ async def migrate_volume(
 ) -> web.Response:
     destination = req.host or req.cluster or ""
 
-    def start(volume: Any) -> None:
-        # the policy check ran first (in _act); the destination is checked before the volume
-        if req.cluster is not None or not _known_destination(d, destination):
-            raise BadRequest(f"Invalid host: No available service named '{destination}'")
-        volume.start_migration(
-            destination, force_host_copy=req.force_host_copy, lock_volume=req.lock_volume
-        )
-
+    # The policy check runs first (in act); the destination is checked before the volume.
+    start = commands.StartMigration(
+        destination,
+        destination_known=req.cluster is None and _known_destination(d, destination),
+        force_host_copy=req.force_host_copy,
+        lock_volume=req.lock_volume,
+    )
     await act(d, ctx, vid, "os-migrate_volume", [MIGRATE_RULE], start)
     return web.Response(status=202)
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
+from cinderblock.domain import commands
 from cinderblock.domain.status import Status
 from cinderblock.domain.volume import Volume
 from cinderblock.images.port import ImageServiceError
@@ -45,10 +46,10 @@ async def reimage(d: Deps, ctx: RequestContext, vid: str, req: Reimage) -> web.R
         rule = RESERVED_RULE if volume.status == Status.RESERVED else RULE
         d.policy.authorize(rule, ctx.credentials, {"project_id": volume.project_id})
 
-    at, _ = await d.volumes.act(
+    at, _ = await d.volumes.handle(
         ctx.caller,
         vid,
-        lambda v: v.request_reimage(image, reimage_reserved=req.reimage_reserved),
+        commands.Reimage(image, reimage_reserved=req.reimage_reserved),
         meta=ctx.meta("os-reimage"),
         authorize=authorize,
     )

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
+from cinderblock.domain import commands
 from cinderblock.domain.volume import Volume
 from cinderblock.images.port import ImageServiceError, ImageSpec
 from cinderblock.wire.bookkeeping import UploadImage
@@ -26,21 +27,21 @@ async def upload_image(d: Deps, ctx: RequestContext, vid: str, req: UploadImage)
     force = req.force and d.settings.enable_force_upload  # ignored unless enabled (Cinder)
     container_format = req.container_format or "bare"
 
-    def start(volume: Volume) -> Volume:
+    def authorize(volume: Volume) -> None:
         target = {"project_id": volume.project_id}
         d.policy.authorize(RULE, ctx.credentials, target)
         if public:
             d.policy.authorize(PUBLIC_RULE, ctx.credentials, target)
-        volume.request_upload(
-            image_id,
-            image_name=req.image_name,
-            disk_format=req.disk_format,
-            container_format=container_format,
-            visibility=req.visibility,
-            protected=req.protected,
-            force=force,
-        )
-        return volume
+
+    start = commands.UploadToImage(
+        image_id,
+        image_name=req.image_name,
+        disk_format=req.disk_format,
+        container_format=container_format,
+        visibility=req.visibility,
+        protected=req.protected,
+        force=force,
+    )
 
     # The image record exists before the event that starts the upload saga, so the saga
     # never looks for an image that is not there yet.
@@ -70,8 +71,8 @@ async def upload_image(d: Deps, ctx: RequestContext, vid: str, req: UploadImage)
     except ImageServiceError as err:
         raise BadRequest(f"Failed to create image {image_id}: {err.message}") from err
     try:
-        at, volume = await d.volumes.act(
-            ctx.caller, vid, start, meta=ctx.meta("os-volume_upload_image")
+        at, volume = await d.volumes.handle(
+            ctx.caller, vid, start, meta=ctx.meta("os-volume_upload_image"), authorize=authorize
         )
     except Exception:
         with contextlib.suppress(ImageServiceError):
