@@ -5,40 +5,51 @@ file driver behind the fault injector), then two invariants per sequence:
 - the live read models equal a full replay of the log (`cinderblock.replay.verify.verify`
   finds no difference);
 - at every volume version the sequence passed through, the state rebuilt by the code
-  behind `cinderblock state --version N` (`cinderblock.audit.state`, rendered by the API's
-  view) equals the live read-model row and the API's GET taken at that version
-  (`updated_at`, `version` as the projector keeps it, and everything the view derives).
-  For the last version of each volume the `cinderblock state` command itself is run.
+  behind `cinderblock state --version N` (`cinderblock.audit.state.rows`, rendered by the
+  API's view as the command renders it) equals the live read-model row (every column,
+  `version` and `updated_at` included) and the API's GET taken at that version. Volumes
+  are recorded right after each command (read-your-writes: often the transient status a
+  saga then ends) and again once everything settled. The `cinderblock state` command
+  itself runs on the last version of the last volumes and must print that GET.
 
-Commands: create (plain, from a snapshot, of a type, refused by quota), extend,
+Commands: create (plain, of a type, from a snapshot, refused by quota), extend,
 set_bootable, PUT name/description/metadata, os-reserve/os-unreserve, os-attach/os-detach,
 the attachments API (reserve, connect and complete, delete), begin/roll back detaching,
 the readonly flag, reset status, image metadata set/unset, retype (never / on-demand),
-migrate, snapshot create/delete, delete, volume-type changes (new type, extra specs,
-description) and quota limit changes. Every saga step ends in success or, when hypothesis
-draws it, an injected driver failure (`FaultPlan`: create, extend, delete, snapshot,
-delete_snapshot, migrate), whose compensation is then part of the history.
+migrate, snapshot create/delete, delete, volume-type changes (new type, description,
+extra specs) and quota limit changes. Every saga step ends in success or, 1 in 4, an
+injected driver failure (`FaultPlan`: create, extend, delete, snapshot, delete_snapshot,
+migrate, which a moving retype also uses), whose compensation is then part of the
+history. Each rule also checks the outcome a model of Cinder predicts (status, size,
+type, migration status, 202 or 413 by the project's quota).
 
 Why a `RuleBasedStateMachine` run in a worker thread: hypothesis calls rules
 synchronously, and the system runs on the session's event loop. The async test hands the
 machine to `asyncio.to_thread`, and each rule submits its coroutine to the session loop
 with `run_coroutine_threadsafe` and waits for it (as `test_fuzz_actions.py` does with
-`@given`), so the loop keeps serving while hypothesis runs, and hypothesis keeps
-shrinking failing sequences to a minimal one. The model holds what a rule needs to pick
-a valid command (each volume's status as last shown, its attachments, snapshots, the
-project's types and quota); it is refreshed from the API after every step, once the
-saga the step started has settled and the projector has applied the whole log (waits
-wake on the projector's NOTIFY, never on sleeps).
+`@given`), so the loop keeps serving while hypothesis runs. The model holds what a rule
+needs to pick a valid command (each volume as last shown, attachments, snapshots, the
+project's types); it is refreshed from the API after every step, once the saga the step
+started has settled, the project's quota reservations are committed or released and the
+projector has applied the whole log (waits wake on the projector's NOTIFY, never on
+sleeps). Whether a rule has a valid target depends on what the live system did, so it is
+decided inside the rule (no target: a no-op) rather than by hypothesis preconditions,
+which hypothesis requires to be the same whenever it replays the same choices.
 
-Bounded for CI: 20 sequences of up to 50 rules drawn (a rule that finds no valid target
-is a no-op: about half), derandomized (the same draws every run;
-choices are made in the model's creation order, never by the random ids), no shrinking
-(a failure prints its whole sequence; each shrink attempt replays a sequence against the
-real system, minutes in all). Environment:
+`test_a_tour_of_every_command` first runs one scripted sequence through every rule, with
+success and failure of each saga step, so that every command is covered on every run
+whatever the random sequences draw.
 
-- ``CINDERBLOCK_MODEL_EXAMPLES=200 CINDERBLOCK_MODEL_STEPS=40``: the longer form;
+Bounded for CI: 20 random sequences of up to 50 rules drawn (about half find no target),
+derandomized (the same draws every run; choices are made in the model's creation order,
+never by the random ids), no shrinking (a failure prints its whole sequence; each shrink
+attempt replays a sequence against the real system, minutes in all). Both tests take
+about 25 s here. Environment:
+
+- ``CINDERBLOCK_MODEL_EXAMPLES=200 CINDERBLOCK_MODEL_STEPS=60``: the longer form (about
+  5 minutes);
 - ``CINDERBLOCK_MODEL_SHRINK=1``: let hypothesis shrink a failure to a minimal sequence;
-- ``CINDERBLOCK_MODEL_VERBOSE=1`` (with ``-s``): print every sequence run.
+- ``CINDERBLOCK_MODEL_VERBOSE=1`` (with ``-s``): print the tour and every sequence run.
 """
 
 from __future__ import annotations
@@ -323,9 +334,9 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
         # ---------------------------------------------------- volume commands
 
         @rule(which=pick, fail=failing)
-        @when(lambda self: self.volumes_where(status={"available", "in-use"}))
+        @when(lambda self: self._placed())
         def extend(self, which: int, fail: bool) -> None:
-            vid = choose(self.volumes_where(status={"available", "in-use"}), which)
+            vid = choose(self._placed(), which)
             before = self.volumes[vid]
             new_size = before["size"] + 1
             self.step(f"extend {vid} to {new_size} fail={fail}")
@@ -556,8 +567,8 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
         def _retypable(self) -> list[tuple[str, str]]:
             return [
                 (vid, name)
-                for vid, v in self.volumes.items()
-                if v["status"] in ("available", "in-use") and v["migration_status"] not in MOVING
+                for vid in self._placed()
+                if (v := self.volumes[vid])["migration_status"] not in MOVING
                 for name, t in self.types.items()
                 if name != v["volume_type"]
                 and (v["status"] == "available" or t["multiattach"] == v["multiattach"])
@@ -613,8 +624,10 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
 
         # ----------------------------------------------------------- snapshots
 
-        def _snapshottable(self) -> list[str]:
-            """Placed (a failed create reset to available has no host: Cinder's 400)."""
+        def _placed(self) -> list[str]:
+            """Available or in-use and placed. A failed create reset to available has no
+            host: a snapshot of it is Cinder's 400; its retype is refused by the saga; its
+            extend is left out here (stuck in extending: the strict xfail below)."""
             return [
                 vid
                 for vid in self.volumes_where(status={"available", "in-use"})
@@ -622,9 +635,9 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
             ]
 
         @rule(which=pick, fail=failing)
-        @when(lambda self: self._snapshottable())
+        @when(lambda self: self._placed())
         def snapshot_create(self, which: int, fail: bool) -> None:
-            vid = choose(self._snapshottable(), which)
+            vid = choose(self._placed(), which)
             volume = self.volumes[vid]
             self.step(f"snapshot create of {vid} fail={fail}")
             fits = self.fits(snapshots=1, gigabytes=volume["size"])
@@ -852,6 +865,43 @@ async def test_a_tour_of_every_command(system: System) -> None:
     assert len(life.steps) == len(TOUR)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "found by the model: the extend saga skips a volume without a host "
+        "(domain/sagas/extend.py decide_extend: SKIP when volume.host is None), so a "
+        "volume whose create failed, reset to available and extended stays extending "
+        "with 1 GiB reserved forever; Cinder's scheduler fails it (NoValidBackend: back "
+        "to the previous status, reservation rolled back)"
+    ),
+)
+async def test_extend_of_a_volume_never_placed_ends(system: System) -> None:
+    """The minimal sequence: create (its driver step fails: error, no host), reset status
+    to available, extend. The saga must end the extend (a completion or a compensation)
+    and settle the reservation, as for every other volume."""
+    client = system.client.as_(project_id=uuid.uuid4().hex, version=str(MAX_VERSION))
+    system.faults("create=fail")
+    try:
+        created = await client.create_volume(1)
+        await system.until_status(created["id"], "error")
+    finally:
+        system.faults("")
+    vid = created["id"]
+    reset = await client.action(vid, {"os-reset_status": {"status": "available"}})
+    assert reset.status == 202, reset.text
+    extend = await client.action(vid, {"os-extend": {"new_size": 2}})
+    assert extend.status == 202, extend.text
+
+    async def ended() -> dict[str, Any] | None:
+        shown = await client.volume(vid)
+        return shown if shown is not None and shown["status"] != "extending" else None
+
+    volume = await system.projected.until(ended, timeout=10)
+    assert volume["status"] in ("available", "error_extending"), volume
+    usage = await client.request("GET", f"/os-quota-sets/{client.project_id}?usage=true")
+    assert usage.json["quota_set"]["gigabytes"]["reserved"] == 0
+
+
 async def test_random_histories_replay_and_rebuild_as_they_were_lived(
     system: System, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -876,13 +926,15 @@ async def test_random_histories_replay_and_rebuild_as_they_were_lived(
     steps = sum(len(s) for s, _, _ in found)
     idle = sum(n for _, _, n in found)
     assert records, "no history recorded"
-    # The command itself, on the last version of a few volumes of the last sequences.
+    # The command itself: the last version of a few volumes of the last sequences, and a
+    # few versions caught in a transient status.
     monkeypatch.setenv("CINDERBLOCK_DATABASE_URL", system.settings.database_url)
     monkeypatch.setenv("CINDERBLOCK_LOG_LEVEL", "WARNING")
     last: dict[str, Seen] = {}
     for seen in records:
         last[seen.volume_id] = seen
-    await _state_command_agrees(system, list(last.values())[-4:], capsys)
+    passing = [r for r in records if r.shown and r.shown["status"] in TRANSIENT]
+    await _state_command_agrees(system, list(last.values())[-4:] + passing[-4:], capsys)
     kinds = Counter(
         step.split()[0] + (" fail" if "fail=True" in step else "")
         for s, _, _ in found
