@@ -27,6 +27,45 @@ _ABSENT = object()
 Key = tuple[str, UUID]
 
 
+Plan = tuple[tuple[str, int, Any, tuple[Any, ...]], ...]
+_PLANS: dict[tuple[int, frozenset[str]], tuple[Any, tuple[int, ...], dict[str, Plan]]] = {}
+_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def _plans(projections: Mapping[str, tuple[Step, ...]], tables: frozenset[str]) -> dict[str, Plan]:
+    """Per event name, its steps on ``tables`` (``--projection`` picks a subset), compiled
+    to (table, kind, ids or None for the aggregate's own row, the changes to run in order);
+    compiled once per registry (as its entries are: a test may replace one) and table set."""
+    key = (id(projections), tables)
+    entries = tuple(map(id, projections.values()))
+    cached = _PLANS.get(key)
+    if cached is not None and cached[0] is projections and cached[1] == entries:
+        return cached[2]
+    found: dict[str, Plan] = {}
+    for name, steps in projections.items():
+        plan = tuple(
+            (s.table, s.kind_code, None if s.own else s.ids, parts_of(s.change))
+            for s in steps
+            if s.table in tables
+        )
+        if plan:
+            found[name] = plan
+    _PLANS[key] = (projections, entries, found)
+    return found
+
+
+def _sql(spec: TableSpec, schema: str, kind: str) -> str:
+    """A table's upsert or select statement, built once per column layout and schema."""
+    key = (spec.name, spec.columns, spec.types, spec.jsonb, schema, kind)
+    found = _SQL.get(key)
+    if found is None:
+        if len(_SQL) > 1_000:  # side schemas of many rebuilds in one process
+            _SQL.clear()
+        found = spec.upsert_sql(schema) if kind == "upsert" else spec.select_sql(schema)
+        _SQL[key] = found
+    return found
+
+
 class Folder:
     """Folds events into rows of ``schema``'s projected tables.
 
@@ -47,13 +86,19 @@ class Folder:
         quarantine: str | None = None,
         history: History | None = None,
         held: Mapping[UUID, int] | None = None,
+        rows: OrderedDict[Key, Row | None] | None = None,
+        optimistic: bool = False,
     ) -> None:
         """``quarantine`` (the projection's name) with ``history``: an event whose steps
         raise, or whose rows PostgreSQL refuses, quarantines its aggregate instead of
         failing the fold. The aggregate's rows are rebuilt from ``history`` event by event
         up to the one that fails, which is recorded in the schema's ``quarantine`` table
         with every later event of the aggregate (held, like those of the aggregates in
-        ``held``: aggregate → first version not applied). Without it such errors raise."""
+        ``held``: aggregate → first version not applied). Without it such errors raise.
+
+        ``optimistic``: rows are written without a savepoint each, so a row PostgreSQL
+        refuses fails the whole transaction (the caller then folds again, not optimistic:
+        the live projector's batches are small and almost never fail)."""
         self.conn = conn
         self.schema = schema
         self.specs = specs
@@ -62,23 +107,18 @@ class Folder:
         # Per event name, its steps on the tables this folder owns (``--projection`` picks
         # a subset), compiled to (table, kind, ids or None for the aggregate's own row,
         # the changes to run in order).
-        self.plans: dict[str, tuple[tuple[str, int, Any, tuple[Any, ...]], ...]] = {}
-        for name, steps in projections.items():
-            plan = tuple(
-                (s.table, s.kind_code, None if s.own else s.ids, parts_of(s.change))
-                for s in steps
-                if s.table in specs
-            )
-            if plan:
-                self.plans[name] = plan
-        self.rows: OrderedDict[Key, Row | None] = OrderedDict()
+        self.plans = _plans(projections, frozenset(specs))
+        # ``rows``: a cache the caller keeps between folders (the live projector's: rows it
+        # wrote itself, valid while nobody else writes the tables).
+        self.rows: OrderedDict[Key, Row | None] = rows if rows is not None else OrderedDict()
         # False while the tables are known to hold no row this folder did not create
         # (a fresh side table before the first eviction): misses need no lookup.
         self._may_exist = not fresh
         self.dirty: set[Key] = set()
-        self._upserts = {t: spec.upsert_sql(schema) for t, spec in specs.items()}
-        self._selects = {t: spec.select_sql(schema) for t, spec in specs.items()}
+        self._upserts = {t: _sql(spec, schema, "upsert") for t, spec in specs.items()}
+        self._selects = {t: _sql(spec, schema, "select") for t, spec in specs.items()}
         self.consumer = quarantine
+        self.optimistic = optimistic
         self.history = history
         self.since: dict[UUID, int] = dict(held or {})
         self.aside: list[SetAside] = []  # set aside, not written yet
@@ -224,7 +264,7 @@ class Folder:
 
     async def _write(self, table: str, rows: Sequence[Row]) -> None:
         statement, columns = self._upserts[table], self.specs[table].columns_of(rows)
-        if self.consumer is None:
+        if self.consumer is None or self.optimistic:
             await self.conn.execute(statement, *columns)
             return
         try:

@@ -13,7 +13,7 @@ import asyncpg
 
 from cinderblock.config.settings import Settings
 from cinderblock.readmodels.event import ProjectionEvent
-from cinderblock.readmodels.projections import STEPS, apply_batch
+from cinderblock.readmodels.projections import STEPS, LiveRows, apply_batch
 from cinderblock.readmodels.quarantine import SetAside, Stopped
 from cinderblock.readmodels.queries import projected_position
 from cinderblock.readmodels.tables import TableSpec, load_specs
@@ -41,6 +41,7 @@ class Projector:
         # event's (``tests/unit/replay/test_decode.py``), without building the event.
         self.decoder = Decoder(wanted=STEPS)
         self.stopped = Stopped()
+        self.live = LiveRows()
         self._specs: dict[str, TableSpec] | None = None
 
     def decode(
@@ -70,6 +71,7 @@ class Projector:
                 history=events_of,
                 undecodable=undecodable,
                 stopped=self.stopped,
+                live=self.live,
             )
 
     async def position(self) -> Position:
