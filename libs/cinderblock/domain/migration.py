@@ -19,6 +19,14 @@ __all__ = ["HELD", "Migration", "backend_of"]
 HELD = (Status.MAINTENANCE, Status.RETYPING)
 
 
+def released_status(recorded: str | None, status: Status, previous: Status | None) -> Status:
+    """The status a migration's outcome leads to: the one the event recorded (v2), else the
+    held status (maintenance, retyping) handed back to the one before (v1 events)."""
+    if recorded is not None:
+        return Status(recorded)
+    return (previous or Status.AVAILABLE) if status in HELD else status
+
+
 class Migration:
     status: Status
     previous_status: Status | None
@@ -44,24 +52,40 @@ class Migration:
             volume.migration_status = "migrating"
 
     class MigrationCompleted(Aggregate.Event):
+        """v2 adds ``status``, the status the volume has after (a held status handed
+        back). Stored v1 events are upcast with ``status = None``: it follows from the
+        volume's statuses then."""
+
+        class_version = 2
         host: str
         previous_host: str
+        status: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["status"] = None
 
         def apply(self, volume: Any) -> None:
             volume.host = self.host
             volume.migration_status = "success"
-            if volume.status in HELD:
-                volume.status = volume.previous_status or Status.AVAILABLE
+            volume.status = released_status(self.status, volume.status, volume.previous_status)
             volume._end(Kind.MIGRATION)
 
     class MigrationFailed(Aggregate.Event):
+        """v2 adds ``status`` (the status after), as ``MigrationCompleted``."""
+
+        class_version = 2
         reason: str
         destination: str
+        status: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["status"] = None
 
         def apply(self, volume: Any) -> None:
             volume.migration_status = "error"
-            if volume.status in HELD:
-                volume.status = volume.previous_status or Status.AVAILABLE
+            volume.status = released_status(self.status, volume.status, volume.previous_status)
             volume._end(Kind.MIGRATION)
 
     def start_migration(
@@ -103,17 +127,19 @@ class Migration:
     def complete_migration(self, request_version: int, new_host: str) -> None:
         pending = self.migration_pending_for(request_version)
         self._fire(
-            self.MigrationCompleted,
-            host=new_host,  # type: ignore[attr-defined]
+            self.MigrationCompleted,  # type: ignore[attr-defined]
+            host=new_host,
             previous_host=pending.payload.source,
+            status=released_status(None, self.status, self.previous_status).value,
         )
 
     def fail_migration(self, request_version: int, reason: str) -> None:
         pending = self.migration_pending_for(request_version)
         self._fire(
-            self.MigrationFailed,
-            reason=reason,  # type: ignore[attr-defined]
+            self.MigrationFailed,  # type: ignore[attr-defined]
+            reason=reason,
             destination=pending.payload.destination,
+            status=released_status(None, self.status, self.previous_status).value,
         )
 
     def _fire(self, event_class: type[Aggregate.Event], **kwargs: Any) -> None:

@@ -18,6 +18,14 @@ RETYPE_REFUSED = (
 )
 
 
+def returned_status(recorded: str | None, previous: Status | None) -> Status:
+    """The status a retype's outcome leads to: the one the event recorded (v2), else the
+    one the volume had before the retype (v1 events)."""
+    if recorded is not None:
+        return Status(recorded)
+    return previous or Status.AVAILABLE
+
+
 class Retype:
     status: Status
     previous_status: Status | None
@@ -53,10 +61,20 @@ class Retype:
             )
 
     class Retyped(Aggregate.Event):
+        """v2 adds ``status``, the status the volume returns to (the one before the
+        retype), so a reader needs no earlier event. Stored v1 events are upcast with
+        ``status = None``: it follows from the volume's previous status then."""
+
+        class_version = 2
         new_type_id: str
         new_type_name: str
         host: str | None  # set when the data moved to another pool
         previous_host: str | None
+        status: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["status"] = None
 
         def apply(self, volume: Any) -> None:
             volume.volume_type_id = self.new_type_id
@@ -64,16 +82,24 @@ class Retype:
             if self.host is not None:
                 volume.host = self.host
                 volume.migration_status = "success"
-            volume.status = volume.previous_status or Status.AVAILABLE
+            volume.status = returned_status(self.status, volume.previous_status)
             volume._end(Kind.RETYPE)
 
     class RetypeFailed(Aggregate.Event):
+        """v2 adds ``status`` (the status the volume returns to), as ``Retyped``."""
+
+        class_version = 2
         reason: str
         multiattach: bool  # restored (Cinder leaves the new value: a QUIRK)
+        status: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["status"] = None
 
         def apply(self, volume: Any) -> None:
             volume.multiattach = self.multiattach
-            volume.status = volume.previous_status or Status.AVAILABLE
+            volume.status = returned_status(self.status, volume.previous_status)
             volume._end(Kind.RETYPE)
 
     def request_retype(
@@ -124,12 +150,16 @@ class Retype:
             new_type_name=pending.payload.new_type_name,
             host=moved,
             previous_host=self.host if moved else None,
+            status=returned_status(None, self.previous_status).value,
         )
         return pending.reservation
 
     def fail_retype(self, request_version: int, reason: str) -> str:
         pending = self.retype_pending_for(request_version)
         self.trigger_event(  # type: ignore[attr-defined]
-            self.RetypeFailed, reason=reason, multiattach=pending.payload.previous_multiattach
+            self.RetypeFailed,
+            reason=reason,
+            multiattach=pending.payload.previous_multiattach,
+            status=returned_status(None, self.previous_status).value,
         )
         return pending.reservation

@@ -36,9 +36,20 @@ def status(status: str) -> Any:
     return const(status=status)
 
 
-def restore_held(row: Row, _e: ProjectionEvent) -> None:
-    """A migration hands back the status it held (maintenance, retyping) when it ends."""
-    if row["status"] in ("maintenance", "retyping"):
+def returned_status(row: Row, e: ProjectionEvent) -> None:
+    """A retype's outcome: the status it recorded (v2 events); v1 events recorded none, the
+    volume returns to the status it had before."""
+    recorded = e.data.get("status")
+    row["status"] = recorded if recorded is not None else row["previous_status"] or "available"
+
+
+def released_status(row: Row, e: ProjectionEvent) -> None:
+    """A migration's outcome: the status it recorded (v2 events); v1 events recorded none, a
+    held status (maintenance, retyping) is handed back to the one before."""
+    recorded = e.data.get("status")
+    if recorded is not None:
+        row["status"] = recorded
+    elif row["status"] in ("maintenance", "retyping"):
         row["status"] = row["previous_status"] or "available"
 
 

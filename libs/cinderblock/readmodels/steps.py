@@ -23,8 +23,9 @@ from cinderblock.readmodels.step_parts import (
     drop_attached_mode_if,
     keep_previous,
     merge,
+    released_status,
     removed_ids,
-    restore_held,
+    returned_status,
     status,
     text_changes,
     ts,
@@ -114,23 +115,25 @@ def _retyped(row: Row, e: ProjectionEvent) -> None:
     if d["host"] is not None:
         row["host"] = d["host"]
         row["migration_status"] = "success"
-    row["status"] = row["previous_status"] or "available"
+    returned_status(row, e)
 
 
 def _retype_failed(row: Row, e: ProjectionEvent) -> None:
     row["multiattach"] = e.data["multiattach"]
-    row["status"] = row["previous_status"] or "available"
+    returned_status(row, e)
 
 
-def _unmanage_requested(row: Row, _e: ProjectionEvent) -> None:
-    row["previous_status"] = row["status"]
-    row["status"] = "error_managing_deleting" if row["status"] == "error_managing" else "unmanaging"
+def _unmanage_requested(row: Row, e: ProjectionEvent) -> None:
+    before = e.data["previous_status"]
+    row["previous_status"] = before
+    row["status"] = "error_managing_deleting" if before == "error_managing" else "unmanaging"
 
 
 def _migration_started(row: Row, e: ProjectionEvent) -> None:
-    row["previous_status"] = row["status"]
+    before = e.data["previous_status"]
+    row["previous_status"] = before
     row["migration_status"] = "starting"
-    if e.data["lock_volume"] and row["status"] == "available":
+    if e.data["lock_volume"] and before == "available":
         row["status"] = "maintenance"
 
 
@@ -254,9 +257,9 @@ VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
     "Volume.MigrationStarted": (update(V, _migration_started),),
     "Volume.MigrationCopying": (update(V, const(migration_status="migrating")),),
     "Volume.MigrationCompleted": (
-        update(V, chain(fields(host="host"), const(migration_status="success"), restore_held)),
+        update(V, chain(fields(host="host"), const(migration_status="success"), released_status)),
     ),
-    "Volume.MigrationFailed": (update(V, chain(const(migration_status="error"), restore_held)),),
+    "Volume.MigrationFailed": (update(V, chain(const(migration_status="error"), released_status)),),
 }
 
 STEPS: dict[str, tuple[Step, ...]] = {

@@ -113,3 +113,106 @@ async def test_v1_rows_reconstruct_the_volume_and_new_events_are_v2(log_db: str)
         await conn.close()
     assert (row["size"], row["version"]) == (8, 8)
     assert (await verify(log_db)).differences == []
+
+
+# ---------------------------------------------------------------- outcomes' statuses (v2)
+
+STATUS_FIXTURE = "volume_status_outcomes_v1.json"
+RETYPE_A = uuid.UUID("7a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d")
+MIGRATE_B = uuid.UUID("8b3c4d5e-6f7a-4b2c-9d3e-4f5a6b7c8d9e")
+V2_OUTCOMES = ("Retyped", "RetypeFailed", "MigrationCompleted", "MigrationFailed")
+
+
+def status_rows() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads((FIXTURES / STATUS_FIXTURE).read_text())["rows"]
+    return rows
+
+
+def test_v1_outcomes_have_no_status_and_are_upcast_to_none_by_both_decoders() -> None:
+    rows = [r for r in status_rows() if r["topic"].rpartition(".")[2] in V2_OUTCOMES]
+    assert sorted({r["topic"].rpartition(".")[2] for r in rows}) == sorted(V2_OUTCOMES)
+    assert {r["topic"] for r in status_rows()} <= set(STORED)
+    for row in rows:
+        assert "class_version" not in json.loads(row["state"])
+        stored = StoredEvent(
+            uuid.UUID(row["originator_id"]),
+            row["originator_version"],
+            row["topic"],
+            row["state"].encode(),
+        )
+        domain_event = make_mapper().to_domain_event(stored)
+        assert type(domain_event).class_version == 2
+        assert domain_event.status is None
+        fast = Decoder()(
+            row["topic"], stored.originator_id, stored.originator_version, stored.state
+        )
+        assert fast is not None
+        assert dict(fast.data) == event_data(domain_event)
+
+
+async def test_v1_outcomes_rebuild_the_statuses_and_new_outcomes_carry_theirs(log_db: str) -> None:
+    rows = status_rows()
+    conn = await asyncpg.connect(log_db)
+    try:
+        await conn.executemany(
+            "INSERT INTO events (originator_id, originator_version, topic, state, meta) "
+            "VALUES ($1::uuid, $2, $3, $4, $5::jsonb)",
+            [
+                (
+                    r["originator_id"],
+                    r["originator_version"],
+                    r["topic"],
+                    r["state"].encode(),
+                    r["meta"],
+                )
+                for r in rows
+            ],
+        )
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(log_db, min_size=1, max_size=2)
+    try:
+        store = AsyncEventStore(pool)
+        retyped = await store.load(RETYPE_A, Volume)
+        migrated = await store.load(MIGRATE_B, Volume)
+        assert retyped is not None
+        assert migrated is not None
+        # v1 outcomes led back to the status before (available), the failed retype restored
+        # the type, the completed migration switched the host and the failed one kept it.
+        assert (retyped.status.value, retyped.volume_type_name) == ("available", "gold")
+        assert (migrated.status.value, migrated.host, migrated.migration_status) == (
+            "available",
+            "cb@file#pool-b",
+            "error",
+        )
+        migrated.start_migration("cb@file#pool-a", force_host_copy=False, lock_volume=True)
+        await store.save(migrated, meta={})
+        assert migrated.status.value == "maintenance"
+        migrated.fail_migration(migrated.version, "copy failed again")
+        await store.save(migrated, meta={})
+        state = json.loads(
+            await pool.fetchval(
+                "SELECT convert_from(state, 'UTF8') FROM events "
+                "WHERE originator_id = $1 AND originator_version = $2",
+                MIGRATE_B,
+                migrated.version,
+            )
+        )
+        assert (state["class_version"], state["status"]) == (2, "available")
+    finally:
+        await pool.close()
+    done = await replay(log_db)
+    assert done.events == len(rows) + 2
+    conn = await asyncpg.connect(log_db)
+    try:
+        found = {
+            r["id"]: (r["status"], r["volume_type_name"], r["host"])
+            for r in await conn.fetch("SELECT id, status, volume_type_name, host FROM volumes")
+        }
+    finally:
+        await conn.close()
+    assert found == {
+        RETYPE_A: ("available", "gold", "cb@file#pool-a"),
+        MIGRATE_B: ("available", "__DEFAULT__", "cb@file#pool-b"),
+    }
+    assert (await verify(log_db)).differences == []

@@ -308,7 +308,10 @@ def test_complete_migration_switches_the_host_and_releases_the_hold() -> None:
     events = s.new_events()
     assert names(events) == ["MigrationCompleted"]
     assert recorded(events) == [
-        (Volume.MigrationCompleted, {"host": NEW_HOST, "previous_host": HOST})
+        (
+            Volume.MigrationCompleted,
+            {"host": NEW_HOST, "previous_host": HOST, "status": "available"},  # it leads to
+        )
     ]
     assert s.volume.host == NEW_HOST
     assert s.volume.migration_status == "success"
@@ -406,7 +409,10 @@ def test_fail_migration_releases_the_hold_and_keeps_the_host() -> None:
     events = s.new_events()
     assert names(events) == ["MigrationFailed"]
     assert recorded(events) == [
-        (Volume.MigrationFailed, {"reason": "checksum mismatch", "destination": DEST})
+        (
+            Volume.MigrationFailed,
+            {"reason": "checksum mismatch", "destination": DEST, "status": "available"},
+        )
     ]
     assert s.volume.host == HOST
     assert s.volume.migration_status == "error"
