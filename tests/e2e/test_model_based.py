@@ -171,7 +171,15 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
         def expect(self, reply: Reply, *codes: int) -> Reply:
             if reply.status not in codes:
                 raise RefusedError(f"{self.steps[-1]}: {reply.status} {reply.text}")
+            if reply.status >= 400:
+                self.steps[-1] += f" -> {reply.status}"  # a refusal the model expected
             return reply
+
+        def made(self, reply: Reply, key: str) -> str:
+            """The id a 202 create answered with, named in the step for the story."""
+            made: str = reply.json[key]["id"]
+            self.steps[-1] += f" -> {made}"
+            return made
 
         def act(self, vid: str, body: dict[str, Any], *codes: int) -> Reply:
             return self.expect(run(self.client.action(vid, body)), *codes)
@@ -271,7 +279,7 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
         def first_volume(self, size: int) -> None:
             self.step(f"create size={size}")
             reply = self.call("POST", "/volumes", {"volume": {"size": size, "name": "v0"}})
-            self.volumes[self.expect(reply, 202).json["volume"]["id"]] = {}
+            self.volumes[self.made(self.expect(reply, 202), "volume")] = {}
             self.settle()
 
         @rule(size=st.integers(1, 2), fail=failing, typed=pick, use_type=st.booleans())
@@ -287,7 +295,7 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
                     self.call("POST", "/volumes", {"volume": body}), 202 if fits else 413
                 )
                 if reply.status == 202:
-                    self.volumes[reply.json["volume"]["id"]] = {}
+                    self.volumes[self.made(reply, "volume")] = {}
                 self.settle()
             finally:
                 system.faults("")
@@ -308,7 +316,7 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
                 body = {"volume": {"snapshot_id": sid}}
                 reply = self.expect(self.call("POST", "/volumes", body), 202 if fits else 413)
                 if reply.status == 202:
-                    self.volumes[reply.json["volume"]["id"]] = {}
+                    self.volumes[self.made(reply, "volume")] = {}
                 self.settle()
             finally:
                 system.faults("")
@@ -511,10 +519,22 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
             self.settle()
             assert aid not in {a["attachment_id"] for a in self.volumes[vid]["attachments"]}
 
+        def _connectable(self) -> list[str]:
+            """Reservable, placed (a volume without a backend cannot be connected: 400),
+            and not still attached (a reset to available keeps the attachments:
+            connecting again is Cinder's 409 ConflictNovaUsingAttachment unless the volume
+            is multiattach)."""
+            return [
+                vid
+                for vid in self._reservable()
+                if self.volumes[vid]["os-vol-host-attr:host"]
+                and (self.volumes[vid]["multiattach"] or not self.volumes[vid]["attachments"])
+            ]
+
         @rule(which=pick, complete=st.booleans())
-        @when(lambda self: self._reservable())
+        @when(lambda self: self._connectable())
         def attachment_create(self, which: int, complete: bool) -> None:
-            vid = choose(self._reservable(), which)
+            vid = choose(self._connectable(), which)
             self.step(f"attachments create {vid} complete={complete}")
             body = {"attachment": {"volume_uuid": vid, "instance_uuid": str(uuid.uuid4())}}
             made = self.expect(self.call("POST", "/attachments", body), 200)
@@ -590,8 +610,9 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
             after = self.volumes[vid]
             assert after["status"] == before["status"], after
             # In place when the pool suits the new type; else a move, which "never"
-            # refuses and an injected copy failure undoes.
-            stays = not self.suits(name, before) and (policy == "never" or fail)
+            # refuses, snapshots of the volume refuse and an injected copy failure undoes.
+            snapshots = any(s["volume_id"] == vid for s in self.snapshots.values())
+            stays = not self.suits(name, before) and (policy == "never" or snapshots or fail)
             assert after["volume_type"] == (before["volume_type"] if stays else name), after
 
         def _migratable(self) -> list[str]:
@@ -646,7 +667,7 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
                 body = {"snapshot": {"volume_id": vid, "force": True}}
                 reply = self.expect(self.call("POST", "/snapshots", body), 202 if fits else 413)
                 if reply.status == 202:
-                    self.snapshots[reply.json["snapshot"]["id"]] = {}
+                    self.snapshots[self.made(reply, "snapshot")] = {}
                 self.settle()
             finally:
                 system.faults("")
