@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cinderblock.drivers.base import GIB, DriverError
+from cinderblock.drivers.errors import GIB, DriverError
 from cinderblock.sparse.extents import CHUNK, data_extents, is_zero, read_exactly
 
 MIB = 2**20

@@ -17,7 +17,12 @@ from cinderblock.domain.volume_type import DEFAULT_TYPE_ID, VolumeType
 from cinderblock.readmodels.queries import get_type, list_types, volumes_of_type
 from cinderblock.store.eventstore import Position
 from cinderblock.wire.faults import BadRequest, NotFound
-from cinderblock.wire.types import TypeCreateRequest, TypeUpdateRequest, parse_specs, type_view
+from cinderblock.wire.volume_types import (
+    TypeCreateRequest,
+    TypeUpdateRequest,
+    parse_specs,
+    type_view,
+)
 
 
 def _allow(d: Deps, ctx: RequestContext, rule: str) -> None:
