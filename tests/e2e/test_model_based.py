@@ -49,6 +49,8 @@ about 25 s here. Environment:
 - ``CINDERBLOCK_MODEL_EXAMPLES=200 CINDERBLOCK_MODEL_STEPS=60``: the longer form (about
   5 minutes);
 - ``CINDERBLOCK_MODEL_SHRINK=1``: let hypothesis shrink a failure to a minimal sequence;
+- ``CINDERBLOCK_MODEL_FRESH=1``: other sequences than the derandomized ones (pytest's
+  ``--hypothesis-seed=N`` makes such a run repeatable);
 - ``CINDERBLOCK_MODEL_VERBOSE=1`` (with ``-s``): print the tour and every sequence run.
 """
 
@@ -88,6 +90,7 @@ T = TypeVar("T")
 EXAMPLES = int(os.environ.get("CINDERBLOCK_MODEL_EXAMPLES", "20"))
 STEPS = int(os.environ.get("CINDERBLOCK_MODEL_STEPS", "50"))
 SHRINK = os.environ.get("CINDERBLOCK_MODEL_SHRINK", "") not in ("", "0")
+FRESH = os.environ.get("CINDERBLOCK_MODEL_FRESH", "") not in ("", "0")
 
 # Statuses a saga moves on by itself: a step waits until none is left.
 TRANSIENT = {
@@ -935,7 +938,7 @@ async def test_random_histories_replay_and_rebuild_as_they_were_lived(
         max_examples=EXAMPLES,
         stateful_step_count=STEPS,
         deadline=None,
-        derandomize=True,
+        derandomize=not FRESH,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
