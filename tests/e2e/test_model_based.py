@@ -889,20 +889,12 @@ async def test_a_tour_of_every_command(system: System) -> None:
     assert len(life.steps) == len(TOUR)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "found by the model: the extend saga skips a volume without a host "
-        "(domain/sagas/extend.py decide_extend: SKIP when volume.host is None), so a "
-        "volume whose create failed, reset to available and extended stays extending "
-        "with 1 GiB reserved forever; Cinder's scheduler fails it (NoValidBackend: back "
-        "to the previous status, reservation rolled back)"
-    ),
-)
 async def test_extend_of_a_volume_never_placed_ends(system: System) -> None:
-    """The minimal sequence: create (its driver step fails: error, no host), reset status
-    to available, extend. The saga must end the extend (a completion or a compensation)
-    and settle the reservation, as for every other volume."""
+    """The minimal sequence the model found (the extend stayed extending with 1 GiB
+    reserved forever): create (its driver step fails: error, no host), reset status to
+    available, extend. The saga must end the extend (a completion or a compensation) and
+    settle the reservation, as for every other volume: Cinder's scheduler fails it back
+    (NoValidBackend), and so does this one."""
     client = system.client.as_(project_id=uuid.uuid4().hex, version=str(MAX_VERSION))
     system.faults("create=fail")
     try:

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from cinderblock.domain.pending import Kind
 from cinderblock.domain.placement import choose_pool, suitable
-from cinderblock.domain.sagas.extend import ExtendStep, decide_extend
+from cinderblock.domain.sagas.extend import NO_VALID_BACKEND, ExtendStep, decide_extend
 from cinderblock.domain.sagas.lifecycle import (
     abandoned_during_create,
     image_write_to_undo,
@@ -184,6 +184,12 @@ class Sagas:
         if decision.step is ExtendStep.SKIP:
             return
         meta = saga_meta(env, "extend")
+        if decision.step is ExtendStep.NO_BACKEND:
+            log.warning("extend found no backend", extra=self._log(env, "extend"))
+            await self.volumes.fail_extend(
+                env.aggregate_id, env.version, NO_VALID_BACKEND, restore=True, meta=meta
+            )
+            return
         try:
             await self.driver.extend_volume(
                 env.aggregate_id, decision.location, decision.new_size_gb, step_key=env.id

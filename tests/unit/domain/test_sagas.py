@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cinderblock.domain.sagas.extend import ExtendDecision, ExtendStep, decide_extend
+from cinderblock.domain.sagas.extend import (
+    NO_VALID_BACKEND,
+    ExtendDecision,
+    ExtendStep,
+    decide_extend,
+)
 from cinderblock.domain.sagas.lifecycle import needs_create, needs_delete
 from cinderblock.domain.status import Status
 from tests.unit.domain.given import (
@@ -72,11 +77,16 @@ def test_skip_an_extend_overtaken_by_a_forced_delete() -> None:
     assert decide_extend(volume, version) == SKIP
 
 
-def test_skip_an_extending_volume_without_a_host() -> None:
-    volume, version = extending()
+def test_an_extending_volume_on_no_backend_is_failed_back() -> None:
+    """A volume never placed (its create failed, an admin reset it to available) has no
+    backend to grow it: the extend is failed back (Cinder's NoValidBackend), never left
+    extending (was SKIP: the model-based test found such extends stuck forever)."""
+    volume, version = extending(20)
     in_state(volume, Status.EXTENDING, host=None)
 
-    assert decide_extend(volume, version) == SKIP
+    assert decide_extend(volume, version) == ExtendDecision(ExtendStep.NO_BACKEND, 20)
+    volume.fail_extend(version, NO_VALID_BACKEND, restore=True)
+    assert decide_extend(volume, version) == SKIP  # a redelivery after the compensation
 
 
 def test_skip_an_extending_volume_without_a_pending_request() -> None:
