@@ -598,7 +598,7 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
         def _retypable(self) -> list[tuple[str, str]]:
             return [
                 (vid, name)
-                for vid in self._placed()
+                for vid in self.volumes_where(status={"available", "in-use"})
                 if (v := self.volumes[vid])["migration_status"] not in MOVING
                 for name, t in self.types.items()
                 if name != v["volume_type"]
@@ -622,8 +622,12 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
             assert after["status"] == before["status"], after
             # In place when the pool suits the new type; else a move, which "never"
             # refuses, snapshots of the volume refuse and an injected copy failure undoes.
+            # A volume never placed has no pool at all: no valid backend, refused.
             snapshots = any(s["volume_id"] == vid for s in self.snapshots.values())
-            stays = not self.suits(name, before) and (policy == "never" or snapshots or fail)
+            placed = bool(before["os-vol-host-attr:host"])
+            stays = not placed or (
+                not self.suits(name, before) and (policy == "never" or snapshots or fail)
+            )
             assert after["volume_type"] == (before["volume_type"] if stays else name), after
 
         def _migratable(self) -> list[str]:
@@ -657,9 +661,8 @@ def machine_for(system: System, loop: asyncio.AbstractEventLoop, found: list[Any
         # ----------------------------------------------------------- snapshots
 
         def _placed(self) -> list[str]:
-            """Available or in-use and placed. A failed create reset to available has no
-            host: a snapshot of it is Cinder's 400, its retype is refused by the saga (left
-            out here)."""
+            """Available or in-use and placed (a failed create reset to available has no
+            host: a snapshot of it is Cinder's 400)."""
             return [
                 vid
                 for vid in self.volumes_where(status={"available", "in-use"})
