@@ -23,6 +23,7 @@ from cinderblock.readmodels.tables import PROJECTED_TABLES
 from cinderblock.replay.rebuild import TooManyQuarantinedError, replay
 from cinderblock.replay.session import ReplayBusyError
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify
+from cinderblock.runtime.infra import create_schemas
 from cinderblock.usage.store import rebuild_ledger
 
 COMMANDS = ("replay", "verify", "bench-log")
@@ -103,8 +104,21 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return runner.run(run(args, settings))
 
 
+async def _schemas(dsn: str) -> None:
+    """The log's database may hold nothing but events (``bench-log`` into a new database,
+    a restored dump): the read models, ledger and quarantine tables are made first, as
+    every service does at start."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        await create_schemas(pool)
+    finally:
+        await pool.close()
+
+
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as dsn:
+        if args.command in ("replay", "verify"):
+            await _schemas(dsn)
         try:
             if args.command == "replay":
                 return await _replay(dsn, args, settings)
