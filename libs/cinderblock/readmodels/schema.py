@@ -3,6 +3,11 @@ applying an event twice a no-op; tracking rows record how far each projection go
 
 from __future__ import annotations
 
+# The tables the projector derives from events (everything else in the schema is
+# operational state or bookkeeping: backend_pools, services, tracking, dead_letters,
+# quarantine).
+PROJECTED_TABLES = ("volumes", "attachments", "snapshots", "volume_types", "quotas")
+
 READMODELS_DDL = """
 CREATE TABLE IF NOT EXISTS volumes (
     id uuid PRIMARY KEY,

@@ -17,11 +17,7 @@ from typing import Any
 import asyncpg
 
 from cinderblock.readmodels.folds import JSON_NULL, Row
-
-# The tables the projector derives from events (everything else in the schema is either
-# operational state or bookkeeping: backend_pools, services, tracking, dead_letters,
-# quarantine).
-PROJECTED_TABLES = ("volumes", "attachments", "snapshots", "volume_types", "quotas")
+from cinderblock.readmodels.schema import PROJECTED_TABLES
 
 # Every projected row is changed by the events of one aggregate only: the row's own id, or
 # (attachments) its volume's.

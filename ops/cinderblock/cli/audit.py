@@ -7,60 +7,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
 
-from cinderblock.audit.cadf import records
-from cinderblock.audit.history import render_table, volume_history
-from cinderblock.audit.log import aggregate_events, volume_story, window_events
-from cinderblock.audit.state import rows
-from cinderblock.cli.target import add_data_dir_argument, database
-from cinderblock.config.settings import Settings
-from cinderblock.wire.microversion import MAX_VERSION, APIVersion
-from cinderblock.wire.views import ViewContext, volume_detail
+from cinderblock.cli.target import database
+
+if TYPE_CHECKING:
+    from cinderblock.config.settings import Settings
+
+# Each command imports what it reads with (a CLI run is mostly start-up: ``history`` needs
+# neither the read-model fold nor the API's views).
 
 COMMANDS = ("history", "state", "audit")
-
-
-def timestamp(text: str) -> datetime:
-    """ISO 8601; without a zone it is UTC."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from err
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def volume_id(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not a volume id: {text!r}") from err
-
-
-def add_parsers(sub: Any) -> None:
-    """Register the three commands on the ``cinderblock`` subparsers."""
-    history = sub.add_parser("history", help="a volume's events, with what each changed")
-    history.add_argument("volume_id", type=volume_id)
-    history.add_argument("--json", action="store_true", help="JSON lines for tools")
-    add_data_dir_argument(history)
-    state = sub.add_parser("state", help="a volume as it was, rebuilt from its events")
-    state.add_argument("volume_id", type=volume_id)
-    when = state.add_mutually_exclusive_group(required=True)
-    when.add_argument("--at", type=timestamp, help="ISO 8601 time (UTC without a zone)")
-    when.add_argument("--version", type=int, help="the volume's version (event count)")
-    state.add_argument("--microversion", default=str(MAX_VERSION), help="view as of 3.x")
-    state.add_argument("--base-url", default=None, help="for links; default host:port")
-    add_data_dir_argument(state)
-    audit = sub.add_parser("audit", help="CADF records of API actions, one per request")
-    audit.add_argument("--since", type=timestamp, required=True)
-    audit.add_argument("--until", type=timestamp, default=None)
-    audit.add_argument("--project", default=None, help="requests made by this project")
-    audit.add_argument("--format", choices=("cadf", "jsonl"), default="cadf")
-    add_data_dir_argument(audit)
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -82,6 +42,9 @@ def _missing(vid: UUID) -> int:
 
 
 async def _history(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    from cinderblock.audit.history import render_table, volume_history
+    from cinderblock.audit.log import volume_story
+
     own, related = await volume_story(conn, args.volume_id)
     if not own:
         return _missing(args.volume_id)
@@ -95,6 +58,11 @@ async def _history(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
 
 
 async def _state(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
+    from cinderblock.audit.log import aggregate_events
+    from cinderblock.audit.state import rows
+    from cinderblock.wire.microversion import APIVersion
+    from cinderblock.wire.views import ViewContext, volume_detail
+
     own = await aggregate_events(conn, [args.volume_id])
     if not own:
         return _missing(args.volume_id)
@@ -116,6 +84,9 @@ async def _state(conn: asyncpg.Connection, args: argparse.Namespace, settings: S
 
 
 async def _audit(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    from cinderblock.audit.cadf import records
+    from cinderblock.audit.log import window_events
+
     found = records(await window_events(conn, args.since, args.until), project_id=args.project)
     if args.format == "jsonl":
         for item in found:

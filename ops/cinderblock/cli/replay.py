@@ -11,15 +11,14 @@ import asyncio
 import json
 import resource
 import sys
-from typing import Any
 
 import asyncpg
 
 from cinderblock.billing.run import consumer_spec as billing_spec
+from cinderblock.cli.parsers import LEDGER, selected_tables
 from cinderblock.cli.progress import Bar
-from cinderblock.cli.target import add_data_dir_argument, database
+from cinderblock.cli.target import database
 from cinderblock.config.settings import Settings
-from cinderblock.readmodels.tables import PROJECTED_TABLES
 from cinderblock.replay.rebuild import TooManyQuarantinedError, replay
 from cinderblock.replay.session import ReplayBusyError
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify
@@ -27,66 +26,6 @@ from cinderblock.runtime.infra import create_schemas
 from cinderblock.usage.store import rebuild_ledger
 
 COMMANDS = ("replay", "verify", "bench-log")
-WORKERS_HELP = "processes folding the bulk of the log (default: 1 below 150,000 events, else 2+)"
-
-
-# The billing consumer's usage ledger is derived from the log too: ``replay`` rebuilds it
-# with the same fold the consumer uses (``rebuild_ledger``), after the read models.
-LEDGER = "billing"
-EVERYTHING = (*PROJECTED_TABLES, LEDGER)
-
-
-def projections(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if names == ("all",):
-        return EVERYTHING
-    unknown = [n for n in names if n not in EVERYTHING]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown projection {unknown or text!r}; choose all or {', '.join(EVERYTHING)}"
-        )
-    return names
-
-
-def _tables(names: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(n for n in names if n != LEDGER)
-
-
-def add_parsers(sub: Any) -> None:
-    """Register the commands on the ``cinderblock`` subparsers."""
-    rp = sub.add_parser(
-        "replay", help="rebuild read models from the event log and swap them in atomically"
-    )
-    rp.add_argument(
-        "--projection",
-        type=projections,
-        default=EVERYTHING,
-        help=f"all (default) or a comma-separated subset of {', '.join(EVERYTHING)}",
-    )
-    rp.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
-    rp.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
-    rp.add_argument(
-        "--max-new-quarantined",
-        type=int,
-        default=100,
-        help="swap nothing if the rebuild quarantines more aggregates the live projector "
-        "applied than this (broken code, more likely than bad events; default 100)",
-    )
-    add_data_dir_argument(rp)
-    vf = sub.add_parser(
-        "verify", help="rebuild into side tables and diff them against the live read models"
-    )
-    vf.add_argument("--projection", type=projections, default=PROJECTED_TABLES)
-    vf.add_argument("--json", action="store_true", help="summary and differences as JSON")
-    vf.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
-    add_data_dir_argument(vf)
-    bl = sub.add_parser("bench-log", help="append a realistic generated event log (benchmarks)")
-    bl.add_argument("--events", type=int, required=True)
-    bl.add_argument("--seed", type=int, default=0)
-    bl.add_argument(
-        "--append", action="store_true", help="allow a database that already holds events"
-    )
-    add_data_dir_argument(bl)
 
 
 def peak_rss_mib() -> float:
@@ -147,7 +86,7 @@ async def _replay(dsn: str, args: argparse.Namespace, settings: Settings) -> int
                 f"{ledger.volumes:,} volumes, {ledger.intervals:,} intervals"
                 + (f", {ledger.quarantined:,} quarantined" if ledger.quarantined else "")
             )
-    tables = _tables(args.projection)
+    tables = selected_tables(args.projection)
     if not tables:
         if args.json:
             print(json.dumps({"ledger": vars(ledger) if ledger else None}))
@@ -198,7 +137,7 @@ async def _replay(dsn: str, args: argparse.Namespace, settings: Settings) -> int
 
 
 async def _verify(dsn: str, args: argparse.Namespace) -> int:
-    tables = _tables(args.projection)
+    tables = selected_tables(args.projection)
     if not tables:
         print(
             "cinderblock: verify compares read models; the usage ledger is rebuilt by "

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from cinderblock.api import app as api
-from cinderblock.billing import run as billing
-from cinderblock.config.settings import Settings
-from cinderblock.drivers.base import VolumeDriver
-from cinderblock.notifier import run as notifier
-from cinderblock.projector import run as projector
-from cinderblock.relay import run as relay
-from cinderblock.sagas import run as sagas
+if TYPE_CHECKING:
+    from cinderblock.config.settings import Settings
+    from cinderblock.drivers.base import VolumeDriver
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +27,13 @@ async def run_all(
 ) -> None:
     """Run api, relay, projector, sagas, the Nova notifier (idle when CINDERBLOCK_NOVA_URL
     is unset) and billing until ``stop``; if one fails, stop the rest and re-raise its error."""
+    from cinderblock.api import app as api
+    from cinderblock.billing import run as billing
+    from cinderblock.notifier import run as notifier
+    from cinderblock.projector import run as projector
+    from cinderblock.relay import run as relay
+    from cinderblock.sagas import run as sagas
+
     tasks = {
         asyncio.create_task(api.run(settings, stop=stop, ready=ready), name="api"),
         asyncio.create_task(relay.run(settings, stop=stop), name="relay"),
@@ -56,12 +60,6 @@ async def run_all(
 
 
 async def run_service(name: str, settings: Settings, *, stop: asyncio.Event) -> None:
-    runners = {
-        "api": lambda: api.run(settings, stop=stop),
-        "relay": lambda: relay.run(settings, stop=stop),
-        "projector": lambda: projector.run(settings, stop=stop),
-        "sagas": lambda: sagas.run(settings, stop=stop),
-        "notifier": lambda: notifier.run(settings, stop=stop),
-        "billing": lambda: billing.run(settings, stop=stop),
-    }
-    await runners[name]()
+    """Run service ``name`` alone (``cinderblock serve``); only its own code is imported."""
+    module = "cinderblock.api.app" if name == "api" else f"cinderblock.{name}.run"
+    await import_module(module).run(settings, stop=stop)

@@ -19,7 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -39,17 +38,6 @@ READY_TIMEOUT = 10.0
 
 class TargetError(SettingsError):
     """There is no database to work on (reported like a settings error: exit code 2)."""
-
-
-def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
-    """The shared ``--data-dir`` option of tooling commands."""
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="the embedded PostgreSQL of this data dir, used when CINDERBLOCK_DATABASE_URL "
-        "is unset (default ./.cinderblock, as `cinderblock dev`; a running dev is reused)",
-    )
 
 
 def running_dsn(data_dir: Path) -> str | None:

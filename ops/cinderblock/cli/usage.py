@@ -14,26 +14,13 @@ from typing import Any
 
 import asyncpg
 
-from cinderblock.cli.target import add_data_dir_argument, database
+from cinderblock.cli.target import database
 from cinderblock.config.settings import Settings
 from cinderblock.usage.report import usage_body, window
 from cinderblock.usage.schema import USAGE_DDL
 from cinderblock.usage.store import usage
 
 FIELDS = ("project_id", "volume_id", "volume_type_id", "hours", "gib_hours")
-
-
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser("usage", help="billed GiB·hours per volume and type over a window")
-    parser.add_argument("--project", default=None, help="one project (default: every project)")
-    parser.add_argument(
-        "--since",
-        default=None,
-        help="ISO 8601, UTC without a zone (default: the first of the month)",
-    )
-    parser.add_argument("--until", default=None, help="ISO 8601, exclusive (default: now)")
-    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    add_data_dir_argument(parser)
 
 
 def render(body: dict[str, Any], fmt: str) -> str:
