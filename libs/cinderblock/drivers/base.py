@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from cinderblock.domain.exports import connector_identity
 from cinderblock.drivers.encryption import EncryptionHeader
 from cinderblock.drivers.errors import GIB as GIB  # the port's names, importable from here
 from cinderblock.drivers.errors import BackendError as BackendError
@@ -155,18 +156,6 @@ class ExportSpec:
         """Who the connector is: its ``host``, else its ``initiator`` (a string connector
         is its own identity; None or an empty object: unknown)."""
         return connector_identity(self.connector)
-
-
-def connector_identity(connector: object) -> str | None:
-    """A connector's ``host``, else its ``initiator``; a string is itself; else None."""
-    if isinstance(connector, str):
-        return connector or None
-    if isinstance(connector, Mapping):
-        for key in ("host", "initiator"):
-            value = connector.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return None
 
 
 @runtime_checkable

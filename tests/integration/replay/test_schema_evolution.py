@@ -23,15 +23,15 @@ from tests.helpers.topics import STORED
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "events"
 
 
-def v1_rows() -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((FIXTURES / "volume_extended_v1.json").read_text())[
-        "rows"
-    ]
+def v1_rows(fixture: str = "volume_extended_v1.json") -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads((FIXTURES / fixture).read_text())["rows"]
     return rows
 
 
-async def load_fixture(dsn: str) -> uuid.UUID:
-    rows = v1_rows()
+async def load_fixture(dsn: str, fixture: str = "volume_extended_v1.json") -> uuid.UUID:
+    """Write the fixture's rows into the log as the store wrote them; the first one's
+    aggregate id."""
+    rows = v1_rows(fixture)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.executemany(
@@ -124,8 +124,7 @@ V2_OUTCOMES = ("Retyped", "RetypeFailed", "MigrationCompleted", "MigrationFailed
 
 
 def status_rows() -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((FIXTURES / STATUS_FIXTURE).read_text())["rows"]
-    return rows
+    return v1_rows(STATUS_FIXTURE)
 
 
 def test_v1_outcomes_have_no_status_and_are_upcast_to_none_by_both_decoders() -> None:
@@ -152,24 +151,7 @@ def test_v1_outcomes_have_no_status_and_are_upcast_to_none_by_both_decoders() ->
 
 async def test_v1_outcomes_rebuild_the_statuses_and_new_outcomes_carry_theirs(log_db: str) -> None:
     rows = status_rows()
-    conn = await asyncpg.connect(log_db)
-    try:
-        await conn.executemany(
-            "INSERT INTO events (originator_id, originator_version, topic, state, meta) "
-            "VALUES ($1::uuid, $2, $3, $4, $5::jsonb)",
-            [
-                (
-                    r["originator_id"],
-                    r["originator_version"],
-                    r["topic"],
-                    r["state"].encode(),
-                    r["meta"],
-                )
-                for r in rows
-            ],
-        )
-    finally:
-        await conn.close()
+    await load_fixture(log_db, STATUS_FIXTURE)
     pool = await asyncpg.create_pool(log_db, min_size=1, max_size=2)
     try:
         store = AsyncEventStore(pool)
