@@ -11,10 +11,13 @@ outcome is in the log all the same)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from cinderblock.api.deps import Deps
 from cinderblock.store.eventstore import Position
 from cinderblock.store.exports import Outcome, outcome_of
+from cinderblock.wire.faults import Fault
 
 FALLBACK = 0.5
 
@@ -39,3 +42,23 @@ async def saga_outcome(
             return None
         await d.waiter.wait_for((mark[0], mark[1] + 1), min(remaining, FALLBACK))
         seen = mark
+
+
+async def saga_succeeded(
+    d: Deps,
+    volume_id: str,
+    at: Position,
+    request_version: int,
+    *,
+    failure: Callable[[Any], str | None] = lambda _event: None,
+    no_answer: str | None = None,
+) -> Outcome:
+    """The successful outcome of the request, else Cinder's 500: ``failure(event)`` the
+    text for a backend failure (None: Cinder's generic one), ``no_answer`` when the saga did
+    not answer in time (as Cinder's RPC timeout)."""
+    outcome = await saga_outcome(d, volume_id, at, request_version)
+    if outcome is None:
+        raise Fault(500, no_answer)
+    if not outcome.succeeded:
+        raise Fault(500, failure(outcome.event))
+    return outcome

@@ -241,15 +241,15 @@ async def _run(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t
     async def read_row(*_: object, **__: object) -> dict[str, Any]:
         return {"project_id": volume.project_id, "image_metadata": {"k": "v"}}
 
-    async def saga_succeeded(*_: object) -> SimpleNamespace:
+    async def saga_succeeded(*_: object, **__: object) -> SimpleNamespace:
         connected = SimpleNamespace(connection_info={"driver_volume_type": "local"})
         return SimpleNamespace(succeeded=True, event=connected, at=AT)
 
     handler_module = inspect.getmodule(spec.handler)
     if hasattr(handler_module, "get_volume"):  # a read answered from the read model
         monkeypatch.setattr(handler_module, "get_volume", read_row)
-    if hasattr(handler_module, "saga_outcome"):  # a reply that waits for the export saga
-        monkeypatch.setattr(handler_module, "saga_outcome", saga_succeeded)
+    if hasattr(handler_module, "saga_succeeded"):  # a reply that waits for the export saga
+        monkeypatch.setattr(handler_module, "saga_succeeded", saga_succeeded)
     ctx = _context(case.version)
     body = spec.model.parse(case.payload, ctx.version)
     reply = await spec.handler(d, ctx, str(volume.id), body)  # type: ignore[arg-type]

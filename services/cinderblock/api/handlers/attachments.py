@@ -13,7 +13,7 @@ from cinderblock.api.body import json_body
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps, deps
 from cinderblock.api.middleware import context
-from cinderblock.api.outcomes import saga_outcome
+from cinderblock.api.outcomes import saga_succeeded
 from cinderblock.domain.volume import Volume
 from cinderblock.readmodels.queries import ATTACHMENT_FILTERS, get_attachment, list_attachments
 from cinderblock.store.eventstore import Position
@@ -25,7 +25,7 @@ from cinderblock.wire.attachments import (
     attachment_summary,
     parse_update,
 )
-from cinderblock.wire.faults import BadRequest, Fault, NotFound, resource_not_found
+from cinderblock.wire.faults import BadRequest, NotFound, resource_not_found
 
 # Cinder's text of the VolumeBackendAPIException its manager raises when the export fails
 # (_connection_create), inside the controller's "Unable to ... (%s)." (attachments.py).
@@ -71,12 +71,11 @@ async def _exported(
 ) -> Position:
     """Wait for the export saga's outcome; its position (for the reply's rows), or Cinder's
     500: ``failed`` holds the backend's reason, ``no_answer`` when the saga was too slow."""
-    outcome = await saga_outcome(d, volume_id, at, version)
-    if outcome is None:
-        raise Fault(500, no_answer)
-    if not outcome.succeeded:
-        reason = EXPORT_FAILED.format(reason=outcome.event.reason)
-        raise Fault(500, failed.format(reason))
+
+    def failure(event: Any) -> str:
+        return failed.format(EXPORT_FAILED.format(reason=event.reason))
+
+    outcome = await saga_succeeded(d, volume_id, at, version, failure=failure, no_answer=no_answer)
     return outcome.at
 
 
@@ -189,10 +188,8 @@ async def delete(request: web.Request) -> web.Response:
         authorize=authorize,
     )
     if version is not None:  # the export is removed first (the export saga)
-        outcome = await saga_outcome(d, str(row["volume_id"]), at, version)
-        if outcome is None or not outcome.succeeded:
-            raise Fault(500)  # Cinder's VolumeBackendAPIException: its generic 500
-        at = outcome.at
+        # A failure is Cinder's VolumeBackendAPIException: its generic 500.
+        at = (await saga_succeeded(d, str(row["volume_id"]), at, version)).at
     rest = await written.attachment_rows(
         d,
         at,

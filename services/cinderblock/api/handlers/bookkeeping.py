@@ -11,7 +11,7 @@ from aiohttp import web
 
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
-from cinderblock.api.outcomes import saga_outcome
+from cinderblock.api.outcomes import saga_succeeded
 from cinderblock.domain import commands
 from cinderblock.domain.commands import VolumeCommand
 from cinderblock.domain.errors import MetadataNotFoundError
@@ -19,7 +19,7 @@ from cinderblock.domain.volume import Volume
 from cinderblock.readmodels.queries import get_volume
 from cinderblock.store.eventstore import Position
 from cinderblock.wire import bookkeeping as body
-from cinderblock.wire.faults import Fault, volume_not_found
+from cinderblock.wire.faults import volume_not_found
 
 T = TypeVar("T")
 ADMIN_ACTIONS = "volume_extension:volume_admin_actions"
@@ -112,12 +112,7 @@ async def _driver_step(
         attachment_id=attachment_id,
     )
     if version is not None:
-        outcome = await saga_outcome(d, volume_id, at, version)
-        if outcome is None:
-            raise Fault(500)  # the volume service did not answer in time
-        if not outcome.succeeded:
-            raise Fault(500, failure)
-        at = outcome.at
+        at = (await saga_succeeded(d, volume_id, at, version, failure=lambda _e: failure)).at
     await d.read_your_write(at)
 
 
@@ -231,11 +226,7 @@ async def initialize_connection(
         _authorizer(d, ctx, rules),
         commands.InitializeConnection(req.connector),
     )
-    outcome = await saga_outcome(d, vid, at, version)
-    if outcome is None:
-        raise Fault(500)  # the volume service did not answer in time
-    if not outcome.succeeded:
-        raise Fault(500, NO_CONNECTION)
+    outcome = await saga_succeeded(d, vid, at, version, failure=lambda _e: NO_CONNECTION)
     return web.json_response({"connection_info": outcome.event.connection_info})
 
 
