@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -40,29 +39,26 @@ __all__ = ["STEPS", "LiveRows", "ProjectionEvent", "apply_batch", "projected"]
 class LiveRows:
     """The rows the live projector wrote, kept between its batches so a batch need not read
     back what the previous one wrote: valid only while nobody else writes the tables. Every
-    batch first takes the tracking row; when its stamp is not the one this projector left
-    (a replay swapped the tables, another projector took over meanwhile) the rows are
-    dropped, as they are after a batch that failed."""
+    batch first takes the tracking row; when it is not as this projector left it
+    (``Stopped.written_by_us``: a replay swapped the tables, another projector took over
+    meanwhile) the rows are dropped, as they are after a batch that failed."""
 
     def __init__(self, limit: int = 20_000) -> None:
         self.rows: OrderedDict[Key, Row | None] = OrderedDict()
-        self.stamp: datetime | None = None
         self.limit = limit
 
-    def valid_for(self, stamp: datetime | None) -> OrderedDict[Key, Row | None]:
-        if self.stamp is None or stamp != self.stamp:
+    def valid(self, ours: bool) -> OrderedDict[Key, Row | None]:
+        if not ours:
             self.rows.clear()
         return self.rows
 
-    def kept(self, stamp: datetime) -> None:
-        self.stamp = stamp
+    def trim(self) -> None:
         rows = self.rows
         while len(rows) > self.limit:
             rows.popitem(last=False)
 
     def drop(self) -> None:
         self.rows.clear()
-        self.stamp = None
 
 
 # Move the tracking row and tell read-your-writes waiters, in one round trip.
@@ -144,9 +140,9 @@ async def _apply(
         )
         if row is not None and (row["tx_id"], row["position"]) >= upto:
             return 0
-        since: dict[UUID, int] = dict(
-            await cache.refresh(conn, name, row["updated_at"] if row else None)
-        )
+        tracked = row["updated_at"] if row else None
+        ours = cache.written_by_us(tracked)
+        since: dict[UUID, int] = dict(await cache.refresh(conn, name, tracked))
         folder = Folder(
             conn,
             {t: specs[t] for t in PROJECTED_TABLES},
@@ -154,7 +150,7 @@ async def _apply(
             quarantine=name,
             history=history,
             held=since,
-            rows=live.valid_for(row["updated_at"] if row else None),
+            rows=live.valid(ours),
             optimistic=optimistic,
         )
         folder.set_aside(undecodable)
@@ -162,6 +158,6 @@ async def _apply(
         await folder.flush()
         stamp = await conn.fetchval(_TRACK, name, upto[0], upto[1], PROJECTED_CHANNEL)
     cache.versions, cache.stamp = folder.since, stamp
-    live.kept(stamp)
+    live.trim()
     log_set_aside(folder.recorded)
     return applied

@@ -381,10 +381,15 @@ class Stopped:
         self.versions: dict[UUID, int] = {}
         self.stamp: datetime | None = None  # tracking.updated_at as this process wrote it
 
+    def written_by_us(self, stamp: datetime | None) -> bool:
+        """Whether the tracking row is as this process left it (``stamp`` is its
+        ``updated_at`` now): nobody else (a replay's swap, another projector) wrote since."""
+        return self.stamp is not None and stamp == self.stamp
+
     async def refresh(
         self, conn: asyncpg.Connection, consumer: str, stamp: datetime | None
     ) -> Mapping[UUID, int]:
-        if self.stamp is None or stamp != self.stamp:
+        if not self.written_by_us(stamp):
             self.versions = await stopped_at(conn, consumer)
             self.stamp = None
         return self.versions
