@@ -12,6 +12,7 @@ handler re-reads the size and resizes to it again; see docs/decisions.md).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -97,18 +98,10 @@ class NovaNotifier:
     async def on_extended_notify_nova(
         self, env: ReceivedEnvelope, keepalive: Keepalive | None = None
     ) -> None:
-        pending = await self._pending(env)
-        if pending is None:
-            return
-        volume, servers = pending
-        if keepalive is not None:
-            await keepalive()
-        await self._until_projected(env)
-        request_id = env.meta.get("global_request_id") or env.request_id
-        delivery = await self.nova.volume_extended(
-            volume.vid, servers, request_id=request_id, keepalive=keepalive
-        )
-        await self._record(env, volume.size_gb, delivery)
+        async def record(volume: Any, delivery: Any) -> None:
+            await self._record(env, volume.size_gb, delivery)
+
+        await self._tell_nova(env, keepalive, self.nova.volume_extended, record)
 
     async def on_reimaged_notify_nova(
         self, env: ReceivedEnvelope, keepalive: Keepalive | None = None
@@ -116,6 +109,21 @@ class NovaNotifier:
         """Cinder's manager tells Nova ``volume-reimaged`` when the reimaged volume is
         ``reserved`` (Nova's rebuild holds it with an attachment of the server and waits
         for this event); recorded as ``NovaReimageNotified`` once per reimage."""
+
+        async def record(_volume: Any, delivery: Any) -> None:
+            await self._record_reimage(env, delivery)
+
+        await self._tell_nova(env, keepalive, self.nova.volume_reimaged, record)
+
+    async def _tell_nova(
+        self,
+        env: ReceivedEnvelope,
+        keepalive: Keepalive | None,
+        send: Callable[..., Awaitable[Any]],
+        record: Callable[[Any, Any], Awaitable[None]],
+    ) -> None:
+        """If there is something to tell Nova of the event, tell it once the read model
+        shows the change (Nova reads it back), then record what Nova answered."""
         pending = await self._pending(env)
         if pending is None:
             return
@@ -124,10 +132,8 @@ class NovaNotifier:
             await keepalive()
         await self._until_projected(env)
         request_id = env.meta.get("global_request_id") or env.request_id
-        delivery = await self.nova.volume_reimaged(
-            volume.vid, servers, request_id=request_id, keepalive=keepalive
-        )
-        await self._record_reimage(env, delivery)
+        delivery = await send(volume.vid, servers, request_id=request_id, keepalive=keepalive)
+        await record(volume, delivery)
 
     async def _record_reimage(self, env: ReceivedEnvelope, delivery: Delivery) -> None:
         def record(volume: Volume) -> None:
