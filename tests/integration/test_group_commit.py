@@ -5,6 +5,7 @@ also when a second writer (another process's) races them."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -211,3 +212,26 @@ async def test_conflicts_with_another_writer_surface_only_after_the_deadline(
         await service._retrying("test", always_conflicts)
     assert loop.time() - started >= 0.2
     assert tries > 4  # a deadline, not a count of four
+
+
+async def test_the_writer_reports_what_it_grouped(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The figures of the "group commit" log line add up to what was appended."""
+    service = volumes(pool)
+    writer = service.store.writer
+    projects = [f"p-{uuid.uuid4().hex[:8]}" for _ in range(16)]
+    await asyncio.gather(*(create(service, p) for p in projects))
+    writer.report()  # start counting afresh
+    statements_before = writer.statements
+    ids = await asyncio.gather(*(create(service, p) for p in projects))
+    with caplog.at_level(logging.INFO, logger="cinderblock.store.writer"):
+        figures = writer.report()
+    assert figures["commands"] == len(ids)
+    # A create is two events: the volume's and the project quota's.
+    assert figures["rows"] == 2 * len(ids)
+    assert figures["statements"] == writer.statements - statements_before
+    assert figures["largest_statement"] > 1
+    assert figures["commands_per_statement"] == round(len(ids) / figures["statements"], 2)
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("group commit")]
+    assert line.group_commit == figures  # type: ignore[attr-defined]

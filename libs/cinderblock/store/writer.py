@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # Rows per statement: bounds the statement's size (and a failed batch's retry cost).
 MAX_BATCH_ROWS = 2_000
+# Seconds between the writer's "group commit" log lines (only when it wrote meanwhile).
+REPORT_EVERY = 10.0
 
 _INSERT = f"""
 WITH ins AS (
@@ -88,6 +90,7 @@ class _Request:
     future: asyncio.Future[tuple[int, int]]
     dependents: list[_Request] = field(default_factory=list)
     state: str = "queued"  # queued | committed | failed
+    queued_at: float = 0.0  # event-loop time it was queued (for the group-commit figures)
 
     @property
     def failed(self) -> bool:
@@ -130,6 +133,46 @@ class Attempt:
                 raise DependencyFailedError("a state this command read was not committed")
 
 
+@dataclass
+class GroupCommitStats:
+    """What the writer did since it started (or since the last report): append statements
+    (each one transaction, one WAL flush), the commands and rows they carried, how long
+    commands waited in the queue before their statement went out, and how long the
+    statements took."""
+
+    statements: int = 0
+    commands: int = 0
+    rows: int = 0
+    largest: int = 0  # most commands in one statement
+    wait_s: float = 0.0  # summed over commands
+    wait_max_s: float = 0.0
+    flush_s: float = 0.0  # summed over statements
+
+    def add(self, commands: int, rows: int, waits: Sequence[float], took: float) -> None:
+        self.statements += 1
+        self.commands += commands
+        self.rows += rows
+        self.largest = max(self.largest, commands)
+        self.wait_s += sum(waits)
+        self.wait_max_s = max([self.wait_max_s, *waits])
+        self.flush_s += took
+
+    def summary(self, seconds: float) -> dict[str, float]:
+        per = max(self.statements, 1)
+        return {
+            "seconds": round(seconds, 1),
+            "statements": self.statements,
+            "statements_per_s": round(self.statements / seconds, 1) if seconds > 0 else 0.0,
+            "commands": self.commands,
+            "rows": self.rows,
+            "commands_per_statement": round(self.commands / per, 2),
+            "largest_statement": self.largest,
+            "queue_wait_mean_ms": round(1000 * self.wait_s / max(self.commands, 1), 3),
+            "queue_wait_max_ms": round(1000 * self.wait_max_s, 3),
+            "statement_mean_ms": round(1000 * self.flush_s / per, 3),
+        }
+
+
 _ATTEMPT: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
     "cinderblock_attempt", default=None
 )
@@ -166,6 +209,8 @@ class LogWriter:
         self._flusher: asyncio.Task[None] | None = None
         self.statements = 0  # appends sent (for tests and benchmarks)
         self.conflicts = 0  # commands refused by the database's version check
+        self.stats = GroupCommitStats()  # since the last "group commit" log line
+        self._reported_at: float | None = None
 
     def attach(self, pool: asyncpg.Pool) -> None:
         if pool not in self._pools:
@@ -245,6 +290,7 @@ class LogWriter:
             aggregate_ids=[a.id for a, _ in aggregates],
             deps=deps,
             future=asyncio.get_running_loop().create_future(),
+            queued_at=asyncio.get_running_loop().time(),
         )
         for aggregate, stored in aggregates:
             head = self._heads.get(aggregate.id)
@@ -276,13 +322,44 @@ class LogWriter:
                         batch.append(request)
                         rows += len(request.rows)
                 if batch:
+                    started = asyncio.get_running_loop().time()
                     await self._flush(batch)
+                    self._count(batch, started)
         except BaseException as err:  # cancelled (shutdown): nobody may wait forever
             left, self._queue = batch + self._queue, []
             for request in left:
                 self._fail(request, ConcurrencyConflictError(f"writer stopped: {err!r}"))
             raise
         self._trim()
+
+    def _count(self, batch: list[_Request], started: float) -> None:
+        now = asyncio.get_running_loop().time()
+        rows = sum(len(r.rows) for r in batch)
+        self.stats.add(len(batch), rows, [started - r.queued_at for r in batch], now - started)
+        if self._reported_at is None:
+            self._reported_at = started
+        elif now - self._reported_at >= REPORT_EVERY:
+            self.report(now)
+
+    def report(self, now: float | None = None) -> dict[str, float]:
+        """Log what the writer did since the last report (one structured line) and start
+        counting afresh; returns the figures."""
+        now = asyncio.get_running_loop().time() if now is None else now
+        seconds = now - (self._reported_at if self._reported_at is not None else now)
+        figures = self.stats.summary(seconds)
+        log.info(
+            "group commit: %d commands in %d statements over %.1f s (%.2f per statement, "
+            "largest %d), queue wait mean %.2f ms",
+            figures["commands"],
+            figures["statements"],
+            seconds,
+            figures["commands_per_statement"],
+            figures["largest_statement"],
+            figures["queue_wait_mean_ms"],
+            extra={"group_commit": figures},
+        )
+        self.stats, self._reported_at = GroupCommitStats(), now
+        return figures
 
     async def _flush(self, batch: list[_Request]) -> None:
         try:
