@@ -14,7 +14,8 @@ PROBE = Path(__file__).parents[3] / "ops" / "bench" / "group_commit_probe.py"
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
     spec = importlib.util.spec_from_file_location("group_commit_probe", PROBE)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
