@@ -272,7 +272,7 @@ BARS = (
 )
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -294,26 +294,19 @@ def _lag_table(results: list[dict[str, Any]]) -> list[str]:
         cells = []
         for c in consumers:
             lag = r["lag_ms"].get(c)
-            cells.append("-" if not lag else f"{_fmt(lag['p99'])} ({_fmt(lag['max'])})")
+            cells.append("-" if not lag else f"{fmt(lag['p99'])} ({fmt(lag['max'])})")
         lines.append(f"| {r['scenario']} | {r['concurrency']} | " + " | ".join(cells) + " |")
     return lines
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: machine, results table, the bar, errors."""
-    machine, git = report["machine"], report["git"]
-    commit = git.get("commit") or "unknown"
     lines = [
         f"# Cinderblock benchmark, {report['started_at']}",
         "",
         f"- target: `{report['url']}`, {report['seconds']:g} s per run after "
         f"{report['warmup']:g} s warm-up",
-        f"- commit: `{commit}`{' (working tree dirty)' if git.get('dirty') else ''}",
-        f"- machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
-        f"{_fmt(machine['ram_gib'])} GiB RAM, Linux {machine['kernel']}, "
-        f"Python {machine['python']}, load average at start {machine['loadavg']}",
-        "- client and server share the machine: client CPU is the bench's own CPU time, in % of "
-        "one core; machine CPU is every core's busy time, in % of all cores",
+        *setting_lines(report),
         "",
         "| scenario | conc | count | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors "
         "| client CPU % | machine CPU % |",
@@ -323,7 +316,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         cells = [r["scenario"], r["concurrency"], r["count"], r["rate"], r["p50_ms"]]
         cells += [r["p90_ms"], r["p99_ms"], r["max_ms"], r["errors"], r["client_cpu_pct"]]
         cells.append(r.get("machine_cpu_pct"))
-        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+        lines.append("| " + " | ".join(fmt(c) for c in cells) + " |")
     index = {(r["scenario"], r["concurrency"]): r for r in report["results"]}
     bars = [
         (b, index[b.scenario, b.concurrency]) for b in BARS if (b.scenario, b.concurrency) in index
@@ -332,7 +325,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "| bar | measured | verdict |", "| --- | ---: | --- |"]
         for bar, r in bars:
             unit = "ops/s" if bar.metric == "rate" else "ms"
-            measured = f"{_fmt(r[bar.metric])} {unit}"
+            measured = f"{fmt(r[bar.metric])} {unit}"
             lines.append(
                 f"| {bar.scenario} c={bar.concurrency}: {bar.text} "
                 f"| {measured} | {bar.verdict(r)} |"
@@ -344,7 +337,30 @@ def render_markdown(report: dict[str, Any]) -> str:
         for r in failed:
             lines.append(f"- {r['scenario']} c={r['concurrency']}: {r['errors']} errors")
             lines += [f"  - `{s}`" for s in r["error_samples"]]
+    lines += plot_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def setting_lines(report: dict[str, Any]) -> list[str]:
+    """The report's commit and machine, as Markdown list items (every bench report has them)."""
+    machine, git = report["machine"], report["git"]
+    commit = git.get("commit") or "unknown"
+    return [
+        f"- commit: `{commit}`{' (working tree dirty)' if git.get('dirty') else ''}",
+        f"- machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
+        f"{fmt(machine['ram_gib'])} GiB RAM, Linux {machine['kernel']}, "
+        f"Python {machine['python']}, load average at start {machine['loadavg']}",
+        "- client and server share the machine: client CPU is the bench's own CPU time, in % of "
+        "one core; machine CPU is every core's busy time, in % of all cores",
+    ]
+
+
+def plot_lines(report: dict[str, Any]) -> list[str]:
+    """Links to the plots written beside the report (`--plots`), if any."""
+    plots = report.get("plots") or {}
+    if not plots:
+        return []
+    return ["", "## Plots", ""] + [f"![{title}]({name})" for title, name in plots.items()]
 
 
 def machine_facts() -> dict[str, Any]:
@@ -385,24 +401,54 @@ def git_facts() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(dirty) if commit else None}
 
 
-def write_reports(out: Path, report: dict[str, Any]) -> list[Path]:
+def utc_stamp() -> str:
+    """Now, as the reports' `started_at`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report_stem(report: dict[str, Any], prefix: str = "bench") -> str:
+    """`bench-20260102T030405Z`: the name of a report's files, without the suffix."""
+    return f"{prefix}-" + report["started_at"].replace("-", "").replace(":", "")
+
+
+def write_reports(
+    out: Path,
+    report: dict[str, Any],
+    *,
+    prefix: str = "bench",
+    latest: str = "latest",
+    markdown: str | None = None,
+) -> list[Path]:
+    """`<prefix>-<UTC>.json` and `.md` under `out`, and `<latest>.json` / `.md` overwritten;
+    the timestamped two."""
     out.mkdir(parents=True, exist_ok=True)
-    stamp = report["started_at"].replace("-", "").replace(":", "")
+    stem = report_stem(report, prefix)
     text_json = json.dumps(report, indent=2) + "\n"
-    text_md = render_markdown(report)
-    paths = [out / f"bench-{stamp}.json", out / f"bench-{stamp}.md"]
-    paths += [out / "latest.json", out / "latest.md"]
+    text_md = render_markdown(report) if markdown is None else markdown
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    paths += [out / f"{latest}.json", out / f"{latest}.md"]
     for path, text in zip(paths, (text_json, text_md, text_json, text_md), strict=True):
         path.write_text(text)
     return paths[:2]
 
 
+async def check_reachable(session: aiohttp.ClientSession, url: str) -> None:
+    """Exit with a clear message unless `GET <url>/v3/` answers 200."""
+    try:
+        async with session.get(f"{url.rstrip('/')}/v3/") as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"cinderblock bench: GET {url}/v3/ answered {resp.status}")
+    except aiohttp.ClientError as err:
+        raise SystemExit(f"cinderblock bench: {url} is not reachable: {err}") from err
+
+
 def _line(r: Result) -> str:
     return (
         f"{r.scenario:<13} c={r.concurrency:<3} {r.count:6d} ops {r.rate:8.1f}/s  "
-        f"p50 {_fmt(r.p50_ms)}  p90 {_fmt(r.p90_ms)}  p99 {_fmt(r.p99_ms)}  "
-        f"max {_fmt(r.max_ms)} ms  errors {r.errors}  CPU client {r.client_cpu_pct:g}% "
-        f"machine {_fmt(r.machine_cpu_pct)}%"
+        f"p50 {fmt(r.p50_ms)}  p90 {fmt(r.p90_ms)}  p99 {fmt(r.p99_ms)}  "
+        f"max {fmt(r.max_ms)} ms  errors {r.errors}  CPU client {r.client_cpu_pct:g}% "
+        f"machine {fmt(r.machine_cpu_pct)}%"
     )
 
 
@@ -425,9 +471,10 @@ async def run_bench(
     out: Path,
     scenarios: str | None = None,
     probe: LagProbe | None = None,
+    plots: bool = False,
 ) -> None:
     kinds = select(scenarios)
-    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = utc_stamp()
     machine, git = await asyncio.gather(
         asyncio.to_thread(machine_facts), asyncio.to_thread(git_facts)
     )
@@ -440,20 +487,14 @@ async def run_bench(
         )
         if probe is not None:
             await stack.enter_async_context(probe)
-        try:
-            async with session.get(f"{url.rstrip('/')}/v3/") as resp:
-                await resp.read()
-                if resp.status != 200:
-                    raise SystemExit(f"cinderblock bench: GET {url}/v3/ answered {resp.status}")
-        except aiohttp.ClientError as err:
-            raise SystemExit(f"cinderblock bench: {url} is not reachable: {err}") from err
+        await check_reachable(session, url)
         print(f"Benchmarking {url}: {seconds:g} s per run, concurrency {CONCURRENCIES}", flush=True)
         for kind in kinds:
             for concurrency in CONCURRENCIES:
                 result = await run_one(session, url, kind, concurrency, seconds, probe)
                 results.append(result)
                 print(_line(result), flush=True)
-    report = {
+    report: dict[str, Any] = {
         "started_at": started,
         "url": url,
         "seconds": seconds,
@@ -462,6 +503,12 @@ async def run_bench(
         "git": git,
         "results": [asdict(r) for r in results],
     }
+    if plots:
+        from cinderblock.cli.bench_plots import plot_closed_loop
+
+        report["plots"] = await asyncio.to_thread(
+            plot_closed_loop, out, report_stem(report), report
+        )
     written = await asyncio.to_thread(write_reports, out, report)
     print(render_markdown(report), flush=True)
     print("Written: " + ", ".join(str(p) for p in written) + f" and {out}/latest.{{json,md}}")

@@ -28,6 +28,7 @@ Volume = dict[str, Any]
 class BadStatusError(Exception):
     def __init__(self, what: str, status: int, body: str) -> None:
         super().__init__(f"{what} -> {status}: {body}")
+        self.status = status
 
 
 class Api:
@@ -35,6 +36,7 @@ class Api:
 
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
         project = uuid.uuid4().hex
+        self.project = project
         self.session = session
         self.root = f"{url.rstrip('/')}/v3/{project}"
         self.base = f"{self.root}/volumes"
