@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
+from cinderblock.domain.volume import Volume
 from cinderblock.readmodels.quarantine import (
     SetAside,
     clear,
@@ -25,6 +29,7 @@ from cinderblock.readmodels.quarantine import (
 from cinderblock.store.mapping import event_name, make_mapper
 from cinderblock.usage.ledger import BILLED, Interval, advance, volume_intervals, volume_state
 from cinderblock.usage.schema import USAGE_DDL
+from cinderblock.wire.envelope import SCHEMA_VERSION, ReceivedEnvelope, event_type
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +41,12 @@ WHERE originator_id = $1 AND originator_version > $2 AND originator_version <= $
 ORDER BY originator_version
 """
 
-_INSERT_INTERVAL = """
-INSERT INTO billing_intervals (volume_id, start_version, project_id, volume_type_id, size_gb,
-    usage_class, started_at, ended_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+_EVENTS_OF_MANY = """
+SELECT e.originator_id, e.originator_version, e.topic, e.state
+FROM unnest($1::uuid[], $2::int[], $3::int[]) AS w(id, after, upto)
+JOIN events e ON e.originator_id = w.id
+    AND e.originator_version > w.after AND e.originator_version <= w.upto
+ORDER BY e.originator_id, e.originator_version
 """
 
 _COLUMNS = (
@@ -103,75 +110,260 @@ class EventReader:
                 self._cache.popitem(last=False)
         return known[:upto]
 
+    async def read_ahead(
+        self, conn: asyncpg.Connection | asyncpg.Pool, wanted: Mapping[UUID, int]
+    ) -> None:
+        """Fetch the events ``events_of`` would lack for several aggregates (aggregate →
+        up to which version) in one query; a no-op without a cache."""
+        if not self.cache_size:
+            return
+        missing = {
+            aid: (len(self._cache.get(aid, [])), upto)
+            for aid, upto in wanted.items()
+            if len(self._cache.get(aid, [])) < upto
+        }
+        if not missing:
+            return
+        rows = await conn.fetch(
+            _EVENTS_OF_MANY,
+            list(missing),
+            [after for after, _ in missing.values()],
+            [upto for _, upto in missing.values()],
+        )
+        found: dict[UUID, list[Any]] = {}
+        for r in rows:
+            aid = r["originator_id"]
+            found.setdefault(aid, []).append(
+                self.decode(aid, r["originator_version"], r["topic"], r["state"])
+            )
+        for aid, events in found.items():
+            self._cache[aid] = self._cache.get(aid, []) + events
+            self._cache.move_to_end(aid)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
-async def apply_volume(
-    conn: asyncpg.Connection, volume_id: UUID, version: int, events: Sequence[Any]
-) -> bool:
-    """Bring the volume's ledger to ``version`` (``events``: its events from version 1 at
-    least that far). The intervals and the applied version change in one transaction; at or
-    below the applied version nothing changes. Returns whether anything was applied."""
+    def from_envelope(self, env: ReceivedEnvelope) -> Any | None:
+        """The volume event an envelope carries, as the store would decode it (its fields
+        are in ``data``: the relay publishes every field, and volume events hold only
+        JSON's own types), or None when the envelope cannot say (another schema, an event
+        type this code does not know): the caller reads the store then."""
+        if env.schema_version != SCHEMA_VERSION or env.aggregate != "volume":
+            return None
+        cls = _volume_event_classes().get(env.type)
+        if cls is None:
+            return None
+        state = dict(env.data)
+        state.pop("class_version", None)
+        state["originator_id"] = UUID(env.aggregate_id)
+        state["originator_version"] = env.version
+        state["timestamp"] = env.occurred_at.astimezone(UTC)
+        if issubclass(cls, Volume.Created):
+            state["originator_topic"] = get_topic(Volume)
+        event = object.__new__(cls)
+        event.__dict__.update(state)
+        return event
+
+
+@cache
+def _volume_event_classes() -> dict[str, type]:
+    """Envelope type (``volume.extended``) → the Volume event class (names that two
+    classes would share are left out: the store decides those)."""
+    found: dict[str, type] = {}
+    clashes: set[str] = set()
+    for name in dir(Volume):
+        cls = getattr(Volume, name)
+        if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
+            continue
+        if cls.__qualname__ != f"Volume.{name}":
+            continue
+        key = event_type(cls.__qualname__)
+        if key in found and found[key] is not cls:
+            clashes.add(key)
+        found[key] = cls
+    return {k: v for k, v in found.items() if k not in clashes}
+
+
+@dataclass(frozen=True)
+class Refold:
+    """A volume's whole ledger as of ``version``: the intervals of the full fold."""
+
+    version: int
+    intervals: list[Interval]
+
+
+@dataclass(frozen=True)
+class StepChange:
+    """The ledger change of one event (``version``) on top of the ledger as of the event
+    before it: ``closed`` ended, ``opened`` began (both None: nothing changed but the
+    version)."""
+
+    version: int
+    closed: Interval | None = None
+    opened: Interval | None = None
+
+
+Change = Refold | StepChange
+
+
+def refold(volume_id: UUID, version: int, events: Sequence[Any]) -> Refold:
+    """The ledger as the full fold of ``events`` (from version 1 at least to ``version``)
+    leaves it; raises what the fold raises on an event it cannot take."""
     upto = [e for e in events if e.originator_version <= version]
     if not upto or upto[-1].originator_version != version:
         raise LookupError(f"volume {volume_id}: events up to version {version} not all stored")
-    intervals = volume_intervals(str(volume_id), upto)
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO billing_volumes (volume_id, version) VALUES ($1, 0) "
-            "ON CONFLICT (volume_id) DO NOTHING",
-            volume_id,
-        )
-        applied = await conn.fetchval(
-            "SELECT version FROM billing_volumes WHERE volume_id = $1 FOR UPDATE", volume_id
-        )
-        if applied >= version:
-            return False
-        await conn.execute("DELETE FROM billing_intervals WHERE volume_id = $1", volume_id)
-        await conn.executemany(_INSERT_INTERVAL, [_row(i) for i in intervals])
-        await conn.execute(
-            "UPDATE billing_volumes SET version = $2, updated_at = now() WHERE volume_id = $1",
-            volume_id,
-            version,
-        )
-    return True
+    return Refold(version, volume_intervals(str(volume_id), upto))
 
 
-async def apply_step(
-    conn: asyncpg.Connection,
-    volume_id: UUID,
-    version: int,
-    closed: Interval | None,
-    opened: Interval | None,
-) -> bool:
-    """The ledger change of one event (``version``) on top of the ledger as of the event
-    before it: close ``closed``, insert ``opened``. Same guard as ``apply_volume``: at or
-    below the applied version nothing changes. Returns whether anything was applied."""
+@dataclass
+class _Net:
+    """What one volume's changes amount to on top of its applied version."""
+
+    version: int
+    replace: bool = False  # its intervals are deleted first (a refold)
+    inserts: dict[int, Interval] = field(default_factory=dict)  # start_version → interval
+    closes: dict[int, datetime] = field(default_factory=dict)  # start_version → ended_at
+
+
+class LedgerChanges:
+    """Ledger changes collected over a batch of events, per volume in the order they were
+    made, written together by ``apply_changes`` (one transaction, one statement per kind
+    of change whatever the number of volumes)."""
+
+    def __init__(self) -> None:
+        self._changes: dict[UUID, list[Change]] = {}
+
+    def add(self, volume_id: UUID, change: Change) -> None:
+        self._changes.setdefault(volume_id, []).append(change)
+
+    def refold(self, volume_id: UUID, version: int, events: Sequence[Any]) -> None:
+        self.add(volume_id, refold(volume_id, version, events))
+
+    def step(
+        self,
+        volume_id: UUID,
+        version: int,
+        closed: Interval | None = None,
+        opened: Interval | None = None,
+    ) -> None:
+        self.add(volume_id, StepChange(version, closed, opened))
+
+    def volumes(self) -> list[UUID]:
+        return sorted(self._changes)
+
+    def only(self, volume_ids: Sequence[UUID]) -> LedgerChanges:
+        part = LedgerChanges()
+        part._changes = {v: self._changes[v] for v in volume_ids if v in self._changes}
+        return part
+
+    def __len__(self) -> int:
+        return len(self._changes)
+
+    def net(self, volume_id: UUID, applied: int) -> _Net | None:
+        """The volume's changes on top of the ledger at ``applied`` (None: nothing to do,
+        every change is at or below it). Raises ``_Gap`` when a step does not follow the
+        ledger (an earlier change never landed): the caller refolds from the store."""
+        net = _Net(applied)
+        for change in self._changes[volume_id]:
+            if change.version <= net.version:
+                continue  # applied already (a redelivery, or older than a refold)
+            if isinstance(change, Refold):
+                net.replace = True
+                net.inserts = {i.start_version: i for i in change.intervals}
+                net.closes = {}
+            else:
+                if change.version != net.version + 1:
+                    raise _Gap(max(c.version for c in self._changes[volume_id]))
+                if change.closed is not None:
+                    start = change.closed.start_version
+                    if start in net.inserts:
+                        net.inserts[start] = change.closed
+                    else:
+                        net.closes[start] = change.closed.ended_at  # type: ignore[assignment]
+                if change.opened is not None:
+                    net.inserts[change.opened.start_version] = change.opened
+            net.version = change.version
+        return None if net.version == applied else net
+
+
+class _Gap(Exception):  # noqa: N818 - control flow inside apply_changes only
+    def __init__(self, upto: int) -> None:
+        self.upto = upto
+
+
+# Every volume of the write gets its row, locked (in one order: no deadlock between two
+# writers), and its applied version back.
+_LOCK_VOLUMES = """
+INSERT INTO billing_volumes (volume_id, version) SELECT unnest($1::uuid[]), 0
+ON CONFLICT (volume_id) DO UPDATE SET version = billing_volumes.version
+RETURNING volume_id, version
+"""
+
+_INSERT_INTERVALS = """
+INSERT INTO billing_intervals (volume_id, start_version, project_id, volume_type_id, size_gb,
+    usage_class, started_at, ended_at)
+SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+    $7::timestamptz[], $8::timestamptz[])
+"""
+
+_CLOSE_INTERVALS = """
+UPDATE billing_intervals b SET ended_at = u.ended_at
+FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS u(volume_id, start_version, ended_at)
+WHERE b.volume_id = u.volume_id AND b.start_version = u.start_version
+"""
+
+_SET_VERSIONS = """
+UPDATE billing_volumes b SET version = u.version, updated_at = now()
+FROM unnest($1::uuid[], $2::int[]) AS u(volume_id, version)
+WHERE b.volume_id = u.volume_id
+"""
+
+
+async def apply_changes(
+    conn: asyncpg.Connection, changes: LedgerChanges, reader: EventReader
+) -> list[UUID]:
+    """Write ``changes`` in one transaction; returns the volumes whose ledger changed.
+
+    Idempotent: each volume's applied version is read (locked) first, and only its changes
+    above it are written, with the version, in the same transaction, so a redelivered
+    batch, or one written before a crash that kept it from being acked, changes nothing.
+    A volume whose steps do not follow its applied version (an earlier write that never
+    landed) is refolded from its stored events (read through ``reader`` on ``conn``)."""
+    ids = changes.volumes()
+    if not ids:
+        return []
     async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO billing_volumes (volume_id, version) VALUES ($1, 0) "
-            "ON CONFLICT (volume_id) DO NOTHING",
-            volume_id,
-        )
-        applied = await conn.fetchval(
-            "SELECT version FROM billing_volumes WHERE volume_id = $1 FOR UPDATE", volume_id
-        )
-        if applied >= version:
-            return False
-        if closed is not None:
+        applied = {r["volume_id"]: r["version"] for r in await conn.fetch(_LOCK_VOLUMES, ids)}
+        nets: dict[UUID, _Net] = {}
+        for vid in ids:
+            try:
+                net = changes.net(vid, applied[vid])
+            except _Gap as gap:
+                events = await reader.events_of(conn, vid, gap.upto)
+                refolded = LedgerChanges()
+                refolded.refold(vid, gap.upto, events)
+                net = refolded.net(vid, applied[vid])
+            if net is not None:
+                nets[vid] = net
+        if not nets:
+            return []
+        replaced = [vid for vid, net in nets.items() if net.replace]
+        if replaced:
             await conn.execute(
-                "UPDATE billing_intervals SET ended_at = $3 "
-                "WHERE volume_id = $1 AND start_version = $2",
-                volume_id,
-                closed.start_version,
-                closed.ended_at,
+                "DELETE FROM billing_intervals WHERE volume_id = ANY($1::uuid[])", replaced
             )
-        if opened is not None:
-            await conn.execute(_INSERT_INTERVAL, *_row(opened))
-        await conn.execute(
-            "UPDATE billing_volumes SET version = $2, updated_at = now() WHERE volume_id = $1",
-            volume_id,
-            version,
-        )
-    return True
+        closes = [(vid, s, at) for vid, net in nets.items() for s, at in net.closes.items()]
+        if closes:
+            await conn.execute(_CLOSE_INTERVALS, *_columns(closes, 3))
+        inserts = [_row(i) for net in nets.values() for i in net.inserts.values()]
+        if inserts:
+            await conn.execute(_INSERT_INTERVALS, *_columns(inserts, len(_COLUMNS)))
+        await conn.execute(_SET_VERSIONS, list(nets), [net.version for net in nets.values()])
+    return list(nets)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows → one list per column (for ``unnest``)."""
+    return [[r[c] for r in rows] for c in range(width)]
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """The billing consumer: a durable JetStream pull consumer of volume and snapshot events
 that keeps the usage ledger and publishes Cinder-compatible notifications.
 
-Each message is a trigger: the volume's events up to the message's version are read from
-the event store and folded (so a message that overtakes an earlier one fills the gap, and a
-redelivered one changes nothing); then the event's notifications are published with
+Volume events arrive in stream order (one worker) and each is one step of the volume's fold
+kept in memory (``VolumeCursor``), decoded from the envelope, which carries the event's
+fields: no read. A message that does not follow the kept fold (a gap, an older one
+redelivered, a fresh process) folds the volume's stored events instead, so it fills the gap
+and a redelivered one changes nothing. A batch's ledger changes are written in one
+transaction before its messages are acked (``usage.store.apply_changes``: idempotent by
+each volume's applied version). Then the events' notifications are published with
 ``Nats-Msg-Id`` = their ``message_id`` (a redelivery republishes the same ids, which
 JetStream drops within the duplicate window), and optionally sent through oslo.messaging.
 """
@@ -16,10 +20,12 @@ import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -34,7 +40,12 @@ from cinderblock.bus.jetstream import (
     run_consumer,
 )
 from cinderblock.config.settings import Settings
-from cinderblock.readmodels.quarantine import ConsumerQuarantine, describe, park
+from cinderblock.readmodels.quarantine import (
+    ConsumerQuarantine,
+    describe,
+    park,
+    retry_will_fix,
+)
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.usage.cursor import VolumeCursor
@@ -43,7 +54,14 @@ from cinderblock.usage.notifications import (
     snapshot_notifications,
     volume_notifications,
 )
-from cinderblock.usage.store import EventReader, apply_step, apply_volume
+from cinderblock.usage.store import (
+    Change,
+    EventReader,
+    LedgerChanges,
+    StepChange,
+    apply_changes,
+    refold,
+)
 from cinderblock.wire.envelope import ReceivedEnvelope
 
 log = logging.getLogger(__name__)
@@ -130,18 +148,24 @@ class Billing:
         self.publisher = publisher
         self.reader = EventReader(cache_size=CURSORS)
         self._cursors: OrderedDict[UUID, VolumeCursor] = OrderedDict()
+        # Outside a batch, steps that changed only a volume's version, until its next write.
+        self._carried: dict[UUID, list[Change]] = {}
         self._locks: dict[UUID, asyncio.Lock] = {}
         self.host = socket.gethostname()
         self.spec = consumer_spec(settings)
         # A volume whose events the fold cannot take is quarantined; its later messages are
         # held (each would fail the same way, for max_deliver deliveries each).
         self.gate = ConsumerQuarantine(pool, self.spec.durable, hold=True)
-        # During a batch, notifications wait here and go out together before the acks.
-        self._deferred: list[tuple[Sequence[Notification], Mapping[str, Any]]] | None = None
+        # During a batch (``before`` to ``after``): its ledger changes, its notifications
+        # (by volume, None for a snapshot's), the messages handled per volume, and the
+        # envelopes ``before`` decoded.
+        self._batch: _Batch | None = None
 
-    async def _emit(self, notes: Sequence[Notification], meta: Mapping[str, Any]) -> None:
-        if self._deferred is not None:
-            self._deferred.append((notes, meta))
+    async def _emit(
+        self, volume_id: UUID | None, notes: Sequence[Notification], meta: Mapping[str, Any]
+    ) -> None:
+        if self._batch is not None:
+            self._batch.notes.append((volume_id, notes, meta))
         else:
             await self._keep_refused(await self.publisher.publish(notes, meta))
 
@@ -160,15 +184,24 @@ class Billing:
                 msg_id=message.msg_id,
             )
 
+    def _envelope(self, msg: Msg) -> ReceivedEnvelope:
+        if self._batch is not None:
+            env = self._batch.envelopes.get(id(msg))
+            if env is not None:
+                return env
+        return ReceivedEnvelope.model_validate_json(msg.data)
+
     async def handle(self, msg: Msg) -> None:
-        env = ReceivedEnvelope.model_validate_json(msg.data)
+        env = self._envelope(msg)
         if env.aggregate not in BILLED_AGGREGATES:
             return  # a server before NATS 2.10 ignores filter_subjects and sends everything
         aggregate_id = UUID(env.aggregate_id)
         if env.aggregate == "volume":
             async with self._lock(aggregate_id):
-                notes = await self._volume_event(aggregate_id, env.version)
-            await self._emit(notes, env.meta)
+                notes = await self._volume_event(aggregate_id, env)
+            if self._batch is not None:
+                self._batch.msgs.setdefault(aggregate_id, []).append(msg)
+            await self._emit(aggregate_id, notes, env.meta)
             return
         events = await self._events(aggregate_id, env)
         notes = snapshot_notifications(
@@ -177,26 +210,136 @@ class Billing:
             availability_zone=await self.zone_of(events[0].volume_id),
             host=self.host,
         )
-        await self._emit(notes, env.meta)
+        await self._emit(None, notes, env.meta)
 
     async def before(self, msgs: list[Msg]) -> None:
-        """A batch begins: its notifications are held until ``after``; each volume's new
-        events are read in one query (the handler then finds them in the reader's cache)."""
-        self._deferred = []
-        newest: dict[UUID, int] = {}
+        """A batch begins: its ledger changes and notifications are held until ``after``.
+        A volume whose kept fold is right behind the batch's first event of it steps on from
+        the envelopes alone; the others' events are read from the store, in one query."""
+        batch = self._batch = _Batch()
+        wanted: dict[UUID, int] = {}
+        first: dict[UUID, int] = {}
         for msg in msgs:
-            env = ReceivedEnvelope.model_validate_json(msg.data)
+            try:
+                env = ReceivedEnvelope.model_validate_json(msg.data)
+            except ValueError:
+                continue  # the gate parks it
+            batch.envelopes[id(msg)] = env
             if env.aggregate == "volume":
                 vid = UUID(env.aggregate_id)
-                newest[vid] = max(newest.get(vid, 0), env.version)
-        for vid, version in newest.items():
-            await self.reader.events_of(self.pool, vid, version)
+                wanted[vid] = max(wanted.get(vid, 0), env.version)
+                first[vid] = min(first.get(vid, env.version), env.version)
+        behind = {
+            vid: upto for vid, upto in wanted.items() if first[vid] != self._cursor_version(vid) + 1
+        }
+        await self.reader.read_ahead(self.pool, behind)
 
     async def after(self) -> None:
-        """The batch's notifications, pipelined, before its messages are acked."""
-        deferred, self._deferred = self._deferred, None
-        if deferred:
-            await self._keep_refused(await self.publisher.publish_many(deferred))
+        """The batch's ledger changes in one transaction, then its notifications,
+        pipelined, before its messages are acked. A write that fails for a reason no retry
+        fixes is made again volume by volume: the volumes that fail then have their messages
+        retried (or given up and quarantined, on their last delivery) on their own, and
+        their notifications wait with them; the others' changes land."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        failed = await self._write(batch.ledger)
+        for volume_id, err in failed.items():
+            self._forget(volume_id)
+            for msg in batch.msgs.get(volume_id, []):
+                await self._retry_or_give_up(msg, err)
+        notes = [(n, meta) for vid, n, meta in batch.notes if vid not in failed]
+        if notes:
+            await self._keep_refused(await self.publisher.publish_many(notes))
+
+    async def _write(self, ledger: LedgerChanges) -> dict[UUID, BaseException]:
+        """Write ``ledger`` (one transaction); on a failure no retry fixes, volume by volume.
+        Returns the volumes whose changes could not be written. A failure of the moment
+        raises (the batch is redelivered: the write is idempotent)."""
+        if not len(ledger):
+            return {}
+        try:
+            async with self.pool.acquire() as conn:
+                await apply_changes(conn, ledger, self.reader)
+            return {}
+        except Exception as err:
+            if retry_will_fix(err):
+                self._forget(*ledger.volumes())
+                raise
+            log.warning(
+                "billing batch write failed, writing volume by volume",
+                extra={"consumer": self.spec.durable, "error": describe(err)},
+            )
+        failed: dict[UUID, BaseException] = {}
+        for vid in ledger.volumes():
+            try:
+                async with self.pool.acquire() as conn:
+                    await apply_changes(conn, ledger.only([vid]), self.reader)
+            except Exception as err:
+                if retry_will_fix(err):
+                    self._forget(*ledger.volumes())
+                    raise
+                failed[vid] = err
+        return failed
+
+    async def _retry_or_give_up(self, msg: Msg, err: BaseException) -> None:
+        """What ``run_consumer`` does with a message whose handler raised: nak with a delay,
+        or on its last delivery park it and tell the gate (which quarantines its volume).
+        The consumer's ack of it afterwards then finds it settled."""
+        reason = describe(err)
+        deliveries = msg.metadata.num_delivered
+        try:
+            if deliveries >= self.spec.max_deliver:
+                log.error(
+                    "parking message after %s deliveries",
+                    deliveries,
+                    extra={"consumer": self.spec.durable, "subject": msg.subject, "error": reason},
+                )
+                await self.park(msg, reason)
+                await self.gate.gave_up(msg, err)
+                await msg.term()
+            else:
+                log.warning(
+                    "billing could not write a volume's ledger, redelivering",
+                    extra={"consumer": self.spec.durable, "subject": msg.subject, "error": reason},
+                )
+                await msg.nak(delay=min(2.0**deliveries * 0.1, 5))
+        except nats.errors.Error as nats_err:  # the server redelivers after the ack wait
+            log.warning("could not settle a message: %s", nats_err)
+
+    async def _record(self, volume_id: UUID, change: Change) -> None:
+        """A ledger change: kept for the batch's write, or written now outside a batch. An
+        event that changes nothing but the version is carried, outside a batch, to the
+        volume's next write (a transaction of its own would cost more than the change);
+        until then the volume's applied version is behind, which only makes a redelivery
+        of it refold the volume."""
+        carried = self._carried.pop(volume_id, [])
+        if self._batch is not None:
+            for c in (*carried, change):
+                self._batch.ledger.add(volume_id, c)
+            return
+        if isinstance(change, StepChange) and change.closed is None and change.opened is None:
+            self._carried[volume_id] = [*carried, change]
+            return
+        ledger = LedgerChanges()
+        for c in (*carried, change):
+            ledger.add(volume_id, c)
+        try:
+            async with self.pool.acquire() as conn:
+                await apply_changes(conn, ledger, self.reader)
+        except Exception:
+            self._forget(volume_id)
+            raise
+
+    def _cursor_version(self, volume_id: UUID) -> int:
+        cursor = self._cursors.get(volume_id)
+        return 0 if cursor is None else cursor.version
+
+    def _forget(self, *volume_ids: UUID) -> None:
+        """Drop kept folds that may be ahead of the ledger (their next event refolds)."""
+        for vid in volume_ids:
+            self._cursors.pop(vid, None)
+            self._carried.pop(vid, None)
 
     async def _events(self, aggregate_id: UUID, env: ReceivedEnvelope) -> list[Any]:
         events = await self.reader.events_of(self.pool, aggregate_id, env.version)
@@ -204,28 +347,46 @@ class Billing:
             raise LookupError(f"{env.aggregate} {aggregate_id} v{env.version} not in the store")
         return events
 
-    async def _volume_event(self, volume_id: UUID, version: int) -> list[Notification]:
-        """The next event of a volume whose fold is kept (the usual case) costs one step and
-        at most one small transaction; anything else (a gap, an older event redelivered, a
-        fresh process) folds the volume's whole story, as ``rebuild_ledger`` does."""
+    async def _volume_event(self, volume_id: UUID, env: ReceivedEnvelope) -> list[Notification]:
+        """The next event of a volume whose fold is kept (the usual case, and a volume's
+        first event) is one step of it, decoded from the envelope: no read. Anything else
+        (a gap, an older event redelivered, a fresh process, an envelope this code cannot
+        decode or that the step refuses) folds the volume's whole story from the store, as
+        ``rebuild_ledger`` does; the store's events decide whether the event is poison."""
+        version = env.version
+        cursor = self._cursors.get(volume_id)
+        if cursor is None and version == 1:
+            cursor = VolumeCursor(str(volume_id))
+        if cursor is not None and cursor.version == version - 1:
+            event = self.reader.from_envelope(env)
+            if event is not None:
+                try:
+                    step = cursor.step(event, default_host=self.host)
+                except Exception as err:  # the store's copy of the event decides
+                    self._forget(volume_id)
+                    log.info(
+                        "billing step from the envelope failed, folding from the store",
+                        extra={"volume_id": str(volume_id), "version": version, "error": str(err)},
+                    )
+                else:
+                    self._keep(volume_id, cursor)
+                    await self._record(volume_id, StepChange(version, step.closed, step.opened))
+                    return step.notifications
         events = await self.reader.events_of(self.pool, volume_id, version)
         if not events or events[-1].originator_version != version:
             raise LookupError(f"volume {volume_id} v{version} not in the store")
-        cursor = self._cursors.get(volume_id)
-        if cursor is not None and cursor.version == version - 1:
-            step = cursor.step(events[-1], default_host=self.host)
-            self._cursors.move_to_end(volume_id)
-            if step.ledger_changed:
-                async with self.pool.acquire() as conn:
-                    await apply_step(conn, volume_id, version, step.closed, step.opened)
-            return step.notifications
-        async with self.pool.acquire() as conn:
-            await apply_volume(conn, volume_id, version, events)
-        if cursor is None or cursor.version < version:
-            self._cursors[volume_id] = VolumeCursor.of_events(str(volume_id), events)
-            while len(self._cursors) > CURSORS:
-                self._cursors.popitem(last=False)
+        change = refold(volume_id, version, events)  # raises on an event the fold cannot take
+        kept = self._cursors.get(volume_id)
+        if kept is None or kept.version < version:
+            self._keep(volume_id, VolumeCursor.of_events(str(volume_id), events))
+        await self._record(volume_id, change)
         return volume_notifications(events, version, default_host=self.host)
+
+    def _keep(self, volume_id: UUID, cursor: VolumeCursor) -> None:
+        self._cursors[volume_id] = cursor
+        self._cursors.move_to_end(volume_id)
+        while len(self._cursors) > CURSORS:
+            self._carried.pop(self._cursors.popitem(last=False)[0], None)
 
     def _lock(self, volume_id: UUID) -> asyncio.Lock:
         lock = self._locks.get(volume_id)
@@ -257,6 +418,18 @@ class Billing:
             msg_id=env.id,
             deliveries=msg.metadata.num_delivered,
         )
+
+
+@dataclass
+class _Batch:
+    """What a batch collects between ``before`` and ``after``."""
+
+    ledger: LedgerChanges = field(default_factory=LedgerChanges)
+    notes: list[tuple[UUID | None, Sequence[Notification], Mapping[str, Any]]] = field(
+        default_factory=list
+    )
+    msgs: dict[UUID, list[Msg]] = field(default_factory=dict)
+    envelopes: dict[int, ReceivedEnvelope] = field(default_factory=dict)
 
 
 def build_oslo(settings: Settings) -> Any:

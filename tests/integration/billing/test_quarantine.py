@@ -42,6 +42,12 @@ class WatchedBilling(Billing):
         finally:
             self.wake()
 
+    async def after(self) -> None:  # a batch's ledger changes are written here
+        try:
+            await super().after()
+        finally:
+            self.wake()
+
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def setup(
