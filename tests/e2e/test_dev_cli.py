@@ -1,5 +1,7 @@
 """`cinderblock dev` as a user runs it: a real process with embedded PostgreSQL and NATS.
-Ctrl-C stops everything; a restart keeps the volumes; a SIGKILLed run blocks nothing."""
+Ctrl-C stops everything; a restart keeps the volumes; a SIGKILLed run blocks nothing. Both
+shapes: everything in one process (``--workers 1``) and, the default, api workers sharing
+the port with each consumer in its own process (``--workers 2`` here, whatever the CPUs)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ __all__ = ["dev_dir"]  # the fixture, used below
 
 
 async def test_dev_runs_stops_restarts_and_survives_sigkill(dev_dir: Path) -> None:
-    dev = DevProcess(dev_dir)
+    dev = DevProcess(dev_dir, "--workers", "1")
     await dev.start()
     async with aiohttp.ClientSession() as session:
         async with session.post(
@@ -31,14 +33,14 @@ async def test_dev_runs_stops_restarts_and_survives_sigkill(dev_dir: Path) -> No
         assert await dev.stop(signal.SIGINT) == 0
         assert await asyncio.to_thread(leftover_servers, dev_dir) == []
 
-        again = DevProcess(dev_dir)
+        again = DevProcess(dev_dir, "--workers", "1")
         await again.start()
         assert again.project == dev.project  # same identity for the same data dir
         volume = await until_available(session, again, vid)
         assert volume["name"] == "keep-me"
         await again.stop(signal.SIGKILL)  # no clean-up at all
 
-        third = DevProcess(dev_dir)
+        third = DevProcess(dev_dir, "--workers", "1")
         await third.start()
         volume = await until_available(session, third, vid)
         assert volume["name"] == "keep-me"
@@ -65,14 +67,14 @@ def alive(pids: list[int]) -> list[int]:
     return [p for p in pids if Path(f"/proc/{p}").exists()]
 
 
-async def test_dev_with_processes_runs_each_service_in_its_own_process(dev_dir: Path) -> None:
-    dev = DevProcess(dev_dir, "--processes")
+async def test_dev_runs_api_workers_and_each_consumer_in_its_own_process(dev_dir: Path) -> None:
+    dev = DevProcess(dev_dir, "--workers", "2")
     await dev.start()
     assert dev.proc is not None
     from cinderblock.cli.system import SERVICES
 
     services = await asyncio.to_thread(service_processes, dev.proc.pid)
-    assert len(services) == len(SERVICES)
+    assert len(services) == len(SERVICES) + 1  # two api workers, one process per consumer
     async with aiohttp.ClientSession() as session:
         base = f"{dev.url}/v3/{dev.project}/volumes"
         async with session.post(base, headers=dev.headers(), json={"volume": {"size": 1}}) as resp:
@@ -94,9 +96,12 @@ async def test_dev_with_processes_runs_each_service_in_its_own_process(dev_dir: 
             if not await asyncio.to_thread(alive, services):
                 break
             await asyncio.sleep(0.05)
-    # ... and the next run starts cleanly on the same data dir, then Ctrl-C stops everything.
-    again = DevProcess(dev_dir, "--processes")
+    # ... and the next run (one api process, still a process per service) starts cleanly on
+    # the same data dir, then Ctrl-C stops everything.
+    again = DevProcess(dev_dir, "--processes", "--workers", "1")
     await again.start()
+    assert again.proc is not None
+    assert len(await asyncio.to_thread(service_processes, again.proc.pid)) == len(SERVICES)
     async with aiohttp.ClientSession() as session:
         assert (await until_available(session, again, vid))["size"] == 2
     assert await again.stop(signal.SIGINT) == 0

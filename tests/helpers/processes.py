@@ -29,10 +29,11 @@ class Deployment:
 
 @contextlib.asynccontextmanager
 async def serving(
-    servers: Servers, data_dir: Path, services: tuple[str, ...]
+    servers: Servers, data_dir: Path, services: tuple[str, ...], *, port: int = 0
 ) -> AsyncIterator[Deployment]:
-    """One process per entry of ``services`` (``api`` may appear several times); every
-    process must exit 0 on SIGTERM."""
+    """One process per entry of ``services`` (``api`` may appear several times; an entry may
+    carry arguments: ``"api --workers 2"``); every process must exit 0 on SIGTERM. The api
+    processes bind ``port``, by default each a port of its own."""
     tag = uuid.uuid4().hex[:8]
     async with fresh_database(servers) as url:
         env = {
@@ -42,7 +43,7 @@ async def serving(
             "CINDERBLOCK_STREAM": f"P_{tag}",
             "CINDERBLOCK_SUBJECT_PREFIX": f"p{tag}.",
             "CINDERBLOCK_DATA_DIR": str(data_dir),
-            "CINDERBLOCK_PORT": "0",
+            "CINDERBLOCK_PORT": str(port),
             "CINDERBLOCK_LOG_LEVEL": "INFO",
         }
         exe = str(Path(sys.executable).parent / "cinderblock")
@@ -52,7 +53,7 @@ async def serving(
                 await asyncio.create_subprocess_exec(
                     exe,
                     "serve",
-                    name,
+                    *name.split(),
                     env=env,
                     stderr=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.DEVNULL,
@@ -61,7 +62,7 @@ async def serving(
             for name in services
         ]
         try:
-            urls = [await _api_url(proc) for name, proc in procs if name == "api"]
+            urls = [await _api_url(proc) for name, proc in procs if name.split()[0] == "api"]
             yield Deployment(urls, data_dir, url)
         finally:
             for _, proc in procs:

@@ -1,6 +1,8 @@
 """`cinderblock dev`: a real PostgreSQL and a real NATS JetStream under a data directory,
-and every service in this process (or, with ``--processes``, each in its own). Ctrl-C
-drains and stops everything, the servers too."""
+and every service: by default one api process per CPU sharing the port and each consumer in
+a process of its own (`cinderblock.cli.processes`); with ``--workers 1`` (and no
+``--processes``) all of them in this one process. Ctrl-C drains and stops everything, the
+servers too."""
 
 from __future__ import annotations
 
@@ -8,14 +10,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import uuid
 from pathlib import Path
 
 from cinderblock.cli.embedded import EmbeddedNats, EmbeddedPostgres
-from cinderblock.cli.processes import run_processes
+from cinderblock.cli.processes import claim_port, run_processes
 from cinderblock.cli.system import run_all
-from cinderblock.config.settings import Settings
+from cinderblock.config.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,21 @@ def _prepare(data_dir: Path) -> Path:
     return data_dir
 
 
-async def run_dev(settings: Settings, *, processes: bool = False) -> None:
+def api_workers(workers: int | None) -> int:
+    """The api processes to run: ``--workers``, by default one per CPU."""
+    count = (os.cpu_count() or 1) if workers is None else workers
+    if count < 1:
+        raise SettingsError(f"--workers must be at least 1, not {count}")
+    return count
+
+
+async def run_dev(
+    settings: Settings, *, processes: bool = False, workers: int | None = None
+) -> None:
+    """Run until Ctrl-C: ``workers`` api processes (default: one per CPU) and every
+    consumer in its own process, or everything in this process when ``workers`` is 1 and
+    ``processes`` is not asked for."""
+    count = api_workers(workers)
     data_dir = await asyncio.to_thread(_prepare, Path(settings.data_dir))
     postgres, nats_server = EmbeddedPostgres(data_dir), EmbeddedNats(data_dir)
     stop = asyncio.Event()
@@ -73,11 +90,18 @@ async def run_dev(settings: Settings, *, processes: bool = False) -> None:
                 "database_url": dsn,
                 "nats_url": nats_url,
                 "data_dir": data_dir,
+                "port": claim_port(settings.host, settings.port),
             }
         )
         identity = dev_identity(data_dir)
-        run = run_processes if processes else run_all
-        await run(settings, stop=stop, ready=lambda url: print(banner(url, identity), flush=True))
+
+        def ready(url: str) -> None:
+            print(banner(url, identity), flush=True)
+
+        if processes or count > 1:
+            await run_processes(settings, stop=stop, ready=ready, workers=count)
+        else:
+            await run_all(settings, stop=stop, ready=ready)
     finally:
         print("Stopping …", flush=True)
         with contextlib.suppress(Exception):

@@ -1,10 +1,13 @@
-"""Every service as its own process: `cinderblock dev --processes`.
+"""Every service as its own process: `cinderblock dev` (unless ``--workers 1``) and
+`cinderblock serve api --workers N`.
 
-One `cinderblock serve <service>` child per service, each with the parent's settings as
-``CINDERBLOCK_*`` variables, so the services use every core (one event loop per process)
-exactly as a production deployment runs them. The children die with the parent, also when
-it is SIGKILLed (Linux parent-death signal); if one of them exits, the others are stopped
-and the run ends with an error naming it.
+One `cinderblock serve <service>` child per consumer and ``workers`` children of `serve api`,
+each with the parent's settings as ``CINDERBLOCK_*`` variables, so the services use every
+core (one event loop per process) exactly as a production deployment runs them. The api
+children share one port: each binds it with SO_REUSEPORT and the kernel spreads the
+connections over them. The children die with the parent, also when it is SIGKILLed (Linux
+parent-death signal); if one of them exits, the others are stopped and the run ends with an
+error naming it.
 """
 
 from __future__ import annotations
@@ -37,17 +40,43 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def claim_port(host: str, port: int) -> int:
+    """``port`` (a free one for 0) after checking that nothing listens on it yet.
+
+    A plain bind is refused by any listener, SO_REUSEPORT ones included: without this check
+    a second `cinderblock dev` on the same port would silently join the first one's api
+    processes and answer half the requests from another database."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise SettingsError(f"cannot use {host}:{port}: {err.strerror}") from err
+        claimed: int = sock.getsockname()[1]
+        return claimed
 
 
-async def _spawn(name: str, settings: Settings) -> asyncio.subprocess.Process:
+def process_names(services: tuple[str, ...], workers: int) -> list[tuple[str, str]]:
+    """(name, service) of every child: ``workers`` api processes (api-1 … when more than
+    one), one process for every other service."""
+    if workers < 1:
+        raise SettingsError(f"--workers must be at least 1, not {workers}")
+    names: list[tuple[str, str]] = []
+    for service in services:
+        if service == "api" and workers > 1:
+            names.extend((f"api-{i}", "api") for i in range(1, workers + 1))
+        else:
+            names.append((service, service))
+    return names
+
+
+async def _spawn(service: str, settings: Settings) -> asyncio.subprocess.Process:
     env = {**os.environ, **settings_environ(settings)}
     code = "import sys; from cinderblock.cli.main import main; sys.exit(main())"
-    args = ["serve", name, "--data-dir", str(settings.data_dir)]
+    args = ["serve", service, "--data-dir", str(settings.data_dir)]
     return await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, *args, env=env, preexec_fn=_die_with_parent
     )
@@ -89,18 +118,22 @@ async def run_processes(
     *,
     stop: asyncio.Event,
     ready: Callable[[str], None] | None = None,
+    workers: int = 1,
+    services: tuple[str, ...] = SERVICES,
 ) -> None:
-    """Run one child per service until ``stop`` or until a child exits (then stop the rest
-    and raise)."""
-    if settings.port == 0:
-        settings = settings.model_copy(update={"port": _free_port(settings.host)})
+    """Run ``workers`` api children and one child per other service until ``stop`` or until
+    a child exits (then stop the rest and raise). ``ready`` gets the api's URL once it
+    answers its health check."""
+    names = process_names(services, workers)
+    if settings.port == 0:  # the api children must all bind the same port
+        settings = settings.model_copy(update={"port": claim_port(settings.host, 0)})
     url = f"http://{settings.host}:{settings.port}"
     children: dict[str, asyncio.subprocess.Process] = {}
     try:
-        for name in SERVICES:
-            children[name] = await _spawn(name, settings)
-        await _until_ready(url, children)
+        for name, service in names:
+            children[name] = await _spawn(service, settings)
         if ready is not None:
+            await _until_ready(url, children)
             ready(url)
         waits = {asyncio.create_task(p.wait(), name=n) for n, p in children.items()}
         stopping = asyncio.create_task(stop.wait())

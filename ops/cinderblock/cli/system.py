@@ -59,7 +59,21 @@ async def run_all(
         raise failure
 
 
-async def run_service(name: str, settings: Settings, *, stop: asyncio.Event) -> None:
-    """Run service ``name`` alone (``cinderblock serve``); only its own code is imported."""
+async def run_service(
+    name: str, settings: Settings, *, stop: asyncio.Event, workers: int = 1
+) -> None:
+    """Run service ``name`` alone (``cinderblock serve``); only its own code is imported.
+    ``workers`` > 1 (api only): that many `serve api` children sharing the port instead
+    (`cinderblock.cli.processes`), this process only supervising them."""
+    if workers != 1:
+        from cinderblock.config.settings import SettingsError
+
+        if name != "api":
+            raise SettingsError(f"--workers is for `serve api` only, not {name}")
+        from cinderblock.cli.processes import run_processes
+
+        settings.require_servers()
+        await run_processes(settings, stop=stop, workers=workers, services=("api",))
+        return
     module = "cinderblock.api.app" if name == "api" else f"cinderblock.{name}.run"
     await import_module(module).run(settings, stop=stop)

@@ -84,11 +84,15 @@ async def run(
     settings: Settings, *, stop: asyncio.Event, ready: Callable[[str], None] | None = None
 ) -> None:
     """Serve until ``stop``; in-flight requests finish before the pool closes. ``ready`` gets
-    the base URL once the port is bound (the real port when ``settings.port`` is 0)."""
+    the base URL once the port is bound (the real port when ``settings.port`` is 0).
+
+    A given port is bound with SO_REUSEPORT, so several api processes (`serve api
+    --workers N`, or separate `serve api` runs of one user) share it and the kernel spreads
+    the connections over them; port 0 asks for a port of this process's own."""
     settings.require_servers()
     runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.port != 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     url = f"http://{host}:{port}"

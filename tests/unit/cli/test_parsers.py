@@ -33,7 +33,9 @@ def test_parsing_imports_nothing_heavy() -> None:
     "argv",
     [
         ["dev", "--processes"],
+        ["dev", "--workers", "4"],
         ["serve", "projector"],
+        ["serve", "api", "--workers", "2"],
         ["bench", "--url", "http://127.0.0.1:8776", "--burst"],
         ["state", "6d1f0c8e-5b0a-4c55-9d43-1f2e3a4b5c6d", "--version", "3"],
         ["audit", "--since", "2026-12-01"],

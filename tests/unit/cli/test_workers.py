@@ -1,0 +1,42 @@
+"""How many processes `cinderblock dev` and `cinderblock serve api --workers N` start, and
+what they refuse before starting anything."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from cinderblock.cli.dev import api_workers
+from cinderblock.cli.processes import process_names
+from cinderblock.cli.system import SERVICES, run_service
+from cinderblock.config.settings import Settings, SettingsError
+
+
+def test_dev_runs_one_api_worker_per_cpu_by_default() -> None:
+    assert api_workers(None) == (os.cpu_count() or 1)
+    assert api_workers(3) == 3
+
+
+@pytest.mark.parametrize("workers", [0, -2])
+def test_fewer_than_one_worker_is_refused(workers: int) -> None:
+    with pytest.raises(SettingsError, match="at least 1"):
+        api_workers(workers)
+    with pytest.raises(SettingsError, match="at least 1"):
+        process_names(SERVICES, workers)
+
+
+def test_every_consumer_gets_one_process_and_the_api_as_many_as_asked() -> None:
+    assert process_names(SERVICES, 1) == [(s, s) for s in SERVICES]
+    names = process_names(SERVICES, 3)
+    assert names[:3] == [("api-1", "api"), ("api-2", "api"), ("api-3", "api")]
+    assert names[3:] == [(s, s) for s in SERVICES if s != "api"]
+    assert process_names(("api",), 2) == [("api-1", "api"), ("api-2", "api")]
+
+
+async def test_workers_are_for_the_api_only(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    with pytest.raises(SettingsError, match="serve api"):
+        await run_service("relay", settings, stop=asyncio.Event(), workers=2)
