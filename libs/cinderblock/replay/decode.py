@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import Mapper, StoredEvent, find_id_convertor
 from eventsourcing.utils import resolve_topic
 
 from cinderblock.readmodels.quarantine import SetAside, retry_will_fix
@@ -92,7 +92,19 @@ class Decoder:
             return None
         if self._wrapped:
             state = self._unwrap(state)
-        d: dict[str, Any] = _loads(state)
+        return self._event(name, cls, class_version, originator_id, version, state, _loads(state))
+
+    def _event(
+        self,
+        name: str,
+        cls: type,
+        class_version: int,
+        originator_id: UUID,
+        version: int,
+        state: bytes,
+        d: dict[str, Any],
+    ) -> Event:
+        """The projection event of a parsed state ``d`` (changed in place)."""
         if class_version > 1 and d.get("class_version", 1) < class_version:
             return self._upcast(name, cls, class_version, originator_id, version, state)
         d.pop("class_version", None)
@@ -122,15 +134,112 @@ class Decoder:
             try:
                 e = self(r[4], r[2], r[3], r[5])
             except Exception as err:
-                if retry_will_fix(err):
-                    raise
-                name = event_name(r[4])
-                if self.wanted is None or name in self.wanted:
-                    failed.append(SetAside.failed(consumer, r[2], r[3], name, err, at=(r[0], r[1])))
+                self._set_aside(failed, consumer, r, err)
                 continue
             if e is not None:
                 events.append(e)
         return events, failed
+
+    def with_domain(
+        self, rows: Sequence[Sequence[Any]], consumer: str, prefix: str
+    ) -> tuple[list[Event], list[SetAside], list[tuple[Sequence[Any], Any]]]:
+        """What ``rows`` gives, and in the same pass over the rows the domain
+        event of every row whose topic starts with ``prefix``, exactly as
+        ``mapper.to_domain_event`` makes it, or the error decoding it raises: the usage
+        ledger is a fold of domain events through the aggregate (replay/ledger.py)."""
+        events: list[Event] = []
+        failed: list[SetAside] = []
+        domain: list[tuple[Sequence[Any], Any]] = []
+        classes = self._classes
+        for r in rows:
+            topic = r[4]
+            typed = topic.startswith(prefix)
+            try:
+                name, cls, class_version, wanted = classes.get(topic) or self._resolve(topic)
+            except Exception as err:
+                self._set_aside(failed, consumer, r, err)
+                if typed:
+                    domain.append((r, self._mapped(r)))
+                continue
+            if typed:
+                try:
+                    domain.append((r, self._domain(cls, class_version, r)))
+                except Exception as err:
+                    if retry_will_fix(err):
+                        raise
+                    domain.append((r, self._mapped(r)))
+            if wanted:
+                try:
+                    state = self._unwrap(r[5]) if self._wrapped else r[5]
+                    event = self._event(name, cls, class_version, r[2], r[3], state, _loads(state))
+                except Exception as err:
+                    self._set_aside(failed, consumer, r, err)
+                else:
+                    events.append(event)
+        return events, failed, domain
+
+    def _set_aside(
+        self, failed: list[SetAside], consumer: str, r: Sequence[Any], err: Exception
+    ) -> None:
+        if retry_will_fix(err):
+            raise err
+        name = event_name(r[4])
+        if self.wanted is None or name in self.wanted:
+            failed.append(SetAside.failed(consumer, r[2], r[3], name, err, at=(r[0], r[1])))
+
+    def _domain(self, cls: type, class_version: int, r: Sequence[Any]) -> Any:
+        """The domain event of row ``r``: the mapper's steps (transcoded values decoded,
+        ``class_version`` dropped, the id and version set, the object made without
+        ``__init__``) on a parse as fast as ``_loads`` is, of its own (the aggregate may
+        keep and change a dict an event gives it: never the projection event's)."""
+        raw: bytes = r[5]
+        if self._wrapped:
+            return self.mapper.to_domain_event(StoredEvent(r[2], r[3], r[4], raw))
+        state: dict[str, Any] = _loads(raw)
+        if class_version > 1 and state.get("class_version", 1) < class_version:
+            return self.mapper.to_domain_event(StoredEvent(r[2], r[3], r[4], raw))
+        stamp = state.get("timestamp")
+        if (
+            raw.count(b'"_type_"') == 1  # only the timestamp is transcoded
+            and type(stamp) is dict
+            and len(stamp) == 2
+            and "_data_" in stamp
+            and "_type_" in stamp
+        ):
+            state["timestamp"] = self._names[stamp["_type_"]].decode(stamp["_data_"])
+        else:
+            typed = self._typed
+            for key, value in state.items():
+                if type(value) is dict or type(value) is list:
+                    state[key] = typed(value)
+        state.pop("class_version", None)
+        state["originator_id"] = find_id_convertor(cls, type(r[2]))(r[2])
+        state["originator_version"] = r[3]
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", state)
+        return event
+
+    def _typed(self, value: Any) -> Any:
+        """A raw JSON value as the transcoder decodes it: each object, innermost first,
+        through its transcoding when it is one (``{"_type_": …, "_data_": …}``)."""
+        if type(value) is list:
+            return [self._typed(v) for v in value]
+        if type(value) is not dict:
+            return value
+        value = {k: self._typed(v) for k, v in value.items()}
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
+            return self._names[value["_type_"]].decode(value["_data_"])
+        return value
+
+    def _mapped(self, r: Sequence[Any]) -> Any:
+        """The mapper's own result for a row the fast path could not decode: the same
+        error (or, should the fast path be wrong, the event)."""
+        try:
+            return self.mapper.to_domain_event(StoredEvent(r[2], r[3], r[4], r[5]))
+        except Exception as err:
+            if retry_will_fix(err):
+                raise
+            return err
 
     def _unwrap(self, state: bytes) -> bytes:
         mapper = self.mapper

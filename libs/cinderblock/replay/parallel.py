@@ -22,9 +22,11 @@ import os
 import resource
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from cinderblock.replay.decode import Decoder
 from cinderblock.replay.folding import PAGE_SIZE, new_folder, wanted_events
+from cinderblock.replay.ledger import VOLUME_TOPICS, WRITE_EVERY, LedgerFold
 from cinderblock.replay.session import PROJECTOR, connections
 from cinderblock.replay.source import pages
 from cinderblock.store.eventstore import START, Position
@@ -40,6 +42,13 @@ def default_workers(events: int) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+@dataclass
+class Folded:
+    events: int  # log rows read by the workers
+    worker_peak_rss_mib: float  # the largest worker's
+    ledger_events: int = 0  # volume events folded into the usage ledger
+
+
 async def fold_share(
     dsn: str,
     schema: str,
@@ -47,24 +56,38 @@ async def fold_share(
     share: tuple[int, int],
     upto: Position,
     on_page: Callable[[int], None],
-) -> int:
-    """Fold share ``share`` of the log up to ``upto`` into ``schema``'s tables."""
+    ledger: str | None = None,
+) -> tuple[int, int]:
+    """Fold share ``share`` of the log up to ``upto`` into ``schema``'s tables, and into
+    its ledger tables when ``ledger`` (the billing consumer, whose quarantine it keeps) is
+    given. Returns (rows read, volume events folded into the ledger)."""
     async with connections(dsn) as (conn, reader):
         decode = Decoder(wanted=wanted_events(tables))
         horizon = START
 
         # Fresh for this share: no other process writes a row of these aggregates.
         folder = await new_folder(conn, schema, tables, decode, lambda: horizon, fresh=True)
+        fold = None if ledger is None else LedgerFold(conn, schema, ledger)
         count = 0
         async for page in pages(reader, START, upto, size=PAGE_SIZE, share=share):
             horizon = Position(page[-1][0], page[-1][1])
-            events, undecodable = decode.rows(page, PROJECTOR)
+            if fold is None:
+                events, undecodable = decode.rows(page, PROJECTOR)
+            else:
+                events, undecodable, volume_events = decode.with_domain(
+                    page, PROJECTOR, VOLUME_TOPICS
+                )
+                fold.fold(volume_events)
+                await fold.write(every=WRITE_EVERY)
             folder.set_aside(undecodable)
             await folder.fold(events)
             count += len(page)
             on_page(count)
         await folder.flush()
-        return count
+        if fold is None:
+            return count, 0
+        await fold.finish(decode, upto)
+        return count, fold.events
 
 
 async def fold_in_parallel(
@@ -74,9 +97,9 @@ async def fold_in_parallel(
     upto: Position,
     workers: int,
     progress: Callable[[int], None] | None = None,
-) -> tuple[int, float]:
-    """Run ``workers`` processes, one share each. Returns (events folded, the largest
-    worker's peak RSS in MiB)."""
+    ledger: str | None = None,
+) -> Folded:
+    """Run ``workers`` processes, one share each (``ledger``: see ``fold_share``)."""
     env = {**os.environ, _DSN_ENV: dsn}
     procs = [
         await asyncio.create_subprocess_exec(
@@ -91,6 +114,7 @@ async def fold_in_parallel(
             f"{k}/{workers}",
             "--upto",
             str(upto),
+            *(("--ledger", ledger) if ledger is not None else ()),
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -98,7 +122,7 @@ async def fold_in_parallel(
         for k in range(workers)
     ]
     done = [0] * workers
-    finals: dict[int, tuple[int, int]] = {}
+    finals: dict[int, tuple[int, int, int]] = {}
 
     async def follow(k: int, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -109,7 +133,7 @@ async def fold_in_parallel(
                 if progress:
                     progress(sum(done))
             elif word == "done":
-                finals[k] = (int(rest[0]), int(rest[1]))
+                finals[k] = (int(rest[0]), int(rest[1]), int(rest[2]))
 
     async def errors_of(proc: asyncio.subprocess.Process) -> str:
         assert proc.stderr is not None  # read alongside stdout: a full pipe would block it
@@ -129,7 +153,11 @@ async def fold_in_parallel(
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-    return sum(c for c, _ in finals.values()), max(r for _, r in finals.values()) / 1024
+    return Folded(
+        sum(c for c, _, _ in finals.values()),
+        max(r for _, r, _ in finals.values()) / 1024,
+        sum(n for _, _, n in finals.values()),
+    )
 
 
 def _main() -> int:
@@ -138,6 +166,7 @@ def _main() -> int:
     parser.add_argument("--tables", required=True)
     parser.add_argument("--share", required=True, help="k/n")
     parser.add_argument("--upto", required=True, help="tx:position")
+    parser.add_argument("--ledger", default=None, help="also the usage ledger (its consumer)")
     args = parser.parse_args()
     k, _, n = args.share.partition("/")
 
@@ -150,17 +179,19 @@ def _main() -> int:
         run = uvloop.run
     except ImportError:
         run = asyncio.run
-    count = run(
+    count, ledger_events = run(
         fold_share(
             os.environ[_DSN_ENV],
             args.schema,
-            args.tables.split(","),
+            [t for t in args.tables.split(",") if t],
             (int(k), int(n)),
             Position.parse(args.upto),
             on_page,
+            args.ledger,
         )
     )
-    print(f"done {count} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"done {count} {rss} {ledger_events}", flush=True)
     return 0
 
 

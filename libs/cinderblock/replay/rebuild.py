@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from cinderblock.readmodels.rowstore import Folder
 from cinderblock.readmodels.schema import PROJECTED_CHANNEL, READMODELS_DDL
 from cinderblock.readmodels.tables import PROJECTED_TABLES, q
+from cinderblock.replay import ledger
 from cinderblock.replay.decode import Decoder
 from cinderblock.replay.folding import (
     KEEP_ROWS,
@@ -27,6 +28,7 @@ from cinderblock.replay.folding import (
     redecided,
     wanted_events,
 )
+from cinderblock.replay.ledger import VOLUME_TOPICS, WRITE_EVERY, LedgerFold, LedgerReport
 from cinderblock.replay.parallel import default_workers, fold_in_parallel
 from cinderblock.replay.session import (
     PROJECTOR,
@@ -36,6 +38,7 @@ from cinderblock.replay.session import (
 from cinderblock.replay.source import event_count, pages, settled_end
 from cinderblock.store.eventstore import START, Position
 from cinderblock.store.schema import EVENTS_DDL
+from cinderblock.usage.schema import USAGE_DDL
 
 Progress = Callable[[int, int], None]  # (events folded, events expected)
 
@@ -52,6 +55,8 @@ class Rebuilt:
     workers: int = 1  # processes that folded the bulk of the log
     worker_peak_rss_mib: float = 0.0  # the largest worker's, when workers > 1
     quarantined: int = 0  # aggregates the rebuild set aside (an event it could not apply)
+    ledger: LedgerReport | None = None  # the usage ledger, when it was rebuilt too
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step of ``replay``
 
     @property
     def rate(self) -> float:
@@ -80,9 +85,11 @@ class Rebuild:
         progress: Progress | None = None,
         dsn: str | None = None,
         workers: int | None = None,
+        ledger: str | None = None,
     ) -> None:
         """``workers``: processes for the bulk of the log (None: by its length; needs
-        ``dsn``)."""
+        ``dsn``). ``ledger``: also rebuild the usage ledger, in the same pass (the billing
+        consumer's name: its quarantine is the one the ledger keeps)."""
         unknown = set(tables) - set(PROJECTED_TABLES)
         if unknown:
             raise ValueError(f"unknown projection(s) {sorted(unknown)}; known: {PROJECTED_TABLES}")
@@ -97,6 +104,11 @@ class Rebuild:
         self.horizon = START  # the last row of the page being folded
         self._expected = 0
         self._committed = (START, 0)
+        self.ledger_consumer = ledger
+        self.ledger: LedgerFold | None = None  # folding along the pages (one process)
+        self.ledger_decode = Decoder(wanted=())  # the ledger's refolds: domain events only
+        self.ledger_position = START  # the side ledger reflects every volume event to here
+        self.ledger_events = 0
 
     async def new_folder(self, *, fresh: bool = False) -> Folder:
         result = self.result
@@ -117,6 +129,8 @@ class Rebuild:
         try:
             await conn.execute(EVENTS_DDL)
             await conn.execute(READMODELS_DDL)
+            if self.ledger_consumer is not None:
+                await conn.execute(USAGE_DDL)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext('cinderblock-schema'))")
         await conn.execute(f"CREATE SCHEMA {q(side)}")
@@ -130,6 +144,9 @@ class Rebuild:
             "ON CONFLICT (name) DO NOTHING",
             PROJECTOR,
         )
+        if self.ledger_consumer is not None:
+            await ledger.prepare(conn, side)
+            self.ledger = LedgerFold(conn, side, self.ledger_consumer)
         self.folder = await self.new_folder(fresh=True)
 
     async def fold(self, upto: Position | None) -> None:
@@ -142,7 +159,15 @@ class Rebuild:
         async for page in pages(self.reader, result.position, upto, size=PAGE_SIZE):
             last = page[-1]
             self.horizon = Position(last[0], last[1])
-            events, undecodable = decode.rows(page, PROJECTOR)
+            if self.ledger is None:
+                events, undecodable = decode.rows(page, PROJECTOR)
+            else:
+                events, undecodable, volume_events = decode.with_domain(
+                    page, PROJECTOR, VOLUME_TOPICS
+                )
+                self.ledger.fold(volume_events)
+                await self.ledger.write(every=WRITE_EVERY)
+                self.ledger_position = self.horizon
             folder.set_aside(undecodable)
             await folder.fold(events)
             result.position = self.horizon
@@ -169,14 +194,17 @@ class Rebuild:
             if self.progress:
                 self.progress(done, max(expected, done))
 
-        count, rss = await fold_in_parallel(
-            self.dsn, result.schema, result.tables, upto, workers, progress
+        folded = await fold_in_parallel(
+            self.dsn, result.schema, result.tables, upto, workers, progress, self.ledger_consumer
         )
         result.seconds += time.perf_counter() - started
-        result.events, result.position = count, upto
-        result.workers, result.worker_peak_rss_mib = workers, rss
+        result.events, result.position = folded.events, upto
+        result.workers, result.worker_peak_rss_mib = workers, folded.worker_peak_rss_mib
         self.horizon = upto
         self.folder = await self.new_folder()
+        if self.ledger is not None:  # the workers folded it; the rest is refolded
+            self.ledger = None
+            self.ledger_position, self.ledger_events = upto, folded.ledger_events
 
     async def catch_up_unlocked(self, *, own_log: bool) -> None:
         """Build up to the live projector's position (``own_log``: nobody projects, so up
@@ -187,7 +215,41 @@ class Rebuild:
             before = self.result.events
             await self.fold(target)
             if self.result.events - before < PAGE_SIZE:
-                return
+                break
+        await self.ledger_catch_up()
+
+    async def ledger_catch_up(self) -> None:
+        """The ledger's rows up to the settled end of the log, outside any lock: the fold
+        along the pages written out, then the volumes with later events refolded."""
+        if self.ledger_consumer is None:
+            return
+        if self.ledger is not None:
+            await self.ledger.finish(self.ledger_decode, self.ledger_position)
+            self.ledger_events += self.ledger.events
+            self.ledger = None
+        end = await settled_end(self.reader)
+        if end > self.ledger_position:
+            self.ledger_events += await ledger.catch_up(
+                self.conn,
+                self.result.schema,
+                self.ledger_consumer,
+                self.ledger_decode,
+                self.ledger_position,
+                end,
+            )
+            self.ledger_position = end
+
+    async def swap_ledger(self) -> None:
+        """Refold the last volumes under the ledger's lock and swap the ledger in."""
+        assert self.ledger_consumer is not None
+        self.result.ledger = await ledger.swap(
+            self.conn,
+            self.result.schema,
+            self.ledger_consumer,
+            self.ledger_decode,
+            self.ledger_position,
+            self.ledger_events,
+        )
 
     async def lock_and_catch_up(self, *, own_log: bool) -> Position:
         """Inside a transaction: hold the tracking row (the projector waits at its next
@@ -292,17 +354,37 @@ async def replay(
     lock_timeout: str = "5s",
     workers: int | None = None,
     max_new_quarantined: int = 100,
+    ledger: str | None = None,
 ) -> Rebuilt:
     """Rebuild ``tables`` from position 0 and swap them in atomically (unless it would
-    quarantine more than ``max_new_quarantined`` aggregates the live projector applied)."""
-    async with connections(dsn, exclusive=True) as (conn, reader), projector_paused(conn) as own:
-        rebuild = Rebuild(conn, reader, tables, progress=progress, dsn=dsn, workers=workers)
-        # Only a rebuild of every table may move the tracking row past the live position.
-        own_log = own and set(tables) == set(PROJECTED_TABLES)
+    quarantine more than ``max_new_quarantined`` aggregates the live projector applied);
+    ``ledger``: the usage ledger too, in the same pass over the log (the billing consumer's
+    name), swapped in after the tables. ``phases`` of the result: seconds per step."""
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = round(phases.get(name, 0.0) + now - mark, 3)
+        mark = now
+
+    async with (
+        connections(dsn, exclusive=True) as (conn, reader),
+        projector_paused(conn, take=bool(tables)) as own,
+    ):
+        rebuild = Rebuild(
+            conn, reader, tables, progress=progress, dsn=dsn, workers=workers, ledger=ledger
+        )
+        # Only a rebuild of every table may move the tracking row past the live position;
+        # the ledger alone follows the log, not the projector.
+        own_log = not tables or (own and set(tables) == set(PROJECTED_TABLES))
         try:
             await rebuild.prepare()
+            lap("prepare")
             await rebuild.catch_up_unlocked(own_log=own_log)
-            for attempt in range(5):
+            lap("fold")
+            for attempt in range(5 if tables else 0):
                 try:
                     async with conn.transaction():
                         await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
@@ -319,8 +401,14 @@ async def replay(
                     if attempt == 4:
                         raise
                     await _reset_after_abort(rebuild)
+            lap("swap")
+            if ledger is not None:
+                await rebuild.swap_ledger()
+                lap("ledger_swap")
         finally:
             await rebuild.drop()
+            lap("drop")
+        rebuild.result.phases = phases
         return rebuild.result
 
 

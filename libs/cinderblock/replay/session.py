@@ -54,10 +54,14 @@ async def connections(
 
 
 @contextlib.asynccontextmanager
-async def projector_paused(conn: asyncpg.Connection) -> AsyncIterator[bool]:
+async def projector_paused(conn: asyncpg.Connection, *, take: bool = True) -> AsyncIterator[bool]:
     """Yields True when no projector is active: this session then holds the projector's
     leadership lock until the end, so none can start meanwhile (a starting projector stands
-    by, then resumes from the tracking row). False: a live projector runs; follow it."""
+    by, then resumes from the tracking row). False: a live projector runs; follow it.
+    ``take=False`` (nothing of the projector's is rebuilt): leave the projector alone."""
+    if not take:
+        yield False
+        return
     own = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", PROJECTOR_ROLE)
     try:
         yield bool(own)

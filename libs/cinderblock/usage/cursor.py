@@ -69,6 +69,11 @@ class VolumeCursor:
         )
         return Step(closed, opened if opened is not previous else None, notes)
 
+    def fold(self, event: Any) -> tuple[Interval | None, Interval | None]:
+        """Apply the next event without its notifications (replay's rebuild of the ledger,
+        which checks the version itself): (the interval it closed, the open interval)."""
+        return self._apply(event)
+
     def _apply(self, event: Any) -> tuple[Interval | None, Interval | None]:
         self.volume = event.mutate(self.volume)
         self.version = event.originator_version

@@ -71,3 +71,42 @@ def test_json_orjson_refuses_is_parsed_by_the_standard_library() -> None:
     event = Decoder()("cinderblock.domain.volume:Volume.Updated", uuid.uuid4(), 2, state)
     assert event is not None
     assert event.data == {"changes": {"huge": 2**70}}
+
+
+def test_with_domain_gives_the_mappers_domain_events_and_the_same_projection_events() -> None:
+    """One pass for the read models and the usage ledger: the domain events equal the
+    mapper's (class and every attribute), the projection events equal ``rows``'."""
+    mapper = make_mapper()
+    rows = [
+        (0, n, originator_id, version, topic, state)
+        for n, (originator_id, version, topic, state, _meta) in enumerate(generated_rows(4_000))
+    ]
+    prefix = "cinderblock.domain.volume:"
+    events, failed, domain = Decoder().with_domain(rows, "test", prefix)
+    alone, _ = Decoder().rows(rows, "test")
+    assert failed == []
+    assert [(e.name, e.aggregate_id, e.version, e.timestamp, e.data) for e in events] == [
+        (e.name, e.aggregate_id, e.version, e.timestamp, e.data) for e in alone
+    ]
+    assert [r for r, _ in domain] == [r for r in rows if r[4].startswith(prefix)]
+    for r, event in domain:
+        slow = mapper.to_domain_event(StoredEvent(r[2], r[3], r[4], r[5]))
+        assert type(event) is type(slow)
+        assert vars(event) == vars(slow), r[4]
+    # The aggregate may keep a dict an event gives it: never one the projection event has.
+    volume_events = [e for e in events if e.name.startswith("Volume.")]
+    for (_, event), projected in zip(domain, volume_events, strict=True):
+        for key, value in vars(event).items():
+            if isinstance(value, dict | list):
+                assert value is not projected.data.get(key)
+
+
+def test_with_domain_hands_the_ledger_the_mappers_error_for_a_state_it_cannot_take() -> None:
+    volume_id = uuid.uuid4()
+    rows = [(0, 1, volume_id, 1, "cinderblock.domain.volume:Volume.Updated", b"{not json")]
+    events, failed, domain = Decoder().with_domain(rows, "test", "cinderblock.domain.volume:")
+    assert events == []
+    assert [(f.aggregate_id, f.version, f.consumer) for f in failed] == [(volume_id, 1, "test")]
+    [(row, error)] = domain
+    assert row is rows[0]
+    assert type(error).__name__ == "MapperDeserialisationError"
