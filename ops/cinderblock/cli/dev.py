@@ -35,12 +35,21 @@ def dev_identity(data_dir: Path) -> dict[str, str]:
     return identity
 
 
-def banner(url: str, identity: dict[str, str]) -> str:
+def shape(workers: int, processes: bool) -> str:
+    """How the services run, for the banner."""
+    if workers == 1 and not processes:
+        return "every service in this process (--workers 1)"
+    api = "1 api process" if workers == 1 else f"{workers} api processes sharing the port"
+    return f"{api}, every other service in a process of its own"
+
+
+def banner(url: str, identity: dict[str, str], running: str = "") -> str:
     project, token = identity["project_id"], identity["token"]
     return "\n".join(
         [
             "",
             f"Cinderblock is running: {url}/v3/{project}",
+            *([f"  services   : {running}"] if running else []),
             f"  project id : {project}",
             f"  token      : {token}   (noauth: every caller is admin; send X-Roles to act as "
             "member or reader)",
@@ -96,7 +105,7 @@ async def run_dev(
         identity = dev_identity(data_dir)
 
         def ready(url: str) -> None:
-            print(banner(url, identity), flush=True)
+            print(banner(url, identity, shape(count, processes)), flush=True)
 
         if processes or count > 1:
             await run_processes(settings, stop=stop, ready=ready, workers=count)

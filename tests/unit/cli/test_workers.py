@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cinderblock.cli.dev import api_workers
+from cinderblock.cli.dev import api_workers, banner, shape
 from cinderblock.cli.processes import process_names
 from cinderblock.cli.system import SERVICES, run_service
 from cinderblock.config.settings import Settings, SettingsError
@@ -40,3 +40,10 @@ async def test_workers_are_for_the_api_only(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     with pytest.raises(SettingsError, match="serve api"):
         await run_service("relay", settings, stop=asyncio.Event(), workers=2)
+
+
+def test_the_banner_says_how_the_services_run() -> None:
+    identity = {"project_id": "p", "token": "admin:p"}
+    assert "every service in this process" in banner("http://h:1", identity, shape(1, False))
+    assert "2 api processes sharing the port" in banner("http://h:1", identity, shape(2, False))
+    assert "1 api process, every other" in banner("http://h:1", identity, shape(1, True))
