@@ -247,7 +247,7 @@ class Billing:
         for volume_id, err in failed.items():
             self._forget(volume_id)
             for msg in batch.msgs.get(volume_id, []):
-                await self._retry_or_give_up(msg, err)
+                await self._retry_or_give_up(msg, volume_id, err)
         notes = [(n, meta) for vid, n, meta in batch.notes if vid not in failed]
         if notes:
             await self._keep_refused(await self.publisher.publish_many(notes))
@@ -282,27 +282,31 @@ class Billing:
                 failed[vid] = err
         return failed
 
-    async def _retry_or_give_up(self, msg: Msg, err: BaseException) -> None:
+    async def _retry_or_give_up(self, msg: Msg, volume_id: UUID, err: BaseException) -> None:
         """What ``run_consumer`` does with a message whose handler raised: nak with a delay,
         or on its last delivery park it and tell the gate (which quarantines its volume).
-        The consumer's ack of it afterwards then finds it settled."""
+        The consumer's ack of it afterwards then finds it settled (and logs so)."""
         reason = describe(err)
         deliveries = msg.metadata.num_delivered
+        extra = {
+            "consumer": self.spec.durable,
+            "subject": msg.subject,
+            "volume_id": str(volume_id),
+            "error": reason,
+        }
         try:
             if deliveries >= self.spec.max_deliver:
-                log.error(
-                    "parking message after %s deliveries",
-                    deliveries,
-                    extra={"consumer": self.spec.durable, "subject": msg.subject, "error": reason},
-                )
-                await self.park(msg, reason)
-                await self.gate.gave_up(msg, err)
+                log.error("parking message after %s deliveries", deliveries, extra=extra)
+                try:
+                    await self.park(msg, reason)
+                    await self.gate.gave_up(msg, err)
+                except Exception as record_err:  # as the consumer loop: no message stops it
+                    extra["payload"] = msg.data[:2000].decode(errors="replace")
+                    extra["record_error"] = describe(record_err)
+                    log.error("could not park a message given up; dropping it", extra=extra)
                 await msg.term()
             else:
-                log.warning(
-                    "billing could not write a volume's ledger, redelivering",
-                    extra={"consumer": self.spec.durable, "subject": msg.subject, "error": reason},
-                )
+                log.warning("billing could not write a volume's ledger, redelivering", extra=extra)
                 await msg.nak(delay=min(2.0**deliveries * 0.1, 5))
         except nats.errors.Error as nats_err:  # the server redelivers after the ack wait
             log.warning("could not settle a message: %s", nats_err)
