@@ -4,7 +4,9 @@ and the folder it folds with (used by one rebuild process and by each worker of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import gc
+from collections.abc import Callable, Iterator, Sequence
 from uuid import UUID
 
 import asyncpg
@@ -22,6 +24,28 @@ from cinderblock.store.eventstore import Position
 # Rows kept in memory between batches while rebuilding (write-behind cache).
 KEEP_ROWS = 60_000
 PAGE_SIZE = 5_000
+
+
+# The cyclic collector's thresholds while folding. A fold allocates millions of short-lived
+# objects (freed by reference counting) next to a large live set (the row cache, each
+# volume's aggregate for the ledger), which the default thresholds make the collector walk
+# again and again: 40 % of a worker's CPU on a 300,000-event log. Fewer young collections
+# (each one at 50,000 allocations), the same rule for the old ones.
+FOLD_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """The collector at ``FOLD_GC_THRESHOLDS`` meanwhile, what exists before frozen (never
+    walked again by a full collection); then as it was."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*FOLD_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def wanted_events(tables: Sequence[str]) -> list[str]:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cinderblock.replay.decode import Decoder
-from cinderblock.replay.folding import PAGE_SIZE, new_folder, wanted_events
+from cinderblock.replay.folding import PAGE_SIZE, fewer_collections, new_folder, wanted_events
 from cinderblock.replay.ledger import VOLUME_TOPICS, WRITE_EVERY, LedgerFold
 from cinderblock.replay.session import PROJECTOR, connections
 from cinderblock.replay.source import pages
@@ -179,17 +179,18 @@ def _main() -> int:
         run = uvloop.run
     except ImportError:
         run = asyncio.run
-    count, ledger_events = run(
-        fold_share(
-            os.environ[_DSN_ENV],
-            args.schema,
-            [t for t in args.tables.split(",") if t],
-            (int(k), int(n)),
-            Position.parse(args.upto),
-            on_page,
-            args.ledger,
+    with fewer_collections():
+        count, ledger_events = run(
+            fold_share(
+                os.environ[_DSN_ENV],
+                args.schema,
+                [t for t in args.tables.split(",") if t],
+                (int(k), int(n)),
+                Position.parse(args.upto),
+                on_page,
+                args.ledger,
+            )
         )
-    )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"done {count} {rss} {ledger_events}", flush=True)
     return 0

@@ -24,6 +24,7 @@ from cinderblock.replay.decode import Decoder
 from cinderblock.replay.folding import (
     KEEP_ROWS,
     PAGE_SIZE,
+    fewer_collections,
     new_folder,
     redecided,
     wanted_events,
@@ -379,35 +380,36 @@ async def replay(
         # Only a rebuild of every table may move the tracking row past the live position;
         # the ledger alone follows the log, not the projector.
         own_log = not tables or (own and set(tables) == set(PROJECTED_TABLES))
-        try:
-            await rebuild.prepare()
-            lap("prepare")
-            await rebuild.catch_up_unlocked(own_log=own_log)
-            lap("fold")
-            for attempt in range(5 if tables else 0):
-                try:
-                    async with conn.transaction():
-                        await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
-                        reflected = await rebuild.lock_and_catch_up(own_log=own_log)
-                        new = await rebuild.newly_quarantined()
-                        if new > max_new_quarantined:
-                            raise TooManyQuarantinedError(
-                                f"the rebuild quarantined {new} aggregates the live projector "
-                                f"applied (more than {max_new_quarantined}): nothing swapped"
-                            )
-                        await rebuild.swap(reflected)
-                    break
-                except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
-                    if attempt == 4:
-                        raise
-                    await _reset_after_abort(rebuild)
-            lap("swap")
-            if ledger is not None:
-                await rebuild.swap_ledger()
-                lap("ledger_swap")
-        finally:
-            await rebuild.drop()
-            lap("drop")
+        with fewer_collections():
+            try:
+                await rebuild.prepare()
+                lap("prepare")
+                await rebuild.catch_up_unlocked(own_log=own_log)
+                lap("fold")
+                for attempt in range(5 if tables else 0):
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
+                            reflected = await rebuild.lock_and_catch_up(own_log=own_log)
+                            new = await rebuild.newly_quarantined()
+                            if new > max_new_quarantined:
+                                raise TooManyQuarantinedError(
+                                    f"the rebuild quarantined {new} aggregates the live projector "
+                                    f"applied (more than {max_new_quarantined}): nothing swapped"
+                                )
+                            await rebuild.swap(reflected)
+                        break
+                    except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
+                        if attempt == 4:
+                            raise
+                        await _reset_after_abort(rebuild)
+                lap("swap")
+                if ledger is not None:
+                    await rebuild.swap_ledger()
+                    lap("ledger_swap")
+            finally:
+                await rebuild.drop()
+                lap("drop")
         rebuild.result.phases = phases
         return rebuild.result
 
