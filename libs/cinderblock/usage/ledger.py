@@ -103,13 +103,21 @@ class Interval:
 _MICROSECOND = datetime.resolution
 
 
+# usage_class by (status, previous status): a handful of pairs, asked at every event.
+_CLASSES: dict[tuple[str, str | None], UsageClass | None] = {}
+
+
 def volume_state(volume: Any) -> UsageState | None:
     """The billing state of a Volume aggregate (None when gone)."""
     previous = volume.previous_status
-    cls = usage_class(
+    key = (
         str(volume.status.value),
         None if previous is None else str(getattr(previous, "value", previous)),
     )
+    try:
+        cls = _CLASSES[key]
+    except KeyError:
+        cls = _CLASSES[key] = usage_class(*key)
     if cls is None:
         return None
     return UsageState(volume.project_id, volume.volume_type_id, volume.size_gb, cls)
@@ -123,7 +131,14 @@ def advance(
     at: datetime,
 ) -> tuple[Interval | None, Interval | None]:
     """One step of the fold: (the interval closed at ``at`` or None, the open interval)."""
-    if open_interval is not None and state == open_interval.state:
+    if (  # state == open_interval.state, field by field (the fold asks at every event)
+        open_interval is not None
+        and state is not None
+        and state.usage_class == open_interval.usage_class
+        and state.size_gb == open_interval.size_gb
+        and state.volume_type_id == open_interval.volume_type_id
+        and state.project_id == open_interval.project_id
+    ):
         return None, open_interval
     closed = None if open_interval is None else replace(open_interval, ended_at=at)
     if state is None:
