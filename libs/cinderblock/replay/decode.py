@@ -156,6 +156,10 @@ class Decoder:
             typed = topic.startswith(prefix)
             try:
                 name, cls, class_version, wanted = classes.get(topic) or self._resolve(topic)
+                d = None
+                if wanted:
+                    state = self._unwrap(r[5]) if self._wrapped else r[5]
+                    d = _loads(state)
             except Exception as err:
                 self._set_aside(failed, consumer, r, err)
                 if typed:
@@ -163,15 +167,14 @@ class Decoder:
                 continue
             if typed:
                 try:
-                    domain.append((r, self._domain(cls, class_version, r)))
+                    domain.append((r, self._domain(cls, class_version, r, d)))
                 except Exception as err:
                     if retry_will_fix(err):
                         raise
                     domain.append((r, self._mapped(r)))
-            if wanted:
+            if d is not None:
                 try:
-                    state = self._unwrap(r[5]) if self._wrapped else r[5]
-                    event = self._event(name, cls, class_version, r[2], r[3], state, _loads(state))
+                    event = self._event(name, cls, class_version, r[2], r[3], state, d)
                 except Exception as err:
                     self._set_aside(failed, consumer, r, err)
                 else:
@@ -187,20 +190,28 @@ class Decoder:
         if self.wanted is None or name in self.wanted:
             failed.append(SetAside.failed(consumer, r[2], r[3], name, err, at=(r[0], r[1])))
 
-    def _domain(self, cls: type, class_version: int, r: Sequence[Any]) -> Any:
+    def _domain(
+        self, cls: type, class_version: int, r: Sequence[Any], parsed: dict[str, Any] | None
+    ) -> Any:
         """The domain event of row ``r``: the mapper's steps (transcoded values decoded,
         ``class_version`` dropped, the id and version set, the object made without
-        ``__init__``) on a parse as fast as ``_loads`` is, of its own (the aggregate may
-        keep and change a dict an event gives it: never the projection event's)."""
+        ``__init__``) on its state parsed as fast as ``_loads`` parses. The aggregate may
+        keep and change a dict or list an event gives it, so the event shares none with
+        the projection event: ``parsed`` (the projection's parse, before ``_event``
+        changes it) is copied only when the state holds no object or array but the
+        timestamp, else the state is parsed again."""
         raw: bytes = r[5]
         if self._wrapped:
             return self.mapper.to_domain_event(StoredEvent(r[2], r[3], r[4], raw))
-        state: dict[str, Any] = _loads(raw)
+        # Only the timestamp is transcoded, and no other object or array: a '{' or '['
+        # inside a string makes this false, never wrongly true.
+        flat = raw.count(b'"_type_"') == 1 and raw.count(b"{") == 2 and b"[" not in raw
+        state: dict[str, Any] = parsed.copy() if flat and parsed is not None else _loads(raw)
         if class_version > 1 and state.get("class_version", 1) < class_version:
             return self.mapper.to_domain_event(StoredEvent(r[2], r[3], r[4], raw))
         stamp = state.get("timestamp")
         if (
-            raw.count(b'"_type_"') == 1  # only the timestamp is transcoded
+            flat
             and type(stamp) is dict
             and len(stamp) == 2
             and "_data_" in stamp

@@ -210,14 +210,20 @@ class Rebuild:
     async def catch_up_unlocked(self, *, own_log: bool) -> None:
         """Build up to the live projector's position (``own_log``: nobody projects, so up
         to the end of the log), following it while it moves."""
+        phases, started = self.result.phases, time.perf_counter()
         await self.fold_bulk(own_log=own_log)
+        bulk = time.perf_counter()
         for _ in range(20):
             target = None if own_log else await _tracked(self.conn)
             before = self.result.events
             await self.fold(target)
             if self.result.events - before < PAGE_SIZE:
                 break
+        caught_up = time.perf_counter()
         await self.ledger_catch_up()
+        phases["fold_bulk"] = round(bulk - started, 3)
+        phases["fold_rest"] = round(caught_up - bulk, 3)
+        phases["ledger_catch_up"] = round(time.perf_counter() - caught_up, 3)
 
     async def ledger_catch_up(self) -> None:
         """The ledger's rows up to the settled end of the log, outside any lock: the fold
@@ -410,7 +416,7 @@ async def replay(
             finally:
                 await rebuild.drop()
                 lap("drop")
-        rebuild.result.phases = phases
+        rebuild.result.phases.update(phases)
         return rebuild.result
 
 
