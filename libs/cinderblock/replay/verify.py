@@ -21,7 +21,7 @@ import asyncpg
 
 from cinderblock.readmodels.quarantine import Quarantined, listing
 from cinderblock.readmodels.tables import PROJECTED_TABLES, q
-from cinderblock.replay.folding import redecided
+from cinderblock.replay.folding import fewer_collections, redecided
 from cinderblock.replay.rebuild import Progress, Rebuild, Rebuilt
 from cinderblock.replay.session import PROJECTOR, connections, projector_paused
 
@@ -130,7 +130,8 @@ async def verify(
         result = Verified(rebuild.result)
         try:
             await rebuild.prepare()
-            await rebuild.catch_up_unlocked(own_log=False)
+            with fewer_collections():
+                await rebuild.catch_up_unlocked(own_log=False)
             async with conn.transaction():
                 await rebuild.lock_and_catch_up(own_log=False)
                 for table in rebuild.result.tables:
