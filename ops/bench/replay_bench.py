@@ -4,11 +4,13 @@
         python ops/bench/replay_bench.py --events 1000000 --out ops/bench/results
 
 Creates a scratch database on that server, fills it with `cinderblock bench-log`, vacuums
-the log, then runs `cinderblock replay` with the default (automatic) number of processes
-and with one (--rounds times each, alternating), and `cinderblock verify`, each as its own
-process, measured from outside (wall time, the command's own JSON summary with its rate
-and peak RSS, the machine's load). Writes `replay-<UTC>.json` and `.md` to --out and drops
-the scratch database.
+the log (or, with --database, uses a database that already holds a log), then runs
+`cinderblock replay` (every projection: the read models and the usage ledger) with the
+default (automatic) number of processes and with one (--rounds times each, alternating),
+and `cinderblock verify`, each as its own process, measured from outside (wall time, the
+command's own JSON summary: the whole command's rate, the fold-only rate, the phases, peak
+RSS; the machine's load). Writes `replay-<UTC>.json` and `.md` to --out and drops the
+scratch database.
 """
 
 from __future__ import annotations
@@ -112,19 +114,31 @@ def _markdown(report: dict[str, Any]) -> str:
         f"# Replay benchmark {report['when']} (commit `{report['commit']}`)",
         "",
         f"Machine: {report['machine']}",
-        f"Log: {report['events']:,} events generated in {report['generate']['wall_s']} s, "
-        f"then VACUUM (ANALYZE) events in {report['generate']['vacuum_s']} s",
+        (
+            f"Log: {report['events']:,} events generated in {report['generate']['wall_s']} s, "
+            f"then VACUUM (ANALYZE) events in {report['generate']['vacuum_s']} s"
+            if report["generate"]
+            else f"Log: {report['events']:,} events in an existing database"
+        ),
         "",
-        "| run | processes | events/s | fold s | wall s | peak RSS MiB (main / largest worker)"
-        " | load before → after |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "events/s and s: the whole command (start-up, every projection including the usage "
+        "ledger, swaps), as the command reports it; fold: the fold alone; wall: measured "
+        "from outside.",
+        "",
+        "| run | processes | events/s | s | fold events/s | fold s | wall s | peak RSS MiB "
+        "(main / largest worker) | ledger volumes / intervals | phases s | load before → after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for run in report["runs"]:
         s = run["summary"]
+        ledger = s.get("ledger") or {}
+        phases = ", ".join(f"{k} {v}" for k, v in (s.get("phases") or {}).items())
         lines.append(
             f"| `{run['command']}` | {s.get('workers', '')} | {s.get('events_per_second', '')} "
-            f"| {s.get('seconds', '')} | {run['wall_s']} | {s.get('peak_rss_mib', '')} / "
-            f"{s.get('worker_peak_rss_mib', '')} | {run['load_before'][0]} → "
+            f"| {s.get('seconds', '')} | {s.get('fold_events_per_second', '')} "
+            f"| {s.get('fold_seconds', '')} | {run['wall_s']} | {s.get('peak_rss_mib', '')} / "
+            f"{s.get('worker_peak_rss_mib', '')} | {ledger.get('volumes', '')} / "
+            f"{ledger.get('intervals', '')} | {phases} | {run['load_before'][0]} → "
             f"{run['load_after'][0]} |"
         )
     v = report["verify"]
@@ -141,14 +155,21 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("ops/bench/results"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--rounds", type=int, default=2, help="replays per configuration")
+    parser.add_argument(
+        "--database",
+        help="an existing database holding a log (--events: how many it holds); kept",
+    )
     args = parser.parse_args()
     server = os.environ["CINDERBLOCK_DATABASE_URL"]
-    name = f"cb_replay_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_database(server, name, drop=False))
+    name = args.database or f"cb_replay_bench_{uuid.uuid4().hex[:8]}"
+    if not args.database:
+        asyncio.run(_database(server, name, drop=False))
     dsn = _with_db(server, name)
+    generate: dict[str, Any] = {}
     try:
-        generate = _run(dsn, "bench-log", "--events", str(args.events))
-        generate["vacuum_s"] = asyncio.run(_vacuum(dsn))
+        if not args.database:
+            generate = _run(dsn, "bench-log", "--events", str(args.events))
+            generate["vacuum_s"] = asyncio.run(_vacuum(dsn))
         runs = []
         for _ in range(args.rounds):
             runs.append(_run(dsn, "replay", "--json"))
@@ -156,7 +177,7 @@ def main() -> int:
         verified = _run(dsn, "verify", "--json")
         verified["summary"].pop("differences", None)
     finally:
-        if not args.keep:
+        if not args.keep and not args.database:
             asyncio.run(_database(server, name, drop=True))
     when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report = {
