@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     from cinderblock.config.settings import Settings
 
 
-async def _serve(name: str, settings: Settings) -> None:
+async def _serve(name: str, settings: Settings, *, workers: int = 1) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     from cinderblock.cli.system import run_service
 
-    await run_service(name, settings, stop=stop)
+    await run_service(name, settings, stop=stop, workers=workers)
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -51,14 +51,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             from cinderblock.cli.dev import run_dev
 
-            _run(run_dev(settings, processes=args.processes))
+            _run(run_dev(settings, processes=args.processes, workers=args.workers))
         elif args.command == "serve":
-            _run(_serve(args.service, settings))
+            _run(_serve(args.service, settings, workers=args.workers))
         elif args.command == "bench" and args.burst:
             from cinderblock.cli.bench_burst import run_burst_bench
 
             urls = [u.strip() for u in args.url.split(",") if u.strip()]
             _run(run_burst_bench(urls, args.workers, args.volumes, args.out))
+        elif args.command == "bench" and args.open_loop:
+            from cinderblock.cli.bench_open import parse_rates, run_open_loop_bench
+
+            _run(
+                run_open_loop_bench(
+                    args.url,
+                    rates=parse_rates(args.open_loop),
+                    seconds=args.seconds,
+                    out=args.out,
+                    plots=args.plots,
+                )
+            )
         elif args.command == "bench":
             from cinderblock.cli.bench import run_bench
             from cinderblock.cli.lag import lag_probe
@@ -71,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     out=args.out,
                     scenarios=args.scenarios,
                     probe=probe,
+                    plots=args.plots,
                 )
             )
         elif args.command in ("history", "state", "audit"):

@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every service as its own process (uses every core, as production does)",
     )
+    dev.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="API worker processes sharing the port (SO_REUSEPORT); default: one per CPU, "
+        "with every consumer in its own process; --workers 1 without --processes runs "
+        "everything in this one process",
+    )
     serve = sub.add_parser(
         "serve", help="run one service against CINDERBLOCK_DATABASE_URL and CINDERBLOCK_NATS_URL"
     )
@@ -39,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--data-dir", type=Path, default=None, help="driver pools, image store")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="api only: worker processes sharing the port (SO_REUSEPORT)",
+    )
     bench = sub.add_parser("bench", help="measure a running Cinderblock over HTTP")
     bench.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8776")
     bench.add_argument("--seconds", type=float, default=10.0)
@@ -62,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--workers", type=int, default=16, help="--burst: concurrent clients")
     bench.add_argument("--volumes", type=int, default=48, help="--burst: volumes made")
+    bench.add_argument(
+        "--open-loop",
+        default=None,
+        metavar="RATES",
+        help="instead: offer fixed rates of os-set_bootable (actions/s, comma-separated, "
+        "e.g. 100,500,1000,2000) whatever the answers' speed; latency p50/p99 per rate",
+    )
+    bench.add_argument(
+        "--plots",
+        action="store_true",
+        help="also write PNG plots beside the report (needs the `bench` extra: matplotlib)",
+    )
     _audit_parsers(sub)
     _usage_parser(sub)
     _replay_parsers(sub)
