@@ -20,6 +20,16 @@ A command that built on another's pending state depends on it: if that one fails
 the dependent (it is retried by its caller against fresh state). A command that only read a
 pending state and answered without writing (a refusal, say) waits for that state to commit
 before it answers, so no answer rests on something that never happened (`Attempt`).
+
+**Heard appends.** Other processes append too (the sagas, a second API worker). Without
+more, a command's load asks the database for events newer than the head it holds: one
+round trip per command. Inside `LogWriter.invalidations` the process listens to the log's
+NOTIFY, whose payload names the writing process and the aggregates it appended to; a head
+another process moved on is marked stale, and a command loads a head that is not stale
+without asking. What keeps this exact when a notification arrives late: a command that
+writes is checked by the database's primary key anyway (a stale base conflicts, the head is
+marked stale and the command retried), and a command that answers without writing on a head
+it did not ask the database about checks that head's version first (`Attempt.settle`).
 """
 
 from __future__ import annotations
@@ -30,8 +40,9 @@ import contextvars
 import json
 import logging
 import pickle
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -57,7 +68,15 @@ WITH ins AS (
 )
 SELECT ins.originator_id, ins.originator_version, ins.position,
        ins.tx_id::text::bigint AS tx_id
-FROM ins, (SELECT pg_notify('{EVENTS_CHANNEL}', '')) AS n
+FROM ins, (SELECT pg_notify('{EVENTS_CHANNEL}', $6::text)) AS n
+"""
+# NOTIFY payloads must stay under 8000 bytes: past this many ids, "everything moved".
+_NOTIFY_MAX_IDS = 200
+_EVERYTHING = "*"
+
+_NEWEST_VERSIONS = """
+SELECT originator_id, max(originator_version) AS version FROM events
+WHERE originator_id = ANY($1::uuid[]) GROUP BY originator_id
 """
 
 _SELECT_AGGREGATE = """
@@ -88,6 +107,7 @@ class _Request:
     aggregate_ids: list[UUID]
     deps: list[_Request]
     future: asyncio.Future[tuple[int, int]]
+    unasked: bool = False  # built on a head loaded without asking the database
     dependents: list[_Request] = field(default_factory=list)
     state: str = "queued"  # queued | committed | failed
     queued_at: float = 0.0  # event-loop time it was queued (for the group-commit figures)
@@ -106,6 +126,14 @@ class _Head:
     state (request None), the rest are pending states in the order they were appended."""
 
     versions: list[tuple[_Request | None, bytes, int]]
+    # Another process may have appended since the committed state was read: ask the
+    # database before building on it.
+    stale: bool = False
+    heard: int = 0  # times it was marked stale (a load's query may predate the last one)
+
+    def mark_stale(self) -> None:
+        self.stale = True
+        self.heard += 1
 
     @property
     def top(self) -> tuple[_Request | None, bytes, int]:
@@ -122,15 +150,27 @@ class Attempt:
 
     def __init__(self) -> None:
         self.read: list[_Request] = []
+        # Committed heads loaded without asking the database (id -> version), and by whom.
+        self.unasked: dict[UUID, tuple[LogWriter, int]] = {}
+        self.wrote: set[UUID] = set()  # aggregates this attempt appended to (committed)
 
     async def settle(self) -> None:
-        """Raise DependencyFailedError if anything this attempt read never committed."""
+        """Raise DependencyFailedError if anything this attempt read never committed, and
+        LocalConflictError (retry at once) if a head it loaded without asking the database
+        and did not write to has moved on in another process."""
         for request in self.read:
             if request.state == "queued":
                 with contextlib.suppress(Exception):
                     await asyncio.shield(request.future)
             if request.failed:
                 raise DependencyFailedError("a state this command read was not committed")
+        unasked = {k: v for k, v in self.unasked.items() if k not in self.wrote}
+        self.unasked.clear()
+        by_writer: dict[LogWriter, dict[UUID, int]] = {}
+        for aggregate_id, (writer, version) in unasked.items():
+            by_writer.setdefault(writer, {})[aggregate_id] = version
+        for writer, versions in by_writer.items():
+            await writer.confirm(versions)
 
 
 @dataclass
@@ -211,6 +251,9 @@ class LogWriter:
         self.conflicts = 0  # commands refused by the database's version check
         self.stats = GroupCommitStats()  # since the last "group commit" log line
         self._reported_at: float | None = None
+        self._token = uuid.uuid4().hex[:16]  # names this writer in its NOTIFY payloads
+        self._listeners: set[object] = set()  # live connections of `invalidations`
+        self.unasked_loads = 0  # loads served without a query (for tests and benchmarks)
 
     def attach(self, pool: asyncpg.Pool) -> None:
         if pool not in self._pools:
@@ -220,6 +263,74 @@ class LogWriter:
     def pool(self) -> asyncpg.Pool:
         self._pools = [p for p in self._pools if not p.is_closing()] or self._pools[-1:]
         return self._pools[0]
+
+    # ------------------------------------------------------------ heard appends
+
+    @contextlib.asynccontextmanager
+    async def invalidations(self, pool: asyncpg.Pool) -> AsyncIterator[None]:
+        """While inside, listen to other processes' appends: commands then build on the
+        heads this process holds without a query each (see the module's docstring). One
+        connection of ``pool`` (the caller's: it is released to it before the caller closes
+        it) is held for the listener; on leaving (or if it is lost) every head is asked
+        about again."""
+        conn: asyncpg.Connection = await pool.acquire()
+        try:
+            conn.add_termination_listener(self._on_lost)
+            await conn.add_listener(EVENTS_CHANNEL, self._on_append)
+            self._listeners.add(conn)
+            try:
+                yield
+            finally:
+                self._listeners.discard(conn)
+                self._mark_all_stale()
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.remove_listener(EVENTS_CHANNEL, self._on_append)
+        finally:
+            conn.remove_termination_listener(self._on_lost)
+            await pool.release(conn)
+
+    def _on_append(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        token, _, ids = payload.partition(" ")
+        if token == self._token:
+            return
+        if not ids or ids == _EVERYTHING:  # an older writer, or too many to name
+            self._mark_all_stale()
+            return
+        for text in ids.split(","):
+            try:
+                head = self._heads.get(UUID(text))
+            except ValueError:
+                self._mark_all_stale()
+                return
+            if head is not None:
+                head.mark_stale()
+
+    def _on_lost(self, conn: object) -> None:
+        log.warning("the event log's listener connection was lost: heads are asked again")
+        self._listeners.discard(conn)
+        self._mark_all_stale()
+
+    def _mark_all_stale(self) -> None:
+        for head in self._heads.values():
+            head.mark_stale()
+
+    def _payload(self, batch: list[_Request]) -> str:
+        ids = {str(a) for r in batch for a in r.aggregate_ids}
+        if len(ids) > _NOTIFY_MAX_IDS:
+            return f"{self._token} {_EVERYTHING}"
+        return f"{self._token} {','.join(sorted(ids))}"
+
+    async def confirm(self, versions: Mapping[UUID, int]) -> None:
+        """Raise LocalConflictError if any of these aggregates has events past the given
+        version (its head is then stale: the retry asks the database)."""
+        rows = await self.pool.fetch(_NEWEST_VERSIONS, list(versions))
+        moved = [r["originator_id"] for r in rows if r["version"] > versions[r["originator_id"]]]
+        for aggregate_id in moved:
+            head = self._heads.get(aggregate_id)
+            if head is not None:
+                head.mark_stale()
+        if moved:
+            raise LocalConflictError(f"{moved[0]} moved on in another process")
 
     # ------------------------------------------------------------ reading
 
@@ -236,21 +347,32 @@ class LogWriter:
             self._heads.move_to_end(aggregate_id)
             return pickle.loads(state)
         base = head.versions[0][1] if head is not None else _NOTHING
+        if current is not None and head is not None and base and not head.stale and self._listeners:
+            self.unasked_loads += 1
+            current.unasked[aggregate_id] = (self, head.versions[0][2])
+            self._heads.move_to_end(aggregate_id)
+            return pickle.loads(base)
         aggregate: Any = pickle.loads(base) if base else None
         after = aggregate.version if aggregate is not None else 0
+        heard = head.heard if head is not None else 0
         rows = await self.pool.fetch(_SELECT_AGGREGATE, aggregate_id, after)
         for row in rows:
             stored = StoredEvent(
                 aggregate_id, row["originator_version"], row["topic"], row["state"]
             )
             aggregate = mapper.to_domain_event(stored).mutate(aggregate)
-        if rows and aggregate is not None and current is not None:
-            # Newer committed events from elsewhere: they are now the committed state, unless
-            # this process appended on top of the old one meanwhile (that save will conflict).
-            now = self._heads.get(aggregate_id)
-            if now is None or not now.pending:
-                self._heads[aggregate_id] = _Head([(None, _dump(aggregate), aggregate.version)])
-                self._trim()
+        now = self._heads.get(aggregate_id)
+        if aggregate is None or current is None or (now is not None and now.pending):
+            # Outside a command nothing is kept; a pending append on top of the old state
+            # will conflict and be retried.
+            return aggregate
+        # The query saw every event up to now, unless another process's append was heard
+        # while it ran (it may not have seen that one).
+        heard_meanwhile = now is not head or (now is not None and now.heard != heard)
+        if rows or now is None:
+            now = self._heads[aggregate_id] = _Head([(None, _dump(aggregate), aggregate.version)])
+            self._trim()
+        now.stale = heard_meanwhile
         return aggregate
 
     def has_pending(self, aggregate_id: UUID) -> bool:
@@ -291,6 +413,7 @@ class LogWriter:
             deps=deps,
             future=asyncio.get_running_loop().create_future(),
             queued_at=asyncio.get_running_loop().time(),
+            unasked=current is not None and any(a.id in current.unasked for a, _ in aggregates),
         )
         for aggregate, stored in aggregates:
             head = self._heads.get(aggregate.id)
@@ -307,7 +430,10 @@ class LogWriter:
             self._flusher = asyncio.create_task(self._flush_all(), name="event-log-writer")
         # Shielded: a caller that goes away (client disconnect) does not take the command
         # back; others may already have built on it.
-        return await asyncio.shield(request.future)
+        at = await asyncio.shield(request.future)
+        if current is not None:
+            current.wrote.update(request.aggregate_ids)
+        return at
 
     async def _flush_all(self) -> None:
         batch: list[_Request] = []
@@ -376,7 +502,13 @@ class LogWriter:
                     await self._insert([request])
                 except asyncpg.UniqueViolationError as err:
                     self.conflicts += 1
-                    self._fail(request, ConcurrencyConflictError(str(err)))
+                    for aggregate_id in request.aggregate_ids:  # its base was not the newest
+                        head = self._heads.get(aggregate_id)
+                        if head is not None:
+                            head.mark_stale()
+                    # Built on a head it did not ask the database about: retry at once.
+                    error = LocalConflictError if request.unasked else ConcurrencyConflictError
+                    self._fail(request, error(str(err)))
                 except Exception as err:
                     self._fail(request, err)
         except Exception as err:
@@ -393,6 +525,7 @@ class LogWriter:
             [s.topic for _, s in stored],
             [s.state for _, s in stored],
             [r.meta for r, _ in stored],
+            self._payload(batch),
         )
         if not result:
             raise RuntimeError("append returned no rows")

@@ -44,8 +44,9 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
         async with database(settings, max_size=16) as pool:
             waiter = ProjectionWaiter(pool)
             await waiter.start()
+            writer = shared_writer(pool)
             volumes = Volumes(
-                AsyncEventStore(pool, writer=shared_writer(pool)),
+                AsyncEventStore(pool, writer=writer),
                 VolumesConfig(
                     quota_limits=settings.quota_limits,
                     default_availability_zone=settings.default_availability_zone,
@@ -59,7 +60,8 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
             if bootstrapped is not None:
                 await app[DEPS].read_your_write(bootstrapped)
             try:
-                yield
+                async with writer.invalidations(pool):  # commands build on held heads
+                    yield
             finally:
                 await waiter.stop()
                 await close_image_service(images)

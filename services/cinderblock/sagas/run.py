@@ -120,7 +120,10 @@ async def run(
                 # Undecodable messages are parked at once; each saga step stands alone
                 # (its give-up compensates), so nothing is held behind a failed one.
                 gate = ConsumerQuarantine(pool, runner.spec.durable, hold=False)
-                await run_consumer(js, runner.spec, runner.handle, runner.park, stop, None, gate)
+                async with shared_writer(pool).invalidations(pool):  # steps build on held heads
+                    await run_consumer(
+                        js, runner.spec, runner.handle, runner.park, stop, None, gate
+                    )
             finally:
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
