@@ -1,7 +1,8 @@
 """`cinderblock dev`: a real PostgreSQL and a real NATS JetStream under a data directory,
-and every service: by default one api process per CPU sharing the port and each consumer in
-a process of its own (`cinderblock.cli.processes`); with ``--workers 1`` (and no
-``--processes``) all of them in this one process. Ctrl-C drains and stops everything, the
+and every service: by default, on a machine of several CPUs, one api process per CPU but
+one sharing the port and each consumer in a process of its own
+(`cinderblock.cli.processes`); with ``--workers 1`` (and no ``--processes``), or on one
+CPU, all of them in this one process. Ctrl-C drains and stops everything, the
 servers too."""
 
 from __future__ import annotations
@@ -70,20 +71,33 @@ def _prepare(data_dir: Path) -> Path:
 
 
 def api_workers(workers: int | None) -> int:
-    """The api processes to run: ``--workers``, by default one per CPU."""
-    count = (os.cpu_count() or 1) if workers is None else workers
+    """The api processes to run: ``--workers``, by default one per CPU but one. The CPU
+    left over is the consumers', PostgreSQL's and NATS's: on the 2-CPU machine of
+    ops/bench/RESULTS.md two api processes carried less than one (os-set_bootable at
+    concurrency 16: 883-1,073/s against 1,193-1,212/s), each competing for the cores the
+    projector it waits on needs."""
+    count = max(1, (os.cpu_count() or 1) - 1) if workers is None else workers
     if count < 1:
         raise SettingsError(f"--workers must be at least 1, not {count}")
     return count
 
 
+def separate_processes(workers: int | None, processes: bool) -> bool:
+    """Whether the services run as processes of their own: asked for, or more than one api
+    process, or by default wherever there is more than one CPU."""
+    if processes or (workers is not None and workers > 1):
+        return True
+    return workers is None and (os.cpu_count() or 1) > 1
+
+
 async def run_dev(
     settings: Settings, *, processes: bool = False, workers: int | None = None
 ) -> None:
-    """Run until Ctrl-C: ``workers`` api processes (default: one per CPU) and every
-    consumer in its own process, or everything in this process when ``workers`` is 1 and
-    ``processes`` is not asked for."""
+    """Run until Ctrl-C: ``workers`` api processes (default: one per CPU but one) and
+    every consumer in its own process, or everything in this process (``--workers 1``
+    without ``processes``, or a machine of one CPU)."""
     count = api_workers(workers)
+    processes = separate_processes(workers, processes)
     data_dir = await asyncio.to_thread(_prepare, Path(settings.data_dir))
     postgres, nats_server = EmbeddedPostgres(data_dir), EmbeddedNats(data_dir)
     stop = asyncio.Event()
@@ -107,7 +121,7 @@ async def run_dev(
         def ready(url: str) -> None:
             print(banner(url, identity, shape(count, processes)), flush=True)
 
-        if processes or count > 1:
+        if processes:
             await run_processes(settings, stop=stop, ready=ready, workers=count)
         else:
             await run_all(settings, stop=stop, ready=ready)

@@ -36,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="API worker processes sharing the port (SO_REUSEPORT); default: one per CPU, "
-        "with every consumer in its own process; --workers 1 without --processes runs "
-        "everything in this one process",
+        help="API worker processes sharing the port (SO_REUSEPORT); default: one per CPU "
+        "but one (at least one), with every consumer in its own process; --workers 1 "
+        "without --processes runs everything in this one process",
     )
     serve = sub.add_parser(
         "serve", help="run one service against CINDERBLOCK_DATABASE_URL and CINDERBLOCK_NATS_URL"

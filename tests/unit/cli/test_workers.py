@@ -9,15 +9,33 @@ from pathlib import Path
 
 import pytest
 
-from cinderblock.cli.dev import api_workers, banner, shape
+from cinderblock.cli.dev import api_workers, banner, separate_processes, shape
 from cinderblock.cli.processes import process_names
 from cinderblock.cli.system import SERVICES, run_service
 from cinderblock.config.settings import Settings, SettingsError
 
 
-def test_dev_runs_one_api_worker_per_cpu_by_default() -> None:
-    assert api_workers(None) == (os.cpu_count() or 1)
+def test_dev_runs_one_api_worker_per_cpu_but_one_by_default() -> None:
+    assert api_workers(None) == max(1, (os.cpu_count() or 1) - 1)
     assert api_workers(3) == 3
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "processes", "separate"),
+    [
+        (2, None, False, True),  # the default on several CPUs
+        (1, None, False, False),  # one CPU: one process
+        (8, 1, False, False),  # --workers 1: one process
+        (8, 1, True, True),  # --workers 1 --processes
+        (1, 2, False, True),  # several api processes are processes
+    ],
+)
+def test_when_the_services_run_as_processes(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, workers: int | None, processes: bool, separate: bool
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert separate_processes(workers, processes) is separate
+    assert api_workers(workers) == (workers if workers is not None else max(1, cpus - 1))
 
 
 @pytest.mark.parametrize("workers", [0, -2])
