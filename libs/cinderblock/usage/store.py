@@ -1,9 +1,9 @@
-"""The ledger in PostgreSQL: apply one volume's events idempotently, rebuild everything from
-the event table through the same fold, and report GiB·hours over a window."""
+"""The ledger in PostgreSQL: apply one volume's events idempotently and report GiB·hours
+over a window. The whole ledger is rebuilt by ``cinderblock replay`` in its one pass over
+the log (``cinderblock.replay.ledger``), through the same fold."""
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,21 +19,9 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from cinderblock.domain.volume import Volume
-from cinderblock.readmodels.quarantine import (
-    SetAside,
-    clear,
-    log_set_aside,
-    record,
-    retry_will_fix,
-)
-from cinderblock.store.mapping import event_name, make_mapper
-from cinderblock.usage.ledger import BILLED, Interval, advance, volume_intervals, volume_state
-from cinderblock.usage.schema import USAGE_DDL
+from cinderblock.store.mapping import make_mapper
+from cinderblock.usage.ledger import BILLED, Interval, volume_intervals
 from cinderblock.wire.envelope import SCHEMA_VERSION, ReceivedEnvelope, event_type
-
-log = logging.getLogger(__name__)
-
-VOLUME_TOPICS = "cinderblock.domain.volume:%"
 
 _EVENTS_AFTER = """
 SELECT originator_version, topic, state FROM events
@@ -364,98 +352,6 @@ async def apply_changes(
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Rows → one list per column (for ``unnest``)."""
     return [[r[c] for r in rows] for c in range(width)]
-
-
-@dataclass
-class _Folding:
-    volume: Any = None
-    open: Interval | None = None
-    version: int = 0
-
-
-@dataclass(frozen=True)
-class RebuildReport:
-    events: int
-    volumes: int
-    intervals: int
-    quarantined: int = 0  # volumes with an event the fold could not take
-
-
-async def rebuild_ledger(dsn: str, *, page: int = 5000, consumer: str = "billing") -> RebuildReport:
-    """Rebuild the whole ledger from the event table through the same fold the consumer
-    uses, in one transaction (readers see the old ledger until it commits; the consumer
-    waits on the lock and then carries on from the rebuilt versions).
-
-    An event the fold cannot take quarantines its volume (``cinderblock.readmodels.
-    quarantine``): its ledger stays as the event before left it and its later events are
-    held. The billing consumer's (``consumer``) quarantine becomes what this rebuild
-    found: a volume whose events fold now (a fixed version) is released."""
-    reader = EventReader()
-    aside: list[SetAside] = []
-    stopped: dict[UUID, int] = {}
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(USAGE_DDL)
-        async with conn.transaction():
-            await conn.execute("LOCK TABLE billing_volumes, billing_intervals IN EXCLUSIVE MODE")
-            volumes: dict[UUID, _Folding] = {}
-            closed: list[Interval] = []
-            after, count = 0, 0
-            while True:
-                rows = await conn.fetch(
-                    "SELECT position, originator_id, originator_version, topic, state "
-                    "FROM events WHERE position > $1 AND topic LIKE $2 "
-                    "ORDER BY position LIMIT $3",
-                    after,
-                    VOLUME_TOPICS,
-                    page,
-                )
-                if not rows:
-                    break
-                after = rows[-1]["position"]
-                count += len(rows)
-                for r in rows:
-                    vid, version = r["originator_id"], r["originator_version"]
-                    f = volumes.setdefault(vid, _Folding())
-                    name = event_name(r["topic"])
-                    if vid in stopped:
-                        aside.append(SetAside.behind(consumer, vid, version, name, stopped[vid]))
-                        continue
-                    if version != f.version + 1:
-                        continue  # a gap (a late commit): the consumer applies the rest
-                    try:
-                        event = reader.decode(vid, version, r["topic"], r["state"])
-                        volume = event.mutate(f.volume)
-                        done, opened = advance(
-                            str(vid), f.open, volume_state(volume), version, event.timestamp
-                        )
-                    except Exception as err:
-                        if retry_will_fix(err):
-                            raise
-                        stopped[vid] = version
-                        aside.append(SetAside.failed(consumer, vid, version, name, err))
-                        continue
-                    f.volume, f.version, f.open = volume, version, opened
-                    if done is not None:
-                        closed.append(done)
-            intervals = closed + [f.open for f in volumes.values() if f.open is not None]
-            await conn.execute("DELETE FROM billing_intervals")
-            await conn.execute("DELETE FROM billing_volumes")
-            await conn.copy_records_to_table(
-                "billing_intervals", records=[_row(i) for i in intervals], columns=_COLUMNS
-            )
-            await conn.copy_records_to_table(
-                "billing_volumes",
-                records=[(vid, f.version) for vid, f in volumes.items()],
-                columns=("volume_id", "version"),
-            )
-            await clear(conn, consumer)
-            recorded = await record(conn, aside)
-    finally:
-        await conn.close()
-    log_set_aside(recorded)
-    log.info("billing ledger rebuilt", extra={"events": count, "volumes": len(volumes)})
-    return RebuildReport(count, len(volumes), len(intervals), len(stopped))
 
 
 @dataclass(frozen=True)

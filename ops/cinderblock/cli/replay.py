@@ -16,7 +16,6 @@ import time
 
 import asyncpg
 
-from cinderblock.billing.run import consumer_spec as billing_spec
 from cinderblock.cli.parsers import LEDGER, selected_tables
 from cinderblock.cli.progress import Bar
 from cinderblock.cli.target import database
@@ -25,6 +24,7 @@ from cinderblock.replay.rebuild import TooManyQuarantinedError, replay
 from cinderblock.replay.session import ReplayBusyError
 from cinderblock.replay.verify import IGNORED_COLUMNS, verify
 from cinderblock.runtime.infra import create_schemas
+from cinderblock.usage.consumer import billing_durable
 
 COMMANDS = ("replay", "verify", "bench-log")
 
@@ -107,7 +107,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _replay(dsn: str, args: argparse.Namespace, settings: Settings) -> int:
     tables = selected_tables(args.projection)
-    consumer = billing_spec(settings).durable if LEDGER in args.projection else None
+    consumer = billing_durable(settings) if LEDGER in args.projection else None
     start_up = command_seconds()
     bar = Bar("replay")
     try:

@@ -48,6 +48,7 @@ from cinderblock.readmodels.quarantine import (
 )
 from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
+from cinderblock.usage.consumer import billing_durable
 from cinderblock.usage.cursor import VolumeCursor
 from cinderblock.usage.notifications import (
     Notification,
@@ -66,7 +67,6 @@ from cinderblock.wire.envelope import ReceivedEnvelope
 
 log = logging.getLogger(__name__)
 
-DURABLE = "billing"
 CURSORS = 10_000  # volumes whose events and fold are kept in memory
 BILLED_AGGREGATES = ("volume", "snapshot")
 
@@ -87,7 +87,7 @@ def notification_stream(settings: Settings) -> StreamSpec:
 def consumer_spec(settings: Settings) -> ConsumerSpec:
     return ConsumerSpec(
         stream=settings.stream,
-        durable=f"{settings.subject_prefix.replace('.', '-')}{DURABLE}",
+        durable=billing_durable(settings),
         filter_subjects=[settings.subject(f"{a}.events.>") for a in BILLED_AGGREGATES],
         ack_wait=30.0,
         max_deliver=20,

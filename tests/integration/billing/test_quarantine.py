@@ -1,6 +1,7 @@
 """One volume whose events the billing fold cannot take does not block billing: in the same
 batch the other volume is billed, the poison one is parked and quarantined, its later
-messages are held unhandled; `replay --projection billing` (rebuild_ledger) is not stopped
+messages are held unhandled; `replay --projection billing` (the ledger in replay's pass) is
+not stopped
 by it either, and releases it once the event folds."""
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from cinderblock.billing.run import Billing, Publisher, notification_stream
 from cinderblock.bus.jetstream import ensure_stream, run_consumer
 from cinderblock.config.settings import Settings
 from cinderblock.relay.run import Relay
+from cinderblock.replay.rebuild import replay
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.mapping import make_mapper
-from cinderblock.usage.store import rebuild_ledger
 from tests.helpers.events import append_raw, new_volume
 from tests.helpers.quarantine import Wakes, WatchedQuarantine
 from tests.helpers.servers import Servers, fresh_database, make_settings
@@ -131,7 +132,8 @@ async def test_a_volume_the_fold_cannot_take_is_set_aside_and_billing_goes_on(
     assert f"{poison.id}:3" in {r["msg_id"] for r in letters}  # (v4 too if it gave up first)
 
     # The rebuild is not stopped by it and finds the same.
-    report = await rebuild_ledger(settings.database_url, consumer=durable)
+    report = (await replay(settings.database_url, (), ledger=durable)).ledger
+    assert report is not None
     assert report.quarantined == 1
     assert await ledger_version(poison.id) == 2
     assert await ledger_version(good.id) == 2
@@ -148,7 +150,8 @@ async def test_a_volume_the_fold_cannot_take_is_set_aside_and_billing_goes_on(
         poison.id,
         state,
     )
-    report = await rebuild_ledger(settings.database_url, consumer=durable)
+    report = (await replay(settings.database_url, (), ledger=durable)).ledger
+    assert report is not None
     assert report.quarantined == 0
     assert await ledger_version(poison.id) == 4
     assert await pool.fetchval("SELECT count(*) FROM quarantine WHERE consumer = $1", durable) == 0
