@@ -165,6 +165,24 @@ async def test_a_refusal_on_a_stale_head_is_checked_first(pool: asyncpg.Pool) ->
     assert await versions(pool, vid) == [1, 2, 3, 4]
 
 
+async def test_a_command_that_wrote_is_not_run_again(pool: asyncpg.Pool) -> None:
+    """a deletes a volume, reading its project's quota from the head it holds while
+    another process has moved that quota on (unheard). The delete writes only the volume:
+    it is committed, answered once, and not retried (a retry would find it deleting)."""
+    a, b = deaf(pool), volumes(pool)
+    project = f"p-{uuid.uuid4().hex[:8]}"
+    async with writer(a).invalidations(pool):
+        vid = await available(a, project)
+        await create(b, project)  # the quota moves on in the other process
+        await a.delete_volume(ADMIN, str(vid), meta={"request_id": "req-delete"})
+    rows = await pool.fetch(
+        "SELECT topic FROM events WHERE originator_id = $1 ORDER BY originator_version", vid
+    )
+    assert [r["topic"].rsplit(".", 1)[-1] for r in rows][-1] == "DeleteRequested"
+    assert len(rows) == 3
+    assert writer(a).conflicts == 0
+
+
 async def test_leaving_forgets_what_was_heard(pool: asyncpg.Pool) -> None:
     service = volumes(pool)
     async with writer(service).invalidations(pool):

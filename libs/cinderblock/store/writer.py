@@ -155,17 +155,22 @@ class Attempt:
         self.wrote: set[UUID] = set()  # aggregates this attempt appended to (committed)
 
     async def settle(self) -> None:
-        """Raise DependencyFailedError if anything this attempt read never committed, and
-        LocalConflictError (retry at once) if a head it loaded without asking the database
-        and did not write to has moved on in another process."""
+        """Raise DependencyFailedError if anything this attempt read never committed, and,
+        for an answer given without writing, LocalConflictError (retry at once) if a head
+        it loaded without asking the database has moved on in another process.
+
+        An attempt that wrote is never retried from here: its append is committed (the
+        primary key checked what it wrote), and what it only read is as current as a
+        query at load time would have made it."""
         for request in self.read:
             if request.state == "queued":
                 with contextlib.suppress(Exception):
                     await asyncio.shield(request.future)
             if request.failed:
                 raise DependencyFailedError("a state this command read was not committed")
-        unasked = {k: v for k, v in self.unasked.items() if k not in self.wrote}
-        self.unasked.clear()
+        unasked, self.unasked = self.unasked, {}
+        if self.wrote:
+            return
         by_writer: dict[LogWriter, dict[UUID, int]] = {}
         for aggregate_id, (writer, version) in unasked.items():
             by_writer.setdefault(writer, {})[aggregate_id] = version
