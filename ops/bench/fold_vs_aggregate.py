@@ -8,7 +8,7 @@ Volume)? Both in memory, one process, no writes: the CPU cost of the fold alone.
         python ops/bench/fold_vs_aggregate.py
 
 (fill the database first: ``cinderblock bench-log --events 60000``). Prints events/s of
-each way; the figures and what was decided from them are in ``RESULTS.md``.
+each way; the figures and what was decided from them are in ``HISTORY.md`` (issue 10).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ refolds the volumes with events after the folded position (the log's tail, writt
 the rest was folded) under the ledger's lock and moves the side tables in, so the billing
 consumer, which waits on that lock, carries on from the rebuilt versions.
 
-Same outcome as a sequential fold of every volume event in log order (what
-``usage.store.rebuild_ledger`` does): an event the fold cannot take quarantines its volume
+Same outcome as a sequential fold of every volume event in log order (what the billing
+consumer does, one event at a time): an event the fold cannot take quarantines its volume
 for the billing consumer (its ledger stays as the event before left it, its later events
 are held), a version gap stops a volume where it is (the consumer applies the rest).
 """
@@ -82,8 +82,8 @@ def interval_row(volume_id: UUID, i: Interval) -> tuple[Any, ...]:
 
 @dataclass
 class LedgerReport:
-    """What ``cinderblock replay`` reports of the ledger (the old ``rebuild_ledger``'s
-    fields): volume events read, volumes, intervals, quarantined volumes."""
+    """What ``cinderblock replay`` reports of the ledger: volume events read, volumes,
+    intervals, quarantined volumes."""
 
     events: int = 0
     volumes: int = 0

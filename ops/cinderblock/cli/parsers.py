@@ -160,7 +160,7 @@ def _usage_parser(sub: Any) -> None:
 WORKERS_HELP = "processes folding the bulk of the log (default: 1 below 150,000 events, else 2+)"
 
 # The billing consumer's usage ledger is derived from the log too: ``replay`` rebuilds it
-# with the same fold the consumer uses (``rebuild_ledger``), after the read models.
+# with the same fold the consumer uses, in the same pass as the read models.
 LEDGER = "billing"
 EVERYTHING = (*PROJECTED_TABLES, LEDGER)
 

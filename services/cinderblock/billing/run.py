@@ -356,7 +356,7 @@ class Billing:
         first event) is one step of it, decoded from the envelope: no read. Anything else
         (a gap, an older event redelivered, a fresh process, an envelope this code cannot
         decode or that the step refuses) folds the volume's whole story from the store, as
-        ``rebuild_ledger`` does; the store's events decide whether the event is poison."""
+        replay's ledger does; the store's events decide whether the event is poison."""
         version = env.version
         cursor = self._cursors.get(volume_id)
         if cursor is None and version == 1:

@@ -1,6 +1,6 @@
 """The billing consumer's kept fold: stepping a volume's events one at a time gives exactly
 the ledger and the notifications of folding its whole story at each event (what the slow
-path and rebuild_ledger do)."""
+path and replay's ledger do)."""
 
 from __future__ import annotations
 
