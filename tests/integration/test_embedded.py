@@ -24,7 +24,13 @@ import asyncpg
 import nats
 import pytest
 
-from cinderblock.cli.embedded import EmbeddedNats, EmbeddedPostgres, nats_server_binary
+from cinderblock.cli.embedded import (
+    DataDirInUseError,
+    EmbeddedNats,
+    EmbeddedPostgres,
+    claim_data_dir,
+    nats_server_binary,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +226,73 @@ async def test_recovers_after_servers_crashed(data_dir: Path) -> None:
     await _check(dsn, url, "before_crash")
     await _stop(pg, nt)
     assert _processes_using(data_dir) == []
+
+
+async def test_a_data_dir_has_one_owner(data_dir: Path) -> None:
+    fd = claim_data_dir(data_dir)
+    try:
+        assert (data_dir / "dev.lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(
+            DataDirInUseError, match=rf"cinderblock dev \(pid {os.getpid()}\)"
+        ) as err:
+            claim_data_dir(data_dir)  # a live owner: refused at once
+        assert err.value.pid == os.getpid()
+        # The owner died but its lock is still held (by its watchdog, stopping the servers):
+        # a start waits for it, up to ``wait``.
+        dead = await asyncio.create_subprocess_exec("true")
+        await dead.wait()
+        (data_dir / "dev.lock").write_text(f"{dead.pid}\n")
+        with pytest.raises(DataDirInUseError, match=rf"\(pid {dead.pid}\)"):
+            claim_data_dir(data_dir, wait=0.2)
+        waiting = asyncio.create_task(asyncio.to_thread(claim_data_dir, data_dir))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+    finally:
+        os.close(fd)
+    fd = await asyncio.wait_for(waiting, 10)  # released: the waiting start owns it now
+    assert (data_dir / "dev.lock").read_text() == f"{os.getpid()}\n"
+    os.close(fd)
+
+
+OWNER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from cinderblock.cli.embedded import (
+        EmbeddedNats, EmbeddedPostgres, Watchdog, claim_data_dir)
+    data_dir = Path(sys.argv[1])
+    watchdog = Watchdog(data_dir, claim_data_dir(data_dir))
+    print(watchdog.start(), flush=True)
+    print(EmbeddedPostgres(data_dir).start(), EmbeddedNats(data_dir).start(), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+async def test_servers_stop_soon_after_their_owner_was_sigkilled(data_dir: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(REPO / part) for part in ("ops", "libs", "services"))
+    command = [sys.executable, "-W", "ignore", "-c", OWNER, str(data_dir)]
+    child = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        watchdog = int(await asyncio.wait_for(child.stdout.readline(), 30))
+        dsn, url = (await asyncio.wait_for(child.stdout.readline(), 30)).decode().split()
+        await _seed(dsn, url, "owned")
+        assert EmbeddedPostgres(data_dir).postmaster_pid() is not None
+        assert len(EmbeddedNats(data_dir).server_processes()) == 1
+        assert watchdog in [pid for pid, _ in _processes_using(data_dir)]
+    finally:
+        child.kill()  # SIGKILL: no atexit, no cleanup of any kind
+        await child.wait()
+    async with asyncio.timeout(15):  # the watchdog stops them, then goes itself
+        while True:
+            if not _processes_using(data_dir):
+                break
+            await asyncio.sleep(0.05)
+    assert not (data_dir / "pg" / "postmaster.pid").exists()  # stopped, not killed
+    fd = claim_data_dir(data_dir, wait=0)  # nothing holds the data dir any more
+    os.close(fd)
+    pg, nt, dsn, url = await _start(data_dir)
+    await _check(dsn, url, "owned")
+    await _stop(pg, nt)

