@@ -40,6 +40,7 @@ _DEFAULT_MESSAGES: Mapping[int, str] = MappingProxyType(
         413: "The body of your request was too large for this server.",
         415: "The request media type is not supported by this server.",
         501: "The server has not implemented the request method.",
+        503: "Service is unavailable at this time.",  # Cinder's ServiceUnavailable
     }
 )
 _GENERIC_MESSAGE = (
@@ -164,6 +165,16 @@ class NotImplementedFault(_FixedFault):
     """501 ``notImplemented``."""
 
     status = 501
+
+
+class ServiceUnavailable(_FixedFault):
+    """503 ``serviceUnavailable``: a server the API needs (the database) does not answer
+    now; ``Retry-After`` tells the client when asking again is worth it."""
+
+    status = 503
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after)})
 
 
 def volume_not_found(volume_id: str) -> NotFound:

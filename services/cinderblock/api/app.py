@@ -12,6 +12,7 @@ from aiohttp import web
 from cinderblock.api.deps import DEPS, Deps
 from cinderblock.api.middleware import KEYSTONE, cinder_middleware
 from cinderblock.api.nova_guard import NovaGuard
+from cinderblock.api.outage import DATABASE_WATCH, DatabaseWatch
 from cinderblock.api.routes import setup_routes
 from cinderblock.config.settings import Settings, SettingsError
 from cinderblock.identity.keystone import KeystoneValidator
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
             nova_session = aiohttp.ClientSession() if settings.nova_url else None
             nova = NovaGuard(settings, nova_session) if nova_session is not None else None
             app[DEPS] = Deps(settings, pool, volumes, waiter, enforcer, images, nova)
+            app[DATABASE_WATCH] = DatabaseWatch(pool)
             bootstrapped = await volumes.ensure_default_type()
             if bootstrapped is not None:
                 await app[DEPS].read_your_write(bootstrapped)
@@ -63,6 +65,7 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
                 async with writer.invalidations(pool):  # commands build on held heads
                     yield
             finally:
+                await app[DATABASE_WATCH].stop()
                 await waiter.stop()
                 await close_image_service(images)
                 if nova_session is not None:

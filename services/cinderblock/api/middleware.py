@@ -1,6 +1,7 @@
 """One middleware for every request: request ids, text the stores cannot hold refused,
 microversion, identity (noauth or Keystone), and the mapping of every error to Cinder's
-fault body. Nothing escapes as a bare 500."""
+fault body. Nothing escapes as a bare 500, and a database outage is a 503 with
+``Retry-After`` (cinderblock.api.outage)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from contextvars import ContextVar
 from aiohttp import web
 
 from cinderblock.api.context import RequestContext
+from cinderblock.api.outage import DATABASE_WATCH, RETRY_AFTER, database_unavailable
 from cinderblock.domain.attachments_api import AttachmentNotFoundError
 from cinderblock.domain.errors import (
     AttachmentConflictError,
@@ -35,6 +37,7 @@ from cinderblock.wire.faults import (
     Forbidden,
     NotFound,
     OverLimit,
+    ServiceUnavailable,
     fault_name,
 )
 from cinderblock.wire.microversion import MIN_VERSION, MicroversionError, negotiate
@@ -101,6 +104,8 @@ def to_fault(err: BaseException) -> Fault:
             return Fault(413, "Request is too large.")
         case web.HTTPException() if err.status >= 400:
             return Fault(err.status)
+        case _ if database_unavailable(err):
+            return ServiceUnavailable(retry_after=RETRY_AFTER)
     return Fault(500)
 
 
@@ -261,7 +266,18 @@ async def cinder_middleware(request: web.Request, handler: Handler) -> web.Strea
             response.headers["x-compute-request-id"] = request_id
     except Exception as err:
         fault = to_fault(err)
-        if fault.status >= 500:
+        if isinstance(fault, ServiceUnavailable) and fault is not err:
+            # An outage: one line per request here, one for the outage from the watch.
+            watch = request.app.get(DATABASE_WATCH)
+            if watch is not None:
+                watch.lost(err)
+            log.info(
+                "503 database unavailable: %s: %s",
+                type(err).__name__,
+                err,
+                extra=_log_fields(request, request_id),
+            )
+        elif fault.status >= 500:
             log.exception("unexpected error", extra=_log_fields(request, request_id))
         else:
             log.info("%s %s", fault.status, fault.message, extra=_log_fields(request, request_id))
