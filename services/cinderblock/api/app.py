@@ -14,6 +14,7 @@ from cinderblock.api.middleware import KEYSTONE, cinder_middleware
 from cinderblock.api.nova_guard import NovaGuard
 from cinderblock.api.outage import DATABASE_WATCH, DatabaseWatch
 from cinderblock.api.routes import setup_routes
+from cinderblock.api.server import CinderAppRunner
 from cinderblock.config.settings import Settings, SettingsError
 from cinderblock.identity.keystone import KeystoneValidator
 from cinderblock.readmodels.waiter import ProjectionWaiter
@@ -95,7 +96,8 @@ async def run(
     --workers N`, or separate `serve api` runs of one user) share it and the kernel spreads
     the connections over them; port 0 asks for a port of this process's own."""
     settings.require_servers()
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
+    # CinderAppRunner: what aiohttp's parser refuses is answered as a Cinder fault too.
+    runner = CinderAppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.port != 0)
     await site.start()
