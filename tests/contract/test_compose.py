@@ -6,6 +6,8 @@ way Compose does) and their structure is checked.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +106,14 @@ def test_cinderblock_services_share_one_build(services: dict[str, dict[str, Any]
     assert (REPO / context / dockerfile).resolve() == REPO / "Dockerfile"
 
 
+def _defaults(text: str) -> str:
+    """Compose's ``${VAR:-default}`` interpolation with none of the variables set."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", text)
+
+
 def test_api_is_published_and_probed(services: dict[str, dict[str, Any]]) -> None:
     api = services["api"]
-    assert any(str(port).endswith("8776:8776") for port in api["ports"])
+    assert any(_defaults(str(port)).endswith("8776:8776") for port in api["ports"])
     assert _environment(api)["CINDERBLOCK_HOST"] == "0.0.0.0"
     check = _healthcheck(api)
     assert "python" in check
@@ -143,6 +150,21 @@ def test_dockerfile_installs_the_package_with_the_cli_entrypoint() -> None:
     assert lines[0] == "FROM python:3.11-slim"
     assert any("pip install ." in line for line in lines)
     assert 'ENTRYPOINT ["cinderblock"]' in lines
+
+
+def test_noauth_api_is_published_on_loopback_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """noauth makes every caller admin: unless the deployer says otherwise, the host
+    publishes the API on its loopback address alone (short syntax with a host IP)."""
+    api = services["api"]
+    assert _defaults(_environment(api)["CINDERBLOCK_AUTH_STRATEGY"]) == "noauth"
+    assert api["ports"], "the api is published"
+    for port in api["ports"]:
+        assert isinstance(port, str), "the short syntax, host IP first"
+        host_ip, host_port, container_port = _defaults(port).split(":")
+        assert ipaddress.ip_address(host_ip).is_loopback, port
+        assert (host_port, container_port) == ("8776", "8776")
 
 
 def test_notifier_takes_nova_settings_from_the_deployer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -96,6 +97,7 @@ async def run(
     --workers N`, or separate `serve api` runs of one user) share it and the kernel spreads
     the connections over them; port 0 asks for a port of this process's own."""
     settings.require_servers()
+    _warn_if_noauth_exposed(settings)
     # CinderAppRunner: what aiohttp's parser refuses is answered as a Cinder fault too.
     runner = CinderAppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
     await runner.setup()
@@ -111,3 +113,25 @@ async def run(
             await stop.wait()
         finally:
             await runner.cleanup()
+
+
+def _warn_if_noauth_exposed(settings: Settings) -> None:
+    """noauth believes whatever ``X-Auth-Token`` says and makes every caller admin: say so
+    loudly when the API listens beyond loopback."""
+    if settings.auth_strategy != "noauth" or _is_loopback(settings.host):
+        return
+    log.warning(
+        "auth_strategy noauth on %s: every caller that reaches this port is admin; "
+        "bind 127.0.0.1 or set CINDERBLOCK_AUTH_STRATEGY=keystone",
+        settings.host or "all interfaces",
+        extra={"host": settings.host, "auth_strategy": settings.auth_strategy},
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name (or "" for every interface): not known to be loopback
+        return False
