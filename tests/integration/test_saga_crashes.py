@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -339,9 +340,12 @@ class Case:
     check: Callable[[SagaRig, Started], Awaitable[None]]
     completion: str
     on_images: bool = False
-    # Longer than the step takes, or a redelivery would overlap a live step. The local
-    # image store hashes every byte of the image, holes too: about 1 s for 1 GiB.
-    ack_wait: float = 1.0
+
+
+# Shorter than the longest step (the local image store hashes every byte of an upload,
+# holes too: about 1 s for 1 GiB): the worker's progress reports keep a live step's
+# message from being redelivered, while a killed worker's message comes back in ~1 s.
+ACK_WAIT = 1.0
 
 
 def volume_left(*transient: Status) -> Callable[[Volume, Snapshot | None], bool]:
@@ -441,7 +445,6 @@ CASES = [
         uploaded,
         "Volume.Uploaded",
         on_images=True,
-        ack_wait=4.0,
     ),
     Case(
         "reimage",
@@ -520,13 +523,31 @@ def worker(rig: SagaRig, pool: asyncpg.Pool, case: Case, wrapper: type[W], subje
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_worker_killed_after_the_step_is_finished_once_by_redelivery(
-    pool: asyncpg.Pool, settings: Settings, tmp_path: Path, case: Case
+    pool: asyncpg.Pool,
+    settings: Settings,
+    tmp_path: Path,
+    case: Case,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with open_saga_rig(pool, settings, tmp_path, POOLS, case.ack_wait) as rig:
-        await crash_and_redeliver(rig, pool, case)
+    caplog.set_level(logging.INFO, logger="cinderblock.bus.jetstream")
+    async with open_saga_rig(pool, settings, tmp_path, POOLS, ACK_WAIT) as rig:
+        started = await crash_and_redeliver(rig, pool, case)
+    # The redelivery's pickup is logged once, naming the saga's aggregate and volume (the
+    # killed worker may have held other messages of the stream too: resumed as well).
+    resumed = [
+        r
+        for r in caplog.records
+        if r.getMessage().startswith("resuming ")
+        and getattr(r, "aggregate_id", None) == started.aggregate_id
+    ]
+    assert len(resumed) == 1, [r.getMessage() for r in resumed]
+    assert resumed[0].getMessage().endswith(f"{started.aggregate_id} (delivery 2)")
+    if started.aggregate_id == started.volume_id:  # a snapshot's events name the snapshot
+        assert resumed[0].volume_id == started.volume_id  # type: ignore[attr-defined]
+    assert resumed[0].deliveries == 2  # type: ignore[attr-defined]
 
 
-async def crash_and_redeliver(rig: SagaRig, pool: asyncpg.Pool, case: Case) -> None:
+async def crash_and_redeliver(rig: SagaRig, pool: asyncpg.Pool, case: Case) -> Started:
     # Something else in each pool, so a step that released space twice would show.
     for location in (POOL_A, POOL_B):
         bystander = f"bystander-{uuid.uuid4().hex}"
@@ -552,6 +573,7 @@ async def crash_and_redeliver(rig: SagaRig, pool: asyncpg.Pool, case: Case) -> N
     assert not [t for t in recorded if t.endswith("Failed")], recorded
     fresh = FileDriver(rig.files.root, [PoolConfig.parse(p) for p in POOLS])
     assert rig.files.pools() == fresh.pools()  # the space it took or freed, counted once
+    return started
 
 
 async def test_reimage_of_an_image_gone_meanwhile_fails_once_and_keeps_the_bytes(
@@ -625,3 +647,34 @@ async def test_create_from_an_image_whose_service_stays_away_gives_up_with_error
         assert list(rig.files.root.glob(f"*/*/volume-{started.volume_id}.img")) == []
         fresh = FileDriver(rig.files.root, [PoolConfig.parse(p) for p in POOLS])
         assert rig.files.pools() == fresh.pools()
+
+
+async def test_an_extend_whose_worker_dies_at_every_delivery_is_compensated(
+    pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    """A crash loop: the worker dies in the extend step at each of its max_deliver
+    deliveries (3 here). The one delivery more the durable allows does not run the step
+    again: it gives up, and the saga's give-up records ExtendFailed (not left extending)."""
+    case = next(c for c in CASES if c.name == "extend")
+    async with open_saga_rig(pool, settings, tmp_path, POOLS, ACK_WAIT) as rig:
+        started = await case.start(rig)
+        for _ in range(rig.settings.saga_max_deliver):
+            dying = worker(rig, pool, case, DiesAfter, started.subject)
+            await asyncio.wait_for(dying.done.wait(), 15)
+            task = rig.tasks[-1]
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        counting = worker(rig, pool, case, Counting, started.subject)
+
+        await until_true(lambda: is_settled(rig, case, started), "extend gave up")
+
+        assert counting.calls == 0  # the step did not run a fourth time
+        assert (await load(rig, started.volume_id)).status == Status.ERROR_EXTENDING
+        recorded = await topics(pool, started.volume_id)
+        assert recorded.count("Volume.ExtendFailed") == 1, recorded
+        assert "Volume.Extended" not in recorded
+        lost = await pool.fetchval(
+            "SELECT error FROM dead_letters WHERE msg_id LIKE $1", f"{started.volume_id}:%"
+        )
+        assert lost.startswith("DeliveriesLostError"), lost

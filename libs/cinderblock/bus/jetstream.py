@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    ConsumerInfo,
+    DeliverPolicy,
+    StorageType,
+    StreamConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +132,27 @@ Handler = Callable[[Msg], Awaitable[None]]
 Park = Callable[[Msg, str], Awaitable[None]]
 
 
+class DeliveriesLostError(Exception):
+    """Given to ``park`` and the gate for a message none of whose deliveries was settled:
+    its worker died (or lost the server) every time, before the ack or nak. The server
+    allows one delivery more than ``ConsumerSpec.max_deliver`` for this: that one gives
+    the message up without running its handler again, so a message that kills its worker
+    still ends in a compensation instead of stopping silently at the server's limit."""
+
+    retry_will_fix = False  # the same message would kill the next worker too
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     stream: str
     durable: str
     filter_subjects: list[str]
-    ack_wait: float = 30.0
+    # Seconds without an ack, a nak or a progress report before the server hands a message
+    # to another worker. Workers report progress on the messages they hold every quarter of
+    # it, so it bounds how long a crashed worker's messages wait, not how long a step runs.
+    ack_wait: float = 5.0
+    # Deliveries whose handler runs (its last failure gives the message up); the durable is
+    # made with one more, for a message whose deliveries were all lost (DeliveriesLostError).
     max_deliver: int = 5
     max_ack_pending: int = 1000
     workers: int = 8
@@ -141,18 +164,49 @@ class ConsumerSpec:
     batch: int = 1
 
 
-async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> ConsumerInfo:
+    """Create the durable, or bring an existing one to this configuration, and return it as
+    the server now has it.
+
+    JetStream updates an existing durable's ack wait, max deliver, filter subjects and max
+    ack pending in place (``add_consumer`` is create-or-update), so a durable made with an
+    older ack wait takes the new one at the next start; what changed is logged. A field the
+    server would not change (the deliver policy) raises, as before."""
     config = ConsumerConfig(
         durable_name=spec.durable,
         ack_policy=AckPolicy.EXPLICIT,
         filter_subjects=spec.filter_subjects,
         ack_wait=spec.ack_wait,
-        max_deliver=spec.max_deliver,
+        max_deliver=spec.max_deliver + 1,
         max_ack_pending=spec.max_ack_pending,
     )
     if spec.deliver_new:
         config.deliver_policy = DeliverPolicy.NEW
-    await js.add_consumer(spec.stream, config)
+    try:
+        before: ConsumerConfig | None = (await js.consumer_info(spec.stream, spec.durable)).config
+    except nats.js.errors.NotFoundError:
+        before = None
+    info = await js.add_consumer(spec.stream, config)
+    now = info.config
+    extra = {"consumer": spec.durable, "stream": spec.stream}
+    if before is not None:
+        changed = [
+            f"{name} {getattr(before, name)} -> {getattr(now, name)}"
+            for name in ("ack_wait", "max_deliver", "max_ack_pending")
+            if getattr(before, name) != getattr(now, name)
+        ]
+        if changed:
+            log.info("durable consumer updated: %s", ", ".join(changed), extra=extra)
+    if now.ack_wait != spec.ack_wait or now.max_deliver != config.max_deliver:
+        log.warning(
+            "durable consumer kept ack_wait %s, max_deliver %s (asked: %s, %s)",
+            now.ack_wait,
+            now.max_deliver,
+            spec.ack_wait,
+            config.max_deliver,
+            extra=extra,
+        )
+    return info
 
 
 class Batching(Protocol):
@@ -199,39 +253,22 @@ async def run_consumer(
     ``batching``'s hooks around each batch of more than one message. ``gate`` sees each
     message first and may set it aside, and hears of every message given up.
 
+    While a worker holds messages (fetched, not yet settled) it reports them in progress
+    every quarter of the ack wait: a step longer than the ack wait (a copy, an upload) is
+    neither handed to a second worker nor counted as a failed delivery, while the messages
+    of a worker that died come back after one ack wait. A message picked up again that this
+    process did not nak (its worker died, or lost the server) is logged as resumed.
+
     No message stops a worker: parking that fails is retried a few times, then the message
     is logged and terminated; a failed ack or nak is logged (the server redelivers).
     """
-    await ensure_consumer(js, spec)
-    await asyncio.gather(
-        *(_worker(js, spec, handler, park, stop, batching, gate) for _ in range(spec.workers))
+    info = await ensure_consumer(js, spec)
+    # The shorter of the two, should the server have kept an older, shorter ack wait.
+    ack_wait = min(spec.ack_wait, info.config.ack_wait or spec.ack_wait)
+    consumer = _Consumer(
+        spec, handler, park, batching, gate, progress_every=ack_wait / 4, gives_up_lost=True
     )
-
-
-async def _worker(
-    js: JetStreamContext,
-    spec: ConsumerSpec,
-    handler: Handler,
-    park: Park,
-    stop: asyncio.Event,
-    batching: Batching | None,
-    gate: Gate | None,
-) -> None:
-    sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
-    try:
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(spec.batch, timeout=0.5)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            if batching is None or len(msgs) == 1:
-                for msg in msgs:
-                    await _handle(msg, spec, handler, park, gate, ack=True)
-                continue
-            await _handle_batch(msgs, spec, handler, park, batching, gate)
-    finally:
-        with contextlib.suppress(nats.errors.Error):
-            await sub.unsubscribe()
+    await asyncio.gather(*(consumer.work(js, stop) for _ in range(spec.workers)))
 
 
 async def _handle_batch(
@@ -242,89 +279,234 @@ async def _handle_batch(
     batching: Batching,
     gate: Gate | None,
 ) -> None:
-    try:
-        await batching.before(msgs)
-    except Exception as err:  # an optimisation only: the handlers read for themselves
-        log.warning("batch preparation failed: %s", err, extra={"consumer": spec.durable})
-    handled = [msg for msg in msgs if await _handle(msg, spec, handler, park, gate, ack=False)]
-    try:
-        await batching.after()
-    except Exception as err:
-        reason = f"{type(err).__name__}: {err}"
-        log.warning(
-            "batch completion failed, redelivering %s messages: %s",
-            len(handled),
-            err,
-            extra={"consumer": spec.durable, "error": reason},
-        )
+    """One batch as a worker handles it, without progress reports (for tests that drive
+    the loop's sequence with messages of their own)."""
+    await _Consumer(spec, handler, park, batching, gate).batch(msgs, batching, _Progress(None))
+
+
+class _Progress:
+    """The messages one worker holds (fetched, not yet acked, nak'ed or terminated), each
+    reported in progress (JetStream's ``+WPI``, which restarts its ack wait) every
+    ``every`` seconds; ``None``: never."""
+
+    def __init__(self, every: float | None) -> None:
+        self.every = every
+        self._held: dict[int, Msg] = {}  # by id(): nats-py's Msg is not hashable
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, msgs: Sequence[Msg]) -> None:
+        self._held.update((id(m), m) for m in msgs)
+        if self._task is None and self.every is not None:
+            self._task = asyncio.create_task(self._report(self.every))
+
+    def release(self, msg: Msg) -> None:
+        """Before the message is settled: a report after a nak would restart its ack wait,
+        replacing the nak's delay."""
+        self._held.pop(id(msg), None)
+
+    def release_all(self) -> None:
+        self._held.clear()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _report(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            for key, msg in list(self._held.items()):
+                if key in self._held:  # not settled while an earlier report was sent
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.in_progress()
+
+
+# Stream sequences this process nak'ed, so their redelivery is not logged as a resumption.
+_NAKED_KEPT = 10_000
+
+
+@dataclass
+class _Consumer:
+    spec: ConsumerSpec
+    handler: Handler
+    park: Park
+    batching: Batching | None = None
+    gate: Gate | None = None
+    progress_every: float | None = None
+    # Set when the durable allows the extra delivery (run_consumer): a message delivered
+    # more often than ``spec.max_deliver`` then had every delivery lost.
+    gives_up_lost: bool = False
+    naked: dict[int, None] = field(default_factory=dict)
+
+    async def work(self, js: JetStreamContext, stop: asyncio.Event) -> None:
+        """One worker: pull, handle, settle, until ``stop``."""
+        spec = self.spec
+        sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+        progress = _Progress(self.progress_every)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(spec.batch, timeout=0.5)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                progress.hold(msgs)
+                try:
+                    if self.batching is None or len(msgs) == 1:
+                        for msg in msgs:
+                            await self.handle(msg, progress, ack=True)
+                    else:
+                        await self.batch(msgs, self.batching, progress)
+                finally:
+                    progress.release_all()
+        finally:
+            await progress.close()
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def batch(self, msgs: list[Msg], batching: Batching, progress: _Progress) -> None:
+        spec = self.spec
+        try:
+            await batching.before(msgs)
+        except Exception as err:  # an optimisation only: the handlers read for themselves
+            log.warning("batch preparation failed: %s", err, extra={"consumer": spec.durable})
+        handled = [msg for msg in msgs if await self.handle(msg, progress, ack=False)]
+        try:
+            await batching.after()
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"
+            log.warning(
+                "batch completion failed, redelivering %s messages: %s",
+                len(handled),
+                err,
+                extra={"consumer": spec.durable, "error": reason},
+            )
+            for msg in handled:
+                if msg.metadata.num_delivered >= spec.max_deliver:  # no redelivery would come
+                    await self.give_up(msg, progress, err, reason)
+                else:
+                    await self.nak(msg, progress, 1.0)
+            return
         for msg in handled:
-            if msg.metadata.num_delivered >= spec.max_deliver:  # no redelivery would come
-                await _give_up(msg, spec, park, gate, err, reason)
-            else:
-                await _settle(msg.nak(delay=1.0), spec, msg, "nak")
-        return
-    for msg in handled:
-        await _settle(msg.ack(), spec, msg, "ack")
+            await _settle(msg.ack(), self.spec, msg, "ack", progress)
 
-
-async def _keep_alive(msg: Msg, every: float) -> None:
-    """Tell the server the message is still being worked on, so a step that runs longer
-    than the ack wait (a big copy or upload) is not handed to a second worker meanwhile."""
-    while True:
-        await asyncio.sleep(every)
-        with contextlib.suppress(nats.errors.Error):
-            await msg.in_progress()
-
-
-async def _handle(
-    msg: Msg, spec: ConsumerSpec, handler: Handler, park: Park, gate: Gate | None, *, ack: bool
-) -> bool:
-    """Run the handler; True when it succeeded or the gate set the message aside (and the
-    message was acked, with ``ack``)."""
-    alive = asyncio.create_task(_keep_alive(msg, spec.ack_wait / 3))
-    try:
-        if gate is None or await gate.admit(msg):
-            await handler(msg)
-    except Exception as err:
+    async def handle(self, msg: Msg, progress: _Progress, *, ack: bool) -> bool:
+        """Run the handler; True when it succeeded or the gate set the message aside (and the
+        message was acked, with ``ack``)."""
+        spec = self.spec
         deliveries = msg.metadata.num_delivered
-        reason = f"{type(err).__name__}: {err}"
-        if deliveries >= spec.max_deliver:
+        if self.gives_up_lost and deliveries > spec.max_deliver:
+            lost = DeliveriesLostError(f"none of its {deliveries - 1} deliveries was settled")
+            reason = f"{type(lost).__name__}: {lost}"
             log.error(
-                "parking message after %s deliveries",
-                deliveries,
+                "giving up on a message whose worker died at every delivery",
+                extra={**_about(msg), "consumer": spec.durable, "error": reason},
+            )
+            await self.give_up(msg, progress, lost, reason)
+            return False
+        if deliveries > 1:
+            self.resumed(msg, deliveries)
+        try:
+            if self.gate is None or await self.gate.admit(msg):
+                await self.handler(msg)
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"
+            if deliveries >= spec.max_deliver:
+                log.error(
+                    "parking message after %s deliveries",
+                    deliveries,
+                    extra={"consumer": spec.durable, "subject": msg.subject, "error": reason},
+                )
+                await self.give_up(msg, progress, err, reason)
+                return False
+            delay = err.delay if isinstance(err, RetryLaterError) else min(2.0**deliveries * 0.1, 5)
+            log.warning(
+                "handler failed, redelivering in %.1fs",
+                delay,
                 extra={"consumer": spec.durable, "subject": msg.subject, "error": reason},
             )
-            await _give_up(msg, spec, park, gate, err, reason)
+            await self.nak(msg, progress, delay)
             return False
-        delay = err.delay if isinstance(err, RetryLaterError) else min(2.0**deliveries * 0.1, 5)
-        log.warning(
-            "handler failed, redelivering in %.1fs",
-            delay,
-            extra={"consumer": spec.durable, "subject": msg.subject, "error": reason},
+        if ack:
+            await _settle(msg.ack(), spec, msg, "ack", progress)
+        return True
+
+    def resumed(self, msg: Msg, deliveries: int) -> None:
+        """Log a message picked up again after a delivery that was never settled (a worker
+        that died or lost the server): not one this process nak'ed, whose retry was logged
+        when it failed. (A nak by another process is logged here too.)"""
+        sequence = _stream_sequence(msg)
+        if sequence is not None and sequence in self.naked:
+            del self.naked[sequence]
+            return
+        about = _about(msg)
+        what = about.get("event_type") or msg.subject
+        of = f" of {about['aggregate']} {about['aggregate_id']}" if "aggregate_id" in about else ""
+        log.info(
+            "resuming %s%s (delivery %s)",
+            what,
+            of,
+            deliveries,
+            extra={**about, "consumer": self.spec.durable, "deliveries": deliveries},
         )
-        await _settle(msg.nak(delay=delay), spec, msg, "nak")
-        return False
-    finally:
-        alive.cancel()
-    if ack:
-        await _settle(msg.ack(), spec, msg, "ack")
-    return True
+
+    async def nak(self, msg: Msg, progress: _Progress, delay: float) -> None:
+        sequence = _stream_sequence(msg)
+        if sequence is not None:
+            self.naked[sequence] = None
+            if len(self.naked) > _NAKED_KEPT:
+                del self.naked[next(iter(self.naked))]
+        await _settle(msg.nak(delay=delay), self.spec, msg, "nak", progress)
+
+    async def give_up(self, msg: Msg, progress: _Progress, err: BaseException, reason: str) -> None:
+        """Park the message, tell the gate, terminate it. What cannot be recorded after a
+        few tries (the database away, or a message ``park`` cannot read) is logged with the
+        message and terminated all the same: one message must not hold a worker forever.
+        The message is still reported in progress meanwhile."""
+        spec, gate = self.spec, self.gate
+        await _persist(lambda: self.park(msg, reason), spec, msg, "park")
+        if gate is not None:
+            await _persist(lambda: gate.gave_up(msg, err), spec, msg, "quarantine")
+        await _settle(msg.term(), spec, msg, "term", progress)
+
+
+def _stream_sequence(msg: Msg) -> int | None:
+    sequence = getattr(msg.metadata, "sequence", None)
+    return getattr(sequence, "stream", None)
+
+
+def _about(msg: Msg) -> dict[str, Any]:
+    """What a log line says of an event envelope (``cinderblock.wire.envelope``, read as
+    plain JSON: the bus does not import it): its type, volume, action and request id.
+    Nothing for another payload."""
+    try:
+        env = json.loads(msg.data)
+    except ValueError:
+        return {}
+    if not isinstance(env, dict) or not isinstance(env.get("type"), str):
+        return {}
+    event_type: str = env["type"]
+    aggregate, _, name = event_type.partition(".")
+    about: dict[str, Any] = {
+        "subject": msg.subject,
+        "event_type": event_type,
+        "action": name.removesuffix("_requested"),
+        "request_id": env.get("request_id"),
+        "aggregate": env.get("aggregate") or aggregate,
+    }
+    if "aggregate_id" in env:
+        about["aggregate_id"] = env["aggregate_id"]
+    data = env.get("data")
+    volume_id = env.get("aggregate_id") if about["aggregate"] == "volume" else None
+    if volume_id is None and isinstance(data, dict):
+        volume_id = data.get("volume_id")
+    if volume_id is not None:
+        about["volume_id"] = volume_id
+    return about
 
 
 # Parking a message (a row in the database) is retried after these delays while it fails.
 _PARK_RETRIES = (0.5, 1.0, 2.0, 4.0)
-
-
-async def _give_up(
-    msg: Msg, spec: ConsumerSpec, park: Park, gate: Gate | None, err: BaseException, reason: str
-) -> None:
-    """Park the message, tell the gate, terminate it. What cannot be recorded after a few
-    tries (the database away, or a message ``park`` cannot read) is logged with the message
-    and terminated all the same: one message must not hold a worker forever."""
-    await _persist(lambda: park(msg, reason), spec, msg, "park")
-    if gate is not None:
-        await _persist(lambda: gate.gave_up(msg, err), spec, msg, "quarantine")
-    await _settle(msg.term(), spec, msg, "term")
 
 
 async def _persist(
@@ -348,9 +530,12 @@ async def _persist(
             await asyncio.sleep(delay)
 
 
-async def _settle(done: Awaitable[None], spec: ConsumerSpec, msg: Msg, what: str) -> None:
+async def _settle(
+    done: Awaitable[None], spec: ConsumerSpec, msg: Msg, what: str, progress: _Progress
+) -> None:
     """Ack, nak or term; a failure (the connection away) leaves the message to the server's
     redelivery."""
+    progress.release(msg)
     try:
         await done
     except nats.errors.Error as err:

@@ -43,8 +43,11 @@ class Settings(BaseModel):
     default_availability_zone: str = "nova"
     # Read-your-writes: how long a command waits for the read model (seconds).
     read_wait: float = 5.0
+    # Saga steps: deliveries whose handler runs (the last failure compensates), and the
+    # seconds a crashed worker's message waits before another worker resumes it. Workers
+    # report progress every quarter of the ack wait, so a longer step is not redelivered.
     saga_max_deliver: int = 5
-    saga_ack_wait: float = 30.0
+    saga_ack_wait: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_format: str = "json"
     # Image service for os-volume_upload_image: Glance v2 at this URL (e.g.
