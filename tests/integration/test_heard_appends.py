@@ -183,6 +183,27 @@ async def test_a_command_that_wrote_is_not_run_again(pool: asyncpg.Pool) -> None
     assert writer(a).conflicts == 0
 
 
+async def test_a_lost_listener_is_replaced(pool: asyncpg.Pool) -> None:
+    """The listener's connection dies (the database restarted, say): every head is asked
+    about until a new listener is in place, then held heads are used again."""
+    service = volumes(pool)
+    w = writer(service)
+    async with w.invalidations(pool):
+        vid = await available(service, f"p-{uuid.uuid4().hex[:8]}")
+        (conn,) = w._listeners
+        pid = conn.get_server_pid()  # type: ignore[attr-defined]
+        assert await pool.fetchval("SELECT pg_terminate_backend($1)", pid)
+        async with asyncio.timeout(10):  # the loss is seen, then a new listener found
+            while w._listeners in (set(), {conn}):  # noqa: ASYNC110 - no event tells
+                await asyncio.sleep(0.05)
+        assert w._heads[vid].stale
+        before = w.unasked_loads
+        await bootable(service, vid, True)  # asks the database (stale), then holds it
+        await bootable(service, vid, False)  # held again, no query
+        assert w.unasked_loads - before == 1
+    assert await versions(pool, vid) == [1, 2, 3, 4]
+
+
 async def test_leaving_forgets_what_was_heard(pool: asyncpg.Pool) -> None:
     service = volumes(pool)
     async with writer(service).invalidations(pool):

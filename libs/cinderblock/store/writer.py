@@ -42,7 +42,7 @@ import logging
 import pickle
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 # Rows per statement: bounds the statement's size (and a failed batch's retry cost).
 MAX_BATCH_ROWS = 2_000
+# Seconds between tries to listen again after the listener connection was lost.
+_RELISTEN = 1.0
 # Seconds between the writer's "group commit" log lines (only when it wrote meanwhile).
 REPORT_EVERY = 10.0
 
@@ -258,6 +260,7 @@ class LogWriter:
         self._reported_at: float | None = None
         self._token = uuid.uuid4().hex[:16]  # names this writer in its NOTIFY payloads
         self._listeners: set[object] = set()  # live connections of `invalidations`
+        self._releases: dict[asyncio.Future[None], Callable[[], Awaitable[None]]] = {}
         self.unasked_loads = 0  # loads served without a query (for tests and benchmarks)
 
     def attach(self, pool: asyncpg.Pool) -> None:
@@ -276,23 +279,70 @@ class LogWriter:
         """While inside, listen to other processes' appends: commands then build on the
         heads this process holds without a query each (see the module's docstring). One
         connection of ``pool`` (the caller's: it is released to it before the caller closes
-        it) is held for the listener; on leaving (or if it is lost) every head is asked
-        about again."""
-        conn: asyncpg.Connection = await pool.acquire()
+        it) is held for the listener. If it is lost (the database went away), every head is
+        asked about again and a new listener is sought every ``_RELISTEN`` seconds; on
+        leaving, every head is asked about again."""
+        lost = await self._listen(pool)  # listening before the first command
+        keeper = asyncio.create_task(self._keep_listening(pool, lost), name="log-listener")
         try:
-            conn.add_termination_listener(self._on_lost)
-            await conn.add_listener(EVENTS_CHANNEL, self._on_append)
-            self._listeners.add(conn)
-            try:
-                yield
-            finally:
-                self._listeners.discard(conn)
-                self._mark_all_stale()
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    await conn.remove_listener(EVENTS_CHANNEL, self._on_append)
+            yield
         finally:
-            conn.remove_termination_listener(self._on_lost)
-            await pool.release(conn)
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            self._mark_all_stale()
+
+    async def _listen(self, pool: asyncpg.Pool) -> asyncio.Future[None]:
+        """Acquire a listener connection; the future ends when it is lost or released."""
+        conn: asyncpg.Connection = await pool.acquire()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_lost(_conn: object) -> None:
+            if conn in self._listeners:
+                log.warning("the event log's listener connection was lost: heads are asked")
+            self._listeners.discard(conn)
+            self._mark_all_stale()
+            if not done.done():
+                done.set_result(None)
+
+        async def release() -> None:
+            self._listeners.discard(conn)
+            self._mark_all_stale()
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.remove_listener(EVENTS_CHANNEL, self._on_append)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.remove_termination_listener(on_lost)
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await pool.release(conn)
+
+        try:
+            conn.add_termination_listener(on_lost)
+            await conn.add_listener(EVENTS_CHANNEL, self._on_append)
+        except BaseException:
+            await release()
+            raise
+        self._listeners.add(conn)
+        self._mark_all_stale()  # heads read while nobody listened may have missed appends
+        self._releases[done] = release
+        return done
+
+    async def _keep_listening(self, pool: asyncpg.Pool, lost: asyncio.Future[None]) -> None:
+        try:
+            while True:
+                await asyncio.shield(lost)
+                await self._releases.pop(lost)()
+                while True:
+                    await asyncio.sleep(_RELISTEN)
+                    try:
+                        lost = await self._listen(pool)
+                    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                        continue
+                    log.info("the event log's listener is back: held heads are used again")
+                    break
+        finally:
+            release = self._releases.pop(lost, None)
+            if release is not None:
+                await release()
 
     def _on_append(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         token, _, ids = payload.partition(" ")
@@ -309,11 +359,6 @@ class LogWriter:
                 return
             if head is not None:
                 head.mark_stale()
-
-    def _on_lost(self, conn: object) -> None:
-        log.warning("the event log's listener connection was lost: heads are asked again")
-        self._listeners.discard(conn)
-        self._mark_all_stale()
 
     def _mark_all_stale(self) -> None:
         for head in self._heads.values():

@@ -183,14 +183,6 @@ async def _down_and_back(api: Api) -> None:
     await _until(serving_again, "GET /volumes/detail answers 200 again")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=asyncpg.InterfaceError,
-    reason=(
-        "cinderblock.store.writer LogWriter.invalidations calls remove_termination_listener "
-        "on a connection the pool already released when it was lost"
-    ),
-)
 async def test_the_api_stops_cleanly_after_an_outage(api: Api) -> None:
     await _down_and_back(api)
     api.stop.set()

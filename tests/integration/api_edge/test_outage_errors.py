@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import aiohttp
@@ -15,6 +16,8 @@ from cinderblock.wire.faults import ServiceUnavailable
 from tests.helpers.servers import Servers
 
 pytestmark = pytest.mark.integration
+
+_ACTIVE = "SELECT state FROM pg_stat_activity WHERE pid = $1"
 
 
 def _closed_port() -> int:
@@ -45,12 +48,17 @@ async def test_a_refused_connection_is_unavailable_and_answers_503() -> None:
 
 
 async def test_a_terminated_backend_is_unavailable(servers: Servers) -> None:
+    """The server ends the backend while a query runs on it (as a restart does)."""
     victim = await asyncpg.connect(servers.database_url)
     admin = await asyncpg.connect(servers.database_url)
     try:
         pid = victim.get_server_pid()
+        running = asyncio.ensure_future(victim.fetchval("SELECT pg_sleep(30)"))
+        async with asyncio.timeout(10):  # the query is running on the server
+            while await admin.fetchval(_ACTIVE, pid) != "active":  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         await admin.execute("SELECT pg_terminate_backend($1)", pid)
-        err = await _raised(victim.fetchval("SELECT 1"))
+        err = await _raised(running)
     finally:
         await admin.close()
         victim.terminate()
