@@ -65,14 +65,8 @@ CASES = route_cases() + action_cases()
 MATRIX = [(case, caller) for case in CASES for caller in CALLERS]
 
 # Known authorization bugs the matrix found: (case name, caller kind) -> the bug.
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("action os-retype, unknown type", "reader"): (
-        "os-retype looks the new type up before anything else (cinderblock.api.handlers."
-        "retype: find_type before the volume lookup and volume:retype): a reader gets 404 "
-        "for a type it cannot see where spec §3.11 refuses with 403 first (volume lookup, "
-        "then policy, then the type)"
-    ),
-}
+# Cases the product answers wrongly, each with why (xfail, strict): none at present.
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 @dataclass

@@ -16,6 +16,10 @@ MULTIATTACH_RULE = "volume:multiattach"  # also when the new type is multiattach
 
 
 async def retype(d: Deps, ctx: RequestContext, vid: str, req: RetypeAction) -> web.Response:
+    # Cinder's order (spec 3.11): the volume (404), its policy (403), then the new type: a
+    # caller refused the retype learns nothing of which types exist.
+    volume = await d.volumes.get(ctx.caller, vid)
+    d.policy.authorize(RULE, ctx.credentials, {"project_id": volume.project_id})
     new_type = await d.volumes.find_type(
         req.new_type, project_id=ctx.project_id, is_admin=ctx.is_admin
     )
