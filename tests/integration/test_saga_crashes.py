@@ -571,8 +571,15 @@ async def crash_and_redeliver(rig: SagaRig, pool: asyncpg.Pool, case: Case) -> S
     recorded = await topics(pool, started.aggregate_id)
     assert recorded.count(case.completion) == 1, recorded
     assert not [t for t in recorded if t.endswith("Failed")], recorded
-    fresh = FileDriver(rig.files.root, [PoolConfig.parse(p) for p in POOLS])
-    assert rig.files.pools() == fresh.pools()  # the space it took or freed, counted once
+
+    async def counted_once() -> bool:
+        """The space it took or freed, counted once: the driver's own count equals what a
+        fresh driver finds on disk. Waited for, since a follow-up step may still run (a
+        retype's removal of the old copy reacts to the completion event)."""
+        fresh = FileDriver(rig.files.root, [PoolConfig.parse(p) for p in POOLS])
+        return rig.files.pools() == fresh.pools()
+
+    await until_true(counted_once, f"{case.name}: pool space counted once")
     return started
 
 
