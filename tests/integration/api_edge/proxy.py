@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 HOST = "127.0.0.1"
 
 
 class Proxy:
+    """In front of a PostgreSQL reached over TCP or, as the embedded server CI starts, over
+    its Unix socket (``?host=/dir&port=N``): the proxy itself always listens on TCP."""
+
     def __init__(self, dsn: str) -> None:
         parts = urlsplit(dsn)
-        self._dsn = parts
-        self._upstream = (parts.hostname or HOST, parts.port or 5432)
+        query = dict(parse_qsl(parts.query))
+        socket_dir = query.pop("host", "")
+        port = int(query.pop("port", "") or parts.port or 5432)
+        self._dsn = parts._replace(query=urlencode(query))
+        self._socket = f"{socket_dir}/.s.PGSQL.{port}" if socket_dir.startswith("/") else None
+        self._upstream = (parts.hostname or socket_dir or HOST, port)
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self.port = 0
@@ -25,6 +32,11 @@ class Proxy:
         netloc = self._dsn.netloc.rpartition("@")
         auth = netloc[0] + "@" if netloc[1] else ""
         return urlunsplit(self._dsn._replace(netloc=f"{auth}{HOST}:{self.port}"))
+
+    async def _connect_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._socket is not None:
+            return await asyncio.open_unix_connection(self._socket)
+        return await asyncio.open_connection(*self._upstream)
 
     @property
     def listening(self) -> bool:
@@ -46,7 +58,7 @@ class Proxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+            up_reader, up_writer = await self._connect_upstream()
         except OSError:
             writer.transport.abort()
             return
