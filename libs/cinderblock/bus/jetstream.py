@@ -22,6 +22,7 @@ from nats.js.api import (
     DeliverPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 
 log = logging.getLogger(__name__)
@@ -32,23 +33,56 @@ class StreamSpec:
     name: str
     subjects: list[str]
     duplicate_window: float = 600.0  # seconds
+    # Copies of the stream (JetStream's num_replicas): 3 on a three-node cluster, 1 on a
+    # single server. A stream with 3 keeps accepting publishes and deliveries when one node
+    # dies (a new leader is elected among the other two).
+    replicas: int = 1
 
 
-async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
-    """Create the stream, or bring an existing one to this configuration."""
+async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> StreamInfo:
+    """Create the stream, or bring an existing one to this configuration, and return it as
+    the server now has it.
+
+    JetStream changes an existing stream's subjects, duplicate window and replica count in
+    place (in a cluster, a new replica is caught up from the others; a stream of 3 brought
+    to 1 keeps its leader's copy), so a deployment moving to a cluster takes the new count
+    at the next start; what changed is logged. A field the server would not change (the
+    storage) raises."""
     config = StreamConfig(
         name=spec.name,
         subjects=spec.subjects,
         storage=StorageType.FILE,
         duplicate_window=spec.duplicate_window,
+        num_replicas=spec.replicas,
     )
+    extra = {"stream": spec.name}
+    before: StreamConfig | None
     try:
-        await js.stream_info(spec.name)
+        before = (await js.stream_info(spec.name)).config
     except nats.js.errors.NotFoundError:
-        with contextlib.suppress(nats.js.errors.BadRequestError):
-            await js.add_stream(config)
-            return
-    await js.update_stream(config)
+        before = None
+        try:
+            info = await js.add_stream(config)
+        except nats.js.errors.BadRequestError as err:  # made meanwhile by another process?
+            try:
+                before = (await js.stream_info(spec.name)).config
+            except nats.js.errors.NotFoundError:
+                raise err from None
+    if before is not None:
+        info = await js.update_stream(config)
+        changed = [
+            f"{name} {getattr(before, name)} -> {getattr(info.config, name)}"
+            for name in ("num_replicas", "subjects", "duplicate_window")
+            if getattr(before, name) != getattr(info.config, name)
+        ]
+        if changed:
+            log.info("stream updated: %s", ", ".join(changed), extra=extra)
+    now = info.config
+    if (now.num_replicas or 1) != spec.replicas:
+        log.warning(
+            "stream kept %s replicas (asked: %s)", now.num_replicas, spec.replicas, extra=extra
+        )
+    return info
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ class Settings(BaseModel):
     # The project segment of /v3/{project_id}/... (Cinder's project_id_regex).
     project_id_regex: str = r"[0-9a-f\-]+"
     stream: str = "VOLUME_EVENTS"
+    # Copies JetStream keeps of each stream (its num_replicas): 3 on a three-node NATS
+    # cluster (one node may die without losing or refusing a message); 1 on a single server.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     subject_prefix: str = ""
     pools: tuple[str, ...] = DEFAULT_POOLS
     # Fault injection for the file driver, e.g. "extend=fail,create=delay:0.2".

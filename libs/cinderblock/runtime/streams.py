@@ -13,4 +13,5 @@ def stream_spec(settings: Settings) -> StreamSpec:
             settings.subject(f"{aggregate}.events.>")
             for aggregate in ("volume", "snapshot", "type", "quota")
         ],
+        replicas=settings.stream_replicas,
     )

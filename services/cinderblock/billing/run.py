@@ -81,6 +81,7 @@ def notification_stream(settings: Settings) -> StreamSpec:
     return StreamSpec(
         name=f"{settings.stream}_NOTIFICATIONS",
         subjects=[settings.subject("notifications.>")],
+        replicas=settings.stream_replicas,
     )
 
 
