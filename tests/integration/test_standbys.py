@@ -8,6 +8,8 @@ one of them killed with SIGKILL in the middle of a stream of API calls.
 - Two projectors, the same way (lock ``projector:volumes``): reads keep answering while
   none is active, and the read models end equal to what ``cinderblock verify`` rebuilds
   from the log.
+- A projector whose lock session ends while it lives (a PostgreSQL restart, a broken
+  connection) stops projecting, and the role is held again by one of the two.
 - Two saga workers sharing the durable: one is killed while it holds extends in progress;
   the other resumes them after the ack wait, and every extend completes exactly once (one
   ``Extended`` per ``ExtendRequested``, the volume files of the right size).
@@ -371,6 +373,61 @@ async def test_the_standby_projector_takes_over_and_the_read_model_matches_a_rep
         assert volume is not None
         assert volume["metadata"] == load.metadata[vid]
         assert volume["bootable"] == ("true" if load.rounds % 2 else "false")
+
+
+_HOLDER = """
+SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted
+  AND l.classid::bigint = (hashtext($1)::bigint >> 32) & 4294967295
+  AND l.objid::bigint = hashtext($1)::bigint & 4294967295 AND l.objsubid = 1
+"""
+
+
+async def test_a_projector_whose_lock_session_ends_stops_until_it_holds_the_lock_again(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """The active projector lives on but its lock's session is ended (as by a PostgreSQL
+    restart or a broken connection): it stops projecting, and the role is held again by
+    one of the two (whoever asks first), so they never project at once for long."""
+    role = "projector:volumes"
+    async with fleet(servers, tmp_path) as f, aiohttp.ClientSession() as session:
+        api = await f.start("api")
+        await f.start("relay")
+        await f.start("sagas")
+        projectors = [await f.start("projector"), await f.start("projector")]
+        active, standby = await roles(projectors, "projector active")
+        client = await f.client(api, session)
+        vids = await available(client, VOLUMES)
+        load = Load(client, vids)
+        await load.until_rounds(3)
+        pool = await asyncpg.create_pool(f.database_url, min_size=1, max_size=2)
+        try:
+            (holder,) = await pool.fetch(_HOLDER, role)
+            assert await pool.fetchval("SELECT pg_terminate_backend($1)", holder["pid"])
+            await active.until_logged("lost the lock", timeout=TAKEOVER)
+
+            async def held_again() -> list[int]:
+                return [r["pid"] for r in await pool.fetch(_HOLDER, role)]
+
+            holders = await until(held_again, "the role held again", TAKEOVER)
+            await load.until_rounds(load.rounds + 3)
+            await load.stop()
+            await until_tracked(pool, "volumes")
+        finally:
+            await pool.close()
+        verified = await verify(f.database_url, workers=1)
+        shown = {vid: await client.volume(vid) for vid in vids}
+
+    again = "the standby" if standby.logged("projector active") else "the old holder"
+    print(f"lock session ended: {again} holds the role again")
+    assert len(holders) == 1
+    assert holders != [holder["pid"]]
+    # Active once more in all: the old holder again, or the standby.
+    assert len(active.logged("projector active")) + len(standby.logged("projector active")) == 2
+    assert verified.identical, verified.differences
+    for vid, volume in shown.items():
+        assert volume is not None
+        assert volume["metadata"] == load.metadata[vid]
 
 
 async def test_a_killed_saga_worker_s_extends_complete_once_on_the_other(

@@ -20,7 +20,7 @@ from cinderblock.readmodels.tables import TableSpec, load_specs
 from cinderblock.replay.decode import Decoder
 from cinderblock.replay.folding import aggregate_history
 from cinderblock.runtime.infra import alive, database
-from cinderblock.runtime.leadership import leadership
+from cinderblock.runtime.leadership import lead
 from cinderblock.store.eventstore import Position, RecordedEvent
 from cinderblock.store.tail import LogTail
 
@@ -103,8 +103,10 @@ class Projector:
 async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     settings.require_servers()
     async with database(settings, max_size=4, derived_only=True) as pool:
+
+        async def work(until: asyncio.Event) -> None:
+            log.info("projector active", extra={"projection": NAME})
+            await Projector(pool).follow(until)
+
         with alive("projector"):
-            async with leadership(pool, f"projector:{NAME}", stop) as leader:
-                if leader:
-                    log.info("projector active", extra={"projection": NAME})
-                    await Projector(pool).follow(stop)
+            await lead(pool, f"projector:{NAME}", stop, work)

@@ -36,7 +36,7 @@ from cinderblock.readmodels.quarantine import (
 )
 from cinderblock.readmodels.queries import projected_position
 from cinderblock.runtime.infra import alive, database
-from cinderblock.runtime.leadership import leadership
+from cinderblock.runtime.leadership import lead
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore, Position, RecordedEvent
 from cinderblock.store.mapping import event_data, event_name
@@ -288,8 +288,10 @@ async def run(
     ):
         js = nc.jetstream()
         await ensure_stream(js, stream_spec(settings))
+
+        async def work(until: asyncio.Event) -> None:
+            log.info("relay active", extra={"stream": settings.stream})
+            await Relay(settings, pool, js, after_publish=after_publish).follow(until)
+
         with alive("relay"):
-            async with leadership(pool, tracking_name(settings), stop) as leader:
-                if leader:
-                    log.info("relay active", extra={"stream": settings.stream})
-                    await Relay(settings, pool, js, after_publish=after_publish).follow(stop)
+            await lead(pool, tracking_name(settings), stop, work)
