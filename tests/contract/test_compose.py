@@ -1,4 +1,6 @@
-"""docker-compose.yml and the Dockerfile wire the services as DESIGN.md "Running it" says.
+"""docker-compose.yml and the Dockerfile wire the services as DESIGN.md "Running it" says,
+in the scale-out shape of docs/operations.md: two api and two sagas replicas, relay and
+projector with a hot standby each, a three-node NATS cluster keeping three copies of the stream.
 
 No Docker engine is needed: the files are parsed (PyYAML resolves the ``<<`` merge keys the same
 way Compose does) and their structure is checked.
@@ -18,8 +20,12 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 CINDERBLOCK_SERVICES = ("api", "relay", "projector", "sagas", "notifier", "billing")
+NATS_NODES = ("nats", "nats-2", "nats-3")
 DATABASE_URL = "postgresql://postgres:postgres@postgres:5432/cinderblock"
-NATS_URL = "nats://nats:4222"
+NATS_URL = ",".join(f"nats://{node}:4222" for node in NATS_NODES)
+# Processes per service: api and sagas share the load, relay and projector run one active
+# and one hot standby; the others run once.
+REPLICAS = {"api": 2, "sagas": 2, "relay": 2, "projector": 2, "notifier": 1, "billing": 1}
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +63,10 @@ def _build(service: dict[str, Any]) -> tuple[str, str]:
 
 
 def test_every_expected_service_is_present(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) >= {"postgres", "nats", *CINDERBLOCK_SERVICES}
+    assert set(services) >= {"postgres", *NATS_NODES, *CINDERBLOCK_SERVICES}
 
 
-@pytest.mark.parametrize("name", ["postgres", "nats", *CINDERBLOCK_SERVICES])
+@pytest.mark.parametrize("name", ["postgres", *NATS_NODES, *CINDERBLOCK_SERVICES])
 def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name: str) -> None:
     test = _healthcheck(services[name])
     assert test.split()[0] in ("CMD", "CMD-SHELL")
@@ -74,8 +80,11 @@ def test_postgres(services: dict[str, dict[str, Any]]) -> None:
     assert _environment(postgres)["POSTGRES_DB"] == "cinderblock"
 
 
-def test_nats_runs_jetstream_with_monitoring(services: dict[str, dict[str, Any]]) -> None:
-    nats = services["nats"]
+@pytest.mark.parametrize("node", NATS_NODES)
+def test_nats_runs_jetstream_with_monitoring(
+    services: dict[str, dict[str, Any]], node: str
+) -> None:
+    nats = services[node]
     # The scratch-based default image has no shell and no wget for a healthcheck.
     assert nats["image"].startswith("nats:2.10-alpine")
     command = _command(nats)
@@ -95,7 +104,7 @@ def test_cinderblock_service(services: dict[str, dict[str, Any]], name: str) -> 
     assert env["CINDERBLOCK_NATS_URL"] == NATS_URL
     depends = service["depends_on"]
     assert isinstance(depends, dict), "depends_on needs the long form to carry conditions"
-    for server in ("postgres", "nats"):
+    for server in ("postgres", *NATS_NODES):
         assert depends[server]["condition"] == "service_healthy"
 
 
@@ -111,9 +120,15 @@ def _defaults(text: str) -> str:
     return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", text)
 
 
+def _host_ports(port: str) -> list[int]:
+    """The host ports of a short-syntax mapping: ``8776`` or a range ``8776-8777``."""
+    first, _, last = _defaults(port).split(":")[-2].partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
 def test_api_is_published_and_probed(services: dict[str, dict[str, Any]]) -> None:
     api = services["api"]
-    assert any(_defaults(str(port)).endswith("8776:8776") for port in api["ports"])
+    assert any(_defaults(str(port)).endswith(":8776") for port in api["ports"])
     assert _environment(api)["CINDERBLOCK_HOST"] == "0.0.0.0"
     check = _healthcheck(api)
     assert "python" in check
@@ -162,9 +177,9 @@ def test_noauth_api_is_published_on_loopback_only(
     assert api["ports"], "the api is published"
     for port in api["ports"]:
         assert isinstance(port, str), "the short syntax, host IP first"
-        host_ip, host_port, container_port = _defaults(port).split(":")
+        host_ip, _, container_port = _defaults(port).split(":")
         assert ipaddress.ip_address(host_ip).is_loopback, port
-        assert (host_port, container_port) == ("8776", "8776")
+        assert container_port == "8776"
 
 
 def test_notifier_takes_nova_settings_from_the_deployer(
@@ -173,3 +188,46 @@ def test_notifier_takes_nova_settings_from_the_deployer(
     env = _environment(services["notifier"])
     assert env["CINDERBLOCK_NOVA_URL"] == "${CINDERBLOCK_NOVA_URL:-}"  # unset: notifier off
     assert "CINDERBLOCK_NOVA_TOKEN" in env
+
+
+def _option(command: list[str], name: str) -> str:
+    assert command.count(name) == 1, (name, command)
+    return command[command.index(name) + 1]
+
+
+def test_nats_nodes_form_one_cluster(services: dict[str, dict[str, Any]]) -> None:
+    """Three JetStream servers, each routed to all three (a route to itself is ignored),
+    each with a name and a data volume of its own, one cluster name."""
+    commands = [_command(services[node]) for node in NATS_NODES]
+    routes = {f"nats://{node}:6222" for node in NATS_NODES}
+    assert {_option(c, "--cluster_name") for c in commands} == {"cinderblock"}
+    assert len({_option(c, "--name") for c in commands}) == len(NATS_NODES)
+    for command in commands:
+        assert _option(command, "--cluster") == "nats://0.0.0.0:6222"
+        assert set(_option(command, "--routes").split(",")) == routes
+        assert _option(command, "-sd") == "/data"
+    data = [
+        next(v.split(":")[0] for v in services[node]["volumes"] if v.endswith(":/data"))
+        for node in NATS_NODES
+    ]
+    assert len(set(data)) == len(NATS_NODES)
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert set(data) <= set(compose["volumes"])
+
+
+def test_the_stream_keeps_a_copy_on_every_nats_node(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in CINDERBLOCK_SERVICES:
+        assert _environment(services[name])["CINDERBLOCK_STREAM_REPLICAS"] == str(len(NATS_NODES))
+
+
+@pytest.mark.parametrize("name", CINDERBLOCK_SERVICES)
+def test_replicas(services: dict[str, dict[str, Any]], name: str) -> None:
+    assert services[name].get("deploy", {}).get("replicas", 1) == REPLICAS[name]
+
+
+def test_every_api_replica_has_a_host_port(services: dict[str, dict[str, Any]]) -> None:
+    """Replicas cannot share one published host port: a range gives each its own."""
+    (port,) = services["api"]["ports"]
+    assert _host_ports(port) == [8776 + n for n in range(REPLICAS["api"])]
