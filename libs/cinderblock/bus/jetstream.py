@@ -358,6 +358,7 @@ class _Progress:
 
 # Stream sequences this process nak'ed, so their redelivery is not logged as a resumption.
 _NAKED_KEPT = 10_000
+_LEADERLESS_PAUSE = 0.2  # seconds between pulls while the durable has no leader
 
 
 @dataclass
@@ -379,10 +380,28 @@ class _Consumer:
         sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
         progress = _Progress(self.progress_every)
         try:
+            leaderless = False
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(spec.batch, timeout=0.5)
                 except (nats.errors.TimeoutError, TimeoutError):
+                    msgs = []  # answered, nothing there
+                except nats.js.errors.ServiceUnavailableError:
+                    # 503: nobody serves the durable now (its leader node died and a new one
+                    # is being elected, or the cluster lost quorum): pull again shortly.
+                    if not leaderless:
+                        log.warning(
+                            "durable consumer has no leader, pulling again",
+                            extra={"consumer": spec.durable},
+                        )
+                    leaderless = True
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), _LEADERLESS_PAUSE)
+                    continue
+                if leaderless:
+                    log.info("durable consumer answers again", extra={"consumer": spec.durable})
+                    leaderless = False
+                if not msgs:
                     continue
                 progress.hold(msgs)
                 try:

@@ -7,10 +7,9 @@ de-duplication survives the new leader); a message handled twice is a redelivery
 same stored message, which the handler's idempotency absorbs; and the cluster takes
 publishes again within a bounded wait after the kill.
 
-Found: when the killed node also led the durable, the workers' pull requests are answered
-503 while the durable elects a new leader; ``sub.fetch`` raises ServiceUnavailableError,
-which ``_Consumer.work`` does not catch, and ``run_consumer`` ends (a service's consumer
-dies with it). That case is a strict xfail until the pull loop treats a 503 as a pause."""
+When the killed node also led the durable, the workers' pull requests are answered 503
+while the durable elects a new leader: the pull loop pauses and pulls again (it once
+ended there, taking a service's consumer with it)."""
 
 from __future__ import annotations
 
@@ -180,19 +179,7 @@ async def test_stream_replicas_reach_the_streams(
     "durable_with_it",
     [
         pytest.param(False, id="stream-leader"),
-        pytest.param(
-            True,
-            id="stream-and-durable-leader",
-            marks=pytest.mark.xfail(
-                raises=nats.js.errors.ServiceUnavailableError,
-                strict=True,
-                reason=(
-                    "while the durable elects a new leader, a pull request is answered 503 "
-                    "(no responders): sub.fetch raises ServiceUnavailableError, which "
-                    "_Consumer.work does not catch, so the worker and run_consumer end"
-                ),
-            ),
-        ),
+        pytest.param(True, id="stream-and-durable-leader"),
     ],
 )
 async def test_a_killed_node_loses_no_event(cluster: NatsCluster, durable_with_it: bool) -> None:
