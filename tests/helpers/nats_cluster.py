@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,8 +139,14 @@ class NatsCluster:
             )
         except (OSError, nats.errors.Error, TimeoutError):
             return False
+        js = nc.jetstream(timeout=2.0)
+        probe = f"READY_{uuid.uuid4().hex[:8]}"
         try:
-            await nc.jetstream(timeout=1.0).account_info()
+            await js.account_info()
+            # The meta leader may count a peer current before placement sees it online:
+            # a stream of every node's replicas is placed only once all of them are.
+            await js.add_stream(name=probe, subjects=[f"{probe}.>"], num_replicas=len(self.nodes))
+            await js.delete_stream(probe)
         except (nats.errors.Error, TimeoutError):
             return False
         finally:

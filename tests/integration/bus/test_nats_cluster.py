@@ -94,6 +94,7 @@ class Run:
     published: int = 0  # events whose batch was acked
     failures: list[str] = field(default_factory=list)  # publish attempts that failed
     killed_at: float | None = None
+    killed: asyncio.Event = field(default_factory=asyncio.Event)  # set right after the kill
     acked_at: list[float] = field(default_factory=list)  # when each batch was acked
     # msg id -> the stream sequence of every delivery handled
     handled: dict[str, list[int]] = field(default_factory=dict)
@@ -116,6 +117,8 @@ class Run:
 
     async def publish(self, js: JetStreamContext, settings: Settings) -> None:
         for start in range(0, EVENTS, BATCH):
+            if start >= EVENTS // 2:  # the rest only once the node is killed: always mid-load
+                await self.killed.wait()
             batch = [
                 OutMessage(
                     subject=settings.subject(f"volume.events.v{i % 16}"),
@@ -221,6 +224,7 @@ async def test_a_killed_node_loses_no_event(cluster: NatsCluster, durable_with_i
             )
             victim = cluster.kill(leaders[0])
             run.killed_at = time.monotonic()
+            run.killed.set()
             at_kill = (run.published, run.consumed)
 
             await asyncio.wait_for(asyncio.shield(publisher), BOUND)
