@@ -23,6 +23,7 @@ import nats
 import nats.errors
 import nats.js.errors
 
+from cinderblock.bus.connection import server_urls
 from cinderblock.cli.target import running_dsn
 from cinderblock.config.settings import Settings, SettingsError
 
@@ -71,7 +72,7 @@ class LagProbe:
 
     async def __aenter__(self) -> LagProbe:
         self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
-        self._nc = await nats.connect(self.nats_url)
+        self._nc = await nats.connect(servers=server_urls(self.nats_url))
         return self
 
     async def __aexit__(self, *_: object) -> None:
