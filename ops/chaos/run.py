@@ -1,0 +1,21 @@
+"""The full chaos run: every fault, one after another, and its table in ops/chaos/RESULTS.md.
+
+    /work/venv/bin/python ops/chaos/run.py            # or: python -m cinderblock.chaos.run
+    /work/venv/bin/python ops/chaos/run.py --faults sagas,postgres --clients 4 --volumes 2
+
+Options are those of `cinderblock.chaos.run` (``--help``); this script only adds the default
+results file next to it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cinderblock.chaos.run import main
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if not any(a == "--results" or a.startswith("--results=") for a in argv):
+        argv += ["--results", str(Path(__file__).resolve().parent / "RESULTS.md")]
+    sys.exit(main(argv))

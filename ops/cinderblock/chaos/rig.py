@@ -1,0 +1,253 @@
+"""The production shape, supervised: embedded PostgreSQL and nats-server under one fresh data
+dir, and every service as its own `cinderblock serve <service>` process, each of which can be
+killed (SIGKILL) and started again as systemd would restart it.
+
+`cinderblock dev` cannot do this: when one of its children dies it stops everything. Here the
+rig owns the data dir (the same flock and watchdog as `cinderblock dev`, so the servers go
+away within seconds even if the rig itself is killed), nats-server keeps one port across
+restarts (the services reconnect to the URL they were given) and PostgreSQL keeps its unix
+socket. Every service process writes its JSON log lines to ``<root>/logs/<name>.<n>.log``
+(n: its start count), which the checks read afterwards (the driver's step-key lines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from cinderblock.cli.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    Watchdog,
+    _alive,
+    _free_port,
+    claim_data_dir,
+)
+from cinderblock.cli.processes import claim_port
+
+SERVICES = ("api", "relay", "projector", "sagas", "billing", "notifier")
+SERVERS = ("postgres", "nats")
+STOP_GRACE = 20.0
+RESTART_S = 0.2
+READY_TIMEOUT = 60.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def until(condition: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
+    """Wait until ``condition()`` holds or ``timeout`` seconds passed; whether it holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(poll)
+
+
+class RigError(RuntimeError):
+    """The rig could not start, restart or stop something."""
+
+
+class Rig:
+    """Servers and service processes on ``root`` (a fresh directory the rig owns)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        services: tuple[str, ...] = SERVICES,
+        nova_url: str = "",
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.services = services
+        self.nova_url = nova_url
+        self.environ = dict(environ or {})
+        self.postgres = EmbeddedPostgres(self.root)
+        self.nats = EmbeddedNats(self.root, port=_free_port("127.0.0.1"))
+        self.dsn = ""
+        self.nats_url = ""
+        self.port = 0
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.starts: dict[str, int] = {}
+        self._lock: int | None = None
+        self._watchdog: Watchdog | None = None
+        self._down: set[str] = set()  # killed on purpose, not to be restarted yet
+        self._supervisor: asyncio.Task[None] | None = None
+        # Services that exited by themselves and were started again: (name, exit code).
+        self.self_exits: list[tuple[str, int]] = []
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "CINDERBLOCK_DATABASE_URL": self.dsn,
+            "CINDERBLOCK_NATS_URL": self.nats_url,
+            "CINDERBLOCK_DATA_DIR": str(self.root),
+            "CINDERBLOCK_HOST": "127.0.0.1",
+            "CINDERBLOCK_PORT": str(self.port),
+            "CINDERBLOCK_LOG_FORMAT": "json",
+            "CINDERBLOCK_LOG_LEVEL": "INFO",
+            "CINDERBLOCK_NOVA_URL": self.nova_url,
+            **self.environ,
+        }
+        if not self.nova_url:
+            env.pop("CINDERBLOCK_NOVA_URL")
+        return env
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        self._lock = await asyncio.to_thread(claim_data_dir, self.root)
+        self._watchdog = Watchdog(self.root, self._lock)
+        await asyncio.to_thread(self._watchdog.start)
+        self.dsn = await asyncio.to_thread(self.postgres.start)
+        self.nats_url = await asyncio.to_thread(self.nats.start)
+        self.port = claim_port("127.0.0.1", 0)
+        # The api first: it creates the schemas the others expect.
+        for name in self.services:
+            self.spawn(name)
+            if name == "api":
+                await self.until_healthy()
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        """As systemd's Restart=always: a service that exits by itself (not one we killed) is
+        started again after RESTART_S; each such exit is kept in ``self_exits``."""
+        while True:
+            await asyncio.sleep(RESTART_S)
+            for name, proc in list(self.procs.items()):
+                if name not in self._down and proc.poll() is not None:
+                    self.self_exits.append((name, proc.returncode))
+                    self.spawn(name)
+
+    def spawn(self, name: str) -> subprocess.Popen[bytes]:
+        n = self.starts[name] = self.starts.get(name, 0) + 1
+        code = "import sys; from cinderblock.cli.main import main; sys.exit(main())"
+        args = [sys.executable, "-c", code, "serve", name, "--data-dir", str(self.root)]
+        with open(self.logs / f"{name}.{n}.log", "ab") as log:
+            proc = subprocess.Popen(
+                args,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        self.procs[name] = proc
+        return proc
+
+    async def until_healthy(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                proc = self.procs.get("api")
+                if proc is not None and proc.poll() is not None:
+                    raise RigError(f"api exited with {proc.returncode} while starting")
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(f"{self.api_url}/healthcheck") as resp:
+                        if resp.status == 200:
+                            return
+                if time.monotonic() > deadline:
+                    raise RigError(f"the api did not answer within {timeout:g} s")
+                await asyncio.sleep(0.05)
+
+    def pid(self, target: str) -> int:
+        if target == "postgres":
+            pid = self.postgres.postmaster_pid()
+        elif target == "nats":
+            proc = self.nats._proc
+            pid = proc.pid if proc is not None and proc.poll() is None else None
+        else:
+            pid = self.procs[target].pid if self.procs[target].poll() is None else None
+        if pid is None:
+            raise RigError(f"{target} is not running")
+        return pid
+
+    async def kill(self, target: str) -> int:
+        """SIGKILL ``target`` (a service, "postgres": the postmaster, "nats") and wait until
+        it is gone; its pid."""
+        pid = self.pid(target)
+        self._down.add(target)
+        os.kill(pid, signal.SIGKILL)
+        if target in self.procs:
+            gone = await until(lambda: self.procs[target].poll() is not None, 10)
+        elif target == "nats":
+            nats = self.nats._proc
+            assert nats is not None
+            gone = await until(lambda: nats.poll() is not None, 10)
+        else:
+            gone = await until(lambda: not _alive(pid), 10)
+        if not gone:
+            raise RigError(f"{target} (pid {pid}) survived SIGKILL")
+        return pid
+
+    async def restart(self, target: str) -> None:
+        if target == "postgres":
+            dsn = await asyncio.to_thread(self.postgres.start)
+            if dsn != self.dsn:
+                raise RigError(f"PostgreSQL came back at {dsn}, not {self.dsn}")
+        elif target == "nats":
+            url = await asyncio.to_thread(self.nats.start)
+            if url != self.nats_url:
+                raise RigError(f"nats-server came back at {url}, not {self.nats_url}")
+        else:
+            self.spawn(target)
+            self._down.discard(target)
+            if target == "api":
+                await self.until_healthy()
+
+    async def stop(self) -> dict[str, int | None]:
+        """Stop every service (SIGTERM, then SIGKILL after the grace), then the servers;
+        the services' exit codes."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        procs = list(self.procs.values())
+        await until(lambda: all(p.poll() is not None for p in procs), STOP_GRACE, 0.05)
+        codes: dict[str, int | None] = {}
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+            codes[name] = proc.returncode
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.nats.stop)
+            await asyncio.to_thread(self.postgres.stop)
+        finally:
+            if self._watchdog is not None:
+                await asyncio.to_thread(self._watchdog.close)
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
+        return codes
