@@ -28,3 +28,6 @@ async def test_kill_9_mid_load_loses_nothing_and_doubles_nothing() -> None:
         assert result.killed_at is not None, table
         assert result.ok > 0, table
         assert result.passed, table
+        # Every service waits out what was killed: none exits and needs a restart (the relay
+        # and the projector once exited when PostgreSQL went away).
+        assert result.self_exits == 0, table

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
+from cinderblock.runtime.outage import database_unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -90,20 +92,41 @@ async def lead(
 ) -> None:
     """Until ``stop``: stand by until this process holds ``role``, then run ``work(until)``;
     ``until`` is set at ``stop`` or when the lock is lost, and after a loss the process
-    stands by again (another instance may have taken the role meanwhile)."""
+    stands by again (another instance may have taken the role meanwhile). The database
+    going away (`runtime.outage.database_unavailable`) is waited out the same way: one log
+    line, then the process asks for the role every ``retry`` seconds until the database is
+    back; any other error of ``work`` ends ``lead``."""
+    away = False
     while not stop.is_set():
         lost = asyncio.Event()
-        async with leadership(pool, role, stop, retry=retry, lost=lost) as leader:
-            if not leader:
-                return
-            until = asyncio.Event()
-            either = asyncio.get_running_loop().create_task(_first(until, stop, lost))
-            try:
-                await work(until)
-            finally:
-                either.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await either
+        try:
+            async with leadership(pool, role, stop, retry=retry, lost=lost) as leader:
+                if not leader:
+                    return
+                if away:
+                    log.info("the database is back: %s carries on", role, extra={"role": role})
+                    away = False
+                until = asyncio.Event()
+                either = asyncio.get_running_loop().create_task(_first(until, stop, lost))
+                try:
+                    await work(until)
+                finally:
+                    either.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await either
+        except Exception as err:
+            if not database_unavailable(err):
+                raise
+            if not away:
+                log.warning(
+                    "the database is unavailable: %s waits for it (%s)",
+                    role,
+                    err or type(err).__name__,
+                    extra={"role": role},
+                )
+                away = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), retry)
 
 
 async def _first(until: asyncio.Event, *events: asyncio.Event) -> None:
