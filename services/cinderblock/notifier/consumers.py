@@ -88,12 +88,17 @@ class NovaNotifier:
             return None
         volume = await self.volumes.store.load(UUID(env.aggregate_id), Volume)
         if volume is None or volume.is_deleted:
+            log.info("nova not told: the volume is gone", extra=self._log(env))
             return None
         if wanted[1](volume, env.version) is not None:
             log.info("nova already told of this event", extra=self._log(env))
             return None
         servers = volume.instances_to_notify
-        return (volume, servers) if servers else None
+        if not servers:
+            # Detached since (say, while this service was down): no instance to tell.
+            log.info("nova not told: no instance holds the volume now", extra=self._log(env))
+            return None
+        return volume, servers
 
     async def on_extended_notify_nova(
         self, env: ReceivedEnvelope, keepalive: Keepalive | None = None
