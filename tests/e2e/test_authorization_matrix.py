@@ -38,11 +38,11 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from cinderblock.api import app as api
 from cinderblock.api.action_table import ACTION_TABLE
 from cinderblock.api.middleware import PUBLIC_PATHS
 from cinderblock.api.routes import setup_routes
 from tests.e2e.conftest import System
+from tests.helpers.api_process import api_serving, keystone_settings
 from tests.helpers.apiref import SAMPLES
 from tests.helpers.authz import (
     CALLERS,
@@ -86,21 +86,8 @@ class World:
 async def world(system: System) -> AsyncIterator[World]:
     async with fake_keystone() as keystone, aiohttp.ClientSession() as session:
         keystone.users["cinder"] = ("s3cret", "service-project", ["service", "admin"])
-        settings = system.settings.model_copy(
-            update={
-                "port": 0,
-                "auth_strategy": "keystone",
-                "keystone_auth_url": keystone.url,
-                "keystone_www_authenticate_uri": "https://keystone.example/v3",
-                "keystone_username": "cinder",
-                "keystone_password": "s3cret",
-            }
-        )
-        stop = asyncio.Event()
-        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(api.run(settings, stop=stop, ready=ready.set_result))
-        try:
-            url = await asyncio.wait_for(asyncio.shield(ready), 30)
+        settings = keystone_settings(system.settings, keystone.url, "cinder", "s3cret")
+        async with api_serving(settings) as url:
             owner = uuid.uuid4().hex
             every = frozenset().union(*(case.needs for case in CASES))
             shared = await _resources(system, owner, every, legacy_attach=False)
@@ -130,9 +117,6 @@ async def world(system: System) -> AsyncIterator[World]:
                 },
                 keystone.issue("nova", "service-project", ["service"]),
             )
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
 
 
 async def _resources(

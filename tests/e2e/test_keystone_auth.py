@@ -4,12 +4,10 @@ and stream runs in keystone mode; the e2e system's sagas do the storage work."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import aiohttp
 import pytest
@@ -18,54 +16,22 @@ import pytest_asyncio
 from cinderblock.api import app as api
 from cinderblock.config.settings import SettingsError
 from tests.e2e.conftest import System
+from tests.helpers.api_process import ApiClient, api_serving, keystone_settings
 from tests.helpers.fake_keystone import FakeKeystone, fake_keystone
 
 
 @dataclass
-class KeystoneApi:
-    url: str
+class KeystoneApi(ApiClient):
     keystone: FakeKeystone
-    session: aiohttp.ClientSession
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        token: str | None,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
-        hdrs = dict(headers or {})
-        if token is not None:
-            hdrs["X-Auth-Token"] = token
-        async with self.session.request(method, self.url + path, json=body, headers=hdrs) as r:
-            data = await r.json() if r.content_type == "application/json" else await r.text()
-            return r.status, data, r.headers
 
 
 @pytest_asyncio.fixture(scope="module")
 async def kapi(system: System) -> AsyncIterator[KeystoneApi]:
     async with fake_keystone() as keystone, aiohttp.ClientSession() as session:
         keystone.users["cinder"] = ("s3cret", "service-project", ["service", "admin"])
-        settings = system.settings.model_copy(
-            update={
-                "port": 0,
-                "auth_strategy": "keystone",
-                "keystone_auth_url": keystone.url,
-                "keystone_www_authenticate_uri": "https://keystone.example/v3",
-                "keystone_username": "cinder",
-                "keystone_password": "s3cret",
-            }
-        )
-        stop = asyncio.Event()
-        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(api.run(settings, stop=stop, ready=ready.set_result))
-        try:
-            url = await asyncio.wait_for(asyncio.shield(ready), 30)
-            yield KeystoneApi(url, keystone, session)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
+        settings = keystone_settings(system.settings, keystone.url, "cinder", "s3cret")
+        async with api_serving(settings) as url:
+            yield KeystoneApi(url, session, keystone)
 
 
 def project() -> str:

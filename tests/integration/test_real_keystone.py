@@ -15,17 +15,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
 
-from cinderblock.api import app as api
 from cinderblock.config.settings import Settings
 from cinderblock.projector.run import Projector
 from cinderblock.runtime.infra import create_schemas
+from tests.helpers.api_process import ApiClient as Api
+from tests.helpers.api_process import api_serving, keystone_settings
 from tests.helpers.real_keystone import RealKeystone, User, real_keystone
 from tests.helpers.rigs import stop_tasks
 from tests.helpers.servers import Servers, fresh_database
@@ -63,61 +63,30 @@ def cast() -> Iterator[Cast]:
         )
 
 
-@dataclass
-class Api:
-    url: str
-    session: aiohttp.ClientSession
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        token: str | None,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any, Any]:
-        hdrs = dict(headers or {})
-        if token is not None:
-            hdrs["X-Auth-Token"] = token
-        async with self.session.request(method, self.url + path, json=body, headers=hdrs) as r:
-            data = await r.json() if r.content_type == "application/json" else await r.text()
-            return r.status, data, r.headers
-
-
 @pytest_asyncio.fixture(scope="module")
 async def kapi(cast: Cast, servers: Servers, settings: Settings) -> AsyncIterator[Api]:
     async with fresh_database(servers) as database_url:
-        own = settings.model_copy(
-            update={
-                "database_url": database_url,
-                "port": 0,
-                "auth_strategy": "keystone",
-                "keystone_auth_url": cast.keystone.url,
-                "keystone_www_authenticate_uri": "https://keystone.example/v3",
-                "keystone_username": cast.cinder.name,
-                "keystone_password": cast.cinder.password,
-                "keystone_project_name": "service",
-                "keystone_token_cache_time": CACHE_TIME,
-                "keystone_timeout": 2.0,
-            }
+        own = keystone_settings(
+            settings,
+            cast.keystone.url,
+            cast.cinder.name,
+            cast.cinder.password,
+            database_url=database_url,
+            keystone_project_name="service",
+            keystone_token_cache_time=CACHE_TIME,
+            keystone_timeout=2.0,
         )
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
         try:
             await create_schemas(pool)
             stop = asyncio.Event()
-            ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            tasks = [
-                asyncio.create_task(Projector(pool).follow(stop)),
-                asyncio.create_task(api.run(own, stop=stop, ready=ready.set_result)),
-            ]
+            projector = asyncio.create_task(Projector(pool).follow(stop))
             try:
-                url = await asyncio.wait_for(asyncio.shield(ready), 30)
-                async with aiohttp.ClientSession() as session:
+                async with api_serving(own) as url, aiohttp.ClientSession() as session:
                     yield Api(url, session)
             finally:
                 stop.set()
-                await asyncio.wait_for(tasks[1], 30)
-                await stop_tasks(tasks)
+                await stop_tasks([projector])
         finally:
             await pool.close()
 

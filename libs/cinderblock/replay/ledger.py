@@ -43,8 +43,8 @@ from cinderblock.replay.source import END, history
 from cinderblock.store.eventstore import Position
 from cinderblock.store.mapping import event_name
 from cinderblock.usage.cursor import VolumeCursor
-from cinderblock.usage.ledger import Interval
 from cinderblock.usage.schema import USAGE_DDL
+from cinderblock.usage.store import INTERVAL_COLUMNS, interval_row
 
 log = logging.getLogger(__name__)
 
@@ -54,30 +54,7 @@ VOLUME_TOPICS = "cinderblock.domain.volume:"
 INTERVALS = "billing_intervals"
 VOLUMES = "billing_volumes"
 SET_ASIDE = "billing_quarantine"  # side only: the swap moves its rows into ``quarantine``
-INTERVAL_COLUMNS = (
-    "volume_id",
-    "start_version",
-    "project_id",
-    "volume_type_id",
-    "size_gb",
-    "usage_class",
-    "started_at",
-    "ended_at",
-)
 WRITE_EVERY = 10_000  # closed intervals buffered before a COPY
-
-
-def interval_row(volume_id: UUID, i: Interval) -> tuple[Any, ...]:
-    return (
-        volume_id,
-        i.start_version,
-        i.project_id,
-        i.volume_type_id,
-        i.size_gb,
-        i.usage_class.value,
-        i.started_at,
-        i.ended_at,
-    )
 
 
 @dataclass

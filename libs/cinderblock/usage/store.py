@@ -37,7 +37,7 @@ JOIN events e ON e.originator_id = w.id
 ORDER BY e.originator_id, e.originator_version
 """
 
-_COLUMNS = (
+INTERVAL_COLUMNS = (
     "volume_id",
     "start_version",
     "project_id",
@@ -49,9 +49,10 @@ _COLUMNS = (
 )
 
 
-def _row(i: Interval) -> tuple[Any, ...]:
+def interval_row(volume_id: UUID, i: Interval) -> tuple[Any, ...]:
+    """An interval as a ``billing_intervals`` row, in ``INTERVAL_COLUMNS`` order."""
     return (
-        UUID(i.volume_id),
+        volume_id,
         i.start_version,
         i.project_id,
         i.volume_type_id,
@@ -342,9 +343,9 @@ async def apply_changes(
         closes = [(vid, s, at) for vid, net in nets.items() for s, at in net.closes.items()]
         if closes:
             await conn.execute(_CLOSE_INTERVALS, *_columns(closes, 3))
-        inserts = [_row(i) for net in nets.values() for i in net.inserts.values()]
+        inserts = [interval_row(v, i) for v, net in nets.items() for i in net.inserts.values()]
         if inserts:
-            await conn.execute(_INSERT_INTERVALS, *_columns(inserts, len(_COLUMNS)))
+            await conn.execute(_INSERT_INTERVALS, *_columns(inserts, len(INTERVAL_COLUMNS)))
         await conn.execute(_SET_VERSIONS, list(nets), [net.version for net in nets.values()])
     return list(nets)
 

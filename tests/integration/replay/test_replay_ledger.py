@@ -15,12 +15,13 @@ from eventsourcing.persistence import StoredEvent
 
 from cinderblock.cli.eventlog import generate
 from cinderblock.readmodels.tables import PROJECTED_TABLES
-from cinderblock.replay.ledger import VOLUME_TOPICS, interval_row
+from cinderblock.replay.ledger import VOLUME_TOPICS
 from cinderblock.replay.rebuild import Rebuild, replay
 from cinderblock.replay.session import connections
 from cinderblock.store.eventstore import Position
 from cinderblock.store.mapping import make_mapper
 from cinderblock.usage.ledger import volume_intervals
+from cinderblock.usage.store import interval_row
 from tests.helpers.events import append_raw, new_volume
 
 # Parallel replay starts worker processes (see test_replay_log.py).

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.unit.bench.scripts import load_script
+
 PY, CB = "/v/bin/python", "/v/bin/cinderblock"
-SCRIPT = Path(__file__).parents[3] / "ops" / "bench" / "cpu_split.py"
 
 
 @pytest.fixture(scope="module")
 def cpu_split() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cpu_split", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cpu_split")
 
 
 @pytest.mark.parametrize(

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-PROBE = Path(__file__).parents[3] / "ops" / "bench" / "group_commit_probe.py"
+from tests.unit.bench.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("group_commit_probe", PROBE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("group_commit_probe")
 
 
 def test_commands_per_append_and_flushes_per_second(probe: ModuleType) -> None:
