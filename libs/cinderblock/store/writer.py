@@ -260,7 +260,6 @@ class LogWriter:
         self._reported_at: float | None = None
         self._token = uuid.uuid4().hex[:16]  # names this writer in its NOTIFY payloads
         self._listeners: set[object] = set()  # live connections of `invalidations`
-        self._releases: dict[asyncio.Future[None], Callable[[], Awaitable[None]]] = {}
         self.unasked_loads = 0  # loads served without a query (for tests and benchmarks)
 
     def attach(self, pool: asyncpg.Pool) -> None:
@@ -282,8 +281,8 @@ class LogWriter:
         it) is held for the listener. If it is lost (the database went away), every head is
         asked about again and a new listener is sought every ``_RELISTEN`` seconds; on
         leaving, every head is asked about again."""
-        lost = await self._listen(pool)  # listening before the first command
-        keeper = asyncio.create_task(self._keep_listening(pool, lost), name="log-listener")
+        listening = await self._listen(pool)  # listening before the first command
+        keeper = asyncio.create_task(self._keep_listening(pool, *listening), name="log-listener")
         try:
             yield
         finally:
@@ -292,8 +291,11 @@ class LogWriter:
                 await keeper
             self._mark_all_stale()
 
-    async def _listen(self, pool: asyncpg.Pool) -> asyncio.Future[None]:
-        """Acquire a listener connection; the future ends when it is lost or released."""
+    async def _listen(
+        self, pool: asyncpg.Pool
+    ) -> tuple[asyncio.Future[None], Callable[[], Awaitable[None]]]:
+        """Acquire a listener connection: a future that ends when the connection is lost,
+        and what releases it."""
         conn: asyncpg.Connection = await pool.acquire()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -323,26 +325,33 @@ class LogWriter:
             raise
         self._listeners.add(conn)
         self._mark_all_stale()  # heads read while nobody listened may have missed appends
-        self._releases[done] = release
-        return done
+        return done, release
 
-    async def _keep_listening(self, pool: asyncpg.Pool, lost: asyncio.Future[None]) -> None:
+    async def _keep_listening(
+        self,
+        pool: asyncpg.Pool,
+        lost: asyncio.Future[None],
+        release: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Whenever the listener is lost, release it and listen again (every
+        ``_RELISTEN`` seconds until the database answers); on cancellation, release it."""
+        held: Callable[[], Awaitable[None]] | None = release
         try:
             while True:
                 await asyncio.shield(lost)
-                await self._releases.pop(lost)()
-                while True:
+                if held is not None:
+                    await held()
+                    held = None
+                while held is None:
                     await asyncio.sleep(_RELISTEN)
                     try:
-                        lost = await self._listen(pool)
+                        lost, held = await self._listen(pool)
                     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                         continue
-                    log.info("the event log's listener is back: held heads are used again")
-                    break
+                log.info("the event log's listener is back: held heads are used again")
         finally:
-            release = self._releases.pop(lost, None)
-            if release is not None:
-                await release()
+            if held is not None:
+                await held()
 
     def _on_append(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         token, _, ids = payload.partition(" ")
