@@ -51,6 +51,9 @@ async def database(
     models, tracking positions), so its commits need not wait for the WAL flush
     (``synchronous_commit = off``). A crash can lose the last few milliseconds of such
     writes; the projector then re-applies and the relay re-publishes them, harmlessly.
+    Only for a writer whose position in the log is in the same database: never for one
+    that tells another server it is done after committing (a JetStream ack, which ends the
+    redelivery that would have rewritten what the crash lost).
     """
     server_settings = {"synchronous_commit": "off"} if derived_only else {}
     pool = await asyncpg.create_pool(

@@ -455,7 +455,11 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     oslo = build_oslo(settings)
     try:
         async with (
-            database(settings, max_size=6, derived_only=True) as pool,
+            # Not derived_only: billing acks each message once its ledger change is
+            # committed, and that ack ends the message's redelivery. A commit that did not
+            # wait for the WAL flush can vanish in a PostgreSQL crash after the ack (the
+            # chaos suite's PostgreSQL kill found a volume's last events lost that way).
+            database(settings, max_size=6) as pool,
             connect(settings.nats_url, "billing") as nc,
         ):
             js = nc.jetstream()
