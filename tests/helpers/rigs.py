@@ -40,6 +40,7 @@ from cinderblock.projector.run import Projector
 from cinderblock.readmodels.waiter import ProjectionWaiter
 from cinderblock.relay.run import Relay
 from cinderblock.runtime.infra import create_schemas
+from cinderblock.runtime.outage import database_unavailable
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Caller, Volumes
@@ -187,8 +188,16 @@ class NotifierRig(Rig):
         return NotifierRunner(self.settings, self.pool, self.waiter, client)
 
     def consume(self, runner: NotifierRunner, handle: Callable[[Msg], Awaitable[None]]) -> Any:
+        """A consumer as the notifier service runs it (database outages waited out)."""
         task = asyncio.create_task(
-            run_consumer(self.js, runner.spec, handle, runner.park, asyncio.Event())
+            run_consumer(
+                self.js,
+                runner.spec,
+                handle,
+                runner.park,
+                asyncio.Event(),
+                outage=database_unavailable,
+            )
         )
         self.tasks.append(task)
         return task

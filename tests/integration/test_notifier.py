@@ -1,12 +1,14 @@
 """The Nova notifier over real JetStream and PostgreSQL, killed at the worst moments: Nova
 hears of an extend once when the outcome was saved before the crash, once when the crash
 came before the call, and twice (the documented window) when the crash came between Nova's
-answer and the saving of the outcome."""
+answer and the saving of the outcome. A save that fails because the database is away is
+tried again without telling Nova twice."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -129,6 +131,44 @@ async def test_crash_between_novas_answer_and_the_save_is_the_one_duplicate(
     await asyncio.wait_for(second.done.wait(), 20)
     assert len(rig.nova.requests_for(vid)) == 2
     assert len(await rig.outcomes(vid)) == 1
+
+
+async def test_a_save_refused_by_a_database_outage_does_not_tell_nova_twice(
+    rig: NotifierRig,
+) -> None:
+    """Nova answered, then the database refused the save (a real asyncpg connection
+    refused, twice): the notifier saves Nova's answer once the database answers, in the
+    same delivery, and Nova heard once. (The chaos suite's PostgreSQL kill once saw Nova
+    told twice: the failed save was redelivered and the redelivery called Nova again.)"""
+    vid, _ = await rig.extended_in_use_volume()
+    runner = rig.runner()
+    record = runner.notifier._record
+    refusals = 2
+
+    async def database_away_at_first(env: ReceivedEnvelope, *args: Any) -> None:
+        nonlocal refusals
+        if env.aggregate_id == vid and refusals > 0:
+            refusals -= 1
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            await asyncpg.connect(f"postgresql://nobody@127.0.0.1:{port}/none", timeout=2)
+        await record(env, *args)
+
+    runner.notifier._record = database_away_at_first  # type: ignore[method-assign]
+    delivered: list[int] = []
+
+    async def handle(msg: Msg) -> None:
+        if about(vid, msg):
+            delivered.append(msg.metadata.num_delivered)
+        await runner.handle(msg)
+
+    rig.consume(runner, handle)
+    await rig.until_recorded(vid)
+    assert refusals == 0
+    assert len(rig.nova.requests_for(vid)) == 1
+    assert len(await rig.outcomes(vid)) == 1
+    assert set(delivered) == {1}  # waited out in the first delivery
 
 
 async def test_read_model_that_never_shows_the_extend_ends_in_a_recorded_failure(

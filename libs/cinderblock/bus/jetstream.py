@@ -164,6 +164,10 @@ class RetryLaterError(Exception):
 
 Handler = Callable[[Msg], Awaitable[None]]
 Park = Callable[[Msg, str], Awaitable[None]]
+# Whether an error means a server the handler needs is away for now (the database: the
+# caller passes ``cinderblock.runtime.outage.database_unavailable``; the bus knows no
+# database). Such a failure is waited out with the message held, not counted as a delivery.
+Outage = Callable[[BaseException], bool]
 
 
 class DeliveriesLostError(Exception):
@@ -276,6 +280,7 @@ async def run_consumer(
     stop: asyncio.Event,
     batching: Batching | None = None,
     gate: Gate | None = None,
+    outage: Outage | None = None,
 ) -> None:
     """Handle messages until ``stop`` with ``spec.workers`` pull subscriptions on the durable.
 
@@ -295,12 +300,26 @@ async def run_consumer(
 
     No message stops a worker: parking that fails is retried a few times, then the message
     is logged and terminated; a failed ack or nak is logged (the server redelivers).
+
+    A failure that ``outage`` calls an outage (the database away) is not a failed delivery:
+    the worker keeps the messages it holds (in progress), tries again with a growing pause
+    until it succeeds, fails otherwise or ``stop`` is set, and logs one line when the outage
+    begins and one when it ends. A long outage then costs no deliveries, gives nothing up,
+    and keeps each aggregate's messages in order.
     """
     info = await ensure_consumer(js, spec)
     # The shorter of the two, should the server have kept an older, shorter ack wait.
     ack_wait = min(spec.ack_wait, info.config.ack_wait or spec.ack_wait)
     consumer = _Consumer(
-        spec, handler, park, batching, gate, progress_every=ack_wait / 4, gives_up_lost=True
+        spec,
+        handler,
+        park,
+        batching,
+        gate,
+        progress_every=ack_wait / 4,
+        gives_up_lost=True,
+        outage=outage,
+        stop=stop,
     )
     await asyncio.gather(*(consumer.work(js, stop) for _ in range(spec.workers)))
 
@@ -312,10 +331,12 @@ async def _handle_batch(
     park: Park,
     batching: Batching,
     gate: Gate | None,
+    outage: Outage | None = None,
 ) -> None:
     """One batch as a worker handles it, without progress reports (for tests that drive
     the loop's sequence with messages of their own)."""
-    await _Consumer(spec, handler, park, batching, gate).batch(msgs, batching, _Progress(None))
+    consumer = _Consumer(spec, handler, park, batching, gate, outage=outage)
+    await consumer.batch(msgs, batching, _Progress(None))
 
 
 class _Progress:
@@ -372,6 +393,8 @@ class _Consumer:
     # Set when the durable allows the extra delivery (run_consumer): a message delivered
     # more often than ``spec.max_deliver`` then had every delivery lost.
     gives_up_lost: bool = False
+    outage: Outage | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
     naked: dict[int, None] = field(default_factory=dict)
 
     async def work(self, js: JetStreamContext, stop: asyncio.Event) -> None:
@@ -419,67 +442,94 @@ class _Consumer:
 
     async def batch(self, msgs: list[Msg], batching: Batching, progress: _Progress) -> None:
         spec = self.spec
-        try:
-            await batching.before(msgs)
-        except Exception as err:  # an optimisation only: the handlers read for themselves
-            log.warning("batch preparation failed: %s", err, extra={"consumer": spec.durable})
-        handled = [msg for msg in msgs if await self.handle(msg, progress, ack=False)]
-        try:
-            await batching.after()
-        except Exception as err:
-            reason = f"{type(err).__name__}: {err}"
-            log.warning(
-                "batch completion failed, redelivering %s messages: %s",
-                len(handled),
-                err,
-                extra={"consumer": spec.durable, "error": reason},
-            )
-            for msg in handled:
-                if msg.metadata.num_delivered >= spec.max_deliver:  # no redelivery would come
-                    await self.give_up(msg, progress, err, reason)
-                else:
-                    await self.nak(msg, progress, 1.0)
-            return
+        handled = await self._handle_all(msgs, batching, progress)
+        outage = _OutageWait(self, len(handled))
+        while True:
+            try:
+                await batching.after()
+                break
+            except Exception as err:
+                if await outage.pause(err):
+                    # What the batch collected is gone with the failure: handle its
+                    # messages again (handlers are idempotent), as a redelivery would.
+                    handled = await self._handle_all(handled, batching, progress, again=True)
+                    continue
+                reason = f"{type(err).__name__}: {err}"
+                log.warning(
+                    "batch completion failed, redelivering %s messages: %s",
+                    len(handled),
+                    err,
+                    extra={"consumer": spec.durable, "error": reason},
+                )
+                for msg in handled:
+                    if msg.metadata.num_delivered >= spec.max_deliver:  # no redelivery would come
+                        await self.give_up(msg, progress, err, reason)
+                    else:
+                        await self.nak(msg, progress, 1.0)
+                return
+        outage.over()
         for msg in handled:
             await _settle(msg.ack(), self.spec, msg, "ack", progress)
 
-    async def handle(self, msg: Msg, progress: _Progress, *, ack: bool) -> bool:
+    async def _handle_all(
+        self, msgs: list[Msg], batching: Batching, progress: _Progress, *, again: bool = False
+    ) -> list[Msg]:
+        """``before``, then each message's handler; the messages handled (not yet acked)."""
+        try:
+            await batching.before(msgs)
+        except Exception as err:  # an optimisation only: the handlers read for themselves
+            log.warning("batch preparation failed: %s", err, extra={"consumer": self.spec.durable})
+        return [msg for msg in msgs if await self.handle(msg, progress, ack=False, again=again)]
+
+    async def handle(
+        self, msg: Msg, progress: _Progress, *, ack: bool, again: bool = False
+    ) -> bool:
         """Run the handler; True when it succeeded or the gate set the message aside (and the
-        message was acked, with ``ack``)."""
+        message was acked, with ``ack``). ``again``: the same delivery handled a second
+        time (its batch's completion waited out an outage)."""
         spec = self.spec
         deliveries = msg.metadata.num_delivered
-        if self.gives_up_lost and deliveries > spec.max_deliver:
-            lost = DeliveriesLostError(f"none of its {deliveries - 1} deliveries was settled")
-            reason = f"{type(lost).__name__}: {lost}"
-            log.error(
-                "giving up on a message whose worker died at every delivery",
-                extra={**_about(msg), "consumer": spec.durable, "error": reason},
-            )
-            await self.give_up(msg, progress, lost, reason)
-            return False
-        if deliveries > 1:
-            self.resumed(msg, deliveries)
-        try:
-            if self.gate is None or await self.gate.admit(msg):
-                await self.handler(msg)
-        except Exception as err:
-            reason = f"{type(err).__name__}: {err}"
-            if deliveries >= spec.max_deliver:
+        if not again:
+            if self.gives_up_lost and deliveries > spec.max_deliver:
+                lost = DeliveriesLostError(f"none of its {deliveries - 1} deliveries was settled")
+                reason = f"{type(lost).__name__}: {lost}"
                 log.error(
-                    "parking message after %s deliveries",
-                    deliveries,
+                    "giving up on a message whose worker died at every delivery",
+                    extra={**_about(msg), "consumer": spec.durable, "error": reason},
+                )
+                await self.give_up(msg, progress, lost, reason)
+                return False
+            if deliveries > 1:
+                self.resumed(msg, deliveries)
+        outage = _OutageWait(self, 1)
+        while True:
+            try:
+                if self.gate is None or await self.gate.admit(msg):
+                    await self.handler(msg)
+                break
+            except Exception as err:
+                if await outage.pause(err):
+                    continue
+                reason = f"{type(err).__name__}: {err}"
+                if deliveries >= spec.max_deliver:
+                    log.error(
+                        "parking message after %s deliveries",
+                        deliveries,
+                        extra={"consumer": spec.durable, "subject": msg.subject, "error": reason},
+                    )
+                    await self.give_up(msg, progress, err, reason)
+                    return False
+                delay = (
+                    err.delay if isinstance(err, RetryLaterError) else min(2.0**deliveries * 0.1, 5)
+                )
+                log.warning(
+                    "handler failed, redelivering in %.1fs",
+                    delay,
                     extra={"consumer": spec.durable, "subject": msg.subject, "error": reason},
                 )
-                await self.give_up(msg, progress, err, reason)
+                await self.nak(msg, progress, delay)
                 return False
-            delay = err.delay if isinstance(err, RetryLaterError) else min(2.0**deliveries * 0.1, 5)
-            log.warning(
-                "handler failed, redelivering in %.1fs",
-                delay,
-                extra={"consumer": spec.durable, "subject": msg.subject, "error": reason},
-            )
-            await self.nak(msg, progress, delay)
-            return False
+        outage.over()
         if ack:
             await _settle(msg.ack(), spec, msg, "ack", progress)
         return True
@@ -517,9 +567,9 @@ class _Consumer:
         message and terminated all the same: one message must not hold a worker forever.
         The message is still reported in progress meanwhile."""
         spec, gate = self.spec, self.gate
-        await _persist(lambda: self.park(msg, reason), spec, msg, "park")
+        await _persist(lambda: self.park(msg, reason), self, msg, "park")
         if gate is not None:
-            await _persist(lambda: gate.gave_up(msg, err), spec, msg, "quarantine")
+            await _persist(lambda: gate.gave_up(msg, err), self, msg, "quarantine")
         await _settle(msg.term(), spec, msg, "term", progress)
 
 
@@ -563,13 +613,22 @@ _PARK_RETRIES = (0.5, 1.0, 2.0, 4.0)
 
 
 async def _persist(
-    record: Callable[[], Awaitable[None]], spec: ConsumerSpec, msg: Msg, what: str
+    record: Callable[[], Awaitable[None]], consumer: _Consumer, msg: Msg, what: str
 ) -> None:
-    for delay in (*_PARK_RETRIES, None):
+    """Record a message given up; an outage is waited out (the record must not be lost
+    to it), other failures are retried a few times before the message is dropped."""
+    spec = consumer.spec
+    outage = _OutageWait(consumer, 1)
+    retries = iter((*_PARK_RETRIES, None))
+    while True:
         try:
             await record()
+            outage.over()
             return
         except Exception as err:
+            if await outage.pause(err):
+                continue
+            delay = next(retries)
             extra = {
                 "consumer": spec.durable,
                 "subject": msg.subject,
@@ -581,6 +640,54 @@ async def _persist(
                 return
             log.warning("could not %s a message given up, retrying", what, extra=extra)
             await asyncio.sleep(delay)
+
+
+# Pauses between attempts while a server the handler needs is away (seconds, the last
+# repeated).
+_OUTAGE_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+class _OutageWait:
+    """One attempt's wait-out of an outage (``_Consumer.outage``): ``pause`` says whether
+    to try again (after a pause) and logs when the outage began; ``over`` logs its end."""
+
+    def __init__(self, consumer: _Consumer, held: int) -> None:
+        self.consumer = consumer
+        self.held = held
+        self.began: float | None = None
+        self.pauses = 0
+
+    async def pause(self, err: BaseException) -> bool:
+        consumer = self.consumer
+        if consumer.outage is None or consumer.stop.is_set() or not consumer.outage(err):
+            return False
+        loop = asyncio.get_running_loop()
+        if self.began is None:
+            self.began = loop.time()
+            log.warning(
+                "a server this consumer needs is unavailable: holding %s message(s), "
+                "trying again until it is back",
+                self.held,
+                extra={
+                    "consumer": consumer.spec.durable,
+                    "error": f"{type(err).__name__}: {err}",
+                },
+            )
+        pause = _OUTAGE_PAUSES[min(self.pauses, len(_OUTAGE_PAUSES) - 1)]
+        self.pauses += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(consumer.stop.wait(), pause)
+        return not consumer.stop.is_set()
+
+    def over(self) -> None:
+        if self.began is None:
+            return
+        log.info(
+            "the unavailable server is back after %.1f s: carrying on",
+            asyncio.get_running_loop().time() - self.began,
+            extra={"consumer": self.consumer.spec.durable, "attempts": self.pauses + 1},
+        )
+        self.began = None
 
 
 async def _settle(

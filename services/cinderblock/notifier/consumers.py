@@ -4,14 +4,17 @@ outcome on the volume as ``Volume.NovaNotified``.
 
 Exactly once per extend and instance, as far as this side can make it: the outcome is keyed
 by the version of the ``Extended`` event and looked up before calling Nova, so a redelivery
-after the outcome was saved calls nobody. One window remains: a crash after Nova answered
-and before the outcome was saved makes the redelivery call Nova a second time (Nova's
-handler re-reads the size and resizes to it again; see docs/decisions.md).
+after the outcome was saved calls nobody. Nova's answer is kept in memory until its outcome
+is saved, so a save that fails (the database away) is tried again without calling Nova
+again. One window remains: a crash of this process after Nova answered and before the
+outcome was saved makes the redelivery call Nova a second time (Nova's handler re-reads the
+size and resizes to it again; see docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -35,6 +38,8 @@ _EXTENDED_TX = (
     "SELECT tx_id::text::bigint FROM events WHERE originator_id = $1 AND originator_version = $2"
 )
 _PROJECTED_VERSION = "SELECT version FROM volumes WHERE id = $1"
+# Nova's answers not saved yet, kept at most (a save fails only while the database is away).
+_UNSAVED_KEPT = 10_000
 # Per event type Nova is told of: the status the event must leave the volume in, and the
 # outcome already recorded for the event at a version (None: Nova not told yet).
 _TOLD: dict[str, tuple[str, Any]] = {
@@ -70,6 +75,8 @@ class NovaNotifier:
         self.waiter = waiter
         self.nova = nova
         self.read_wait = read_wait
+        # (volume, event version, event type) → what Nova answered, until it is saved.
+        self._unsaved: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
 
     def _log(self, env: ReceivedEnvelope) -> dict[str, Any]:
         return {
@@ -129,16 +136,26 @@ class NovaNotifier:
     ) -> None:
         """If there is something to tell Nova of the event, tell it once the read model
         shows the change (Nova reads it back), then record what Nova answered."""
+        key = (env.aggregate_id, env.version, env.type)
         pending = await self._pending(env)
         if pending is None:
+            self._unsaved.pop(key, None)
             return
         volume, servers = pending
-        if keepalive is not None:
-            await keepalive()
-        await self._until_projected(env)
-        request_id = env.meta.get("global_request_id") or env.request_id
-        delivery = await send(volume.vid, servers, request_id=request_id, keepalive=keepalive)
+        delivery = self._unsaved.get(key)
+        if delivery is None:
+            if keepalive is not None:
+                await keepalive()
+            await self._until_projected(env)
+            request_id = env.meta.get("global_request_id") or env.request_id
+            delivery = await send(volume.vid, servers, request_id=request_id, keepalive=keepalive)
+            self._unsaved[key] = delivery
+            while len(self._unsaved) > _UNSAVED_KEPT:
+                self._unsaved.popitem(last=False)
+        else:
+            log.info("nova told already: saving its answer again", extra=self._log(env))
         await record(volume, delivery)
+        self._unsaved.pop(key, None)
 
     async def _record_reimage(self, env: ReceivedEnvelope, delivery: Delivery) -> None:
         def record(volume: Volume) -> None:

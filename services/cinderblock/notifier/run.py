@@ -22,6 +22,7 @@ from cinderblock.notifier.nova import NovaClient, NovaConfig
 from cinderblock.readmodels.quarantine import ConsumerQuarantine
 from cinderblock.readmodels.waiter import ProjectionWaiter
 from cinderblock.runtime.infra import alive, database
+from cinderblock.runtime.outage import database_unavailable
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes
@@ -123,6 +124,15 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
                 # Undecodable messages are parked at once; each notification stands alone,
                 # so nothing is held behind a failed one.
                 gate = ConsumerQuarantine(pool, runner.spec.durable, hold=False)
-                await run_consumer(js, runner.spec, runner.handle, runner.park, stop, None, gate)
+                await run_consumer(
+                    js,
+                    runner.spec,
+                    runner.handle,
+                    runner.park,
+                    stop,
+                    None,
+                    gate,
+                    outage=database_unavailable,
+                )
         finally:
             await waiter.stop()

@@ -23,6 +23,7 @@ from cinderblock.readmodels.backends import PoolReport, report
 from cinderblock.readmodels.quarantine import ConsumerQuarantine
 from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
+from cinderblock.runtime.outage import database_unavailable
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.sagas.consumers import Sagas
 from cinderblock.sagas.exports import ExportSaga
@@ -122,7 +123,14 @@ async def run(
                 gate = ConsumerQuarantine(pool, runner.spec.durable, hold=False)
                 async with shared_writer(pool).invalidations(pool):  # steps build on held heads
                     await run_consumer(
-                        js, runner.spec, runner.handle, runner.park, stop, None, gate
+                        js,
+                        runner.spec,
+                        runner.handle,
+                        runner.park,
+                        stop,
+                        None,
+                        gate,
+                        outage=database_unavailable,
                     )
             finally:
                 reporter.cancel()
