@@ -323,16 +323,16 @@ def masked(settings: Settings) -> dict[str, Any]:
 def settings_environ(settings: Settings) -> dict[str, str]:
     """``settings`` as ``CINDERBLOCK_<FIELD>`` variables: what `load_settings` reads back into
     equal settings (a child process started with them sees exactly these settings)."""
-    env: dict[str, str] = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            text = ""
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, tuple):
-            text = ",".join(str(v) for v in value)
-        else:
-            text = str(value)
-        env[env_name(name)] = text
-    return env
+    return {env_name(name): setting_text(getattr(settings, name)) for name in Settings.model_fields}
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as its variable holds it: ``true``/``false``, lists comma-separated,
+    unset as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)

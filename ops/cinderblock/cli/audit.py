@@ -60,19 +60,26 @@ async def _history(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
 async def _state(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
     from cinderblock.audit.log import aggregate_events
     from cinderblock.audit.state import rows
-    from cinderblock.wire.microversion import APIVersion
     from cinderblock.wire.views import ViewContext, volume_detail
 
     own = await aggregate_events(conn, [args.volume_id])
     if not own:
         return _missing(args.volume_id)
+    newest = max(e.version for e in own if e.aggregate_id == args.volume_id)
+    if args.version is not None and args.version > newest:
+        print(
+            f"cinderblock: volume {args.volume_id} has versions 1 to {newest}; "
+            f"--version {args.version} is beyond them",
+            file=sys.stderr,
+        )
+        return 2
     found = await rows(conn, own, version=args.version, at=args.at)
     volume = found.volume(args.volume_id, deleted=True)
     if volume is None:
         print(f"cinderblock: volume {args.volume_id} did not exist then", file=sys.stderr)
         return 1
     ctx = ViewContext(
-        version=APIVersion.parse(args.microversion),
+        version=args.microversion,
         is_admin=True,
         roles=frozenset({"admin"}),
         base_url=args.base_url or f"http://{settings.host}:{settings.port}",
@@ -84,10 +91,9 @@ async def _state(conn: asyncpg.Connection, args: argparse.Namespace, settings: S
 
 
 async def _audit(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
-    from cinderblock.audit.cadf import records
-    from cinderblock.audit.log import window_events
+    from cinderblock.audit.requests import window_records
 
-    found = records(await window_events(conn, args.since, args.until), project_id=args.project)
+    found = await window_records(conn, args.since, args.until, project_id=args.project)
     if args.format == "jsonl":
         for item in found:
             print(json.dumps(item))

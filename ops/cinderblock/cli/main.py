@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -37,17 +38,24 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from cinderblock.config.settings import SettingsError, load_settings
+    from cinderblock.cli.parsers import config_files
+    from cinderblock.config.settings import SettingsError, resolve_settings
     from cinderblock.runtime.infra import setup_logging
 
     try:
         overrides = {k: getattr(args, k, None) for k in ("data_dir", "host", "port", "inject")}
-        settings = load_settings(**overrides)
+        files = config_files(args)
+        resolved = resolve_settings(config_files=files, **overrides)
+        settings = resolved.settings
     except SettingsError as err:
         print(f"cinderblock: {err}", file=sys.stderr)
         return 2
     setup_logging(settings)
     try:
+        if args.command == "config":
+            from cinderblock.cli import config
+
+            return config.run(args, resolved, files)
         if args.command == "dev":
             from cinderblock.cli.dev import run_dev
 
@@ -103,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`cinderblock config | head`): nothing more to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 
