@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from cinderblock.domain.pending import Kind
 from cinderblock.domain.placement import choose_pool, suitable
 from cinderblock.domain.sagas.extend import NO_VALID_BACKEND, ExtendStep, decide_extend
 from cinderblock.domain.sagas.lifecycle import (
@@ -18,13 +17,13 @@ from cinderblock.domain.sagas.lifecycle import (
     needs_create,
     needs_unmanage,
 )
-from cinderblock.domain.sagas.migrate import migration_to_run, partial_copies
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.drivers.base import BackendError, CapacityError, VolumeDriver
 from cinderblock.images.port import ImageService, ImageServiceError
 from cinderblock.sagas.delete import DeleteSaga
 from cinderblock.sagas.meta import saga_meta
+from cinderblock.sagas.migrate import MigrateSaga
 from cinderblock.sagas.reencrypt import encryption_header
 from cinderblock.sagas.reimage import ReimageSaga
 from cinderblock.sagas.retype import RetypeSaga
@@ -51,6 +50,7 @@ class Sagas:
         snapshots = SnapshotSagas(volumes, driver)
         delete = DeleteSaga(volumes, driver)
         retype = RetypeSaga(volumes, driver)
+        migrate = MigrateSaga(volumes, driver)
         self.reactions: dict[str, Reaction] = {}
         self.give_up: dict[str, Reaction] = {}
         if images is not None:
@@ -70,9 +70,9 @@ class Sagas:
             "volume.extend_requested": self.when_extend_requested_grow,
             "volume.delete_requested": delete.when_delete_requested_remove,
             "volume.unmanage_requested": self.when_unmanage_requested_forget,
-            "volume.migration_started": self.when_migration_started_copy,
-            "volume.migration_completed": self.when_migration_completed_remove_old_copy,
-            "volume.migration_failed": self.when_migration_failed_remove_partial_copy,
+            "volume.migration_started": migrate.when_migration_started_copy,
+            "volume.migration_completed": migrate.when_migration_completed_remove_old_copy,
+            "volume.migration_failed": migrate.when_migration_failed_remove_partial_copy,
         }
         # Compensation used when a message has used up its deliveries.
         self.give_up |= {
@@ -84,7 +84,7 @@ class Sagas:
             "volume.extend_requested": self.give_up_extend,
             "volume.delete_requested": delete.give_up,
             "volume.unmanage_requested": self.give_up_unmanage,
-            "volume.migration_started": self.give_up_migration,
+            "volume.migration_started": migrate.give_up,
         }
 
     async def _volume(self, env: ReceivedEnvelope) -> Volume | None:
@@ -220,73 +220,6 @@ class Sagas:
             await self.volumes.fail_unmanage(volume.vid, err.reason, meta=meta)
             return
         await self.volumes.complete_unmanage(volume.vid, meta=meta)
-
-    async def when_migration_started_copy(self, env: ReceivedEnvelope) -> None:
-        volume = await self._volume(env)
-        destination = migration_to_run(volume, env.version)
-        if volume is None or volume.host is None or destination is None:
-            return
-        meta = saga_meta(env, "migrate")
-        version = env.version
-        await self._settle_migration(
-            volume.vid, version, lambda v: v.mark_migration_copying(version), meta=meta
-        )
-        try:
-            new_host = await self.driver.migrate_volume(
-                volume.vid, volume.host, destination, step_key=env.id
-            )
-        except (CapacityError, BackendError) as err:
-            reason = err.reason
-            log.error("migration failed: %s", reason, extra=self._log(env, "migrate"))
-            await self._settle_migration(
-                volume.vid, version, lambda v: v.fail_migration(version, reason), meta=meta
-            )
-            return
-        await self._settle_migration(
-            volume.vid, version, lambda v: v.complete_migration(version, new_host), meta=meta
-        )
-
-    async def _settle_migration(
-        self,
-        volume_id: str,
-        version: int,
-        record: Callable[[Volume], object],
-        *,
-        meta: dict[str, Any],
-    ) -> bool:
-        """One migrate-saga outcome; False when the migration is no longer pending."""
-        return await self.volumes.settle(
-            volume_id,
-            Kind.MIGRATION,
-            version,
-            lambda v, _: record(v),
-            succeeded=True,  # a migration holds no reservation
-            meta=meta,
-        )
-
-    async def when_migration_completed_remove_old_copy(self, env: ReceivedEnvelope) -> None:
-        old, new = env.data["previous_host"], env.data["host"]
-        if old and old != new:
-            await self.driver.delete_volume(env.aggregate_id, old, step_key=env.id)
-
-    async def when_migration_failed_remove_partial_copy(self, env: ReceivedEnvelope) -> None:
-        """A copy verified at the destination may outlive a migration that gave up later:
-        remove the volume from every destination pool but the one it lives in."""
-        volume = await self._volume(env)
-        if volume is None:
-            return
-        locations = [pool.location for pool in self.driver.pools()]
-        for location in partial_copies(locations, str(env.data["destination"]), volume.host):
-            await self.driver.delete_volume(volume.vid, location, step_key=env.id)
-
-    async def give_up_migration(self, env: ReceivedEnvelope) -> None:
-        version = env.version
-        await self._settle_migration(
-            env.aggregate_id,
-            version,
-            lambda v: v.fail_migration(version, "gave up after repeated failures"),
-            meta=saga_meta(env, "migrate"),
-        )
 
     async def give_up_unmanage(self, env: ReceivedEnvelope) -> None:
         await self.volumes.fail_unmanage(

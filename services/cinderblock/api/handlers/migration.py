@@ -10,6 +10,7 @@ from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
 from cinderblock.api.handlers.bookkeeping import ADMIN_ACTIONS, VOLUME_ACTIONS, act
 from cinderblock.domain import commands
+from cinderblock.domain.placement import backend_of
 from cinderblock.domain.swap import swaps_attachments
 from cinderblock.domain.volume import Volume
 from cinderblock.drivers.base import PoolConfig
@@ -23,9 +24,11 @@ SWAP_ATTACH_RULE = f"{VOLUME_ACTIONS}:attach"
 
 
 def _known_destination(d: Deps, destination: str) -> bool:
-    """An up backend (``host@backend``), optionally with one of its pools."""
+    """An up backend (``host@backend``): Cinder looks the service up by the destination's
+    backend, the pool part ignored; whether the pool exists and suits the volume is the
+    scheduler's check, after the 202 (the migrate saga)."""
     pools = [PoolConfig.parse(p) for p in d.settings.pools]
-    return destination in {p.location for p in pools} | {f"{p.host}@{p.backend}" for p in pools}
+    return backend_of(destination) in {f"{p.host}@{p.backend}" for p in pools}
 
 
 async def migrate_volume(

@@ -1,0 +1,96 @@
+"""The last Cinder details (issue 13), driven as unmodified clients drive them
+(python-cinderclient where it has the call, raw HTTP otherwise): a migration honours the
+volume type's placement as Cinder's scheduler does, a retype into a multiattach type
+finishes, revert's refusals, os-reset_status's enums and the image-metadata key rules."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.clients.support import Cinder, until
+from tests.e2e.conftest import System
+from tests.helpers.cinder import events_of, new_type
+
+pytestmark = pytest.mark.parametrize("cinder", ["project-in-url"], indirect=True)
+
+HOST = "os-vol-host-attr:host"
+
+
+async def available(c: Any, size: int = 1, **fields: Any) -> Any:
+    created = await asyncio.to_thread(c.volumes.create, size, **fields)
+    return await until(lambda: c.volumes.get(created.id), lambda v: v.status == "available")
+
+
+def migration_settled(v: Any) -> bool:
+    return v.status != "maintenance" and v.migration_status in ("success", "error")
+
+
+async def test_migration_to_a_backend_the_type_refuses_fails_after_the_202(
+    system: System, cinder: Cinder
+) -> None:
+    """Cinder's scheduler runs the type's filters on the destination (CapabilitiesFilter:
+    ``volume_backend_name``, multiattach; CapacityFilter; the pool named): refused, the
+    migration ends ``error``, the volume stays where it was, a locked volume is unlocked;
+    force_host_copy changes nothing of that."""
+    c = cinder.client
+    tag = uuid.uuid4().hex[:6]
+    on_b = await asyncio.to_thread(c.volume_types.create, f"on-b-{tag}")
+    await asyncio.to_thread(on_b.set_keys, {"volume_backend_name": "file-b"})
+    volume = await available(c, 1, volume_type=on_b.name)
+    home = getattr(volume, HOST)
+    assert "@file-b#" in home
+    for force, lock in ((False, True), (True, False), (True, True)):
+        resp, body = await asyncio.to_thread(
+            c.volumes.migrate_volume, volume, "cinderblock@file-a", force, lock
+        )
+        assert (resp.status_code, body) == (202, None)
+        failed = await until(lambda: c.volumes.get(volume.id), migration_settled)
+        assert (failed.status, failed.migration_status, getattr(failed, HOST)) == (
+            "available",
+            "error",
+            home,
+        )
+    assert await asyncio.to_thread(system.driver.volume_path(volume.id, home).exists)
+    assert not await asyncio.to_thread(
+        system.driver.volume_path(volume.id, "cinderblock@file-a#pool0").exists
+    )
+    names = await events_of(system, volume.id)
+    assert names.count("MigrationFailed") == 3
+    assert "MigrationCopying" not in names  # refused before any copy, as the scheduler does
+
+    # A pool the backend does not have: the service is found (202), the scheduler refuses.
+    plain = await available(c, 1)
+    here = getattr(plain, HOST)
+    elsewhere = "cinderblock@file-b" if "@file-a#" in here else "cinderblock@file-a"
+    resp, _ = await asyncio.to_thread(
+        c.volumes.migrate_volume, plain, f"{elsewhere}#no-such-pool", False, False
+    )
+    assert resp.status_code == 202
+    failed = await until(lambda: c.volumes.get(plain.id), migration_settled)
+    assert (failed.migration_status, getattr(failed, HOST)) == ("error", here)
+    # The same volume to a pool that exists and suits: moved.
+    resp, _ = await asyncio.to_thread(
+        c.volumes.migrate_volume, plain, f"{elsewhere}#pool0", False, False
+    )
+    assert resp.status_code == 202
+    moved = await until(lambda: c.volumes.get(plain.id), migration_settled)
+    assert (moved.migration_status, getattr(moved, HOST)) == ("success", f"{elsewhere}#pool0")
+
+
+async def test_migration_of_a_multiattach_volume_needs_a_multiattach_pool(
+    system: System, cinder: Cinder
+) -> None:
+    c = cinder.client
+    multi = await new_type(system, extra_specs={"multiattach": "<is> True"})
+    volume = await available(c, 1, volume_type=multi["name"])
+    assert (volume.multiattach, "@file-b#" in getattr(volume, HOST)) == (True, True)
+    resp, _ = await asyncio.to_thread(
+        c.volumes.migrate_volume, volume, "cinderblock@file-a", False, False
+    )
+    assert resp.status_code == 202
+    failed = await until(lambda: c.volumes.get(volume.id), migration_settled)
+    assert (failed.migration_status, getattr(failed, HOST)) == ("error", getattr(volume, HOST))
