@@ -7,7 +7,7 @@ Volume)? Both in memory, one process, no writes: the CPU cost of the fold alone.
     CINDERBLOCK_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/foldbench \\
         python ops/bench/fold_vs_aggregate.py
 
-(fill the database first: ``cinderblock bench-log --events 60000``). Prints events/s of
+(fill the database first: ``cinderblock bench-log --events 60000 --live``). Prints events/s of
 each way; the figures and what was decided from them are in ``HISTORY.md`` (issue 10).
 """
 

@@ -40,7 +40,15 @@ async def main(events: int) -> None:
     try:
         env = {**os.environ, "CINDERBLOCK_DATABASE_URL": dsn, "CINDERBLOCK_LOG_LEVEL": "WARNING"}
         filler = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "cinderblock.cli.main", "bench-log", "--events", str(events)),
+            *(
+                sys.executable,
+                "-m",
+                "cinderblock.cli.main",
+                "bench-log",
+                "--events",
+                str(events),
+                "--live",
+            ),
             env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

@@ -168,7 +168,7 @@ def main() -> int:
     generate: dict[str, Any] = {}
     try:
         if not args.database:
-            generate = _run(dsn, "bench-log", "--events", str(args.events))
+            generate = _run(dsn, "bench-log", "--events", str(args.events), "--live")
             generate["vacuum_s"] = asyncio.run(_vacuum(dsn))
         runs = []
         for _ in range(args.rounds):

@@ -18,7 +18,7 @@ import asyncpg
 
 from cinderblock.cli.parsers import LEDGER, selected_tables
 from cinderblock.cli.progress import Bar
-from cinderblock.cli.target import database
+from cinderblock.cli.target import database, ensure_database
 from cinderblock.config.settings import Settings
 from cinderblock.replay.rebuild import TooManyQuarantinedError, replay
 from cinderblock.replay.session import ReplayBusyError
@@ -222,25 +222,42 @@ async def _verify(dsn: str, args: argparse.Namespace) -> int:
 
 
 async def _bench_log(dsn: str, args: argparse.Namespace) -> int:
+    """Into ``--database`` on the target's server (a database of its own, so a benchmark
+    never lands in a live log), or with ``--live`` into the target database itself."""
     from cinderblock.cli.eventlog import generate
+    from cinderblock.config.settings import mask_url
 
+    if not args.live:
+        dsn = await ensure_database(dsn, args.database)
     conn = await asyncpg.connect(dsn)
     try:
         exists = await conn.fetchval("SELECT to_regclass('events') IS NOT NULL")
         held = exists and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events)")
     finally:
         await conn.close()
-    if held and not args.append:
+    if held and not (args.append or args.live):
         print(
-            "cinderblock: the database already holds events; pass --append to add "
-            "generated ones to them",
+            f"cinderblock: database {args.database} already holds events; pass --append to "
+            "add generated ones to them, or --database NAME for another",
             file=sys.stderr,
         )
         return 2
     bar = Bar("bench-log")
     try:
         count, seconds = await generate(dsn, args.events, seed=args.seed, progress=bar)
+    except asyncpg.UniqueViolationError:
+        print(
+            f"cinderblock: the log already holds the volumes of --seed {args.seed} (a seed "
+            "always makes the same ones); pass another --seed to add more",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         bar.close()
     print(f"generated {count:,} events in {seconds:.1f}s ({count / seconds:,.0f} events/s)")
+    if not args.live:
+        print(
+            f"into database {args.database}; replay it with "
+            f"CINDERBLOCK_DATABASE_URL={mask_url(dsn)} cinderblock replay"
+        )
     return 0

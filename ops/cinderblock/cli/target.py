@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -94,6 +95,24 @@ async def database(settings: Settings) -> AsyncIterator[str]:
             )
         else:
             await asyncio.to_thread(postgres.stop)
+
+
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` naming database ``name`` on the same server, as the same user."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+async def ensure_database(dsn: str, name: str) -> str:
+    """Database ``name`` on the server of ``dsn``, created when missing; its DSN."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            quoted = '"' + name.replace('"', '""') + '"'
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # made meanwhile
+                await conn.execute(f"CREATE DATABASE {quoted}")
+    finally:
+        await conn.close()
+    return with_database(dsn, name)
 
 
 def _inspect(data_dir: Path) -> tuple[Path, str | None, bool]:

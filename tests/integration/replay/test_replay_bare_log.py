@@ -16,7 +16,7 @@ from tests.helpers.servers import Servers, fresh_database
 
 async def test_replay_and_verify_a_log_with_no_read_models(servers: Servers, cli: Any) -> None:
     async with fresh_database(servers) as dsn:
-        code, out = await cli(dsn, "bench-log", "--events", "3000", "--seed", "7")
+        code, out = await cli(dsn, "bench-log", "--events", "3000", "--seed", "7", "--live")
         assert code == 0, out
         conn = await asyncpg.connect(dsn)
         try:
