@@ -13,7 +13,14 @@ from cinderblock.domain.pending import Kind, MigrationPayload, PendingOperation
 from cinderblock.domain.placement import backend_of
 from cinderblock.domain.status import NOT_MIGRATING, Status
 
-__all__ = ["HELD", "Migration", "backend_of"]
+__all__ = ["HELD", "MIGRATE_REFUSED", "Migration", "backend_of"]
+
+# Cinder's one answer when its conditional update finds the volume not migratable.
+MIGRATE_REFUSED = (
+    "Volume {vid} status must be available or in-use, must not be migrating, have "
+    "snapshots, be replicated, be part of a group and destination host/cluster must be "
+    "different than the current one"
+)
 
 # Statuses a migration puts a volume in, and hands back when it ends.
 HELD = (Status.MAINTENANCE, Status.RETYPING)
@@ -91,21 +98,17 @@ class Migration:
     def start_migration(
         self, destination: str, *, force_host_copy: bool, lock_volume: bool
     ) -> None:
-        """Checks of Cinder's conditional update; the destination backend was validated by
-        the caller against the configured services."""
-        if self.status not in (Status.AVAILABLE, Status.IN_USE):
-            raise InvalidVolumeError(
-                f"Volume {self.vid} status must be available or in-use to migrate, "
-                f"currently {self.status}."
-            )
-        if self.migration_status not in NOT_MIGRATING:
-            raise InvalidVolumeError(f"Volume {self.vid} is already being migrated.")
-        if self.host is None:
-            raise InvalidVolumeError(f"Volume {self.vid} has no host: it cannot be migrated.")
-        if getattr(self, "snapshot_ids", None):
-            raise InvalidVolumeError(f"Volume {self.vid} has snapshots: it cannot be migrated.")
-        if self.host is not None and destination in (self.host, backend_of(self.host)):
-            raise InvalidVolumeError("Destination host must be different than the current host.")
+        """Checks of Cinder's conditional update (one message for all, as Cinder's); the
+        destination backend was validated by the caller against the configured services."""
+        here = (self.host, backend_of(self.host)) if self.host is not None else ()
+        if (
+            self.status not in (Status.AVAILABLE, Status.IN_USE)
+            or self.migration_status not in NOT_MIGRATING
+            or self.host is None
+            or getattr(self, "snapshot_ids", None)
+            or destination in here
+        ):
+            raise InvalidVolumeError(MIGRATE_REFUSED.format(vid=self.vid))
         self._fire(
             self.MigrationStarted,
             destination=destination,  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cinderblock.domain.errors import InvalidVolumeError, StaleCommandError
-from cinderblock.domain.migration import backend_of
+from cinderblock.domain.migration import MIGRATE_REFUSED, backend_of
 from cinderblock.domain.sagas.migrate import migration_to_run
 from cinderblock.domain.status import AttachStatus, Status
 from cinderblock.domain.volume import Volume
@@ -176,10 +176,7 @@ def test_migration_requires_available_or_in_use(status: Status) -> None:
         start(volume)
 
     assert type(raised.value) is InvalidVolumeError
-    assert raised.value.message == (
-        f"Volume {volume.vid} status must be available or in-use to migrate, "
-        f"currently {status.value}."
-    )
+    assert raised.value.message == MIGRATE_REFUSED.format(vid=volume.vid)
     assert volume.collect_events() == []
     assert state(volume) == before
 
@@ -192,7 +189,7 @@ def test_migration_of_a_migrating_volume_is_refused(migration_status: str) -> No
     with pytest.raises(InvalidVolumeError) as raised:
         start(volume, "node3@file-c")
 
-    assert raised.value.message == f"Volume {volume.vid} is already being migrated."
+    assert raised.value.message == MIGRATE_REFUSED.format(vid=volume.vid)
     assert volume.collect_events() == []
     assert state(volume) == before
 
@@ -201,7 +198,7 @@ def test_second_migration_of_an_unlocked_volume_is_refused() -> None:
     s, version = migrating(lock=False)
     before = state(s.volume)
 
-    with pytest.raises(InvalidVolumeError, match=r"is already being migrated\.$"):
+    with pytest.raises(InvalidVolumeError, match=r"must not be migrating"):
         start(s.volume, "node3@file-c")
 
     assert s.volume.collect_events() == []
@@ -212,7 +209,7 @@ def test_second_migration_of_an_unlocked_volume_is_refused() -> None:
 def test_second_migration_of_a_locked_volume_is_refused_by_its_status() -> None:
     s, _ = migrating(lock=True)
 
-    with pytest.raises(InvalidVolumeError, match=r"currently maintenance\.$"):
+    with pytest.raises(InvalidVolumeError, match=r"status must be available or in-use"):
         start(s.volume, "node3@file-c")
 
     assert s.volume.collect_events() == []
@@ -226,7 +223,7 @@ def test_migration_to_the_current_host_is_refused(destination: str) -> None:
     with pytest.raises(InvalidVolumeError) as raised:
         start(volume, destination)
 
-    assert raised.value.message == "Destination host must be different than the current host."
+    assert raised.value.message == MIGRATE_REFUSED.format(vid=volume.vid)
     assert volume.collect_events() == []
     assert state(volume) == before
 
@@ -570,7 +567,7 @@ def test_after_a_migration_the_old_host_is_no_longer_the_current_one() -> None:
     s.volume.complete_migration(version, NEW_HOST)
     s.new_events()
 
-    with pytest.raises(InvalidVolumeError, match="Destination host must be different"):
+    with pytest.raises(InvalidVolumeError, match="destination host/cluster must be different"):
         start(s.volume, "node2@file-b")
 
     assert s.volume.collect_events() == []
