@@ -1,7 +1,7 @@
 """The chaos suite, bounded for CI: the production shape (one process per service, embedded
 PostgreSQL and nats-server under a fresh data dir) under the mixed load of
-`cinderblock.chaos.load`, with the sagas service and then nats-server killed -9 mid-run and
-started again. Every invariant of `cinderblock.chaos.checks` must hold after
+`cinderblock.chaos.load`, with the sagas service, PostgreSQL and nats-server killed -9
+mid-run, one at a time, and started again. Every invariant of `cinderblock.chaos.checks` must hold after
 each: no acknowledged action lost, nothing applied twice, nothing stuck, verify identical.
 The full run (every service kind, PostgreSQL, nats-server) is `python ops/chaos/run.py`
 (ops/chaos/README.md)."""
@@ -15,10 +15,7 @@ from cinderblock.chaos.run import render, run_chaos
 # The whole system over HTTP; it starts its own servers (whatever CINDERBLOCK_* names).
 pytestmark = pytest.mark.e2e
 
-# The PostgreSQL kill is not here while two of its findings are open (ops/chaos/RESULTS.md:
-# billing once left a deleted volume's interval open; Nova once told twice of one extend);
-# services waiting out a database outage is tested by test_leadership_outage.
-FAULTS = ("sagas", "nats")
+FAULTS = ("sagas", "postgres", "nats")
 
 
 async def test_kill_9_mid_load_loses_nothing_and_doubles_nothing() -> None:

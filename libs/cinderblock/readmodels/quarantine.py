@@ -22,6 +22,7 @@ from uuid import UUID
 
 import asyncpg
 
+from cinderblock.runtime.outage import database_unavailable
 from cinderblock.wire.envelope import ReceivedEnvelope
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def retry_will_fix(err: BaseException) -> bool:
     declared = getattr(err, "retry_will_fix", None)
     if isinstance(declared, bool):
         return declared
+    if database_unavailable(err):  # the one rule of what an outage is
+        return True
     if isinstance(err, OSError | asyncpg.InterfaceError | MemoryError):
         return True  # OSError covers ConnectionError and TimeoutError
     sqlstate = getattr(err, "sqlstate", None)

@@ -12,13 +12,18 @@ import asyncpg
 # class 08 (the connection failed, was refused or is gone), the server starting, stopping
 # or terminating our backends (57P01-57P03), and no connection slot left (53300). Not
 # asyncpg.InterfaceError: asyncpg raises it for misuse (a closed connection object used
-# again, wrong arguments), which is a bug and stays a 500.
+# again, wrong arguments), which is a bug and stays a 500. asyncpg's InternalClientError
+# ("cannot switch to state 12; another operation (2) is in progress") counts: a pooled
+# connection the dying server left in the middle of an operation, handed out again before
+# asyncpg saw it close (the chaos suite's PostgreSQL kill answered one request in ~200
+# with it); the next connection is a fresh one.
 _POSTGRES_UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.InternalClientError,
 )
 # Socket errors and timeouts count only when asyncpg raised them (connecting, the pool's
 # acquire, command_timeout): the same types from the image service or Nova mean another

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.unit
         asyncpg.exceptions.InFailedSQLTransactionError("current transaction is aborted"),
         asyncpg.exceptions.InsufficientPrivilegeError("permission denied for table volumes"),
         asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in"),
         ConnectionResetError(),
         TimeoutError(),
         nats.errors.TimeoutError(),
