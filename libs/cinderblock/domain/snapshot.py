@@ -44,6 +44,13 @@ class InvalidSnapshotError(InvalidInputError):
 
 class Snapshot(Aggregate):
     class Created(Aggregate.Created):
+        """v2 adds ``volume_type_id`` (the type the volume had when the snapshot was taken:
+        a volume made from the snapshot gets it, billing bills the snapshot under it) and
+        ``availability_zone`` (its volume's, for the notifications' payload). Stored v1
+        events are upcast with both None: the type is then the one named
+        ``volume_type_name``, the zone its volume's."""
+
+        class_version = 2
         volume_id: str
         project_id: str
         user_id: str
@@ -52,6 +59,13 @@ class Snapshot(Aggregate):
         volume_size: int
         metadata: dict[str, str]
         volume_type_name: str
+        volume_type_id: str | None
+        availability_zone: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["volume_type_id"] = None
+            state["availability_zone"] = None
 
     class CreateCompleted(Aggregate.Event):
         pass
@@ -91,6 +105,8 @@ class Snapshot(Aggregate):
         volume_size: int,
         metadata: dict[str, str],
         volume_type_name: str,
+        volume_type_id: str | None,
+        availability_zone: str | None,
     ) -> None:
         self.volume_id = volume_id
         self.project_id = project_id
@@ -100,10 +116,18 @@ class Snapshot(Aggregate):
         self.volume_size = volume_size
         self.metadata = dict(metadata)
         self.volume_type_name = volume_type_name
+        self.volume_type_id = volume_type_id
+        self.availability_zone = availability_zone
         self.status = SnapshotStatus.CREATING
+        # The status before a delete request (``deleting`` keeps its billing class).
+        self.previous_status: str | None = None
 
     @classmethod
     def take(cls, snapshot_id: Any, **fields: Any) -> Snapshot:
+        """The snapshot of a volume; ``volume_type_id`` and ``availability_zone`` should be
+        the volume's (left out: unknown, as in a snapshot stored before they were kept)."""
+        fields.setdefault("volume_type_id", None)
+        fields.setdefault("availability_zone", None)
         return cls._create(cls.Created, id=snapshot_id, **fields)
 
     @property
@@ -177,6 +201,8 @@ class Snapshot(Aggregate):
 
     @event(DeleteRequested)
     def _delete_requested(self) -> None:
+        if self.status != SnapshotStatus.DELETING:
+            self.previous_status = self.status
         self.status = SnapshotStatus.DELETING
 
     def complete_delete(self) -> bool:

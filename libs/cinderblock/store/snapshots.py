@@ -67,6 +67,8 @@ class SnapshotCommands(CommandPlumbing):
                 volume_size=volume.size_gb,
                 metadata=dict(metadata),
                 volume_type_name=volume.volume_type_name,
+                volume_type_id=volume.volume_type_id,
+                availability_zone=volume.availability_zone,
             )
             quota = await self._quota(volume.project_id)
             quota.consume(
