@@ -10,12 +10,13 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from cinderblock.domain.attachments import recompute
-from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError, MetadataNotFoundError
+from cinderblock.domain.errors import InvalidVolumeError, MetadataNotFoundError, VolumeError
 from cinderblock.domain.status import AttachStatus, Status
 
-# Cinder meant to refuse all three; a missing comma made it refuse only 'deleting' (a spec
-# QUIRK). Statuses only the service itself may set while it works on the volume.
-NOT_RESETTABLE = frozenset({Status.DELETING, Status.ERROR_DELETING, Status.DETACHING})
+# Cinder meant to refuse 'error_deleting' and 'detaching' too, but a missing comma made it
+# refuse only 'deleting' (a spec QUIRK); admins rely on resetting to the other two, so they
+# are accepted, as Cinder does.
+NOT_RESETTABLE = frozenset({Status.DELETING})
 
 
 class AdminActions:
@@ -72,11 +73,11 @@ class AdminActions:
         lets the recomputation override it: a QUIRK we fix).
         """
         if status is not None and Status(status) in NOT_RESETTABLE:
-            raise InvalidInputError(f"Cannot reset-state to {status}.")
+            raise VolumeError(f"Cannot reset-state to {status}")
         live = [a for a in self.attachments.values() if a["attach_status"] != "detached"]
         if status == Status.IN_USE and (not live or attach_status == AttachStatus.DETACHED):
-            raise InvalidVolumeError(
-                f"Volume {self.vid} has no attachments: its status cannot be reset to in-use."
+            raise VolumeError(
+                "Cannot reset-state to in-use because volume does not have any attachments."
             )
         new_status = status or self.status.value
         new_attach = attach_status or self.attach_status.value

@@ -18,34 +18,38 @@ from cinderblock.wire.schema import (
     parse_string,
 )
 
-VOLUME_STATUSES = frozenset(
-    {
-        "creating",
-        "available",
-        "deleting",
-        "error",
-        "error_deleting",
-        "error_managing",
-        "managing",
-        "attaching",
-        "in-use",
-        "detaching",
-        "maintenance",
-        "restoring-backup",
-        "error_restoring",
-        "reserved",
-        "awaiting-transfer",
-        "backing-up",
-        "error_backing-up",
-        "error_extending",
-        "downloading",
-        "uploading",
-        "retyping",
-        "extending",
-    }
+# Cinder's enums (cinder.objects.fields), in its order: its refusal prints the collection.
+VOLUME_STATUSES = (
+    "creating",
+    "available",
+    "deleting",
+    "error",
+    "error_deleting",
+    "error_managing",
+    "managing",
+    "attaching",
+    "in-use",
+    "detaching",
+    "maintenance",
+    "restoring-backup",
+    "error_restoring",
+    "reserved",
+    "awaiting-transfer",
+    "backing-up",
+    "error_backing-up",
+    "error_extending",
+    "downloading",
+    "uploading",
+    "retyping",
+    "extending",
 )
-ATTACH_STATUSES = frozenset({"attached", "detached"})
-MIGRATION_STATUSES = frozenset({"migrating", "error", "success", "completing", "none", "starting"})
+ATTACH_STATUSES = ["attached", "detached"]  # a list in Cinder's validator
+MIGRATION_STATUSES = ("migrating", "error", "success", "completing", "none", "starting")
+RESET_FIELDS = {
+    "status": ("Volume status", VOLUME_STATUSES),
+    "attach_status": ("Volume attach status", ATTACH_STATUSES),
+    "migration_status": ("Volume migration status", MIGRATION_STATUSES),
+}
 MAX_IMAGE_VALUE_BYTES = 65535
 
 
@@ -85,37 +89,44 @@ class ShowImageMetadata(AnyPayload):
     ACTION: ClassVar[str] = "os-show_image_metadata"
 
 
-def _enum(name: str, allowed: frozenset[str]) -> Any:
-    def check(value: object) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise SchemaError(not_of_type(value, "string", "null"))
-        if value.lower() not in allowed:
-            raise SchemaError(f"{value!r} is not a valid {name}")
-        return value.lower()
-
-    return field_type(check)
+def _reset_value(value: object) -> str | None:
+    """A reset value after Cinder's format check (``ResetStatus.parse``): lower case; an
+    empty string is no value."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SchemaError(not_of_type(value, "string", "null"))
+    return value.lower() or None
 
 
 class ResetStatus(ActionBody):
-    """``os-reset_status``: values compared case-insensitively, stored lower case; the
-    migration status ``none`` means null."""
+    """``os-reset_status``: values compared case-insensitively, stored lower case; an empty
+    string is no value; the migration status ``none`` means null.
+
+    Cinder's order: the body needs one non-empty value ("Must specify …"), then each field
+    its type and its enum (Cinder's format checkers answer their own message, not the
+    schema's "Invalid input for field/attribute"), then unknown keys."""
 
     ACTION: ClassVar[str] = "os-reset_status"
 
-    status: Annotated[str | None, _enum("status", VOLUME_STATUSES)] = None
-    attach_status: Annotated[str | None, _enum("attach_status", ATTACH_STATUSES)] = None
-    migration_status: Annotated[str | None, _enum("migration_status", MIGRATION_STATUSES)] = None
+    status: Annotated[str | None, field_type(_reset_value)] = None
+    attach_status: Annotated[str | None, field_type(_reset_value)] = None
+    migration_status: Annotated[str | None, field_type(_reset_value)] = None
 
     @classmethod
     def parse(cls, payload: object, version: APIVersion) -> Self:
-        model = super().parse(payload, version)
-        if not (model.status or model.attach_status or model.migration_status):
-            raise BadRequest(
-                "Must specify 'status', 'attach_status' or 'migration_status' for update."
-            )
-        return model
+        if isinstance(payload, dict):
+            if not any(payload.get(key) for key in RESET_FIELDS):
+                raise BadRequest(
+                    "Must specify 'status', 'attach_status' or 'migration_status' for update."
+                )
+            for key, (label, allowed) in RESET_FIELDS.items():
+                value = payload.get(key)
+                if value is not None and not isinstance(value, str):
+                    break  # the schema's type error, below
+                if value and value.lower() not in allowed:
+                    raise BadRequest(f"{label}: {value} is invalid, valid statuses are: {allowed}.")
+        return super().parse(payload, version)
 
     @property
     def migration_given(self) -> bool:

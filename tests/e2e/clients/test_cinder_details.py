@@ -94,3 +94,78 @@ async def test_migration_of_a_multiattach_volume_needs_a_multiattach_pool(
     assert resp.status_code == 202
     failed = await until(lambda: c.volumes.get(volume.id), migration_settled)
     assert (failed.migration_status, getattr(failed, HOST)) == ("error", getattr(volume, HOST))
+
+
+VOLUME_STATUSES = (
+    "('creating', 'available', 'deleting', 'error', 'error_deleting', 'error_managing', "
+    "'managing', 'attaching', 'in-use', 'detaching', 'maintenance', 'restoring-backup', "
+    "'error_restoring', 'reserved', 'awaiting-transfer', 'backing-up', 'error_backing-up', "
+    "'error_extending', 'downloading', 'uploading', 'retyping', 'extending')"
+)
+
+
+SHOWN_AS = {"managing": "creating", "error_managing": "error"}  # Cinder's view does so
+
+
+async def test_reset_status_takes_every_status_cinder_takes(system: System, cinder: Cinder) -> None:
+    """cinderclient's reset_state (os-reset_status) with every value of Cinder's enums,
+    then raw bodies for what the client cannot send; refusals answer Cinder's texts."""
+    c = cinder.client
+    volume = await available(c, 1)
+    statuses = [s.strip("' ") for s in VOLUME_STATUSES.strip("()").split(",")]
+    for status in statuses:
+        if status in ("deleting", "in-use"):
+            continue
+        await asyncio.to_thread(c.volumes.reset_state, volume, status.upper())
+        shown = await asyncio.to_thread(c.volumes.get, volume.id)
+        assert shown.status == SHOWN_AS.get(status, status)
+    for migration in ("migrating", "error", "success", "completing", "starting", "none"):
+        await asyncio.to_thread(c.volumes.reset_state, volume, None, None, migration)
+        shown = await asyncio.to_thread(c.volumes.get, volume.id)
+        assert shown.migration_status == (None if migration == "none" else migration)
+    await asyncio.to_thread(c.volumes.reset_state, volume, "available", "detached")
+
+    refusals = {
+        "deleting": "Cannot reset-state to deleting",
+        "in-use": "Cannot reset-state to in-use because volume does not have any attachments.",
+        "bogus": f"Volume status: bogus is invalid, valid statuses are: {VOLUME_STATUSES}.",
+        "reverting": (
+            f"Volume status: reverting is invalid, valid statuses are: {VOLUME_STATUSES}."
+        ),
+    }
+    vid = volume.id
+    for status, message in refusals.items():
+        reply = await system.client.action(vid, {"os-reset_status": {"status": status}})
+        assert (reply.status, reply.json) == (
+            400,
+            {"badRequest": {"code": 400, "message": message}},
+        ), status
+    for body, message in (
+        (
+            {"attach_status": "error_detaching"},
+            "Volume attach status: error_detaching is invalid, valid statuses are: "
+            "['attached', 'detached'].",
+        ),
+        (
+            {"migration_status": "target:x"},
+            "Volume migration status: target:x is invalid, valid statuses are: "
+            "('migrating', 'error', 'success', 'completing', 'none', 'starting').",
+        ),
+        (
+            {"status": "", "migration_status": ""},
+            "Must specify 'status', 'attach_status' or 'migration_status' for update.",
+        ),
+        (
+            {"colour": "red"},
+            "Must specify 'status', 'attach_status' or 'migration_status' for update.",
+        ),
+    ):
+        reply = await system.client.action(vid, {"os-reset_status": body})
+        assert (reply.status, reply.json["badRequest"]["message"]) == (400, message), body
+    # An empty value is no value, as in Cinder: the other one is written.
+    ok = await system.client.action(
+        vid, {"os-reset_status": {"status": "", "migration_status": "error"}}
+    )
+    assert ok.status == 202
+    shown = await asyncio.to_thread(c.volumes.get, vid)
+    assert (shown.status, shown.migration_status) == ("available", "error")
