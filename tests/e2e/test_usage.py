@@ -76,7 +76,16 @@ async def test_os_usage_equals_the_fold_of_the_events(system: System) -> None:
     assert row["gib_hours"] == pytest.approx(float(expected), abs=1e-6)
     assert body["total_gib_hours"] == row["gib_hours"]
     assert [t["volume_type_id"] for t in body["volume_types"]] == [row["volume_type_id"]]
-    assert body["projects"] == [{"project_id": owner.project_id, "gib_hours": row["gib_hours"]}]
+    assert body["snapshots"] == []
+    assert body["volume_gib_hours"] == body["total_gib_hours"]
+    assert body["projects"] == [
+        {
+            "project_id": owner.project_id,
+            "gib_hours": row["gib_hours"],
+            "volume_gib_hours": row["gib_hours"],
+            "snapshot_gib_hours": 0.0,
+        }
+    ]
 
 
 async def test_os_usage_refuses_bad_windows_and_other_projects(system: System) -> None:

@@ -141,7 +141,7 @@ class Decoder:
         return events, failed
 
     def with_domain(
-        self, rows: Sequence[Sequence[Any]], consumer: str, prefix: str
+        self, rows: Sequence[Sequence[Any]], consumer: str, prefix: str | tuple[str, ...]
     ) -> tuple[list[Event], list[SetAside], list[tuple[Sequence[Any], Any]]]:
         """What ``rows`` gives, and in the same pass over the rows the domain
         event of every row whose topic starts with ``prefix``, exactly as

@@ -1,10 +1,11 @@
 """The usage ledger rebuilt in replay's one pass over the log.
 
-Each volume event is decoded once with the read models' events (``Decoder.with_domain``)
-and applied to its volume's ``usage.cursor.VolumeCursor``, the fold the billing consumer
-keeps: the ledger rule stays the one in ``usage.ledger``. A volume's ledger depends on its
-own events only, so the workers of a parallel replay fold the ledger of their share of the
-volumes alongside their share of the read models (``parallel.fold_share``).
+Each volume and snapshot event is decoded once with the read models' events
+(``Decoder.with_domain``) and applied to its aggregate's ``usage.cursor.VolumeCursor``, the
+fold the billing consumer keeps: the ledger rule stays the one in ``usage.ledger``. A
+volume's (a snapshot's) ledger depends on its own events only, so the workers of a parallel
+replay fold the ledger of their share of the aggregates alongside their share of the read
+models (``parallel.fold_share``). Below, "volume" stands for either.
 
 The rows go to side tables (``billing_intervals``, ``billing_volumes`` and the billing
 consumer's set-asides in ``billing_quarantine``) in the rebuild's side schema, closed
@@ -48,8 +49,8 @@ from cinderblock.usage.store import INTERVAL_COLUMNS, interval_row
 
 log = logging.getLogger(__name__)
 
-# The stored topics of Volume events (the events the billing consumer folds).
-VOLUME_TOPICS = "cinderblock.domain.volume:"
+# The stored topics of the events the billing consumer folds: Volume's and Snapshot's.
+VOLUME_TOPICS = ("cinderblock.domain.volume:", "cinderblock.domain.snapshot:")
 
 INTERVALS = "billing_intervals"
 VOLUMES = "billing_volumes"
@@ -218,13 +219,13 @@ async def catch_up(
     tail = await conn.fetch(
         "SELECT originator_id, count(*) AS n FROM events "
         "WHERE (tx_id, position) > ($1::text::xid8, $2) "
-        "AND (tx_id, position) <= ($3::text::xid8, $4) AND topic LIKE $5 "
+        "AND (tx_id, position) <= ($3::text::xid8, $4) AND topic LIKE ANY($5::text[]) "
         "GROUP BY originator_id",
         str(folded.tx_id),
         folded.position,
         str(upto.tx_id),
         upto.position,
-        VOLUME_TOPICS + "%",
+        [t + "%" for t in VOLUME_TOPICS],
     )
     if tail:
         await refold(conn, schema, consumer, decode, [r["originator_id"] for r in tail])

@@ -1,5 +1,6 @@
-"""One volume's fold kept between events, so the billing consumer handles the next event in
-O(1): the aggregate as of the last event it saw, the open interval, ``launched_at``.
+"""One aggregate's fold kept between events (a volume's or a snapshot's), so the billing
+consumer handles the next event in O(1): the aggregate as of the last event it saw, the
+open interval, ``launched_at``.
 
 ``step`` applies exactly the next event (version + 1) and says what changed in the ledger
 (an interval closed, one opened) and which notifications the event stands for; anything
@@ -14,10 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cinderblock.usage.ledger import Interval, advance, volume_state
+from cinderblock.domain.snapshot import Snapshot
+from cinderblock.usage.ledger import Interval, advance, billing_state
 from cinderblock.usage.notifications import (
     Notification,
     event_name,
+    snapshot_payload,
+    snapshot_step_notifications,
     step_notifications,
     volume_payload,
     wants_notification,
@@ -37,6 +41,9 @@ class Step:
 
 @dataclass
 class VolumeCursor:
+    """The kept fold of one billed aggregate: a volume, or a snapshot (the first event
+    decides which: ``volume`` is then the Snapshot aggregate)."""
+
     volume_id: str
     volume: Any = None  # the aggregate after ``version``
     version: int = 0
@@ -50,23 +57,35 @@ class VolumeCursor:
             cursor._apply(event)
         return cursor
 
-    def step(self, event: Any, *, default_host: str) -> Step:
-        """Apply the next event (its version must be ``version + 1``)."""
+    @property
+    def is_snapshot(self) -> bool:
+        return isinstance(self.volume, Snapshot)
+
+    def step(self, event: Any, *, default_host: str, default_zone: str | None = None) -> Step:
+        """Apply the next event (its version must be ``version + 1``). ``default_zone``: a
+        snapshot's zone when it does not record its own (stored before it was kept)."""
         if event.originator_version != self.version + 1:
             raise ValueError(f"cursor at {self.version}, event {event.originator_version}")
         before = None
         wanted = wants_notification(event)
+        snapshot = isinstance(event, Snapshot.Event)
         if wanted and self.volume is not None:
-            before = volume_payload(self.volume, launched_at=self.launched_at, now=event.timestamp)
+            before = (
+                snapshot_payload(self.volume, availability_zone=default_zone)
+                if snapshot
+                else volume_payload(self.volume, launched_at=self.launched_at, now=event.timestamp)
+            )
         previous = self.open
         closed, opened = self._apply(event)
-        notes = (
-            step_notifications(
+        notes: list[Notification] = []
+        if wanted and snapshot:
+            notes = snapshot_step_notifications(
+                before, self.volume, event, availability_zone=default_zone, host=default_host
+            )
+        elif wanted:
+            notes = step_notifications(
                 before, self.volume, event, self.launched_at, default_host=default_host
             )
-            if wanted
-            else []
-        )
         return Step(closed, opened if opened is not previous else None, notes)
 
     def fold(self, event: Any) -> tuple[Interval | None, Interval | None]:
@@ -82,7 +101,7 @@ class VolumeCursor:
         closed, self.open = advance(
             self.volume_id,
             self.open,
-            volume_state(self.volume),
+            billing_state(self.volume),
             event.originator_version,
             event.timestamp,
         )

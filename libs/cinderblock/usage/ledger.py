@@ -1,9 +1,17 @@
-"""The usage ledger as a pure fold: a volume's stored events → usage intervals.
+"""The usage ledger as a pure fold: a volume's or a snapshot's stored events → usage
+intervals.
 
-Each event is applied to the Volume aggregate exactly as the event store replays it; the
-volume's billing state after the event (project, type id, size, usage class) is compared
-with the open interval's, and a change closes that interval at the event's timestamp and
-opens the next one. A volume that is gone (deleted, unmanaged) has no open interval.
+Each event is applied to its aggregate (Volume or Snapshot) exactly as the event store
+replays it; the aggregate's billing state after the event (project, type id, size, usage
+class) is compared with the open interval's, and a change closes that interval at the
+event's timestamp and opens the next one. An aggregate that is gone (deleted, unmanaged)
+has no open interval. An aggregate's ledger depends on its own events only.
+
+A snapshot is billed at its size (``volume_size``, the volume's size when it was taken)
+under the type it was taken with (``""`` for a snapshot stored before the type was kept),
+with the same usage classes as a volume: ``creating`` is pending (billed from
+``CreateCompleted``), ``error``/``error_deleting`` are not billed, ``deleting`` keeps the
+class it had before the request, ``Deleted`` ends it.
 
 Usage classes (docs/decisions.md, "Usage ledger"):
 
@@ -28,7 +36,16 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.status import Status
+
+
+class Resource(StrEnum):
+    """What an interval bills (the report keeps the two apart: Ceilometer's ``volume.size``
+    and ``snapshot.size`` meters)."""
+
+    VOLUME = "volume"
+    SNAPSHOT = "snapshot"
 
 
 class UsageClass(StrEnum):
@@ -60,19 +77,23 @@ def usage_class(status: str, previous_status: str | None = None) -> UsageClass |
 
 @dataclass(frozen=True)
 class UsageState:
-    """What billing needs of a volume at one moment."""
+    """What billing needs of a volume (or a snapshot) at one moment. ``resource`` and
+    ``snapshot_volume_id`` (a snapshot's volume) never change over an aggregate's life."""
 
     project_id: str
     volume_type_id: str
     size_gb: int
     usage_class: UsageClass
+    resource: Resource = Resource.VOLUME
+    snapshot_volume_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Interval:
-    """One stretch of a volume's life with constant type, size and usage class.
-    ``start_version`` is the aggregate version of the event that opened it; ``ended_at`` is
-    None while it is open."""
+    """One stretch of a volume's (or a snapshot's) life with constant type, size and usage
+    class. ``volume_id`` is the billed aggregate: a snapshot's id when ``resource`` is
+    ``snapshot`` (its volume is ``snapshot_volume_id``). ``start_version`` is the aggregate
+    version of the event that opened it; ``ended_at`` is None while it is open."""
 
     volume_id: str
     project_id: str
@@ -82,10 +103,19 @@ class Interval:
     start_version: int
     started_at: datetime
     ended_at: datetime | None = None
+    resource: Resource = Resource.VOLUME
+    snapshot_volume_id: str | None = None
 
     @property
     def state(self) -> UsageState:
-        return UsageState(self.project_id, self.volume_type_id, self.size_gb, self.usage_class)
+        return UsageState(
+            self.project_id,
+            self.volume_type_id,
+            self.size_gb,
+            self.usage_class,
+            self.resource,
+            self.snapshot_volume_id,
+        )
 
     def gib_hours(self, since: datetime, until: datetime) -> Decimal:
         """GiB·hours of this interval inside [since, until) (0 when not billed); an open
@@ -107,20 +137,46 @@ _MICROSECOND = datetime.resolution
 _CLASSES: dict[tuple[str, str | None], UsageClass | None] = {}
 
 
-def volume_state(volume: Any) -> UsageState | None:
-    """The billing state of a Volume aggregate (None when gone)."""
-    previous = volume.previous_status
+def _class_of(status: Any, previous: Any) -> UsageClass | None:
     key = (
-        str(volume.status.value),
+        str(getattr(status, "value", status)),
         None if previous is None else str(getattr(previous, "value", previous)),
     )
     try:
-        cls = _CLASSES[key]
+        return _CLASSES[key]
     except KeyError:
         cls = _CLASSES[key] = usage_class(*key)
+        return cls
+
+
+def volume_state(volume: Any) -> UsageState | None:
+    """The billing state of a Volume aggregate (None when gone)."""
+    cls = _class_of(volume.status, volume.previous_status)
     if cls is None:
         return None
     return UsageState(volume.project_id, volume.volume_type_id, volume.size_gb, cls)
+
+
+def snapshot_state(snapshot: Any) -> UsageState | None:
+    """The billing state of a Snapshot aggregate (None when gone)."""
+    cls = _class_of(snapshot.status, getattr(snapshot, "previous_status", None))
+    if cls is None:
+        return None
+    return UsageState(
+        snapshot.project_id,
+        snapshot.volume_type_id or "",
+        snapshot.volume_size,
+        cls,
+        Resource.SNAPSHOT,
+        snapshot.volume_id,
+    )
+
+
+def billing_state(aggregate: Any) -> UsageState | None:
+    """The billing state of a Volume or a Snapshot aggregate (None when gone)."""
+    if isinstance(aggregate, Snapshot):
+        return snapshot_state(aggregate)
+    return volume_state(aggregate)
 
 
 def advance(
@@ -151,6 +207,9 @@ def advance(
         state.usage_class,
         version,
         at,
+        None,
+        state.resource,
+        state.snapshot_volume_id,
     )
     return closed, opened
 
@@ -158,7 +217,7 @@ def advance(
 def fold_states(
     volume_id: str, steps: Iterable[tuple[int, datetime, UsageState | None]]
 ) -> list[Interval]:
-    """Every interval of one volume from its (version, timestamp, state after) steps."""
+    """Every interval of one aggregate from its (version, timestamp, state after) steps."""
     intervals: list[Interval] = []
     current: Interval | None = None
     for version, at, state in steps:
@@ -171,16 +230,17 @@ def fold_states(
 
 
 def volume_steps(events: Iterable[Any]) -> Iterator[tuple[int, datetime, UsageState | None]]:
-    """(version, timestamp, state after) for each of one volume's domain events in version
-    order, the aggregate evolved by the events' own ``mutate`` (replay, never the rules)."""
-    volume: Any = None
+    """(version, timestamp, state after) for each of one aggregate's (a volume's or a
+    snapshot's) domain events in version order, the aggregate evolved by the events' own
+    ``mutate`` (replay, never the rules)."""
+    aggregate: Any = None
     for event in events:
-        volume = event.mutate(volume)
-        yield event.originator_version, event.timestamp, volume_state(volume)
+        aggregate = event.mutate(aggregate)
+        yield event.originator_version, event.timestamp, billing_state(aggregate)
 
 
 def volume_intervals(volume_id: str, events: Iterable[Any]) -> list[Interval]:
-    """The ledger of one volume: the fold of its stored events."""
+    """The ledger of one volume (or snapshot, by its id): the fold of its stored events."""
     return fold_states(volume_id, volume_steps(events))
 
 

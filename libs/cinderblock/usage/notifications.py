@@ -47,12 +47,26 @@ VOLUME_NOTIFICATIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "Volume.Unmanaged": (("volume.unmanage.end", AFTER),),
 }
 
-SNAPSHOT_NOTIFICATIONS: dict[str, str] = {
-    "Snapshot.Created": "snapshot.create.start",
-    "Snapshot.CreateCompleted": "snapshot.create.end",
-    "Snapshot.DeleteRequested": "snapshot.delete.start",
-    "Snapshot.Deleted": "snapshot.delete.end",
+# Every snapshot notification Cinder sends (``notify_about_snapshot_usage``): create and
+# delete by the volume manager, revert around a volume's revert to it, update by the API's
+# PUT /snapshots/{id}, reset_status by the admin action. Nothing for a failed create or
+# delete (Cinder's manager re-raises), nor for the metadata endpoints.
+SNAPSHOT_NOTIFICATIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Snapshot.Created": (("snapshot.create.start", AFTER),),
+    "Snapshot.CreateCompleted": (("snapshot.create.end", AFTER),),
+    "Snapshot.DeleteRequested": (("snapshot.delete.start", AFTER),),
+    "Snapshot.Deleted": (("snapshot.delete.end", AFTER),),
+    "Snapshot.RestoreStarted": (("snapshot.revert.start", AFTER),),
+    "Snapshot.RestoreEnded": (("snapshot.revert.end", AFTER),),
+    "Snapshot.Updated": (("snapshot.update.start", BEFORE), ("snapshot.update.end", AFTER)),
+    "Snapshot.StatusReset": (
+        ("snapshot.reset_status.start", BEFORE),
+        ("snapshot.reset_status.end", AFTER),
+    ),
 }
+# Snapshot.Updated also records the metadata endpoints' changes, which Cinder does not
+# notify: only a change of these (PUT /snapshots/{id}) is ``snapshot.update.*``.
+SNAPSHOT_UPDATE_FIELDS = frozenset({"name", "description"})
 
 # What Cinder's scheduler sends at ERROR priority when it cannot place a create or an
 # extend (scheduler/manager.py ``_set_volume_state_and_notify``).
@@ -178,7 +192,11 @@ def volume_notifications(
 def wants_notification(event: Any) -> bool:
     """Whether the event stands for any notification (most do not: bootable, metadata…)."""
     name = event_name(event)
-    return name in VOLUME_NOTIFICATIONS or name in SCHEDULER_ERRORS
+    if name == "Snapshot.Updated":
+        return not SNAPSHOT_UPDATE_FIELDS.isdisjoint(event.changes)
+    return (
+        name in VOLUME_NOTIFICATIONS or name in SCHEDULER_ERRORS or name in SNAPSHOT_NOTIFICATIONS
+    )
 
 
 def step_notifications(
@@ -238,14 +256,15 @@ def _scheduler_error(
     )
 
 
-def snapshot_payload(snapshot: Any, *, availability_zone: str) -> dict[str, Any]:
+def snapshot_payload(snapshot: Any, *, availability_zone: str | None) -> dict[str, Any]:
     """``_usage_from_snapshot``; ``deleted`` and ``metadata`` are strings there
-    (``null_safe_str``), and so they are here."""
+    (``null_safe_str``), and so they are here. The zone is the one the snapshot recorded
+    (its volume's), else ``availability_zone``."""
     deleted = str(snapshot.status) == "deleted"
     return {
         "tenant_id": snapshot.project_id,
         "user_id": snapshot.user_id,
-        "availability_zone": availability_zone,
+        "availability_zone": getattr(snapshot, "availability_zone", None) or availability_zone,
         "volume_id": snapshot.volume_id,
         "volume_size": snapshot.volume_size,
         "snapshot_id": str(snapshot.id),
@@ -257,28 +276,49 @@ def snapshot_payload(snapshot: Any, *, availability_zone: str) -> dict[str, Any]
     }
 
 
-def snapshot_notifications(
-    events: Iterable[Any], version: int, *, availability_zone: str, host: str
+def snapshot_step_notifications(
+    before: dict[str, Any] | None,
+    snapshot: Any,
+    target: Any,
+    *,
+    availability_zone: str | None,
+    host: str,
 ) -> list[Notification]:
-    """The notification of the snapshot event at ``version`` (none for most events)."""
-    snapshot: Any = None
-    target: Any = None
-    for event in events:
-        if event.originator_version > version:
-            break
-        snapshot = event.mutate(snapshot)
-        if event.originator_version == version:
-            target = event
-    event_type = None if target is None else SNAPSHOT_NOTIFICATIONS.get(event_name(target))
-    if event_type is None:
+    """The notifications of one snapshot event: ``before`` is the payload of the snapshot
+    just before ``target`` (None for the first event), ``snapshot`` the aggregate after."""
+    if not wants_notification(target):
         return []
+    after = snapshot_payload(snapshot, availability_zone=availability_zone)
+    stamp = oslo_timestamp(target.timestamp)
     return [
         Notification(
-            message_id(snapshot.id, version, event_type),
+            message_id(snapshot.id, target.originator_version, event_type),
             f"snapshot.{host}",
             event_type,
             INFO,
-            oslo_timestamp(target.timestamp),
-            snapshot_payload(snapshot, availability_zone=availability_zone),
+            stamp,
+            before if which == BEFORE and before is not None else after,
         )
+        for event_type, which in SNAPSHOT_NOTIFICATIONS.get(event_name(target), ())
     ]
+
+
+def snapshot_notifications(
+    events: Iterable[Any], version: int, *, availability_zone: str | None, host: str
+) -> list[Notification]:
+    """The notifications of the snapshot event at ``version`` (none for most events);
+    ``availability_zone``: the zone of a snapshot that does not record its own."""
+    snapshot: Any = None
+    before: dict[str, Any] | None = None
+    for event in events:
+        if event.originator_version > version:
+            break
+        if event.originator_version == version:
+            if snapshot is not None:
+                before = snapshot_payload(snapshot, availability_zone=availability_zone)
+            snapshot = event.mutate(snapshot)
+            return snapshot_step_notifications(
+                before, snapshot, event, availability_zone=availability_zone, host=host
+            )
+        snapshot = event.mutate(snapshot)
+    return []

@@ -12,12 +12,17 @@ from typing import Any, Protocol
 PLACES = Decimal("0.000001")
 
 
+SNAPSHOT = "snapshot"
+
+
 class Row(Protocol):
     project_id: str
     volume_id: str
     volume_type_id: str
     hours: Decimal
     gib_hours: Decimal
+    resource: str  # "volume" or "snapshot"
+    snapshot_id: str | None
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -54,24 +59,41 @@ def _num(value: Decimal) -> float:
     return float(value.quantize(PLACES, rounding=ROUND_HALF_EVEN))
 
 
+_ZERO = {"gib_hours": 0.0, "volume_gib_hours": 0.0, "snapshot_gib_hours": 0.0}
+
+
+def _split(rows: Sequence[Row], key: Any) -> list[tuple[str, dict[str, float]]]:
+    """(``key(row)``, its GiB·hours in all, of volumes, of snapshots), by key."""
+    sums: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for r in rows:
+        sums[key(r)][r.resource == SNAPSHOT] += r.gib_hours
+    return [
+        (k, {"gib_hours": _num(v + s), "volume_gib_hours": _num(v), "snapshot_gib_hours": _num(s)})
+        for k, (v, s) in sorted(sums.items())
+    ]
+
+
 def usage_body(
     rows: Sequence[Row], *, project_id: str | None, since: datetime, until: datetime
 ) -> dict[str, Any]:
     """``{"usage": {...}}``: GiB·hours per volume (and type: a retyped volume has one line
-    per type), per type, per project, and in total, rounded to 6 places."""
-    by_type: dict[str, Decimal] = defaultdict(Decimal)
-    by_project: dict[str, Decimal] = defaultdict(Decimal)
-    for r in rows:
-        by_type[r.volume_type_id] += r.gib_hours
-        by_project[r.project_id] += r.gib_hours
-    total = sum((r.gib_hours for r in rows), Decimal(0))
+    per type) in ``volumes``, per snapshot (under the type it was taken with, with its
+    volume) in ``snapshots``; per type and per project, and in total, each split into
+    volumes' and snapshots' (Ceilometer meters them apart: ``volume.size``,
+    ``snapshot.size``); rounded to 6 places."""
+    volumes = [r for r in rows if r.resource != SNAPSHOT]
+    snapshots = [r for r in rows if r.resource == SNAPSHOT]
+    everything = _split(rows, lambda r: "")
+    total = everything[0][1] if everything else _ZERO
     return {
         "usage": {
             "project_id": project_id,
             "since": since.isoformat(),
             "until": until.isoformat(),
             "unit": "GiB*hours",
-            "total_gib_hours": _num(total),
+            "total_gib_hours": total["gib_hours"],
+            "volume_gib_hours": total["volume_gib_hours"],
+            "snapshot_gib_hours": total["snapshot_gib_hours"],
             "volumes": [
                 {
                     "project_id": r.project_id,
@@ -80,13 +102,22 @@ def usage_body(
                     "hours": _num(r.hours),
                     "gib_hours": _num(r.gib_hours),
                 }
-                for r in rows
+                for r in volumes
+            ],
+            "snapshots": [
+                {
+                    "project_id": r.project_id,
+                    "snapshot_id": r.snapshot_id,
+                    "volume_id": r.volume_id,
+                    "volume_type_id": r.volume_type_id,
+                    "hours": _num(r.hours),
+                    "gib_hours": _num(r.gib_hours),
+                }
+                for r in snapshots
             ],
             "volume_types": [
-                {"volume_type_id": t, "gib_hours": _num(v)} for t, v in sorted(by_type.items())
+                {"volume_type_id": t, **v} for t, v in _split(rows, lambda r: r.volume_type_id)
             ],
-            "projects": [
-                {"project_id": p, "gib_hours": _num(v)} for p, v in sorted(by_project.items())
-            ],
+            "projects": [{"project_id": p, **v} for p, v in _split(rows, lambda r: r.project_id)],
         }
     }

@@ -1,5 +1,8 @@
-"""The billing consumer's tables: one row per volume with the last aggregate version
-applied (redelivery of anything at or below it changes nothing), and the usage intervals."""
+"""The billing consumer's tables: one row per billed aggregate (a volume or a snapshot, in
+``volume_id``) with the last aggregate version applied (redelivery of anything at or below
+it changes nothing), and the usage intervals (``resource``: ``volume`` or ``snapshot``; a
+snapshot's interval names its volume in ``snapshot_volume_id``). The columns added since
+the first version are added to a table that lacks them."""
 
 from __future__ import annotations
 
@@ -23,4 +26,7 @@ CREATE TABLE IF NOT EXISTS billing_intervals (
 );
 CREATE INDEX IF NOT EXISTS billing_intervals_project
     ON billing_intervals (project_id, started_at);
+ALTER TABLE billing_intervals
+    ADD COLUMN IF NOT EXISTS resource text NOT NULL DEFAULT 'volume',
+    ADD COLUMN IF NOT EXISTS snapshot_volume_id uuid;
 """

@@ -1,6 +1,6 @@
-"""The ledger in PostgreSQL: apply one volume's events idempotently and report GiB·hours
-over a window. The whole ledger is rebuilt by ``cinderblock replay`` in its one pass over
-the log (``cinderblock.replay.ledger``), through the same fold."""
+"""The ledger in PostgreSQL: apply one volume's (or snapshot's) events idempotently and
+report GiB·hours over a window. The whole ledger is rebuilt by ``cinderblock replay`` in its
+one pass over the log (``cinderblock.replay.ledger``), through the same fold."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
+from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.volume import Volume
 from cinderblock.store.mapping import make_mapper
-from cinderblock.usage.ledger import BILLED, Interval, volume_intervals
+from cinderblock.usage.ledger import BILLED, Interval, Resource, volume_intervals
 from cinderblock.wire.envelope import SCHEMA_VERSION, ReceivedEnvelope, event_type
 
 _EVENTS_AFTER = """
@@ -46,6 +47,8 @@ INTERVAL_COLUMNS = (
     "usage_class",
     "started_at",
     "ended_at",
+    "resource",
+    "snapshot_volume_id",
 )
 
 
@@ -60,6 +63,8 @@ def interval_row(volume_id: UUID, i: Interval) -> tuple[Any, ...]:
         i.usage_class.value,
         i.started_at,
         i.ended_at,
+        i.resource.value,
+        None if i.snapshot_volume_id is None else UUID(i.snapshot_volume_id),
     )
 
 
@@ -132,13 +137,14 @@ class EventReader:
             self._cache.popitem(last=False)
 
     def from_envelope(self, env: ReceivedEnvelope) -> Any | None:
-        """The volume event an envelope carries, as the store would decode it (its fields
-        are in ``data``: the relay publishes every field, and volume events hold only
-        JSON's own types), or None when the envelope cannot say (another schema, an event
-        type this code does not know): the caller reads the store then."""
-        if env.schema_version != SCHEMA_VERSION or env.aggregate != "volume":
+        """The volume or snapshot event an envelope carries, as the store would decode it
+        (its fields are in ``data``: the relay publishes every field, upcast, and these
+        events hold only JSON's own types), or None when the envelope cannot say (another
+        schema, an event type this code does not know): the caller reads the store then."""
+        aggregate = _BILLED.get(env.aggregate)
+        if env.schema_version != SCHEMA_VERSION or aggregate is None:
             return None
-        cls = _volume_event_classes().get(env.type)
+        cls = _event_classes(aggregate).get(env.type)
         if cls is None:
             return None
         state = dict(env.data)
@@ -146,24 +152,28 @@ class EventReader:
         state["originator_id"] = UUID(env.aggregate_id)
         state["originator_version"] = env.version
         state["timestamp"] = env.occurred_at.astimezone(UTC)
-        if issubclass(cls, Volume.Created):
-            state["originator_topic"] = get_topic(Volume)
+        if issubclass(cls, aggregate.Created):
+            state["originator_topic"] = get_topic(aggregate)
         event = object.__new__(cls)
         event.__dict__.update(state)
         return event
 
 
+_BILLED: dict[str, type[Any]] = {Resource.VOLUME: Volume, Resource.SNAPSHOT: Snapshot}
+
+
 @cache
-def _volume_event_classes() -> dict[str, type]:
-    """Envelope type (``volume.extended``) → the Volume event class (names that two
+def _event_classes(aggregate: type[Any]) -> dict[str, type]:
+    """Envelope type (``volume.extended``) → the aggregate's event class (names that two
     classes would share are left out: the store decides those)."""
     found: dict[str, type] = {}
     clashes: set[str] = set()
-    for name in dir(Volume):
-        cls = getattr(Volume, name)
+    prefix = aggregate.__name__
+    for name in dir(aggregate):
+        cls = getattr(aggregate, name)
         if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
             continue
-        if cls.__qualname__ != f"Volume.{name}":
+        if cls.__qualname__ != f"{prefix}.{name}":
             continue
         key = event_type(cls.__qualname__)
         if key in found and found[key] is not cls:
@@ -287,11 +297,10 @@ ON CONFLICT (volume_id) DO UPDATE SET version = billing_volumes.version
 RETURNING volume_id, version
 """
 
-_INSERT_INTERVALS = """
-INSERT INTO billing_intervals (volume_id, start_version, project_id, volume_type_id, size_gb,
-    usage_class, started_at, ended_at)
+_INSERT_INTERVALS = f"""
+INSERT INTO billing_intervals ({", ".join(INTERVAL_COLUMNS)})
 SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
-    $7::timestamptz[], $8::timestamptz[])
+    $7::timestamptz[], $8::timestamptz[], $9::text[], $10::uuid[])
 """
 
 _CLOSE_INTERVALS = """
@@ -357,16 +366,21 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 @dataclass(frozen=True)
 class UsageRow:
+    """One line of usage: a volume's under one type, or (``resource`` ``snapshot``) a
+    snapshot's: then ``volume_id`` is its volume and ``snapshot_id`` the snapshot."""
+
     project_id: str
     volume_id: str
     volume_type_id: str
     hours: Decimal
     gib_hours: Decimal
+    resource: str = Resource.VOLUME.value
+    snapshot_id: str | None = None
 
 
 _USAGE = """
 WITH clipped AS (
-    SELECT project_id, volume_id, volume_type_id, size_gb,
+    SELECT project_id, volume_id, volume_type_id, size_gb, resource, snapshot_volume_id,
            extract(epoch FROM least(coalesce(ended_at, $4), $3) - greatest(started_at, $2))
                AS seconds
     FROM billing_intervals
@@ -374,11 +388,12 @@ WITH clipped AS (
       AND ($1::text IS NULL OR project_id = $1)
       AND started_at < $3 AND (ended_at IS NULL OR ended_at > $2)
 )
-SELECT project_id, volume_id::text AS volume_id, volume_type_id,
+SELECT project_id, resource, volume_id::text AS billed_id,
+       snapshot_volume_id::text AS snapshot_volume_id, volume_type_id,
        sum(seconds) / 3600 AS hours, sum(size_gb * seconds) / 3600 AS gib_hours
 FROM clipped WHERE seconds > 0
-GROUP BY project_id, volume_id, volume_type_id
-ORDER BY project_id, volume_id, volume_type_id
+GROUP BY project_id, resource, volume_id, snapshot_volume_id, volume_type_id
+ORDER BY project_id, resource DESC, volume_id, volume_type_id
 """
 
 
@@ -390,17 +405,20 @@ async def usage(
     until: datetime,
     as_of: datetime | None = None,
 ) -> list[UsageRow]:
-    """Billed hours and GiB·hours per (project, volume, type) inside [since, until), each
-    interval clipped to the window; an open interval runs to ``as_of`` (default now)."""
+    """Billed hours and GiB·hours per (project, volume, type) and per (project, snapshot,
+    type) inside [since, until), each interval clipped to the window; an open interval runs
+    to ``as_of`` (default now). Volumes first, then snapshots."""
     at = as_of if as_of is not None else await conn.fetchval("SELECT now()")
     rows = await conn.fetch(_USAGE, project_id, since, until, at, sorted(c.value for c in BILLED))
     return [
         UsageRow(
             r["project_id"],
-            r["volume_id"],
+            r["snapshot_volume_id"] if r["resource"] == Resource.SNAPSHOT else r["billed_id"],
             r["volume_type_id"],
             Decimal(r["hours"]),
             Decimal(r["gib_hours"]),
+            r["resource"],
+            r["billed_id"] if r["resource"] == Resource.SNAPSHOT else None,
         )
         for r in rows
     ]

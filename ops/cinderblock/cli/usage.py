@@ -1,6 +1,8 @@
 """`cinderblock usage --project P --since T --until T [--format table|json|csv]`: billed
-GiB·hours from the billing ledger of the database `cinderblock.cli.target` picks
-(CINDERBLOCK_DATABASE_URL, else the embedded PostgreSQL of --data-dir)."""
+GiB·hours of volumes and snapshots from the billing ledger of the database
+`cinderblock.cli.target` picks (CINDERBLOCK_DATABASE_URL, else the embedded PostgreSQL of
+--data-dir). One line per volume (and type) and per snapshot, told apart by `resource`; the
+table ends with the volumes', the snapshots' and the whole total."""
 
 from __future__ import annotations
 
@@ -20,7 +22,22 @@ from cinderblock.usage.report import usage_body, window
 from cinderblock.usage.schema import USAGE_DDL
 from cinderblock.usage.store import usage
 
-FIELDS = ("project_id", "volume_id", "volume_type_id", "hours", "gib_hours")
+FIELDS = (
+    "project_id",
+    "resource",
+    "volume_id",
+    "snapshot_id",
+    "volume_type_id",
+    "hours",
+    "gib_hours",
+)
+
+
+def _lines(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's volume and snapshot lines, each with every field (blank when none)."""
+    lines = [{"resource": "volume", "snapshot_id": ""} | row for row in report["volumes"]]
+    lines += [{"resource": "snapshot"} | row for row in report["snapshots"]]
+    return [{k: row[k] for k in FIELDS} for row in lines]
 
 
 def render(body: dict[str, Any], fmt: str) -> str:
@@ -31,11 +48,13 @@ def render(body: dict[str, Any], fmt: str) -> str:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
-        for row in report["volumes"]:
-            writer.writerow({k: row[k] for k in FIELDS})
+        writer.writerows(_lines(report))
         return out.getvalue().rstrip("\n")
-    rows = [[str(row[k]) for k in FIELDS] for row in report["volumes"]]
-    rows.append(["total", "", "", "", str(report["total_gib_hours"])])
+    rows = [[str(row[k]) for k in FIELDS] for row in _lines(report)]
+    blank = [""] * (len(FIELDS) - 2)
+    rows.append(["volumes total", *blank, str(report["volume_gib_hours"])])
+    rows.append(["snapshots total", *blank, str(report["snapshot_gib_hours"])])
+    rows.append(["total", *blank, str(report["total_gib_hours"])])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(FIELDS)]
     lines = [
         f"usage {report['since']} .. {report['until']} (GiB*hours)",

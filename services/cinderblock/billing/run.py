@@ -1,15 +1,16 @@
 """The billing consumer: a durable JetStream pull consumer of volume and snapshot events
 that keeps the usage ledger and publishes Cinder-compatible notifications.
 
-Volume events arrive in stream order (one worker) and each is one step of the volume's fold
-kept in memory (``VolumeCursor``), decoded from the envelope, which carries the event's
-fields: no read. A message that does not follow the kept fold (a gap, an older one
-redelivered, a fresh process) folds the volume's stored events instead, so it fills the gap
-and a redelivered one changes nothing. A batch's ledger changes are written in one
-transaction before its messages are acked (``usage.store.apply_changes``: idempotent by
-each volume's applied version). Then the events' notifications are published with
-``Nats-Msg-Id`` = their ``message_id`` (a redelivery republishes the same ids, which
-JetStream drops within the duplicate window), and optionally sent through oslo.messaging.
+Volume and snapshot events arrive in stream order (one worker) and each is one step of its
+aggregate's fold kept in memory (``VolumeCursor``: a volume's or a snapshot's), decoded from
+the envelope, which carries the event's fields: no read. A message that does not follow the
+kept fold (a gap, an older one redelivered, a fresh process) folds the aggregate's stored
+events instead, so it fills the gap and a redelivered one changes nothing. A batch's ledger
+changes are written in one transaction before its messages are acked
+(``usage.store.apply_changes``: idempotent by each aggregate's applied version). Then the
+events' notifications are published with ``Nats-Msg-Id`` = their ``message_id`` (a
+redelivery republishes the same ids, which JetStream drops within the duplicate window),
+and optionally sent through oslo.messaging.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from cinderblock.bus.jetstream import (
     run_consumer,
 )
 from cinderblock.config.settings import Settings
+from cinderblock.domain.snapshot import Snapshot
 from cinderblock.readmodels.quarantine import (
     ConsumerQuarantine,
     describe,
@@ -50,11 +52,7 @@ from cinderblock.runtime.infra import alive, database
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.usage.consumer import billing_durable
 from cinderblock.usage.cursor import VolumeCursor
-from cinderblock.usage.notifications import (
-    Notification,
-    snapshot_notifications,
-    volume_notifications,
-)
+from cinderblock.usage.notifications import Notification, wants_notification
 from cinderblock.usage.store import (
     Change,
     EventReader,
@@ -67,7 +65,7 @@ from cinderblock.wire.envelope import ReceivedEnvelope
 
 log = logging.getLogger(__name__)
 
-CURSORS = 10_000  # volumes whose events and fold are kept in memory
+CURSORS = 10_000  # volumes and snapshots whose events and fold are kept in memory
 BILLED_AGGREGATES = ("volume", "snapshot")
 
 
@@ -158,12 +156,12 @@ class Billing:
         # held (each would fail the same way, for max_deliver deliveries each).
         self.gate = ConsumerQuarantine(pool, self.spec.durable, hold=True)
         # During a batch (``before`` to ``after``): its ledger changes, its notifications
-        # (by volume, None for a snapshot's), the messages handled per volume, and the
-        # envelopes ``before`` decoded.
+        # and the messages handled, by aggregate (volume or snapshot), and the envelopes
+        # ``before`` decoded.
         self._batch: _Batch | None = None
 
     async def _emit(
-        self, volume_id: UUID | None, notes: Sequence[Notification], meta: Mapping[str, Any]
+        self, volume_id: UUID, notes: Sequence[Notification], meta: Mapping[str, Any]
     ) -> None:
         if self._batch is not None:
             self._batch.notes.append((volume_id, notes, meta))
@@ -197,21 +195,11 @@ class Billing:
         if env.aggregate not in BILLED_AGGREGATES:
             return  # a server before NATS 2.10 ignores filter_subjects and sends everything
         aggregate_id = UUID(env.aggregate_id)
-        if env.aggregate == "volume":
-            async with self._lock(aggregate_id):
-                notes = await self._volume_event(aggregate_id, env)
-            if self._batch is not None:
-                self._batch.msgs.setdefault(aggregate_id, []).append(msg)
-            await self._emit(aggregate_id, notes, env.meta)
-            return
-        events = await self._events(aggregate_id, env)
-        notes = snapshot_notifications(
-            events,
-            env.version,
-            availability_zone=await self.zone_of(events[0].volume_id),
-            host=self.host,
-        )
-        await self._emit(None, notes, env.meta)
+        async with self._lock(aggregate_id):
+            notes = await self._aggregate_event(aggregate_id, env)
+        if self._batch is not None:
+            self._batch.msgs.setdefault(aggregate_id, []).append(msg)
+        await self._emit(aggregate_id, notes, env.meta)
 
     async def before(self, msgs: list[Msg]) -> None:
         """A batch begins: its ledger changes and notifications are held until ``after``.
@@ -226,7 +214,7 @@ class Billing:
             except ValueError:
                 continue  # the gate parks it
             batch.envelopes[id(msg)] = env
-            if env.aggregate == "volume":
+            if env.aggregate in BILLED_AGGREGATES:
                 vid = UUID(env.aggregate_id)
                 wanted[vid] = max(wanted.get(vid, 0), env.version)
                 first[vid] = min(first.get(vid, env.version), env.version)
@@ -346,17 +334,11 @@ class Billing:
             self._cursors.pop(vid, None)
             self._carried.pop(vid, None)
 
-    async def _events(self, aggregate_id: UUID, env: ReceivedEnvelope) -> list[Any]:
-        events = await self.reader.events_of(self.pool, aggregate_id, env.version)
-        if not events or events[-1].originator_version != env.version:
-            raise LookupError(f"{env.aggregate} {aggregate_id} v{env.version} not in the store")
-        return events
-
-    async def _volume_event(self, volume_id: UUID, env: ReceivedEnvelope) -> list[Notification]:
-        """The next event of a volume whose fold is kept (the usual case, and a volume's
-        first event) is one step of it, decoded from the envelope: no read. Anything else
-        (a gap, an older event redelivered, a fresh process, an envelope this code cannot
-        decode or that the step refuses) folds the volume's whole story from the store, as
+    async def _aggregate_event(self, volume_id: UUID, env: ReceivedEnvelope) -> list[Notification]:
+        """The next event of a volume or snapshot whose fold is kept (the usual case, and
+        its first event) is one step of it, decoded from the envelope: no read. Anything
+        else (a gap, an older event redelivered, a fresh process, an envelope this code
+        cannot decode or that the step refuses) folds its whole story from the store, as
         replay's ledger does; the store's events decide whether the event is poison."""
         version = env.version
         cursor = self._cursors.get(volume_id)
@@ -366,8 +348,11 @@ class Billing:
             event = self.reader.from_envelope(env)
             if event is not None:
                 try:
-                    step = cursor.step(event, default_host=self.host)
+                    zone = await self._legacy_zone(cursor.volume, event)
+                    step = cursor.step(event, default_host=self.host, default_zone=zone)
                 except Exception as err:  # the store's copy of the event decides
+                    if retry_will_fix(err):
+                        raise
                     self._forget(volume_id)
                     log.info(
                         "billing step from the envelope failed, folding from the store",
@@ -379,13 +364,29 @@ class Billing:
                     return step.notifications
         events = await self.reader.events_of(self.pool, volume_id, version)
         if not events or events[-1].originator_version != version:
-            raise LookupError(f"volume {volume_id} v{version} not in the store")
+            raise LookupError(f"{env.aggregate} {volume_id} v{version} not in the store")
         change = refold(volume_id, version, events)  # raises on an event the fold cannot take
+        before = VolumeCursor.of_events(str(volume_id), events[:-1])
+        zone = await self._legacy_zone(before.volume, events[-1])
+        notes = before.step(events[-1], default_host=self.host, default_zone=zone).notifications
         kept = self._cursors.get(volume_id)
         if kept is None or kept.version < version:
-            self._keep(volume_id, VolumeCursor.of_events(str(volume_id), events))
+            self._keep(volume_id, before)
         await self._record(volume_id, change)
-        return volume_notifications(events, version, default_host=self.host)
+        return notes
+
+    async def _legacy_zone(self, aggregate: Any, event: Any) -> str | None:
+        """The zone of a snapshot stored before snapshots kept their volume's (its volume's
+        ``Created`` event, read when a notification needs it); None otherwise."""
+        if not isinstance(event, Snapshot.Event) or not wants_notification(event):
+            return None
+        volume_id = getattr(aggregate, "volume_id", None) or getattr(event, "volume_id", None)
+        zone = getattr(aggregate, "availability_zone", None) or getattr(
+            event, "availability_zone", None
+        )
+        if zone is not None or volume_id is None:
+            return None
+        return await self.zone_of(volume_id)
 
     def _keep(self, volume_id: UUID, cursor: VolumeCursor) -> None:
         self._cursors[volume_id] = cursor

@@ -21,17 +21,14 @@ from cinderblock.replay.session import connections
 from cinderblock.store.eventstore import Position
 from cinderblock.store.mapping import make_mapper
 from cinderblock.usage.ledger import volume_intervals
-from cinderblock.usage.store import interval_row
+from cinderblock.usage.store import INTERVAL_COLUMNS, interval_row
 from tests.helpers.events import append_raw, new_volume
 
 # Parallel replay starts worker processes (see test_replay_log.py).
 pytestmark = pytest.mark.filterwarnings("ignore:Using fork\\(\\) is a bad idea:DeprecationWarning")
 
 CONSUMER = "billing"
-_INTERVALS = (
-    "SELECT volume_id, start_version, project_id, volume_type_id, size_gb, usage_class, "
-    "started_at, ended_at FROM billing_intervals"
-)
+_INTERVALS = f"SELECT {', '.join(INTERVAL_COLUMNS)} FROM billing_intervals"
 
 
 async def _ledger(conn: asyncpg.Connection) -> tuple[set[tuple[Any, ...]], dict[UUID, int]]:
@@ -44,12 +41,13 @@ async def _ledger(conn: asyncpg.Connection) -> tuple[set[tuple[Any, ...]], dict[
 
 
 async def _folded_whole(conn: asyncpg.Connection) -> tuple[set[tuple[Any, ...]], dict[UUID, int]]:
-    """Each volume's whole story through the mapper and ``volume_intervals``."""
+    """Each volume's (and snapshot's) whole story through the mapper and
+    ``volume_intervals``."""
     mapper = make_mapper()
     rows = await conn.fetch(
         "SELECT originator_id, originator_version, topic, state FROM events "
-        "WHERE topic LIKE $1 ORDER BY originator_id, originator_version",
-        VOLUME_TOPICS + "%",
+        "WHERE topic LIKE ANY($1::text[]) ORDER BY originator_id, originator_version",
+        [t + "%" for t in VOLUME_TOPICS],
     )
     stories: dict[UUID, list[Any]] = {}
     for r in rows:

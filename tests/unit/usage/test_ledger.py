@@ -167,12 +167,14 @@ def test_report_body_totals_per_volume_type_and_project() -> None:
     when = datetime(2026, 3, 1, tzinfo=UTC)
     body = usage_body(rows, project_id=None, since=when, until=when)["usage"]
     assert body["total_gib_hours"] == 5.5
+    assert body["snapshots"] == []
+    volumes_only = {"snapshot_gib_hours": 0.0}
     assert body["volume_types"] == [
-        {"volume_type_id": "a", "gib_hours": 2.5},
-        {"volume_type_id": "b", "gib_hours": 3.0},
+        {"volume_type_id": "a", "gib_hours": 2.5, "volume_gib_hours": 2.5} | volumes_only,
+        {"volume_type_id": "b", "gib_hours": 3.0, "volume_gib_hours": 3.0} | volumes_only,
     ]
     assert body["projects"] == [
-        {"project_id": "p1", "gib_hours": 5.0},
-        {"project_id": "p2", "gib_hours": 0.5},
+        {"project_id": "p1", "gib_hours": 5.0, "volume_gib_hours": 5.0} | volumes_only,
+        {"project_id": "p2", "gib_hours": 0.5, "volume_gib_hours": 0.5} | volumes_only,
     ]
     assert body["volumes"][0]["gib_hours"] == 2.0
