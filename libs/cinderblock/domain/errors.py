@@ -50,6 +50,13 @@ class VolumeStatusError(InvalidVolumeError):
         self.action = action
 
 
+class VolumeConflictError(VolumeError):
+    """Raised when the volume's or a snapshot's state conflicts with a request Cinder
+    answers 409 for (its message is the whole text, e.g. "Invalid volume: ...")."""
+
+    code = "volume_conflict"
+
+
 class QuotaExceededError(VolumeError):
     """Raised when a reservation would exceed a project quota.
 

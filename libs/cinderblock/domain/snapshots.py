@@ -8,7 +8,12 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError, StaleCommandError
+from cinderblock.domain.errors import (
+    InvalidVolumeError,
+    StaleCommandError,
+    VolumeConflictError,
+    VolumeError,
+)
 from cinderblock.domain.pending import Kind, PendingOperation, RevertPayload
 from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.status import NOT_MIGRATING, Status
@@ -23,10 +28,29 @@ DELETABLE_STATUS_TEXT = (
 )
 
 
-class RevertConflictError(InvalidVolumeError):
-    """Raised when the volume or the snapshot is not in a state to revert (409)."""
+class RevertConflictError(VolumeConflictError):
+    """Raised when the volume or the snapshot is not in a state to revert (409, with
+    Cinder's InvalidVolume or InvalidSnapshot text)."""
 
     code = "revert_conflict"
+
+    @classmethod
+    def volume_not_available(cls, volume_id: str, snapshot_id: str) -> RevertConflictError:
+        return cls(
+            f"Invalid volume: {_cannot_revert(volume_id, snapshot_id)} Volume's status "
+            "must be 'available'."
+        )
+
+    @classmethod
+    def snapshot_not_available(cls, volume_id: str, snapshot_id: str) -> RevertConflictError:
+        return cls(
+            f"Invalid snapshot: {_cannot_revert(volume_id, snapshot_id)} Snapshot's status "
+            "must be 'available'."
+        )
+
+
+def _cannot_revert(volume_id: str, snapshot_id: str | None) -> str:
+    return f"Can't revert volume {volume_id} to its latest snapshot {snapshot_id}."
 
 
 class Snapshots:
@@ -110,25 +134,29 @@ class Snapshots:
     def latest_snapshot(self) -> str | None:
         return self.snapshot_ids[-1] if self.snapshot_ids else None
 
-    def request_revert(self, snapshot_id: str | None, snapshot_size: int | None) -> None:
-        """revert: only to the newest snapshot, of the volume's current size, from
-        ``available`` (else 409)."""
+    def check_revert_target(self, snapshot_id: str | None, snapshot_size: int | None) -> None:
+        """Cinder's controller checks, before the policy: the volume has snapshots, the one
+        named is the newest (whatever its status), the volume has its size (400s)."""
         latest = self.latest_snapshot()
         if latest is None:
-            raise InvalidInputError(f"Volume {self.vid} doesn't have any snapshots.")
+            raise VolumeError(f"Volume {self.vid} doesn't have any snapshots.")
         if snapshot_id != latest:
-            raise InvalidInputError(
-                f"Snapshot {snapshot_id} is not the latest one of volume {self.vid}."
+            raise VolumeError(
+                f"Specified snapshot {snapshot_id} is None or not the latest one of volume "
+                f"{self.vid}."
             )
         if snapshot_size != self.size_gb:
-            raise InvalidInputError(
-                f"Volume {self.vid} size ({self.size_gb}G) must equal the snapshot's "
-                f"({snapshot_size}G) to revert; it was extended after the snapshot."
+            raise VolumeError(
+                f"{_cannot_revert(self.vid, snapshot_id)} The volume size must be equal to "
+                "the snapshot size."
             )
+
+    def request_revert(self, snapshot_id: str | None, snapshot_size: int | None) -> None:
+        """revert: the controller's checks, then the volume must be ``available`` (409; the
+        snapshot's own status is checked beside it, also 409)."""
+        self.check_revert_target(snapshot_id, snapshot_size)
         if self.status != Status.AVAILABLE:
-            raise RevertConflictError(
-                f"Volume {self.vid} status must be available to revert, currently {self.status}."
-            )
+            raise RevertConflictError.volume_not_available(self.vid, str(snapshot_id))
         self.trigger_event(self.RevertRequested, snapshot_id=snapshot_id)  # type: ignore[attr-defined]
 
     def revert_pending_for(self, request_version: int) -> PendingOperation[RevertPayload]:

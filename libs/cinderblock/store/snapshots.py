@@ -209,14 +209,12 @@ class SnapshotCommands(CommandPlumbing):
             volume = await self._visible(caller, volume_id)
             latest = volume.latest_snapshot()
             snapshot = await self.store.load(UUID(latest), Snapshot) if latest else None
+            size = snapshot.volume_size if snapshot else None
+            volume.check_revert_target(snapshot_id, size)  # Cinder's 400s come before its 403
             authorize(volume)
-            volume.request_revert(snapshot_id, snapshot.volume_size if snapshot else None)
+            volume.request_revert(snapshot_id, size)
             if snapshot is None or not snapshot.start_restore():
-                status = snapshot.status if snapshot else "missing"
-                raise RevertConflictError(
-                    f"Snapshot {snapshot_id} status must be available to revert, "
-                    f"currently {status}."
-                )
+                raise RevertConflictError.snapshot_not_available(volume_id, str(snapshot_id))
             return await self.store.save(volume, snapshot, meta=meta)
 
         result: Position = await self._retrying("revert", attempt)

@@ -22,6 +22,7 @@ from cinderblock.domain.errors import (
     InvalidVolumeError,
     MetadataNotFoundError,
     QuotaExceededError,
+    VolumeConflictError,
     VolumeError,
     VolumeNotFoundError,
 )
@@ -86,7 +87,7 @@ def to_fault(err: BaseException) -> Fault:
             return NotFound(err.message)
         case InvalidSnapshotError():  # its message already reads "Invalid snapshot: ..."
             return BadRequest(err.message)
-        case VolumeTypeExistsError() | ReimageConflictError():
+        case VolumeTypeExistsError() | ReimageConflictError() | VolumeConflictError():
             return Conflict(err.message)
         case AttachmentConflictError():
             return Conflict(f"ConflictNovaUsingAttachment: {err.message}")

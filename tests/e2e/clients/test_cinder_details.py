@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from cinderclient import exceptions as cinder_exc
 
 from tests.e2e.clients.support import Cinder, until
 from tests.e2e.conftest import System
@@ -169,3 +170,64 @@ async def test_reset_status_takes_every_status_cinder_takes(system: System, cind
     assert ok.status == 202
     shown = await asyncio.to_thread(c.volumes.get, vid)
     assert (shown.status, shown.migration_status) == ("available", "error")
+
+
+async def snapshot(c: Any, volume: Any) -> Any:
+    made = await asyncio.to_thread(c.volume_snapshots.create, volume.id)
+    return await until(lambda: c.volume_snapshots.get(made.id), lambda s: s.status == "available")
+
+
+async def test_revert_refusals_answer_cinder_s_codes_and_texts(
+    system: System, cinder: Cinder
+) -> None:
+    c = cinder.client
+    volume = await available(c, 1)
+    vid = volume.id
+    v340 = system.client.as_(project_id=cinder.project_id, version="3.40")
+
+    async def refused(snapshot_id: Any) -> tuple[int, dict[str, Any]]:
+        reply = await v340.action(vid, {"revert": {"snapshot_id": snapshot_id}})
+        return reply.status, reply.json
+
+    def bad(message: str) -> tuple[int, dict[str, Any]]:
+        return 400, {"badRequest": {"code": 400, "message": message}}
+
+    def conflict(message: str) -> tuple[int, dict[str, Any]]:
+        return 409, {"conflictingRequest": {"code": 409, "message": message}}
+
+    unknown = str(uuid.uuid4())
+    assert await refused(unknown) == bad(f"Volume {vid} doesn't have any snapshots.")
+    first = await snapshot(c, volume)
+    second = await snapshot(c, volume)
+    old = await system.client.as_(project_id=cinder.project_id, version="3.39").action(
+        vid, {"revert": {"snapshot_id": second.id}}
+    )
+    assert (old.status, old.json) == (
+        404,
+        {"itemNotFound": {"code": 404, "message": "The resource could not be found."}},
+    )
+    not_latest = f"Specified snapshot {{}} is None or not the latest one of volume {vid}."
+    assert await refused(first.id) == bad(not_latest.format(first.id))
+    assert await refused(None) == bad(not_latest.format(None))
+    cannot = f"Can't revert volume {vid} to its latest snapshot {second.id}."
+
+    # Not available: the volume (reset to error), then the snapshot; 409, nothing changes.
+    await asyncio.to_thread(c.volumes.reset_state, volume, "error")
+    assert await refused(second.id) == conflict(
+        f"Invalid volume: {cannot} Volume's status must be 'available'."
+    )
+    await asyncio.to_thread(c.volumes.reset_state, volume, "available")
+    await asyncio.to_thread(c.volume_snapshots.reset_state, second, "error")
+    assert await refused(second.id) == conflict(
+        f"Invalid snapshot: {cannot} Snapshot's status must be 'available'."
+    )
+    assert (await asyncio.to_thread(c.volumes.get, vid)).status == "available"
+    await asyncio.to_thread(c.volume_snapshots.reset_state, second, "available")
+
+    # The volume grew after the snapshot: cinderclient's own call gets the 400.
+    await asyncio.to_thread(c.volumes.extend, volume, 2)
+    await until(lambda: c.volumes.get(vid), lambda v: v.status == "available" and v.size == 2)
+    with pytest.raises(cinder_exc.BadRequest) as grown:
+        await asyncio.to_thread(c.volumes.revert_to_snapshot, volume, second)
+    assert grown.value.message == f"{cannot} The volume size must be equal to the snapshot size."
+    assert (await asyncio.to_thread(c.volumes.get, vid)).status == "available"
