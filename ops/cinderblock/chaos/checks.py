@@ -235,7 +235,7 @@ async def _ledger(
 
 def _driver_steps(root: Path, volume_ids: set[str]) -> list[str]:
     done: Counter[tuple[str, str, str, str]] = Counter()
-    for path in sorted((root / "logs").glob("sagas.*.log")):
+    for path in sorted((root / "logs").glob("sagas*.log")):  # sagas.N, sagas-2.N
         for line in path.read_text(errors="replace").splitlines():
             if '"step_key"' not in line:
                 continue

@@ -2,11 +2,20 @@
 dir, and every service as its own `cinderblock serve <service>` process, each of which can be
 killed (SIGKILL) and started again as systemd would restart it.
 
+Two shapes (`Shape`): ``single``, one process per service and one nats-server; ``scaled``,
+the scale-out shape of docs/operations.md on one host: a three-node NATS cluster (streams of
+three replicas, every node in ``CINDERBLOCK_NATS_URL``), two api processes sharing one port
+(SO_REUSEPORT, as `serve api --workers 2`), two sagas workers on the one durable, relay and
+projector each with a hot standby (the advisory lock decides the active one), one billing,
+one notifier. Every service process is an instance (``sagas-2``: the second sagas worker;
+in the single shape the instance is named as its service) and connects to PostgreSQL with
+its instance name as ``application_name``, so `holder` finds who holds a role's lock.
+
 `cinderblock dev` cannot do this: when one of its children dies it stops everything. Here the
 rig owns the data dir (the same flock and watchdog as `cinderblock dev`, so the servers go
 away within seconds even if the rig itself is killed), nats-server keeps one port across
 restarts (the services reconnect to the URL they were given) and PostgreSQL keeps its unix
-socket. Every service process writes its JSON log lines to ``<root>/logs/<name>.<n>.log``
+socket. Every service process writes its JSON log lines to ``<root>/logs/<instance>.<n>.log``
 (n: its start count), which the checks read afterwards (the driver's step-key lines).
 """
 
@@ -21,10 +30,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
+from cinderblock.chaos.nats_cluster import NatsCluster
 from cinderblock.cli.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
@@ -37,6 +49,9 @@ from cinderblock.cli.processes import claim_port
 
 SERVICES = ("api", "relay", "projector", "sagas", "billing", "notifier")
 SERVERS = ("postgres", "nats")
+NODE = "nats:"  # a target "nats:n2": that node of the cluster
+STREAM = "VOLUME_EVENTS"  # the services' default CINDERBLOCK_STREAM
+ROLES = {"relay": f"relay:{STREAM}", "projector": "projector:volumes"}  # advisory lock names
 STOP_GRACE = 20.0
 RESTART_S = 0.2
 READY_TIMEOUT = 60.0
@@ -63,6 +78,36 @@ class RigError(RuntimeError):
     """The rig could not start, restart or stop something."""
 
 
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    instances: tuple[tuple[str, str], ...]  # (instance, service), in start order
+    nats_nodes: int = 1  # 1: one nats-server; more: a cluster, streams of that many replicas
+
+    def of(self, services: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        return tuple((i, s) for i, s in self.instances if s in services)
+
+
+SINGLE = Shape("single", tuple((s, s) for s in SERVICES))
+SCALED = Shape(
+    "scaled",
+    (
+        ("api-1", "api"),
+        ("api-2", "api"),
+        ("relay-1", "relay"),
+        ("relay-2", "relay"),
+        ("projector-1", "projector"),
+        ("projector-2", "projector"),
+        ("sagas-1", "sagas"),
+        ("sagas-2", "sagas"),
+        ("billing", "billing"),
+        ("notifier", "notifier"),
+    ),
+    nats_nodes=3,
+)
+SHAPES = {shape.name: shape for shape in (SINGLE, SCALED)}
+
+
 class Rig:
     """Servers and service processes on ``root`` (a fresh directory the rig owns)."""
 
@@ -71,15 +116,22 @@ class Rig:
         root: Path,
         *,
         services: tuple[str, ...] = SERVICES,
+        shape: Shape = SINGLE,
         nova_url: str = "",
         environ: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.services = services
+        self.shape = shape
+        self.instances = dict(shape.of(services))  # instance -> service
         self.nova_url = nova_url
         self.environ = dict(environ or {})
         self.postgres = EmbeddedPostgres(self.root)
         self.nats = EmbeddedNats(self.root, port=_free_port("127.0.0.1"))
+        self.cluster: NatsCluster | None = None
+        if shape.nats_nodes > 1:
+            self.cluster = NatsCluster(self.root / "nats-cluster", preexec_fn=_die_with_parent)
+            self.environ.setdefault("CINDERBLOCK_STREAM_REPLICAS", str(shape.nats_nodes))
         self.dsn = ""
         self.nats_url = ""
         self.port = 0
@@ -100,10 +152,13 @@ class Rig:
     def logs(self) -> Path:
         return self.root / "logs"
 
-    def env(self) -> dict[str, str]:
+    def env(self, instance: str = "") -> dict[str, str]:
+        dsn = self.dsn
+        if instance:  # who holds a lock: pg_stat_activity.application_name
+            dsn += f"{'&' if '?' in dsn else '?'}application_name={instance}"
         env = {
             **os.environ,
-            "CINDERBLOCK_DATABASE_URL": self.dsn,
+            "CINDERBLOCK_DATABASE_URL": dsn,
             "CINDERBLOCK_NATS_URL": self.nats_url,
             "CINDERBLOCK_DATA_DIR": str(self.root),
             "CINDERBLOCK_HOST": "127.0.0.1",
@@ -126,13 +181,20 @@ class Rig:
         self._watchdog = Watchdog(self.root, self._lock)
         await asyncio.to_thread(self._watchdog.start)
         self.dsn = await asyncio.to_thread(self.postgres.start)
-        self.nats_url = await asyncio.to_thread(self.nats.start)
+        if self.cluster is not None:
+            # From this (the main) thread: the nodes' parent-death signal follows it.
+            await self.cluster.start(self.shape.nats_nodes)
+            self.nats_url = self.cluster.url
+        else:
+            self.nats_url = await asyncio.to_thread(self.nats.start)
         self.port = claim_port("127.0.0.1", 0)
-        # The api first: it creates the schemas the others expect.
-        for name in self.services:
+        # The first api first: it creates the schemas the others expect.
+        first = True
+        for name, service in self.instances.items():
             self.spawn(name)
-            if name == "api":
-                await self.until_healthy()
+            if service == "api":
+                await (self.until_healthy() if first else self.until_listening(name))
+                first = False
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
@@ -145,14 +207,26 @@ class Rig:
                     self.self_exits.append((name, proc.returncode))
                     self.spawn(name)
 
+    def log_of(self, name: str) -> Path:
+        """The log file of ``name``'s current (last) start."""
+        return self.logs / f"{name}.{self.starts.get(name, 0)}.log"
+
+    def logged(self, name: str, text: str) -> int:
+        """How many lines of ``name``'s current log contain ``text``."""
+        try:
+            return self.log_of(name).read_text(errors="replace").count(text)
+        except OSError:
+            return 0
+
     def spawn(self, name: str) -> subprocess.Popen[bytes]:
         n = self.starts[name] = self.starts.get(name, 0) + 1
         code = "import sys; from cinderblock.cli.main import main; sys.exit(main())"
-        args = [sys.executable, "-c", code, "serve", name, "--data-dir", str(self.root)]
+        service = self.instances[name]
+        args = [sys.executable, "-c", code, "serve", service, "--data-dir", str(self.root)]
         with open(self.logs / f"{name}.{n}.log", "ab") as log:
             proc = subprocess.Popen(
                 args,
-                env=self.env(),
+                env=self.env(name),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -161,13 +235,26 @@ class Rig:
         self.procs[name] = proc
         return proc
 
+    async def until_listening(self, name: str, timeout: float = READY_TIMEOUT) -> None:
+        """Until the api instance ``name`` (started last) has bound the shared port: a
+        health check on the port may be answered by another api process."""
+
+        def listening() -> bool:
+            if self.procs[name].poll() is not None:
+                raise RigError(f"{name} exited with {self.procs[name].returncode} while starting")
+            return self.logged(name, '"api listening"') > 0
+
+        if not await until(listening, timeout, 0.05):
+            raise RigError(f"{name} did not listen within {timeout:g} s")
+
     async def until_healthy(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
+        apis = [name for name, service in self.instances.items() if service == "api"]
         async with aiohttp.ClientSession() as session:
             while True:
-                proc = self.procs.get("api")
+                proc = self.procs.get(apis[0]) if apis else None
                 if proc is not None and proc.poll() is not None:
-                    raise RigError(f"api exited with {proc.returncode} while starting")
+                    raise RigError(f"{apis[0]} exited with {proc.returncode} while starting")
                 with contextlib.suppress(aiohttp.ClientError, OSError):
                     async with session.get(f"{self.api_url}/healthcheck") as resp:
                         if resp.status == 200:
@@ -176,9 +263,56 @@ class Rig:
                     raise RigError(f"the api did not answer within {timeout:g} s")
                 await asyncio.sleep(0.05)
 
+    async def holder(self, role: str) -> str | None:
+        """The instance holding ``role``'s advisory lock (`cinderblock.runtime.leadership`:
+        ``pg_try_advisory_lock(hashtext(role))``), None when nobody does."""
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return None
+        try:
+            name = await conn.fetchval(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtext($1)::bigint",
+                role,
+            )
+        finally:
+            await conn.close()
+        return str(name) if name else None
+
+    async def target(self, fault: str) -> str:
+        """What ``fault`` kills now: "nats-node" the node leading the event stream (the
+        hardest case: a new stream leader is elected), "<service>-active" the instance
+        holding the service's lock, "<service>-one" its first instance; anything else
+        names its target itself (an instance, "postgres", "nats")."""
+        if fault == "nats-node":
+            if self.cluster is None:
+                raise RigError("nats-node needs a NATS cluster (the scaled shape)")
+            leader = await self.cluster.stream_leader(
+                self.environ.get("CINDERBLOCK_STREAM", STREAM)
+            )
+            if leader is None:
+                raise RigError(f"the stream has no leader: {self.cluster.logs()}")
+            return f"{NODE}{leader}"
+        service, _, which = fault.rpartition("-")
+        if which == "active" and service in ROLES:
+            holder = await self.holder(ROLES[service])
+            if holder is None or holder not in self.instances:
+                raise RigError(f"nobody holds {ROLES[service]} (holder: {holder})")
+            return holder
+        if which == "one":
+            return next(i for i, s in self.instances.items() if s == service)
+        if fault in self.instances or fault in SERVERS:
+            return fault
+        raise RigError(f"no target for {fault} in the {self.shape.name} shape")
+
     def pid(self, target: str) -> int:
         if target == "postgres":
             pid = self.postgres.postmaster_pid()
+        elif target.startswith(NODE):
+            assert self.cluster is not None
+            pid = self.cluster.node(target.removeprefix(NODE)).pid
         elif target == "nats":
             proc = self.nats._proc
             pid = proc.pid if proc is not None and proc.poll() is None else None
@@ -196,6 +330,10 @@ class Rig:
         os.kill(pid, signal.SIGKILL)
         if target in self.procs:
             gone = await until(lambda: self.procs[target].poll() is not None, 10)
+        elif target.startswith(NODE):
+            assert self.cluster is not None
+            node = self.cluster.node(target.removeprefix(NODE))
+            gone = await until(lambda: not node.alive(), 10)
         elif target == "nats":
             nats = self.nats._proc
             assert nats is not None
@@ -211,6 +349,9 @@ class Rig:
             dsn = await asyncio.to_thread(self.postgres.start)
             if dsn != self.dsn:
                 raise RigError(f"PostgreSQL came back at {dsn}, not {self.dsn}")
+        elif target.startswith(NODE):
+            assert self.cluster is not None
+            await self.cluster.restart(target.removeprefix(NODE))
         elif target == "nats":
             url = await asyncio.to_thread(self.nats.start)
             if url != self.nats_url:
@@ -218,8 +359,9 @@ class Rig:
         else:
             self.spawn(target)
             self._down.discard(target)
-            if target == "api":
-                await self.until_healthy()
+            if self.instances[target] == "api":
+                await self.until_listening(target)
+        self._down.discard(target)
 
     async def stop(self) -> dict[str, int | None]:
         """Stop every service (SIGTERM, then SIGKILL after the grace), then the servers;
@@ -242,7 +384,10 @@ class Rig:
             codes[name] = proc.returncode
         try:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.nats.stop)
+                if self.cluster is not None:
+                    self.cluster.close()
+                else:
+                    await asyncio.to_thread(self.nats.stop)
             await asyncio.to_thread(self.postgres.stop)
         finally:
             if self._watchdog is not None:

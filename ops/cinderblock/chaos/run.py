@@ -7,6 +7,11 @@ printed, and a Markdown table (one row per fault) is returned / written.
 
     python ops/chaos/run.py                       # every fault, writes ops/chaos/RESULTS.md
     python -m cinderblock.chaos.run --faults sagas,postgres --clients 4 --volumes 2
+    python ops/chaos/run.py --shape scaled        # the scale-out shape's failovers
+
+The scaled shape (`cinderblock.chaos.rig.SCALED`) has its own faults: "nats-node" kills the
+NATS node leading the event stream, "relay-active" / "projector-active" the instance holding
+the role's lock, "sagas-one" / "api-one" one of the two; each row also says who took over.
 """
 
 from __future__ import annotations
@@ -32,10 +37,17 @@ import aiohttp
 from cinderblock.chaos.checks import Findings, check, last_dead_letter, quiesce, run_verify
 from cinderblock.chaos.load import KINDS, Answer, Load
 from cinderblock.chaos.nova import CountingNova
-from cinderblock.chaos.rig import SERVICES, Rig, until
+from cinderblock.chaos.rig import NODE, ROLES, SERVICES, SHAPES, STREAM, Rig, until
 
 # "none": the same load without a fault, the reference row.
 FAULTS = ("none", *SERVICES, "postgres", "nats")
+SCALED_FAULTS = ("none", "nats-node", "relay-active", "projector-active", "sagas-one", "api-one")
+# Faults each shape takes (its default run: the first tuple).
+SHAPE_FAULTS = {
+    "single": (FAULTS, ()),
+    "scaled": (SCALED_FAULTS, ("billing", "notifier", "postgres")),
+}
+FAILOVER_TIMEOUT = 30.0  # seconds from the kill for a standby (a stream leader) to take over
 KILL_AT = 1 / 3  # of the planned actions answered 2xx
 LOAD_TIMEOUT = 240.0
 NOVA_WAIT = 20.0  # the notifier's ack wait (13 s by default) and some
@@ -52,18 +64,23 @@ class FaultResult:
     pid: int | None = None
     notes: list[str] = field(default_factory=list)
     self_exits: int = 0
+    target: str = "-"  # what was killed (an instance, "nats:n2", "postgres", …)
+    ok_while_down: int = 0  # 2xx answers between the kill and the restart
+    failover: str = "-"  # who took over, and when
 
     @property
     def passed(self) -> bool:
-        failed = ("load hung",)
+        failed = ("load hung", "no failover")
         return self.findings.ok and not any(n.startswith(failed) for n in self.notes)
 
     def row(self) -> str:
         f = self.findings
         killed = "-" if self.killed_at is None else f"{self.killed_at:.1f}"
+        down = "-" if self.killed_at is None else str(self.ok_while_down)
         return (
-            f"| {self.fault} | {self.requests} | {self.ok} | {len(f.lost)} | {len(f.doubled)} "
-            f"| {len(f.stuck)} | {f.verify} | {self.self_exits} | {killed} | {self.seconds:.1f} "
+            f"| {self.fault} | {self.target} | {self.requests} | {self.ok} | {down} "
+            f"| {len(f.lost)} | {len(f.doubled)} | {len(f.stuck)} | {f.verify} "
+            f"| {self.self_exits} | {self.failover} | {killed} | {self.seconds:.1f} "
             f"| {'pass' if self.passed else 'FAIL'} |"
         )
 
@@ -72,9 +89,10 @@ def render(results: Sequence[FaultResult], header: str) -> str:
     lines = [
         header,
         "",
-        "| fault (kill -9) | requests | 2xx | lost | doubled | stuck | verify | self-exits "
-        "| killed at s | phase s | result |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        "| fault (kill -9) | target | requests | 2xx | 2xx while down | lost | doubled | stuck "
+        "| verify | self-exits | failover | killed at s | phase s | result |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: "
+        "| --- |",
         *(r.row() for r in results),
         "",
     ]
@@ -92,6 +110,47 @@ def render(results: Sequence[FaultResult], header: str) -> str:
     if details:
         lines += ["Details:", "", *details, ""]
     return "\n".join(lines)
+
+
+async def watch_failover(rig: Rig, fault: str, target: str, killed: float) -> str | None:
+    """Who took the killed target's part, and how long after the kill: the new leader of
+    the event stream (a NATS node killed), the instance now holding the role's lock (the
+    active relay or projector killed; the killed instance started again does not count);
+    None if nobody within FAILOVER_TIMEOUT. Other faults have no one to watch: "-"."""
+    stream = rig.environ.get("CINDERBLOCK_STREAM", STREAM)
+    service = fault.removesuffix("-active")
+    if target.startswith(NODE):
+        assert rig.cluster is not None
+        cluster = rig.cluster
+
+        async def now() -> str | None:
+            leader = await cluster.stream_leader(stream)
+            return leader if leader and leader != target.removeprefix(NODE) else None
+
+        what = "leads the stream"
+    elif fault.endswith("-active") and service in ROLES:
+
+        async def now() -> str | None:
+            holder = await rig.holder(ROLES[service])
+            return holder if holder and holder != target else None
+
+        what = "active"
+    else:
+        return "-"
+    while time.monotonic() - killed < FAILOVER_TIMEOUT:
+        if who := await now():
+            return f"{who} {what} {time.monotonic() - killed:.1f} s after"
+        await asyncio.sleep(0.1)
+    return None
+
+
+def _resumed(rig: Rig, service: str, besides: str) -> dict[str, int]:
+    """Steps each other live instance of ``service`` logged resuming so far."""
+    return {
+        name: rig.logged(name, '"resuming ')
+        for name, s in rig.instances.items()
+        if s == service and name != besides and rig.procs[name].poll() is None
+    }
 
 
 async def run_fault(
@@ -131,18 +190,29 @@ async def run_fault(
     load.t0 = time.monotonic()
     say(f"[{fault}] load: {clients} clients x {volumes} volumes, {len(KINDS)} actions each")
     task = asyncio.create_task(load.run())
-    killed_at = pid = None
+    killed_at = pid = restarted_at = None
+    target = failover = "-"
+    resumed: dict[str, int] = {}
+    watcher: asyncio.Task[str | None] | None = None
     notes: list[str] = []
     if fault != "none":
         waiter = asyncio.create_task(reached.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
+        target = await rig.target(fault)
+        service = rig.instances.get(target, "")
+        resumed = _resumed(rig, service, target) if service == "sagas" else {}
         killed_at = time.monotonic() - load.t0
-        pid = await rig.kill(fault)
-        say(f"[{fault}] killed -9 pid {pid} at {killed_at:.1f} s ({ok} answers 2xx so far)")
+        pid = await rig.kill(target)
+        watcher = asyncio.create_task(watch_failover(rig, fault, target, time.monotonic()))
+        say(
+            f"[{fault}] killed -9 {target} (pid {pid}) at {killed_at:.1f} s "
+            f"({ok} answers 2xx so far)"
+        )
         await asyncio.sleep(outage)
-        await rig.restart(fault)
-        say(f"[{fault}] restarted after {outage:g} s down")
+        restarted_at = time.monotonic() - load.t0
+        await rig.restart(target)
+        say(f"[{fault}] {target} restarted after {outage:g} s down")
     finished, _ = await asyncio.wait({task}, timeout=LOAD_TIMEOUT)
     if not finished:
         task.cancel()
@@ -162,6 +232,25 @@ async def run_fault(
     ids = result.volumes
     settle = await quiesce(rig.dsn, ids)
     notes += settle
+    if watcher is not None:
+        took_over = await watcher
+        if took_over is None:
+            notes.append(f"no failover: nobody took {target}'s part within {FAILOVER_TIMEOUT:g} s")
+            failover = "none"
+        else:
+            failover = took_over
+            say(f"[{fault}] failover: {took_over}")
+    if resumed:
+        now = _resumed(rig, "sagas", target)
+        failover = ", ".join(f"{n} resumed {now.get(n, c) - c}" for n, c in resumed.items())
+    ok_while_down = sum(
+        1
+        for a in result.answers
+        if killed_at is not None
+        and restarted_at is not None
+        and killed_at <= a.at <= restarted_at
+        and 200 <= a.status < 300
+    )
     exits = rig.self_exits[exits_before:]
     if exits:
         notes.append(
@@ -198,6 +287,9 @@ async def run_fault(
         pid,
         notes,
         len(exits),
+        target,
+        ok_while_down,
+        failover,
     )
     say(
         f"[{fault}] {'pass' if outcome.passed else 'FAIL'}: lost {len(findings.lost)}, "
@@ -213,15 +305,21 @@ async def run_chaos(
     volumes: int = 3,
     outage: float = 2.0,
     root: Path | None = None,
+    shape: str = "single",
     notifier: bool = True,
     keep: bool = False,
     say: Callable[[str], None] = print,
 ) -> list[FaultResult]:
     """Every fault of ``faults``, one after another on one rig; the rig's data dir (a fresh
     /tmp/chaos-* unless ``root``) is removed afterwards."""
-    unknown = [f for f in faults if f not in FAULTS]
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape}; choose from {', '.join(SHAPES)}")
+    known = [f for group in SHAPE_FAULTS[shape] for f in group]
+    unknown = [f for f in faults if f not in known]
     if unknown:
-        raise ValueError(f"unknown fault(s) {unknown}; choose from {', '.join(FAULTS)}")
+        raise ValueError(
+            f"unknown fault(s) {unknown} for the {shape} shape; choose from {', '.join(known)}"
+        )
     if not notifier and "notifier" in faults:
         raise ValueError("the notifier fault needs the notifier")
     t0 = time.monotonic()
@@ -236,8 +334,8 @@ async def run_chaos(
     results: list[FaultResult] = []
     try:
         nova_url = await nova.start() if nova is not None else ""
-        rig = Rig(root, services=services, nova_url=nova_url)
-        progress(f"starting PostgreSQL, NATS and {', '.join(services)} under {root}")
+        rig = Rig(root, services=services, shape=SHAPES[shape], nova_url=nova_url)
+        progress(f"starting PostgreSQL, NATS and {', '.join(rig.instances)} under {root}")
         try:
             await rig.start()
             progress(f"running: api at {rig.api_url}, nats at {rig.nats_url}")
@@ -283,17 +381,63 @@ def _commit() -> str:
     return "unknown"
 
 
+def write_results(path: Path, text: str, section: str | None = None) -> None:
+    """Put ``text`` into ``path``, keeping the file's other "## " sections (notes written by
+    hand): ``section`` None replaces the part before the first "## " heading, a title the
+    section "## <title>" (appended when missing)."""
+    old = path.read_text() if path.exists() else ""
+    parts: list[tuple[str | None, str]] = [(None, "")]
+    for line in old.splitlines(keepends=True):
+        if line.startswith("## "):
+            parts.append((line[3:].strip(), ""))
+        parts[-1] = (parts[-1][0], parts[-1][1] + line)
+    new = text.rstrip("\n") + "\n\n"
+    if section is not None:
+        new = f"## {section}\n\n{new}"
+    if any(title == section for title, _ in parts):
+        parts = [(t, new if t == section else body) for t, body in parts]
+    else:
+        if parts[-1][1] and not parts[-1][1].endswith("\n\n"):
+            parts[-1] = (parts[-1][0], parts[-1][1].rstrip("\n") + "\n\n")
+        parts.append((section, new))
+    path.write_text("".join(body for _, body in parts).rstrip("\n") + "\n")
+
+
+SHAPE_WORDS = {
+    "single": "",
+    "scaled": (
+        "Scale-out shape: one PostgreSQL, a three-node NATS cluster (stream replicas 3), two "
+        "api processes sharing one port (SO_REUSEPORT), two sagas workers, relay and "
+        "projector each with a hot standby (advisory lock), one billing, one notifier. "
+    ),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--faults", default=",".join(FAULTS), help=f"of {', '.join(FAULTS)}")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="single")
+    parser.add_argument(
+        "--faults",
+        default=None,
+        help=f"single shape: of {', '.join(FAULTS)} (default all); scaled shape: of "
+        f"{', '.join(SCALED_FAULTS + SHAPE_FAULTS['scaled'][1])} "
+        f"(default {', '.join(SCALED_FAULTS)})",
+    )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--volumes", type=int, default=3, help="per client")
     parser.add_argument("--outage", type=float, default=2.0, help="seconds a killed one is down")
     parser.add_argument("--no-notifier", action="store_true", help="no notifier, no Nova")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs)")
     parser.add_argument("--results", type=Path, default=None, help="write the table here")
+    parser.add_argument(
+        "--section",
+        default=None,
+        help="with --results: write the table as this '## ' section of the file (replacing "
+        "it), else as the part before the first '## ' heading; other sections are kept",
+    )
     args = parser.parse_args(argv)
-    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    given = args.faults if args.faults is not None else ",".join(SHAPE_FAULTS[args.shape][0])
+    faults = [f.strip() for f in given.split(",") if f.strip()]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results = asyncio.run(
         run_chaos(
@@ -301,13 +445,16 @@ def main(argv: list[str] | None = None) -> int:
             clients=args.clients,
             volumes=args.volumes,
             outage=args.outage,
+            shape=args.shape,
             notifier=not args.no_notifier,
             keep=args.keep,
             say=lambda line: print(line, flush=True),
         )
     )
     header = (
-        f"Chaos run {when}, commit {_commit()}, {os.cpu_count()} CPUs: {args.clients} clients x "
+        f"Chaos run {when}, commit {_commit()}, {os.cpu_count()} CPUs, "
+        f"`{' '.join(['python -m cinderblock.chaos.run', *(argv or sys.argv[1:])])}`. "
+        f"{SHAPE_WORDS[args.shape]}{args.clients} clients x "
         f"{args.volumes} volumes in one project, {len(KINDS)} actions per volume; each target "
         f"killed -9 once a third of the actions were answered 2xx, down {args.outage:g} s, "
         "then started again."
@@ -315,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, header)
     print(text, flush=True)
     if args.results is not None:
-        args.results.write_text(text)
+        write_results(args.results, text, args.section)
     return 0 if all(r.passed for r in results) else 1
 
 
