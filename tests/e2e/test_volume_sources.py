@@ -184,9 +184,21 @@ async def test_clone_refusals_and_a_pool_that_does_not_suit_the_type(system: Sys
     assert small.status == 400
     assert "cannot be smaller than original volume size  2GB" in small.text
 
+    # Another backend's type: Cinder's _retype_is_possible refuses it (two volume services,
+    # another volume_backend_name), naming the type by id.
     elsewhere = await create_from(client, source_volid=source["id"], volume_type=on_b["name"])
-    assert elsewhere.status == 202, elsewhere.text
-    failed = await system.until_status(elsewhere.json["volume"]["id"], "error")
+    assert elsewhere.status == 400, elsewhere.text
+    assert elsewhere.json["badRequest"]["message"] == (
+        f"Invalid input received: Invalid volume_type provided: {on_b['id']} (requested "
+        "type is not compatible; either match source volume, or omit type argument)."
+    )
+    # The same backend but multiattach: accepted, and the source's pool cannot take it.
+    multi = await new_type(
+        system, extra_specs={"volume_backend_name": "file-a", "multiattach": "<is> True"}
+    )
+    unsuited = await create_from(client, source_volid=source["id"], volume_type=multi["name"])
+    assert unsuited.status == 202, unsuited.text
+    failed = await system.until_status(unsuited.json["volume"]["id"], "error")
     assert failed["os-vol-host-attr:host"] is None
 
     reset = {"os-reset_status": {"status": "error"}}
@@ -213,7 +225,7 @@ async def test_a_copy_of_an_encrypted_volume_is_encrypted_with_a_key_of_its_own(
     refused = await create_from(client, snapshot_id=snap["id"], volume_type=plain["name"])
     assert refused.status == 400
     assert refused.json["badRequest"]["message"] == (
-        f"Invalid input received: Invalid volume_type provided: {plain['name']} (requested "
+        f"Invalid input received: Invalid volume_type provided: {plain['id']} (requested "
         "type is not compatible; recommend omitting the type argument)."
     )
     reply = await create_from(client, snapshot_id=snap["id"])

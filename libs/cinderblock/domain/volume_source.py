@@ -16,6 +16,7 @@ from eventsourcing.domain import Aggregate
 
 from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError
 from cinderblock.domain.snapshot import InvalidSnapshotError
+from cinderblock.domain.type_encryption import same_encryption
 
 SNAPSHOT_PROCEED_STATUS = ("available",)
 SOURCE_VOLUME_PROCEED_STATUS = ("available", "in-use")
@@ -60,11 +61,34 @@ def size_from_source(size: int | None, source_size: int, *, snapshot: bool) -> i
     return size
 
 
-def incompatible_type(type_name: str) -> InvalidInputError:
-    """A requested type the source's data cannot take (another encryption)."""
+def type_is_compatible(
+    source_encryption: dict[str, Any] | None,
+    source_backend: str | None,
+    requested_encryption: dict[str, Any] | None,
+    requested_backend: str | None,
+    *,
+    volume_services: int,
+) -> bool:
+    """Cinder's ``API._retype_is_possible`` for a create from a source whose type is not
+    the requested one: never across encryptions; with one volume service any type; else
+    only when both types name the same ``volume_backend_name``. (Cinder counts only the
+    disabled volume services there, a bug: all are counted here.)"""
+    if not same_encryption(source_encryption, requested_encryption):
+        return False
+    if volume_services == 1:
+        return True
+    return bool(source_backend and requested_backend and source_backend == requested_backend)
+
+
+def incompatible_type(type_id: str, *, snapshot: bool) -> InvalidInputError:
+    """A requested type the source cannot take (Cinder's texts, naming the type's id)."""
+    advice = (
+        "recommend omitting the type argument"
+        if snapshot
+        else "either match source volume, or omit type argument"
+    )
     return InvalidInputError(
-        f"Invalid volume_type provided: {type_name} (requested type is not compatible; "
-        "recommend omitting the type argument)."
+        f"Invalid volume_type provided: {type_id} (requested type is not compatible; {advice})."
     )
 
 

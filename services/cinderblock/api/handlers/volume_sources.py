@@ -2,9 +2,12 @@
 ``source_volid`` (a clone). Resolves the source as Cinder's create does: unknown or another
 project's → 404; a snapshot must be ``available``, a volume ``available`` or ``in-use``
 (400); the size defaults to the source's and may not be smaller (400); the type defaults to
-the source volume's, and a requested type must have the source's encryption (400); the new
-volume is bootable when its source volume is, takes the source's encryption (with a key of
-its own) and goes to the source's pool. An image (``imageRef``, or ``image_id``) is looked up
+the one the snapshot was taken with (a later retype of its volume does not change it), or
+to the source volume's; another requested type must be one the source volume's type could
+be retyped to (Cinder's ``_retype_is_possible``: the same encryption, and one volume
+service or the same ``volume_backend_name``), else 400; the new volume is bootable when its
+source volume is, takes the source's encryption (with a key of its own) and goes to the
+source's pool. An image (``imageRef``, or ``image_id``) is looked up
 in the image service as Cinder's ``_image_uuid_from_ref`` does (by id only: 400 when it is not
 found); its metadata is checked in the create's append (``domain.volume_image``)."""
 
@@ -17,7 +20,7 @@ from typing import Any
 from cinderblock.api.context import RequestContext
 from cinderblock.api.deps import Deps
 from cinderblock.domain.errors import InvalidInputError, InvalidVolumeError
-from cinderblock.domain.type_encryption import same_encryption
+from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_image import INVALID_IMAGE, image_uuid_from_ref
 from cinderblock.domain.volume_source import (
@@ -25,11 +28,15 @@ from cinderblock.domain.volume_source import (
     check_volume_source,
     incompatible_type,
     size_from_source,
+    type_is_compatible,
 )
-from cinderblock.domain.volume_type import VolumeType
+from cinderblock.domain.volume_type import VolumeType, VolumeTypeNotFoundError
 from cinderblock.images.port import ImageServiceError
+from cinderblock.readmodels.backends import services
 from cinderblock.wire.faults import BadRequest, Fault
 from cinderblock.wire.volumes import VolumeCreateRequest
+
+VOLUME_BINARY = "cinder-volume"
 
 
 @dataclass(frozen=True)
@@ -55,14 +62,18 @@ async def resolve_source(
     named = [name for name, value in given.items() if value is not None]
     if len(named) > 1:  # Cinder's check_exclusive_options
         raise InvalidInputError(f"May specify only one of {', '.join(named)}")
+    # Cinder checks the requested type (volume/api.py ``create``) before the flow checks
+    # the source's status and size (``ExtractVolumeRequestTask``).
     if req.snapshot_id is not None:
         snapshot = await d.volumes.load_snapshot(ctx.caller, req.snapshot_id)
-        check_snapshot_source(snapshot.status)
         origin = await d.volumes.get(None, snapshot.volume_id)
+        vtype = await _type(d, ctx, req, origin, await _taken_with(d, snapshot, origin))
+        check_snapshot_source(snapshot.status)
         size = size_from_source(req.size, snapshot.volume_size, snapshot=True)
         source = {"snapshot_id": snapshot.sid, "source_volid": None}
     elif req.source_volid is not None:
         origin = await d.volumes.get(ctx.caller, req.source_volid)
+        vtype = await _type(d, ctx, req, origin, origin.volume_type_id)
         check_volume_source(origin.status.value)
         size = size_from_source(req.size, origin.size_gb, snapshot=False)
         source = {"snapshot_id": None, "source_volid": origin.vid}
@@ -70,7 +81,6 @@ async def resolve_source(
         return None
     if origin.host is None:  # an available snapshot's or volume's volume always has one
         raise InvalidVolumeError(f"Volume {origin.vid} has no host: it was never created.")
-    vtype = await _type(d, ctx, req, origin)
     return CreateSource(
         size_gb=size,
         vtype=vtype,
@@ -80,19 +90,44 @@ async def resolve_source(
     )
 
 
+async def _taken_with(d: Deps, snapshot: Snapshot, origin: Volume) -> str:
+    """The id of the type the snapshot was taken with: recorded on it; for a snapshot
+    stored before it was, the type of the name it recorded (its volume's current type when
+    that name is gone)."""
+    if snapshot.volume_type_id is not None:
+        return str(snapshot.volume_type_id)
+    try:
+        return (await d.volumes.find_type(snapshot.volume_type_name)).tid
+    except VolumeTypeNotFoundError:
+        return origin.volume_type_id
+
+
 async def _type(
-    d: Deps, ctx: RequestContext, req: VolumeCreateRequest, origin: Volume
+    d: Deps, ctx: RequestContext, req: VolumeCreateRequest, origin: Volume, source_type_id: str
 ) -> VolumeType:
-    """The source volume's type unless another is asked for; that one must keep the
-    source's encryption (the data is copied as it is, header included)."""
+    """The source's type (``source_type_id``) unless another is asked for; that one must be
+    one the source volume's type could be retyped to (Cinder compares with the source
+    volume's type, also for a snapshot)."""
     if req.volume_type is None:
-        return await d.volumes.find_type(origin.volume_type_id)
+        return await d.volumes.find_type(source_type_id)
     vtype = await d.volumes.find_type(
         req.volume_type, project_id=ctx.project_id, is_admin=ctx.is_admin
     )
-    theirs = origin.encryption if origin.encrypted else None
-    if not same_encryption(theirs, vtype.encryption):
-        raise incompatible_type(req.volume_type)
+    if vtype.tid == source_type_id:
+        return vtype
+    try:
+        backend = (await d.volumes.find_type(origin.volume_type_id)).backend_name
+    except VolumeTypeNotFoundError:
+        backend = None
+    volume_services = sum(1 for s in await services(d.pool) if s["binary_name"] == VOLUME_BINARY)
+    if not type_is_compatible(
+        origin.encryption if origin.encrypted else None,
+        backend,
+        vtype.encryption,
+        vtype.backend_name,
+        volume_services=volume_services,
+    ):
+        raise incompatible_type(vtype.tid, snapshot=req.snapshot_id is not None)
     return vtype
 
 
