@@ -82,7 +82,7 @@ def render_reference() -> str:
         "   lists them), a value of the wrong type stops the process with an error naming the",
         "   option and the file;",
         "3. its environment variable, `CINDERBLOCK_<SETTING>`;",
-        "4. a command-line option (`--host`, `--port`, `--data-dir`, `--inject`).",
+        "4. the command's own option where it has one (e.g. `--port`, `--data-dir`).",
         "",
         "`cinderblock config [--config-file PATH ...]` prints the effective settings and where",
         "each came from, with passwords, tokens and the passwords in URLs masked.",
