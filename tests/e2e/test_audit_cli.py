@@ -74,8 +74,10 @@ async def _scenario(system: System) -> dict[str, Any]:
     [attachment] = shown["attachments"]
     detach = await c.action(vid, {"os-detach": {"attachment_id": attachment["attachment_id"]}})
     statuses["os-detach"] = detach.status
-    statuses["delete"] = (await c.request("DELETE", f"/volumes/{vid}")).status
+    deleted = await c.request("DELETE", f"/volumes/{vid}")
+    statuses["delete"] = deleted.status
     await system.until_volume(vid, lambda v: v is None)
+    await until_kept(system, deleted.headers["x-openstack-request-id"])
     return {
         "vid": vid,
         "project": c.project_id,
@@ -87,6 +89,16 @@ async def _scenario(system: System) -> dict[str, Any]:
             for name, reply in (("create", created), ("os-extend", extend))
         },
     }
+
+
+async def until_kept(system: System, request_id: str) -> None:
+    """Until the API's request log holds ``request_id`` (it writes in the background)."""
+    async with asyncio.timeout(10):
+        while True:
+            sql = "SELECT 1 FROM api_requests WHERE request_id = $1"
+            if await system.pool.fetchval(sql, request_id):
+                return
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -193,7 +205,15 @@ async def test_audit_has_one_cadf_record_per_api_request(story: dict[str, Any], 
     since = (datetime.now().astimezone() - timedelta(hours=1)).isoformat()
     code, out = await cli("audit", "--since", since, "--project", story["project"])
     assert code == 0
-    found = json.loads(out)
+    every = json.loads(out)
+    # The show the scenario made is a record too (reads are audited), a success.
+    reads = [r for r in every if r["action"] == "read"]
+    assert [(r["outcome"], r["reason"]["reasonCode"]) for r in reads] == [("success", "200")]
+    assert reads[0]["target"] == {
+        "typeURI": "service/storage/block/volumes/volume",
+        "id": story["vid"],
+    }
+    found = [r for r in every if r["action"] != "read"]
     assert [r["action"] for r in found] == [
         "create",
         "update/os-extend",
@@ -243,7 +263,7 @@ async def test_audit_has_one_cadf_record_per_api_request(story: dict[str, Any], 
         "audit", "--since", since, "--project", story["project"], "--format", "jsonl"
     )
     assert code == 0
-    assert [json.loads(line) for line in out.splitlines()] == found
+    assert [json.loads(line) for line in out.splitlines()] == every
     later = (datetime.now().astimezone() + timedelta(hours=1)).isoformat()
     _, out = await cli("audit", "--since", later, "--project", story["project"])
     assert json.loads(out) == []

@@ -1,22 +1,27 @@
-"""CADF records (as keystonemiddleware's audit filter builds them, ecosystem §5.2) from the
-event log: one record per API request (its request id), built from the events the request
-appended and the ``meta`` stored beside them.
+"""CADF records of API requests, as keystonemiddleware's audit filter builds them
+(ecosystem §5.2): one record per request (its request id), built here and only here.
 
-Only accepted requests append events, so every record's outcome is ``success`` with the
-HTTP status Cinderblock answers that call with; refused requests are in the API's structured
-log (request id, user, project, action, fault), not in the event log. What the request set
-off asynchronously (a saga's completion or compensation, same request id) is attached as
-a separate fact (``attachments`` → ``async_outcome``), never folded into the outcome.
+Every request the API answers under /v3 is kept in the API's request log
+(``cinderblock.audit.requests``: status, identity, path and route, the fault of a refusal);
+an accepted request's events add its target (the aggregate it changed) and the events
+themselves. The outcome is keystonemiddleware's for the HTTP answer: ``success`` for 2xx and
+3xx, ``failure`` for a refusal (400, 403, 404, 409, 413…), with the status as ``reasonCode``.
+What an accepted request set off asynchronously (a saga's completion or compensation, same
+request id) is attached as a separate fact (``attachments`` → ``async_outcome``), never
+folded into the outcome. Requests from before the request log are rebuilt from their
+events' ``meta`` alone (success, with the status Cinderblock answers that call with).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cinderblock.audit.log import LoggedEvent
+from cinderblock.audit.reasons import why
 
 CADF_EVENT = "http://schemas.dmtf.org/cloud/audit/1.0/event"
 USER = "service/security/account/user"
@@ -30,6 +35,21 @@ TARGETS = {
     "TypeNameClaim": "types/type",
     "ProjectQuota": "os-quota-sets/quota-set",
 }
+# keystonemiddleware's path keywords for Cinder (pycadf's cinder_api_audit_map): a keyword,
+# and the singular of the id that follows it, make the target's type.
+PATH_KEYWORDS = {
+    "volumes": "volume",
+    "snapshots": "snapshot",
+    "types": "type",
+    "attachments": "attachment",
+    "os-quota-sets": "quota-set",
+    "extra_specs": "extra_spec",
+    "metadata": "key",
+    "encryption": "encryption",
+    "os-volume-type-access": "access",
+}
+UNKNOWN = "unknown"  # pycadf's taxonomy.UNKNOWN
+JSON = "mime:application/json"
 _NAMESPACE = uuid.UUID("6b5a9c7e-2f43-4c1e-9a57-3c0de1b1c0c4")
 # Calls Cinderblock answers with something other than 202 (the default of actions, creates
 # and deletes); PUT answers 200.
@@ -56,11 +76,13 @@ def cadf_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f%z")
 
 
-def cadf_action(meta: dict[str, Any]) -> str:
-    """keystonemiddleware's action: ``update/<body key>`` for ``POST …/action``, else by
-    method (POST create, PUT/PATCH update, DELETE delete)."""
+def cadf_action(meta: Mapping[str, Any]) -> str:
+    """keystonemiddleware's action: ``update/<body key>`` for ``POST …/action``; else by
+    method: POST create, PUT/PATCH update, DELETE delete, GET list on a collection (a route
+    ending in a name, not an id) and read otherwise, HEAD read."""
     action = str(meta.get("action") or "")
-    method, path = meta.get("http_method"), str(meta.get("request_path") or "")
+    method, route = meta.get("http_method"), str(meta.get("route") or "")
+    path = route or str(meta.get("request_path") or "").partition("?")[0]
     if method is None:  # recorded before the method was stored: judge by the action name
         if action.startswith("os-") or action == "revert":
             return f"update/{action}"
@@ -70,10 +92,17 @@ def cadf_action(meta: dict[str, Any]) -> str:
                 return known
         return "update"
     if method == "POST" and path.endswith("/action"):
-        return f"update/{_ACTION_KEYS.get(action, action)}"
-    return {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}.get(
-        str(method), "read"
-    )
+        key = _ACTION_KEYS.get(action, action)
+        return f"update/{key}" if key else "create"
+    if method == "GET":
+        return "list" if route and not route.rstrip("/").endswith("}") else "read"
+    return {
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "update",
+        "DELETE": "delete",
+        "HEAD": "read",
+    }.get(str(method), UNKNOWN)
 
 
 def success_status(meta: dict[str, Any]) -> int:
@@ -88,6 +117,76 @@ def success_status(meta: dict[str, Any]) -> int:
     return 200 if meta.get("http_method") in ("PUT", "PATCH") else 202
 
 
+@dataclass(frozen=True)
+class RequestFacts:
+    """What an audit record says of one request, whoever kept it: the API's request log
+    (``cinderblock.audit.requests``: every request, refused or read ones too) or, for a
+    request from before that log, the ``meta`` of the events it appended."""
+
+    request_id: str
+    at: datetime
+    status: int
+    method: str | None = None
+    path: str | None = None  # as requested, with the query
+    route: str | None = None  # its template: /v3/{project_id}/volumes/{volume_id}
+    action: str | None = None  # the body key of POST …/action, or the policy rule
+    fault: str | None = None  # the message of a refusal
+    user_id: str | None = None
+    project_id: str | None = None
+    roles: list[str] | None = None
+    is_admin: bool | None = None
+    remote_addr: str | None = None
+    global_request_id: str | None = None
+    microversion: str | None = None
+    target_id: str | None = None  # the id of the resource the path names
+    duration_ms: float | None = None
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], at: datetime) -> RequestFacts:
+        """The facts an accepted request stored beside its events (``RequestContext.meta``);
+        its status is the one Cinderblock answers that call with."""
+        return cls(
+            request_id=str(meta["request_id"]),
+            at=at,
+            status=success_status(dict(meta)),
+            method=meta.get("http_method"),
+            path=meta.get("request_path"),
+            action=meta.get("action"),
+            user_id=meta.get("user_id"),
+            project_id=meta.get("project_id"),
+            roles=meta.get("roles"),
+            is_admin=meta.get("is_admin"),
+            remote_addr=meta.get("remote_addr"),
+            global_request_id=meta.get("global_request_id"),
+            microversion=meta.get("microversion"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        found = {k: v for k, v in asdict(self).items() if v is not None}
+        found["at"] = self.at.isoformat()
+        return found
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RequestFacts:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["at"] = datetime.fromisoformat(str(data["at"]))
+        return cls(**known)
+
+    def as_meta(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "http_method": self.method,
+            "request_path": self.path,
+            "route": self.route,
+        }
+
+
+def outcome(status: int) -> str:
+    """keystonemiddleware's outcome of an answered request: success for 2xx and 3xx,
+    failure otherwise."""
+    return "success" if 200 <= status < 400 else "failure"
+
+
 def _target(events: Sequence[LoggedEvent]) -> LoggedEvent:
     for logged in events:
         if logged.kind != "ProjectQuota":
@@ -95,36 +194,58 @@ def _target(events: Sequence[LoggedEvent]) -> LoggedEvent:
     return events[0]
 
 
-def record(api_events: Sequence[LoggedEvent], later: Sequence[LoggedEvent]) -> dict[str, Any]:
-    """The CADF record of one request: ``api_events`` it appended (log order), ``later``
-    the saga events that carry its request id."""
-    first, meta = api_events[0], api_events[0].meta
-    target = _target(api_events)
-    status = success_status(meta)
-    request_id = str(meta["request_id"])
+def _path_type(route: str | None) -> str:
+    """keystonemiddleware's target type from the path keywords: each keyword, and after a
+    keyword followed by an id its singular (``volumes/volume``)."""
+    kinds: list[str] = []
+    previous = ""
+    for part in (route or "").strip("/").split("/"):
+        if part in PATH_KEYWORDS:
+            kinds.append(part)
+        elif part.startswith("{") and previous in PATH_KEYWORDS:
+            kinds.append(PATH_KEYWORDS[previous])
+        previous = part
+    return "/".join([SERVICE, *kinds])
+
+
+def record(
+    facts: RequestFacts,
+    api_events: Sequence[LoggedEvent] = (),
+    later: Sequence[LoggedEvent] = (),
+) -> dict[str, Any]:
+    """The CADF record of one request: ``facts`` of the request, ``api_events`` it appended
+    (log order; none for a read or a refusal), ``later`` the saga events that carry its
+    request id (an accepted asynchronous action's own outcome, kept apart from the HTTP one)."""
+    request_id = facts.request_id
     initiator: dict[str, Any] = {
         "typeURI": USER,
-        "id": meta.get("user_id"),
-        "project_id": meta.get("project_id"),
-        "host": {"address": meta.get("remote_addr")},
-        "roles": meta.get("roles"),
-        "is_admin": meta.get("is_admin"),
+        "id": facts.user_id or UNKNOWN,
+        "project_id": facts.project_id or UNKNOWN,
+        "host": {"address": facts.remote_addr},
+        "roles": facts.roles,
+        "is_admin": facts.is_admin,
         "request_id": request_id,
-        "global_request_id": meta.get("global_request_id"),
+        "global_request_id": facts.global_request_id,
     }
-    events = [f"{e.name}@{e.aggregate_id}:{e.version}" for e in api_events]
-    attachments = [
-        {"typeURI": "mime:application/json", "name": "events", "content": events},
-        {
-            "typeURI": "mime:application/json",
-            "name": "microversion",
-            "content": meta.get("microversion"),
-        },
-    ]
+    if api_events:
+        found = _target(api_events)
+        target = {
+            "typeURI": f"{SERVICE}/{TARGETS.get(found.kind, 'volumes/volume')}",
+            "id": str(found.aggregate_id),
+        }
+    else:
+        target = {"typeURI": _path_type(facts.route), "id": facts.target_id or UNKNOWN}
+    attachments: list[dict[str, Any]] = []
+    if api_events:
+        events = [f"{e.name}@{e.aggregate_id}:{e.version}" for e in api_events]
+        attachments.append({"typeURI": JSON, "name": "events", "content": events})
+    attachments.append({"typeURI": JSON, "name": "microversion", "content": facts.microversion})
+    if facts.fault is not None:
+        attachments.append({"typeURI": JSON, "name": "fault", "content": facts.fault})
     if later:
         attachments.append(
             {
-                "typeURI": "mime:application/json",
+                "typeURI": JSON,
                 "name": "async_outcome",
                 "content": [
                     {
@@ -132,6 +253,7 @@ def record(api_events: Sequence[LoggedEvent], later: Sequence[LoggedEvent]) -> d
                         "actor": e.meta.get("actor"),
                         "causation_id": e.meta.get("causation_id"),
                         "time": cadf_time(e.timestamp),
+                        **why(e),  # a failure's reason and the user message it left
                     }
                     for e in later
                 ],
@@ -141,28 +263,34 @@ def record(api_events: Sequence[LoggedEvent], later: Sequence[LoggedEvent]) -> d
         "typeURI": CADF_EVENT,
         "id": str(uuid.uuid5(_NAMESPACE, request_id)),
         "eventType": "activity",
-        "eventTime": cadf_time(first.recorded_at),
-        "action": cadf_action(meta),
-        "outcome": "success",
-        "reason": {"reasonType": "HTTP", "reasonCode": str(status)},
+        "eventTime": cadf_time(facts.at),
+        "action": cadf_action(facts.as_meta()),
+        "outcome": outcome(facts.status),
+        "reason": {"reasonType": "HTTP", "reasonCode": str(facts.status)},
         "initiator": initiator,
-        "target": {
-            "typeURI": f"{SERVICE}/{TARGETS.get(target.kind, 'volumes/volume')}",
-            "id": str(target.aggregate_id),
-        },
+        "target": target,
         "observer": {"id": "target", "name": "cinderblock"},
-        "requestPath": meta.get("request_path"),
-        "tags": [f"correlation_id?value={meta.get('global_request_id') or request_id}"],
+        "requestPath": facts.path,
+        "tags": [f"correlation_id?value={facts.global_request_id or request_id}"],
         "attachments": attachments,
     }
+    if facts.duration_ms is not None:
+        answered = facts.at + timedelta(milliseconds=facts.duration_ms)
+        body["reporterchain"] = [
+            {"role": "modifier", "reporter": {"id": "target"}, "reporterTime": cadf_time(answered)}
+        ]
     return body
 
 
 def records(
-    events: Iterable[LoggedEvent], *, project_id: str | None = None
+    events: Iterable[LoggedEvent],
+    *,
+    project_id: str | None = None,
+    requests: Iterable[RequestFacts] = (),
 ) -> list[dict[str, Any]]:
-    """One record per request id with API events (in order of their first event);
-    ``project_id`` keeps the requests made by that project (the initiator's)."""
+    """One record per request, in time order: every request of ``requests`` (the API's
+    request log), and every request id with API events that log does not have (older
+    requests); ``project_id`` keeps the requests made by that project (the initiator's)."""
     api: dict[str, list[LoggedEvent]] = {}
     later: dict[str, list[LoggedEvent]] = {}
     for logged in events:
@@ -174,4 +302,16 @@ def records(
                 api.setdefault(request_id, []).append(logged)
         else:
             later.setdefault(request_id, []).append(logged)
-    return [record(found, later.get(rid, [])) for rid, found in api.items()]
+    facts: dict[str, RequestFacts] = {}
+    for f in requests:
+        if project_id is None or f.project_id == project_id:
+            facts[f.request_id] = f
+    for rid, found in api.items():
+        meta = found[0].meta
+        if rid in facts:  # the policy rule names the action where the body key is not known
+            if facts[rid].action is None:
+                facts[rid] = replace(facts[rid], action=meta.get("action"))
+        else:
+            facts[rid] = RequestFacts.from_meta(meta, found[0].recorded_at)
+    ordered = sorted(facts.values(), key=lambda f: f.at)
+    return [record(f, api.get(f.request_id, []), later.get(f.request_id, [])) for f in ordered]

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from cinderblock.audit.schema import AUDIT_DDL
 from cinderblock.config.settings import Settings
 from cinderblock.readmodels.schema import READMODELS_DDL
 from cinderblock.store.schema import EVENTS_DDL
@@ -31,6 +32,7 @@ async def create_schemas(pool: asyncpg.Pool) -> None:
             await conn.execute(EVENTS_DDL)
             await conn.execute(READMODELS_DDL)
             await conn.execute(USAGE_DDL)
+            await conn.execute(AUDIT_DDL)
         finally:
             await conn.execute(_SCHEMA_UNLOCK)
 
@@ -84,10 +86,20 @@ def alive(service: str) -> Any:
             path.unlink()
 
 
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The ``extra`` fields of a record (volume_id, action, request_id...)."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with every ``extra`` field (volume_id, action, request_id…)."""
-
-    _skip = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -96,18 +108,47 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in self._skip})
+        entry.update(_extras(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One line for a person: time, level, logger, message, then the ``extra`` fields that
+    have a value as ``key=value``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = " ".join(f"{k}={v}" for k, v in _extras(record).items() if v is not None)
+        if not fields:
+            return line
+        head, newline, rest = line.partition("\n")  # a traceback stays below the fields
+        return f"{head} {fields}{newline}{rest}"
+
+
+LOG_FORMATS = ("auto", "json", "text")
+
+
+def log_format(settings: Settings, stream: Any = None) -> str:
+    """``json`` or ``text``: as set, or for ``auto`` text when the stream (stderr) is a
+    terminal, a person reading it, and JSON otherwise (a file, a pipe, a collector)."""
+    if settings.log_format in ("json", "text"):
+        return settings.log_format
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
 def setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
+    if log_format(settings, sys.stderr) == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

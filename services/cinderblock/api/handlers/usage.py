@@ -1,5 +1,7 @@
 """``GET /v3/{project_id}/os-usage[/{target}]?since=&until=``: a project's billed GiB·hours
-from the billing ledger (a Cinderblock extension; docs/decisions.md "Usage ledger").
+of volumes and snapshots, listed apart, from the billing ledger (a Cinderblock extension;
+docs/decisions.md "Usage ledger", "Snapshots: billing and the type of a volume made from
+one").
 
 Authorised by Cinder's quota-show rule (project reader, or admin for any project): the
 nearest rule Cinder has for reading a project's usage.
