@@ -95,16 +95,16 @@ class AdminActions:
             removed_attachments=removed,
         )
 
-    def _metadata_writable(self) -> None:
+    def _metadata_writable(self, verb: str) -> None:
+        """Cinder's volume API refuses ``Updating``/``Deleting`` metadata in these."""
         if self.status in (Status.MAINTENANCE, Status.UPLOADING):
             raise InvalidVolumeError(
-                f"Volume {self.vid} status must not be maintenance or uploading to change "
-                f"its image metadata, currently {self.status}."
+                f"{verb} volume metadata is not allowed for volumes in {self.status} status."
             )
 
     def set_image_metadata(self, metadata: dict[str, str]) -> dict[str, str]:
         """os-set_image_metadata: add or overwrite keys; returns the whole set after."""
-        self._metadata_writable()
+        self._metadata_writable("Updating")
         if metadata:
             self.trigger_event(self.ImageMetadataSet, metadata=dict(metadata))  # type: ignore[attr-defined]
         return dict(self.image_metadata)
@@ -113,5 +113,5 @@ class AdminActions:
         """os-unset_image_metadata: 404 when the volume has no such key."""
         if key not in self.image_metadata:
             raise MetadataNotFoundError(self.vid)
-        self._metadata_writable()
+        self._metadata_writable("Deleting")
         self.trigger_event(self.ImageMetadataUnset, key=key)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from cinderblock.wire.actions_base import ActionBody
 from cinderblock.wire.faults import BadRequest
+from cinderblock.wire.metadata import IMAGE_METADATA
 from cinderblock.wire.microversion import APIVersion
 from cinderblock.wire.schema import (
     Boolean,
@@ -50,7 +51,6 @@ RESET_FIELDS = {
     "attach_status": ("Volume attach status", ATTACH_STATUSES),
     "migration_status": ("Volume migration status", MIGRATION_STATUSES),
 }
-MAX_IMAGE_VALUE_BYTES = 65535
 
 
 class AnyPayload(ActionBody):
@@ -138,15 +138,10 @@ class ResetStatus(ActionBody):
 
 
 def _image_metadata(value: object) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise SchemaError(not_of_type(value, "object"))
-    for key, item in value.items():
-        parse_string(key, max_length=255, min_length=1)
-        if not isinstance(item, str):
-            raise SchemaError(not_of_type(item, "string"))
-        if len(item.encode("utf-8")) > MAX_IMAGE_VALUE_BYTES:
-            raise SchemaError(f"value of {key!r} is longer than {MAX_IMAGE_VALUE_BYTES} bytes")
-    return dict(value)
+    """Cinder's ``image_metadata``: keys ``^[a-zA-Z0-9-_:. /]{1,255}$`` (none reserved: its
+    API refuses no key by name), values strings of at most 65535 UTF-8 bytes."""
+    IMAGE_METADATA.check_object(value, "metadata")
+    return dict(value)  # type: ignore[call-overload]
 
 
 class SetImageMetadata(ActionBody):

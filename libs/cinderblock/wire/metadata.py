@@ -26,6 +26,7 @@ from cinderblock.wire.messages import (
 VOLUME_KEY_PATTERN = "^[a-zA-Z0-9-_:. /]{1,255}$"
 SNAPSHOT_KEY_PATTERN = "^[a-zA-Z0-9-_:. ]{1,255}$"
 MAX_VALUE_LENGTH = 255
+MAX_TEXT_BYTES = 65535  # Cinder's ``mysql_text`` format (image metadata values)
 
 MISMATCH = "Request body and URI mismatch"
 TOO_MANY_ITEMS = "Request body contains too many items"
@@ -40,10 +41,13 @@ class MetadataSchema:
             jsonschema does, so ``$`` also matches before a final newline).
         extra_keys_allowed: top-level keys besides the one required are ignored (snapshot
             schemas) rather than refused (volume schemas).
+        mysql_text: values are checked as Cinder's ``mysql_text`` format (at most 65535
+            UTF-8 bytes: image metadata) instead of ``maxLength: 255``.
     """
 
     key_pattern: str
     extra_keys_allowed: bool
+    mysql_text: bool = False
 
     def parse_all(self, body: object) -> dict[str, str]:
         """``{"metadata": {...}}`` of POST and PUT on the collection.
@@ -71,7 +75,7 @@ class MetadataSchema:
         if not isinstance(body, dict):
             raise SchemaError(not_of_type(body, "object"))
         if field in body:
-            self._check_object(body[field], field, single=single)
+            self.check_object(body[field], field, single=single)
         else:
             raise SchemaError(required_property(field))
         extra = sorted(k for k in body if k != field)
@@ -79,7 +83,12 @@ class MetadataSchema:
             raise SchemaError(additional_properties(extra))
         return dict(body[field])
 
-    def _check_object(self, value: object, field: str, *, single: bool) -> None:
+    def check_object(self, value: object, field: str, *, single: bool = False) -> None:
+        """The object of ``field`` (``metadata`` or ``meta``): its values, then its keys.
+
+        Raises:
+            SchemaError: as jsonschema words it.
+        """
         if not isinstance(value, dict):
             raise SchemaError(not_of_type(value, "object"), field=field, value=value)
         unmatched = []
@@ -89,7 +98,9 @@ class MetadataSchema:
                 continue
             if not isinstance(item, str):
                 raise SchemaError(not_of_type(item, "string"), field=key, value=item)
-            if len(item) > MAX_VALUE_LENGTH:
+            if self.mysql_text and len(item.encode("utf-8")) > MAX_TEXT_BYTES:
+                raise SchemaError(f"{item!r} is not a 'mysql_text'", field=key, value=item)
+            if not self.mysql_text and len(item) > MAX_VALUE_LENGTH:
                 raise SchemaError(f"{item!r} is too long", field=key, value=item)
         if unmatched:
             verb = "does" if len(unmatched) == 1 else "do"
@@ -104,3 +115,5 @@ class MetadataSchema:
 
 VOLUME_METADATA = MetadataSchema(VOLUME_KEY_PATTERN, extra_keys_allowed=False)
 SNAPSHOT_METADATA = MetadataSchema(SNAPSHOT_KEY_PATTERN, extra_keys_allowed=True)
+# os-set_image_metadata's ``metadata`` (parameter_types.image_metadata).
+IMAGE_METADATA = MetadataSchema(VOLUME_KEY_PATTERN, extra_keys_allowed=False, mysql_text=True)

@@ -231,3 +231,72 @@ async def test_revert_refusals_answer_cinder_s_codes_and_texts(
         await asyncio.to_thread(c.volumes.revert_to_snapshot, volume, second)
     assert grown.value.message == f"{cannot} The volume size must be equal to the snapshot size."
     assert (await asyncio.to_thread(c.volumes.get, vid)).status == "available"
+
+
+KEY_PATTERN = "'^[a-zA-Z0-9-_:. /]{1,255}$'"
+
+
+async def test_image_metadata_keys_follow_cinder_s_schema(system: System, cinder: Cinder) -> None:
+    """Cinder refuses image-metadata keys by its schema only (characters, 1 to 255): no key
+    is reserved, ``image_id`` and Glance's core properties included; values up to 65535
+    UTF-8 bytes; maintenance/uploading refuse the change with the volume API's text."""
+    c = cinder.client
+    volume = await available(c, 1)
+    vid = volume.id
+    accepted = {
+        "image_id": str(uuid.uuid4()),
+        "checksum": "abc",
+        "container_format": "bare",
+        "a/b c:d.e-f_G9": "x" * 300,
+        "k" * 255: "x" * 65535,
+    }
+    _, body = await asyncio.to_thread(c.volumes.set_image_metadata, volume, accepted)
+    assert body == {"metadata": accepted}
+    _, shown = await asyncio.to_thread(c.volumes.show_image_metadata, volume)
+    assert shown == {"metadata": accepted}
+    await asyncio.to_thread(c.volumes.delete_image_metadata, volume, ["image_id"])
+    _, shown = await asyncio.to_thread(c.volumes.show_image_metadata, volume)
+    assert "image_id" not in shown["metadata"]
+
+    for metadata, message in (
+        (
+            {"bad*key": "v"},
+            "Invalid input for field/attribute metadata. Value: {'bad*key': 'v'}. "
+            f"'bad*key' does not match any of the regexes: {KEY_PATTERN}",
+        ),
+        (
+            {"": "v"},
+            "Invalid input for field/attribute metadata. Value: {'': 'v'}. "
+            f"'' does not match any of the regexes: {KEY_PATTERN}",
+        ),
+        (
+            {"k" * 256: "v"},
+            f"Invalid input for field/attribute metadata. Value: {{'{'k' * 256}': 'v'}}. "
+            f"'{'k' * 256}' does not match any of the regexes: {KEY_PATTERN}",
+        ),
+        ({"k": 5}, "Invalid input for field/attribute k. Value: 5. 5 is not of type 'string'"),
+    ):
+        with pytest.raises(cinder_exc.BadRequest) as refused:
+            await asyncio.to_thread(c.volumes.set_image_metadata, volume, metadata)
+        assert refused.value.message == message
+    big = "x" * 65536
+    with pytest.raises(cinder_exc.BadRequest) as too_big:
+        await asyncio.to_thread(c.volumes.set_image_metadata, volume, {"k": big})
+    assert too_big.value.message.endswith(f"'{big}' is not a 'mysql_text'")
+    for key, status in (("", 400), ("k" * 256, 400), ("bad*key", 404)):
+        reply = await system.client.action(vid, {"os-unset_image_metadata": {"key": key}})
+        assert reply.status == status, key  # no pattern on unset: an unknown key is 404
+    _, shown = await asyncio.to_thread(c.volumes.show_image_metadata, volume)
+    assert "k" not in shown["metadata"]
+
+    await asyncio.to_thread(c.volumes.reset_state, volume, "maintenance")
+    with pytest.raises(cinder_exc.BadRequest) as busy:
+        await asyncio.to_thread(c.volumes.set_image_metadata, volume, {"k": "v"})
+    assert busy.value.message == (
+        "Invalid volume: Updating volume metadata is not allowed for volumes in maintenance status."
+    )
+    with pytest.raises(cinder_exc.BadRequest) as busy:
+        await asyncio.to_thread(c.volumes.delete_image_metadata, volume, ["checksum"])
+    assert busy.value.message == (
+        "Invalid volume: Deleting volume metadata is not allowed for volumes in maintenance status."
+    )
