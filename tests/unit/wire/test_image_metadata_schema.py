@@ -34,7 +34,7 @@ def test_keys_cinder_refuses(key: str) -> None:
 
 def test_values_are_measured_in_utf8_bytes() -> None:
     assert parse({"k": "é" * 32767}) == {"k": "é" * 32767}  # 65534 bytes
-    with pytest.raises(BadRequest, match="is not a 'mysql_text'$"):
+    with pytest.raises(BadRequest, match=r"is not a 'mysql_text'$"):
         parse({"k": "é" * 32768})  # 65536 bytes, 32768 characters
 
 
