@@ -15,6 +15,7 @@ import pytest
 
 from cinderblock.cli.main import main
 from tests.e2e.conftest import System
+from tests.helpers.request_log import until_kept
 
 INSTANCE = "5f0e6c4a-3a51-4b39-9d42-3f6f3b2c9a11"
 GLOBAL_ID = f"req-{uuid.uuid4()}"
@@ -77,7 +78,7 @@ async def _scenario(system: System) -> dict[str, Any]:
     deleted = await c.request("DELETE", f"/volumes/{vid}")
     statuses["delete"] = deleted.status
     await system.until_volume(vid, lambda v: v is None)
-    await until_kept(system, deleted.headers["x-openstack-request-id"])
+    await until_kept(system.pool, deleted.headers["x-openstack-request-id"])
     return {
         "vid": vid,
         "project": c.project_id,
@@ -89,16 +90,6 @@ async def _scenario(system: System) -> dict[str, Any]:
             for name, reply in (("create", created), ("os-extend", extend))
         },
     }
-
-
-async def until_kept(system: System, request_id: str) -> None:
-    """Until the API's request log holds ``request_id`` (it writes in the background)."""
-    async with asyncio.timeout(10):
-        while True:
-            sql = "SELECT 1 FROM api_requests WHERE request_id = $1"
-            if await system.pool.fetchval(sql, request_id):
-                return
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

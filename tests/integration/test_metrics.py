@@ -123,37 +123,34 @@ async def test_metrics_sum_both_api_processes_and_name_no_volume(
 
 
 @contextlib.asynccontextmanager
-async def _api(servers: Servers, tmp_path: Path, log_format: str) -> AsyncIterator[object]:
+async def _api(
+    database_url: str, nats_url: str, tmp_path: Path, log_format: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """`cinderblock --log-format <format> serve api` on a port of its own."""
-    async with fresh_database(servers) as url:
-        env = {
-            **os.environ,
-            "CINDERBLOCK_DATABASE_URL": url,
-            "CINDERBLOCK_NATS_URL": servers.nats_url,
-            "CINDERBLOCK_DATA_DIR": str(tmp_path),
-            "CINDERBLOCK_PORT": "0",
-            "CINDERBLOCK_LOG_LEVEL": "INFO",
-        }
-        env.pop("CINDERBLOCK_LOG_FORMAT", None)
-        exe = str(Path(sys.executable).parent / "cinderblock")
-        proc = await asyncio.create_subprocess_exec(
-            exe,
-            "--log-format",
-            log_format,
-            "serve",
-            "api",
-            env=env,
-            stderr=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            assert proc.stderr is not None
-            await proc.stderr.read()
-            assert await asyncio.wait_for(proc.wait(), 20) == 0
+    env = {
+        **os.environ,
+        "CINDERBLOCK_DATABASE_URL": database_url,
+        "CINDERBLOCK_NATS_URL": nats_url,
+        "CINDERBLOCK_DATA_DIR": str(tmp_path),
+        "CINDERBLOCK_PORT": "0",
+        "CINDERBLOCK_LOG_LEVEL": "INFO",
+    }
+    env.pop("CINDERBLOCK_LOG_FORMAT", None)
+    exe = str(Path(sys.executable).parent / "cinderblock")
+    proc = await asyncio.create_subprocess_exec(
+        *(exe, "--log-format", log_format, "serve", "api"),
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        assert proc.stderr is not None
+        await proc.stderr.read()
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
 
 
 async def _line(proc: asyncio.subprocess.Process, needle: str) -> str:
@@ -168,14 +165,21 @@ async def _line(proc: asyncio.subprocess.Process, needle: str) -> str:
 async def test_access_log_lines_in_json_and_in_text(servers: Servers, tmp_path: Path) -> None:
     project, vid = uuid.uuid4().hex, str(uuid.uuid4())
     token = {"X-Auth-Token": f"alice:{project}"}
-
-    async with _api(servers, tmp_path, "json") as proc:
-        listening = json.loads(await _line(proc, "api listening"))
-        status, _ = await _call(
-            "GET", f"{listening['url']}/v3/{project}/volumes/{vid}", headers=token
+    async with (
+        fresh_database(servers) as url,
+        _api(url, servers.nats_url, tmp_path, "json") as as_json,
+        _api(url, servers.nats_url, tmp_path, "text") as as_text,
+    ):
+        listening, listening_line = await asyncio.gather(
+            _line(as_json, "api listening"), _line(as_text, "api listening")
         )
-        assert status == 404
-        entry = json.loads(await _line(proc, "cinderblock.api.access"))
+        urls = json.loads(listening)["url"], listening_line.partition(" url=")[2].split()[0]
+        for base in urls:
+            status, _ = await _call("GET", f"{base}/v3/{project}/volumes/{vid}", headers=token)
+            assert status == 404
+        entry = json.loads(await _line(as_json, "cinderblock.api.access"))
+        line = await _line(as_text, "cinderblock.api.access")
+
     assert entry["message"].startswith(f"GET {VOLUME_ROUTE} 404 ")
     assert (entry["method"], entry["route"], entry["status"]) == ("GET", VOLUME_ROUTE, 404)
     assert (entry["project_id"], entry["user_id"]) == (project, "alice")
@@ -183,15 +187,10 @@ async def test_access_log_lines_in_json_and_in_text(servers: Servers, tmp_path: 
     assert entry["duration_ms"] > 0
     assert entry["fault"] == f"Volume {vid} could not be found."
 
-    async with _api(servers, tmp_path, "text") as proc:
-        listening_line = await _line(proc, "api listening")
-        url = listening_line.partition(" url=")[2].split()[0]
-        status, _ = await _call("GET", f"{url}/v3/{project}/volumes/{vid}", headers=token)
-        assert status == 404
-        line = await _line(proc, "cinderblock.api.access")
     assert not line.startswith("{")
     assert f"INFO cinderblock.api.access GET {VOLUME_ROUTE} 404 " in line
+    fields = line.split(" ms ", 1)[1]
     for field in ("method=GET", f"route={VOLUME_ROUTE}", "status=404", f"project_id={project}"):
-        assert field in line.split(" ms ", 1)[1], line
-    assert " request_id=req-" in line
-    assert " duration_ms=" in line
+        assert field in fields, line
+    assert " request_id=req-" in fields
+    assert " duration_ms=" in fields
