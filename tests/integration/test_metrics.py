@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from cinderblock.cli.processes import claim_port
-from cinderblock.runtime.metrics import MultiprocessDir
+from cinderblock.runtime.metrics import LogTally, MultiprocessDir
 from tests.helpers.processes import serving
 from tests.helpers.servers import Servers, fresh_database
 
@@ -65,7 +66,7 @@ async def test_metrics_sum_both_api_processes_and_name_no_volume(
     base = f"http://{HOST}:{port}/v3/{project}/volumes"
     token = {"X-Auth-Token": f"admin:{project}"}
     ids = [str(uuid.uuid4()) for _ in range(MISSING + EXTENDS + BOGUS)]
-    async with serving(servers, tmp_path, ("api", "api"), port=port):
+    async with serving(servers, tmp_path, ("api", "api"), port=port) as deployed:
         answers = await asyncio.gather(
             *(_call("GET", f"{base}/{vid}", headers=token) for vid in ids[:MISSING]),
             *(
@@ -119,7 +120,24 @@ async def test_metrics_sum_both_api_processes_and_name_no_volume(
                 if name == "cinderblock_events_total"
             }
             assert events["VolumeType"] >= 1  # the default type either process bootstrapped
+        await _counts_in_chunks_equal_counts_at_once(deployed.database_url)
     assert not shared.exists()  # the last process out removed it
+
+
+async def _counts_in_chunks_equal_counts_at_once(database_url: str) -> None:
+    """A long log is counted over several scrapes, a chunk at a time: the same counts."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        whole, chunked = LogTally(), LogTally()
+        assert await whole.catch_up(conn)
+        chunks = 1
+        while not await chunked.catch_up(conn, limit=1):
+            chunks += 1
+        total = await conn.fetchval("SELECT count(*) FROM events")
+    finally:
+        await conn.close()
+    assert chunked.counts == whole.counts
+    assert sum(whole.counts.values()) == total == chunks - 1
 
 
 @contextlib.asynccontextmanager

@@ -61,6 +61,8 @@ UNMATCHED = "unmatched"  # a path no route serves (404/405): never the path itse
 # (read_wait, 5 s at most).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCRAPE_TIMEOUT = 3.0  # seconds each of PostgreSQL and NATS gets per scrape
+TALLY_CHUNK = 50_000  # events counted per query
+TALLY_BUDGET = 3.0  # seconds a scrape spends counting the log
 # Aggregates whose saga-recorded events are outcomes (quota bookkeeping rides along).
 SAGA_TARGETS = frozenset({"Volume", "Snapshot"})
 
@@ -212,6 +214,7 @@ WITH new AS MATERIALIZED (
     SELECT tx_id, position, topic, meta->>'actor' AS actor FROM events
     WHERE (tx_id, position) > ($1::text::xid8, $2)
       AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY events.tx_id, events.position LIMIT $3
 ), last AS (
     SELECT new.tx_id::text::bigint AS tx_id, new.position FROM new
     ORDER BY new.tx_id DESC, new.position DESC LIMIT 1
@@ -241,14 +244,19 @@ class LogTally:
 
     upto: Position = field(default_factory=lambda: Position(0, 0))
     counts: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    complete: bool = False  # counted up to the settled end at least once
 
-    async def catch_up(self, conn: asyncpg.Connection) -> None:
-        rows = await conn.fetch(_TALLY, str(self.upto.tx_id), self.upto.position)
+    async def catch_up(self, conn: asyncpg.Connection, limit: int = TALLY_CHUNK) -> bool:
+        """Count the next ``limit`` settled events at most; True once none are left."""
+        rows = await conn.fetch(_TALLY, str(self.upto.tx_id), self.upto.position, limit)
+        seen = 0
         for r in rows:
             key = (event_name(r["topic"]), r["actor"])
             self.counts[key] = self.counts.get(key, 0) + r["n"]
+            seen += r["n"]
         if rows:
             self.upto = Position(rows[0]["last_tx"], rows[0]["last_position"])
+        return seen < limit
 
     def by_aggregate(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -283,6 +291,7 @@ class SharedState:
         self._families: list[Metric] = []
         self._nc: Client | None = None
         self._lock = asyncio.Lock()
+        self._unavailable: set[str] = set()
 
     def collect(self) -> Iterator[Metric]:
         yield from self._families
@@ -299,6 +308,12 @@ class SharedState:
             families.append(_gauge("cinderblock_nats_up", "NATS JetStream answers.", nats_up))
             self._families = families
 
+    def _down(self, server: str, err: BaseException) -> None:
+        """One warning when a server stops answering scrapes, not one per scrape."""
+        if server not in self._unavailable:
+            self._unavailable.add(server)
+            log.warning("metrics: %s unavailable: %s", server, err or type(err).__name__)
+
     async def close(self) -> None:
         if self._nc is not None:
             with contextlib.suppress(nats.errors.Error, OSError):
@@ -308,28 +323,15 @@ class SharedState:
     async def _database(self, pool: asyncpg.Pool, families: list[Metric]) -> bool:
         try:
             async with asyncio.timeout(SCRAPE_TIMEOUT), pool.acquire() as conn:
-                await self.tally.catch_up(conn)
                 behind = await conn.fetch(_BEHIND)
                 dead = await conn.fetch(_DEAD_LETTERS)
                 held = await summary(conn)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
-            log.warning("metrics: database unavailable: %s", err)
+            self._down("database", err)
             return False
-        events = CounterMetricFamily(
-            "cinderblock_events",
-            "Events appended to the log, by aggregate type (all writers).",
-            labels=("aggregate_type",),
-        )
-        for kind, n in sorted(self.tally.by_aggregate().items()):
-            events.add_metric((kind,), n)
-        sagas = CounterMetricFamily(
-            "cinderblock_saga_outcomes",
-            "Outcome events sagas recorded on volumes and snapshots, by saga (action) and "
-            "outcome: completed, or compensated (a …Failed event).",
-            labels=("action", "outcome"),
-        )
-        for (action, outcome), n in sorted(self.tally.saga_outcomes().items()):
-            sagas.add_metric((action, outcome), n)
+        self._unavailable.discard("database")
+        await self._count_log(pool)
+        families += self._log_counts() if self.tally.complete else []
         lag_events = GaugeMetricFamily(
             "cinderblock_log_consumer_lag_events",
             "Events in the log after a tailing consumer's tracked position (relay, projector).",
@@ -359,8 +361,38 @@ class SharedState:
         )
         for consumer, n in held.items():
             quarantined.add_metric((consumer,), n)
-        families += [events, sagas, lag_events, lag_seconds, letters, quarantined]
+        families += [lag_events, lag_seconds, letters, quarantined]
         return True
+
+    async def _count_log(self, pool: asyncpg.Pool) -> None:
+        """Bring the log counts up to date, in chunks, for TALLY_BUDGET seconds at most: a
+        process's first scrape of a long log may take several scrapes, and until its counts
+        are whole they are left out (a partial count would look like a counter reset)."""
+        try:
+            async with asyncio.timeout(TALLY_BUDGET), pool.acquire() as conn:
+                while not await self.tally.catch_up(conn):
+                    pass
+                self.tally.complete = True
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            log.info("metrics: log counts not whole yet: %s", type(err).__name__)
+
+    def _log_counts(self) -> list[Metric]:
+        events = CounterMetricFamily(
+            "cinderblock_events",
+            "Events appended to the log, by aggregate type (all writers).",
+            labels=("aggregate_type",),
+        )
+        for kind, n in sorted(self.tally.by_aggregate().items()):
+            events.add_metric((kind,), n)
+        sagas = CounterMetricFamily(
+            "cinderblock_saga_outcomes",
+            "Outcome events sagas recorded on volumes and snapshots, by saga (action) and "
+            "outcome: completed, or compensated (a …Failed event).",
+            labels=("action", "outcome"),
+        )
+        for (action, outcome), n in sorted(self.tally.saga_outcomes().items()):
+            sagas.add_metric((action, outcome), n)
+        return [events, sagas]
 
     async def _connection(self) -> Client | None:
         if self._nc is None or self._nc.is_closed:
@@ -388,8 +420,9 @@ class SharedState:
                 except nats.js.errors.NotFoundError:  # no service has made it yet
                     consumers = []
         except (OSError, TimeoutError, nats.errors.Error, ValueError) as err:
-            log.warning("metrics: NATS unavailable: %s", err)
+            self._down("NATS", err)
             return False
+        self._unavailable.discard("NATS")
         pending = GaugeMetricFamily(
             "cinderblock_consumer_pending_messages",
             "Messages of the stream a durable consumer has not been delivered yet.",
