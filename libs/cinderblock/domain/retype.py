@@ -112,21 +112,24 @@ class Retype:
         reservation_id: str,
         new_encrypted: bool = False,
     ) -> None:
+        """Cinder's API order: the multiattach change (only from available), multiattach
+        with encryption, then the conditional update's one refusal."""
+        if new_multiattach != self.multiattach and self.status != Status.AVAILABLE:
+            raise InvalidInputError(
+                "Invalid volume_type passed, retypes affecting multiattach are only allowed "
+                "on available volumes, the specified volume however currently has a status "
+                f"of: {self.status}."
+            )
+        if new_multiattach and new_encrypted:
+            raise InvalidInputError(
+                "Retype requested both encryption and multi-attach, which is not supported."
+            )
         if (
             self.status not in (Status.AVAILABLE, Status.IN_USE)
             or self.migration_status not in NOT_MIGRATING
             or new_type_id == self.volume_type_id
         ):
             raise InvalidVolumeError(RETYPE_REFUSED)
-        if new_multiattach != self.multiattach and self.status != Status.AVAILABLE:
-            raise InvalidVolumeError(
-                "Changing the multiattach property of a volume needs it to be available, "
-                f"currently {self.status}."
-            )
-        if new_multiattach and new_encrypted:
-            raise InvalidInputError(
-                "Retype requested both encryption and multi-attach, which is not supported."
-            )
         self.trigger_event(  # type: ignore[attr-defined]
             self.RetypeRequested,
             new_type_id=new_type_id,

@@ -300,3 +300,52 @@ async def test_image_metadata_keys_follow_cinder_s_schema(system: System, cinder
     assert busy.value.message == (
         "Invalid volume: Deleting volume metadata is not allowed for volumes in maintenance status."
     )
+
+
+async def test_retype_into_a_multiattach_type_from_available_always_finishes(
+    system: System, cinder: Cinder
+) -> None:
+    """cinderclient's retype of an available volume into a ``multiattach="<is> True"`` type
+    ends every way Cinder's scheduler ends it, never left ``retyping``: in place on a pool
+    that takes multiattach volumes; refused after the 202 on one that does not with policy
+    ``never`` (status, type and flag as before, the reason on RetypeFailed); moved to a
+    multiattach pool with ``on-demand``."""
+    c = cinder.client
+    tag = uuid.uuid4().hex[:6]
+    multi = await asyncio.to_thread(c.volume_types.create, f"multi-{tag}")
+    await asyncio.to_thread(multi.set_keys, {"multiattach": "<is> True"})
+    on_a = await asyncio.to_thread(c.volume_types.create, f"on-a-{tag}")
+    await asyncio.to_thread(on_a.set_keys, {"volume_backend_name": "file-a"})
+    on_b = await asyncio.to_thread(c.volume_types.create, f"on-b-{tag}")
+    await asyncio.to_thread(on_b.set_keys, {"volume_backend_name": "file-b"})
+
+    async def retype(volume: Any, policy: str) -> Any:
+        resp, _ = await asyncio.to_thread(c.volumes.retype, volume, multi.name, policy)
+        assert resp.status_code == 202
+        return await until(lambda: c.volumes.get(volume.id), lambda v: v.status != "retyping")
+
+    plain = await available(c, 1, volume_type=on_a.name)  # file-a takes no multiattach volume
+    kept = await retype(plain, "never")
+    assert (kept.status, kept.volume_type, kept.multiattach) == ("available", on_a.name, False)
+    assert (await events_of(system, plain.id))[-1] == "RetypeFailed"
+    moved = await retype(plain, "on-demand")
+    assert (moved.status, moved.volume_type, moved.multiattach) == ("available", multi.name, True)
+    assert "@file-b#" in getattr(moved, HOST)
+
+    await asyncio.to_thread(c.volumes.reserve, plain)  # attaching: the flag may not change
+    with pytest.raises(cinder_exc.BadRequest) as busy:
+        await asyncio.to_thread(c.volumes.retype, plain, on_a.name, "never")
+    assert busy.value.message == (
+        "Invalid input received: Invalid volume_type passed, retypes affecting multiattach "
+        "are only allowed on available volumes, the specified volume however currently has "
+        "a status of: attaching."
+    )
+
+    on_multi_pool = await available(c, 1, volume_type=on_b.name)
+    in_place = await retype(on_multi_pool, "never")
+    assert (in_place.status, in_place.volume_type, in_place.multiattach) == (
+        "available",
+        multi.name,
+        True,
+    )
+    assert getattr(in_place, HOST) == getattr(on_multi_pool, HOST)

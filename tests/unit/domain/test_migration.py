@@ -495,7 +495,7 @@ def test_a_held_volume_refuses_attach_detach_connect_and_metadata() -> None:
         s.volume.detach(None)
     with pytest.raises(InvalidVolumeError, match=f"^{maintenance}$"):
         s.volume.check_connectable()
-    with pytest.raises(InvalidVolumeError, match="currently maintenance"):
+    with pytest.raises(InvalidVolumeError, match="in maintenance status"):
         s.volume.set_image_metadata({"a": "1"})
     with pytest.raises(InvalidVolumeError):
         s.volume.reserve()
