@@ -1,10 +1,11 @@
 """The chaos suite, bounded for CI: the production shape (one process per service, embedded
 PostgreSQL and nats-server under a fresh data dir) under the mixed load of
 `cinderblock.chaos.load`, with the sagas service, PostgreSQL and nats-server killed -9
-mid-run, one at a time, and started again. Every invariant of `cinderblock.chaos.checks` must hold after
-each: no acknowledged action lost, nothing applied twice, nothing stuck, verify identical.
-The full run (every service kind, PostgreSQL, nats-server) is `python ops/chaos/run.py`
-(ops/chaos/README.md)."""
+mid-run, one at a time, and started again. Every invariant of `cinderblock.chaos.checks`
+must hold after each: no acknowledged action lost, nothing applied twice, nothing stuck,
+verify identical. The full run (every service kind, PostgreSQL, nats-server) is
+`python ops/chaos/run.py` (ops/chaos/README.md); the scale-out shape's failovers are
+tests/chaos/test_chaos_scaled.py."""
 
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ class NatsCluster:
         except (OSError, nats.errors.Error, TimeoutError):
             return None
         try:
-            info = await nc.jetstream(timeout=2.0).stream_info(stream)
+            info = await nc.jetstream(timeout=0.5).stream_info(stream)
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError):
             return None
         finally:

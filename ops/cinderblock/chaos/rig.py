@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +51,7 @@ SERVICES = ("api", "relay", "projector", "sagas", "billing", "notifier")
 SERVERS = ("postgres", "nats")
 NODE = "nats:"  # a target "nats:n2": that node of the cluster
 STREAM = "VOLUME_EVENTS"  # the services' default CINDERBLOCK_STREAM
-ROLES = {"relay": f"relay:{STREAM}", "projector": "projector:volumes"}  # advisory lock names
+ROLES = ("relay", "projector")  # services with a hot standby: one holds the role's lock
 STOP_GRACE = 20.0
 RESTART_S = 0.2
 READY_TIMEOUT = 60.0
@@ -68,6 +68,19 @@ async def until(condition: Callable[[], bool], timeout: float, poll: float = 0.0
     deadline = time.monotonic() + timeout
     while True:
         if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(poll)
+
+
+async def until_async(
+    value: Callable[[], Awaitable[object]], timeout: float, poll: float = 0.1
+) -> bool:
+    """Wait until ``await value()`` is truthy or ``timeout`` seconds passed; whether it is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await value():
             return True
         if time.monotonic() > deadline:
             return False
@@ -195,7 +208,14 @@ class Rig:
             if service == "api":
                 await (self.until_healthy() if first else self.until_listening(name))
                 first = False
+        # Supervised from here on: a service that gives up while the others start (a stream
+        # update timing out on a busy cluster) is started again, as systemd would.
         self._supervisor = asyncio.create_task(self._supervise())
+        for service in ROLES:
+            if service in self.instances.values() and not await until_async(
+                lambda service=service: self.holder(self.role(service)), READY_TIMEOUT
+            ):
+                raise RigError(f"no {service} became active within {READY_TIMEOUT:g} s")
 
     async def _supervise(self) -> None:
         """As systemd's Restart=always: a service that exits by itself (not one we killed) is
@@ -263,6 +283,14 @@ class Rig:
                     raise RigError(f"the api did not answer within {timeout:g} s")
                 await asyncio.sleep(0.05)
 
+    @property
+    def stream(self) -> str:
+        return self.env().get("CINDERBLOCK_STREAM") or STREAM
+
+    def role(self, service: str) -> str:
+        """The advisory lock name of ``service`` (relay, projector): who holds it works."""
+        return f"relay:{self.stream}" if service == "relay" else f"{service}:volumes"
+
     async def holder(self, role: str) -> str | None:
         """The instance holding ``role``'s advisory lock (`cinderblock.runtime.leadership`:
         ``pg_try_advisory_lock(hashtext(role))``), None when nobody does."""
@@ -289,17 +317,15 @@ class Rig:
         if fault == "nats-node":
             if self.cluster is None:
                 raise RigError("nats-node needs a NATS cluster (the scaled shape)")
-            leader = await self.cluster.stream_leader(
-                self.environ.get("CINDERBLOCK_STREAM", STREAM)
-            )
+            leader = await self.cluster.stream_leader(self.stream)
             if leader is None:
                 raise RigError(f"the stream has no leader: {self.cluster.logs()}")
             return f"{NODE}{leader}"
         service, _, which = fault.rpartition("-")
         if which == "active" and service in ROLES:
-            holder = await self.holder(ROLES[service])
+            holder = await self.holder(self.role(service))
             if holder is None or holder not in self.instances:
-                raise RigError(f"nobody holds {ROLES[service]} (holder: {holder})")
+                raise RigError(f"nobody holds {self.role(service)} (holder: {holder})")
             return holder
         if which == "one":
             return next(i for i, s in self.instances.items() if s == service)

@@ -37,7 +37,7 @@ import aiohttp
 from cinderblock.chaos.checks import Findings, check, last_dead_letter, quiesce, run_verify
 from cinderblock.chaos.load import KINDS, Answer, Load
 from cinderblock.chaos.nova import CountingNova
-from cinderblock.chaos.rig import NODE, ROLES, SERVICES, SHAPES, STREAM, Rig, until
+from cinderblock.chaos.rig import NODE, ROLES, SERVICES, SHAPES, Rig, until
 
 # "none": the same load without a fault, the reference row.
 FAULTS = ("none", *SERVICES, "postgres", "nats")
@@ -117,7 +117,7 @@ async def watch_failover(rig: Rig, fault: str, target: str, killed: float) -> st
     the event stream (a NATS node killed), the instance now holding the role's lock (the
     active relay or projector killed; the killed instance started again does not count);
     None if nobody within FAILOVER_TIMEOUT. Other faults have no one to watch: "-"."""
-    stream = rig.environ.get("CINDERBLOCK_STREAM", STREAM)
+    stream = rig.stream
     service = fault.removesuffix("-active")
     if target.startswith(NODE):
         assert rig.cluster is not None
@@ -131,7 +131,7 @@ async def watch_failover(rig: Rig, fault: str, target: str, killed: float) -> st
     elif fault.endswith("-active") and service in ROLES:
 
         async def now() -> str | None:
-            holder = await rig.holder(ROLES[service])
+            holder = await rig.holder(rig.role(service))
             return holder if holder and holder != target else None
 
         what = "active"
@@ -194,6 +194,7 @@ async def run_fault(
     target = failover = "-"
     resumed: dict[str, int] = {}
     watcher: asyncio.Task[str | None] | None = None
+    took_over: str | None = "-"
     notes: list[str] = []
     if fault != "none":
         waiter = asyncio.create_task(reached.wait())
@@ -210,9 +211,12 @@ async def run_fault(
             f"({ok} answers 2xx so far)"
         )
         await asyncio.sleep(outage)
+        # Down until someone took over too (bounded): the takeover is the survivors' own,
+        # not a race with the killed one coming back.
+        took_over = await watcher
         restarted_at = time.monotonic() - load.t0
         await rig.restart(target)
-        say(f"[{fault}] {target} restarted after {outage:g} s down")
+        say(f"[{fault}] {target} restarted after {restarted_at - killed_at:.1f} s down")
     finished, _ = await asyncio.wait({task}, timeout=LOAD_TIMEOUT)
     if not finished:
         task.cancel()
@@ -232,14 +236,12 @@ async def run_fault(
     ids = result.volumes
     settle = await quiesce(rig.dsn, ids)
     notes += settle
-    if watcher is not None:
-        took_over = await watcher
-        if took_over is None:
-            notes.append(f"no failover: nobody took {target}'s part within {FAILOVER_TIMEOUT:g} s")
-            failover = "none"
-        else:
-            failover = took_over
-            say(f"[{fault}] failover: {took_over}")
+    if took_over is None:
+        notes.append(f"no failover: nobody took {target}'s part within {FAILOVER_TIMEOUT:g} s")
+        failover = "none"
+    elif took_over != "-":
+        failover = took_over
+        say(f"[{fault}] failover: {took_over}")
     if resumed:
         now = _resumed(rig, "sagas", target)
         failover = ", ".join(f"{n} resumed {now.get(n, c) - c}" for n, c in resumed.items())
@@ -339,6 +341,10 @@ async def run_chaos(
         try:
             await rig.start()
             progress(f"running: api at {rig.api_url}, nats at {rig.nats_url}")
+            if rig.self_exits:
+                progress(
+                    f"while starting, exited by themselves and started again: {rig.self_exits}"
+                )
             timeout = aiohttp.ClientTimeout(total=60)
             connector = aiohttp.TCPConnector(limit=4 * clients)
             async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -403,6 +409,19 @@ def write_results(path: Path, text: str, section: str | None = None) -> None:
     path.write_text("".join(body for _, body in parts).rstrip("\n") + "\n")
 
 
+def _shown(argv: list[str] | None) -> list[str]:
+    """The command's options as typed, without where the table is written."""
+    shown, skip = [], False
+    for arg in sys.argv[1:] if argv is None else argv:
+        if skip:
+            skip = False
+        elif arg in ("--results", "--section"):
+            skip = True
+        elif not arg.startswith(("--results=", "--section=")):
+            shown.append(arg)
+    return shown
+
+
 SHAPE_WORDS = {
     "single": "",
     "scaled": (
@@ -453,11 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"Chaos run {when}, commit {_commit()}, {os.cpu_count()} CPUs, "
-        f"`{' '.join(['python -m cinderblock.chaos.run', *(argv or sys.argv[1:])])}`. "
+        f"`{' '.join(['python -m cinderblock.chaos.run', *_shown(argv)])}`. "
         f"{SHAPE_WORDS[args.shape]}{args.clients} clients x "
         f"{args.volumes} volumes in one project, {len(KINDS)} actions per volume; each target "
-        f"killed -9 once a third of the actions were answered 2xx, down {args.outage:g} s, "
-        "then started again."
+        f"killed -9 once a third of the actions were answered 2xx, down {args.outage:g} s "
+        "(and, for a failover, until someone took over), then started again."
     )
     text = render(results, header)
     print(text, flush=True)
