@@ -2,24 +2,30 @@
 snapshot was taken with, also after its volume was retyped (python-cinderclient's
 ``volumes.create(snapshot_id=…)``, openstacksdk's ``create_volume(snapshot_id=…)``); another
 requested type is refused unless the source volume's type could be retyped to it (Cinder's
-text, naming the type's id); and the snapshot is billed in ``os-usage`` apart from its
-volume."""
+text, naming the type's id); the snapshot is billed in ``os-usage`` apart from its volume;
+and a snapshot's life through cinderclient (create, update, metadata, reset status, revert,
+delete) gives exactly Cinder's snapshot notifications, with ``_usage_from_snapshot``'s
+payload."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import nats
 import pytest
 from cinderclient import exceptions as cinder_exc
 
+from cinderblock.billing.run import notification_stream
 from cinderblock.usage.ledger import gib_hours, volume_intervals
 from cinderblock.usage.store import EventReader
 from tests.e2e.clients.support import SDK_WARNINGS, Cinder, Sdk, until
 from tests.e2e.conftest import System
+from tests.unit.usage.test_notifications import CINDER_SNAPSHOT_KEYS
 
 pytestmark = SDK_WARNINGS
 
@@ -131,3 +137,69 @@ async def test_sdk_volume_from_a_snapshot_and_the_snapshot_in_os_usage(
     assert body["total_gib_hours"] == pytest.approx(
         body["volume_gib_hours"] + body["snapshot_gib_hours"], abs=1e-5
     )
+
+
+async def _notes_of(system: System, snapshot_id: str, last: str) -> list[dict[str, Any]]:
+    """The snapshot's notifications on the notification stream, in order, up to ``last``."""
+    nc = await nats.connect(system.settings.nats_url)
+    seen: list[dict[str, Any]] = []
+    try:
+        sub = await nc.jetstream().subscribe(
+            system.settings.subject("notifications.*.snapshot.>"),
+            stream=notification_stream(system.settings).name,
+            ordered_consumer=True,
+        )
+        async with asyncio.timeout(20):
+            while not seen or seen[-1]["event_type"] != last:
+                note = json.loads((await sub.next_msg(timeout=15)).data)
+                if note["payload"]["snapshot_id"] == snapshot_id:
+                    seen.append(note)
+    finally:
+        await nc.close()
+    return seen
+
+
+@pytest.mark.parametrize("cinder", ["project-in-url"], indirect=True)
+async def test_cinderclient_snapshot_life_is_notified_as_cinder_does(
+    system: System, cinder: Cinder
+) -> None:
+    c = cinder.client
+    created = await asyncio.to_thread(c.volumes.create, 1)
+    volume = await until(lambda: c.volumes.get(created.id), lambda v: v.status == "available")
+    snap = await asyncio.to_thread(c.volume_snapshots.create, volume.id, name="first")
+    await until(lambda: c.volume_snapshots.get(snap.id), lambda s: s.status == "available")
+    await asyncio.to_thread(c.volume_snapshots.update, snap, name="second")
+    await asyncio.to_thread(c.volume_snapshots.set_metadata, snap, {"k": "v"})  # no notification
+    await asyncio.to_thread(c.volume_snapshots.reset_state, snap, "error")
+    await asyncio.to_thread(c.volume_snapshots.reset_state, snap, "available")
+    await asyncio.to_thread(c.volumes.revert_to_snapshot, volume, snap)
+    await until(lambda: c.volumes.get(volume.id), lambda v: v.status == "available")
+    await until(lambda: c.volume_snapshots.get(snap.id), lambda s: s.status == "available")
+    await asyncio.to_thread(c.volume_snapshots.delete, snap)
+
+    notes = await _notes_of(system, snap.id, "snapshot.delete.end")
+    assert [n["event_type"] for n in notes] == [
+        "snapshot.create.start",
+        "snapshot.create.end",
+        "snapshot.update.start",
+        "snapshot.update.end",
+        "snapshot.reset_status.start",
+        "snapshot.reset_status.end",
+        "snapshot.reset_status.start",
+        "snapshot.reset_status.end",
+        "snapshot.revert.start",
+        "snapshot.revert.end",
+        "snapshot.delete.start",
+        "snapshot.delete.end",
+    ]
+    for n in notes:
+        assert set(n["payload"]) == CINDER_SNAPSHOT_KEYS
+        assert n["payload"]["volume_id"] == volume.id
+        assert n["payload"]["tenant_id"] == cinder.project_id
+        assert n["payload"]["availability_zone"] == system.settings.default_availability_zone
+    by_type = {n["event_type"]: n["payload"] for n in notes}
+    assert by_type["snapshot.update.start"]["display_name"] == "first"
+    assert by_type["snapshot.update.end"]["display_name"] == "second"
+    deleted = by_type["snapshot.delete.end"]
+    assert (deleted["status"], deleted["deleted"]) == ("deleted", "True")
+    assert by_type["snapshot.delete.end"]["metadata"] == str({"k": "v"})
