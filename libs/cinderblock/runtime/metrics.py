@@ -11,8 +11,9 @@ Two kinds of figures are therefore kept two ways:
   ``<tmp>/cinderblock-metrics-<uid>/<port>``. The first process of a run (none of the
   processes registered there is alive) empties it; a process that stops marks itself dead
   (its in-flight gauge leaves the sum, its counters stay: they must not go backwards), and a
-  killed one is marked dead by the next scrape or start. An api on a port of its own
-  (port 0) keeps its figures in memory.
+  killed one is marked dead by the next scrape or start. The last process out removes the
+  directory, and a start removes those of other ports whose processes were all killed. An
+  api on a port of its own (port 0) keeps its figures in memory.
 - What describes shared state (the log, consumers, dead letters, quarantine, reachability)
   is read from PostgreSQL and NATS when scraped (``SharedState``), so every process
   answers the same. Counts from the log (events appended, saga outcomes) are kept per
@@ -134,15 +135,26 @@ class MultiprocessDir:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Path]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        """The directory's lock held; retried when another process removed the directory
+        (its last one leaving, or a sweep of abandoned ones) while this one took it."""
+        for _ in range(5):
+            self.path.mkdir(parents=True, exist_ok=True)
             try:
-                members = self.path / "members"
-                members.mkdir(exist_ok=True)
-                yield members
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                lock = open(self.path / ".lock", "a")  # noqa: SIM115 - held across the yield
+            except FileNotFoundError:
+                continue
+            with lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    if os.fstat(lock.fileno()).st_nlink == 0:  # removed meanwhile
+                        continue
+                    members = self.path / "members"
+                    members.mkdir(exist_ok=True)
+                    yield members
+                    return
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+        raise OSError(f"cannot lock {self.path}")
 
     def _sweep(self, members: Path) -> bool:
         """Mark the registered processes that died; True if any registered one lives."""
@@ -164,6 +176,22 @@ class MultiprocessDir:
                 for stale in self.path.glob("*.db"):
                     stale.unlink(missing_ok=True)
             (members / str(os.getpid())).write_text(_start_time(os.getpid()) or "")
+
+    def remove_abandoned_siblings(self) -> None:
+        """Remove the directories of other ports whose processes were all killed (no one
+        was left to remove them), skipping any another process holds at the moment."""
+        if not self.owned:
+            return
+        for sibling in self.path.parent.iterdir():
+            if sibling == self.path or not (sibling / "members").is_dir():
+                continue
+            with contextlib.suppress(OSError), open(sibling / ".lock", "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                if not MultiprocessDir(sibling)._sweep(sibling / "members"):
+                    shutil.rmtree(sibling, ignore_errors=True)
 
     def sweep(self) -> None:
         """Mark processes killed since (a scrape does this before summing)."""
@@ -192,7 +220,14 @@ def multiprocess(port: int) -> Iterator[MultiprocessDir | None]:
         return
     shared = MultiprocessDir.for_port(port)
     saved_env, saved_class = os.environ.get(MULTIPROC_ENV), values.ValueClass
-    shared.join()
+    try:
+        shared.join()
+    except OSError as err:  # metrics never keep the API from serving
+        log.warning("metrics: %s unusable, counting in memory: %s", shared.path, err)
+        yield None
+        return
+    with contextlib.suppress(OSError):
+        shared.remove_abandoned_siblings()
     os.environ[MULTIPROC_ENV] = str(shared.path)
     values.ValueClass = values.MultiProcessValue()
     try:
