@@ -49,6 +49,7 @@ from cinderblock.readmodels.quarantine import (
     retry_will_fix,
 )
 from cinderblock.runtime.infra import alive, database
+from cinderblock.runtime.outage import database_unavailable
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.usage.consumer import billing_durable
 from cinderblock.usage.cursor import VolumeCursor
@@ -469,7 +470,14 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
             billing = Billing(settings, pool, Publisher(settings, js, oslo))
             with alive("billing"):
                 await run_consumer(
-                    js, billing.spec, billing.handle, billing.park, stop, billing, billing.gate
+                    js,
+                    billing.spec,
+                    billing.handle,
+                    billing.park,
+                    stop,
+                    billing,
+                    billing.gate,
+                    outage=database_unavailable,
                 )
     finally:
         if oslo is not None:
