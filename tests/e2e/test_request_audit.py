@@ -32,15 +32,23 @@ async def test_reads_and_refusals_are_audited_with_their_outcome(system: System)
         "missing": await owner.request("GET", f"/volumes/{missing}"),
         "forbidden": await owner.as_(roles="reader").action(vid, {"os-extend": {"new_size": 2}}),
         "listed": await owner.request("GET", "/volumes/detail?limit=1"),
+        # Refused at the edge (U+0000): what the stores cannot hold is kept escaped.
+        "unstorable": await owner.request("GET", "/volumes/a%00b"),
     }
-    assert [r.status for r in replies.values()] == [200, 404, 403, 200]
+    assert [r.status for r in replies.values()] == [200, 404, 403, 200, 400]
     ids = {name: r.headers["x-openstack-request-id"] for name, r in replies.items()}
     await until_kept(system.pool, created.headers["x-openstack-request-id"], *ids.values())
 
     async with system.pool.acquire() as conn:
         found = await window_records(conn, since, None, project_id=owner.project_id)
+        every = await window_records(conn, since, None)
     by_id = {r["initiator"]["request_id"]: r for r in found}
-    assert len(found) == len(by_id) == 5
+    assert len(found) == len(by_id) == 5  # the edge refused one before reading the project
+    unstorable = next(r for r in every if r["initiator"]["request_id"] == ids["unstorable"])
+    assert (unstorable["outcome"], unstorable["reason"]["reasonCode"]) == ("failure", "400")
+    assert unstorable["requestPath"].endswith("/volumes/a%00b")  # as sent, like webob's
+    assert unstorable["target"]["id"] == "a\\u0000b"  # decoded: kept JSON-escaped
+    assert unstorable["initiator"]["project_id"] == "unknown"
 
     def summary(name: str) -> tuple[str, str, str, dict[str, str]]:
         r = by_id[ids[name]]

@@ -14,6 +14,7 @@ events' ``meta`` alone (success, with the status Cinderblock answers that call w
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -22,6 +23,7 @@ from typing import Any
 
 from cinderblock.audit.log import LoggedEvent
 from cinderblock.audit.reasons import why
+from cinderblock.wire.storable import storable
 
 CADF_EVENT = "http://schemas.dmtf.org/cloud/audit/1.0/event"
 USER = "service/security/account/user"
@@ -162,7 +164,9 @@ class RequestFacts:
         )
 
     def to_json(self) -> dict[str, Any]:
-        found = {k: v for k, v in asdict(self).items() if v is not None}
+        """The facts as stored: text the stores cannot hold (a refused request's path with
+        U+0000, say) kept in its JSON-escaped form."""
+        found = {k: _keepable(v) for k, v in asdict(self).items() if v is not None}
         found["at"] = self.at.isoformat()
         return found
 
@@ -179,6 +183,14 @@ class RequestFacts:
             "request_path": self.path,
             "route": self.route,
         }
+
+
+def _keepable(value: Any) -> Any:
+    if isinstance(value, str) and not storable(value):
+        return json.dumps(value)[1:-1]  # \u0000, \ud800: ASCII, storable
+    if isinstance(value, list):
+        return [_keepable(v) for v in value]
+    return value
 
 
 def outcome(status: int) -> str:

@@ -98,12 +98,27 @@ class RequestLog:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
             while self._buffer:
-                if not await self.flush():
+                try:
+                    written = await self.flush()
+                except Exception:  # never end the task: the next batch may go through
+                    log.exception("request log: batch lost")
+                    written = False
+                if not written:
                     break
             if self._stopping and (not self._buffer or self._failing):
                 return
             if self._failing:
                 await asyncio.sleep(1.0)
+
+    async def _insert(self, taken: list[RequestFacts]) -> None:
+        rows = [f.to_json() for f in taken]
+        await self.pool.execute(
+            _INSERT,
+            [r["request_id"] for r in rows],
+            [f.at for f in taken],
+            [r.get("project_id") for r in rows],
+            [json.dumps(r) for r in rows],
+        )
 
     async def flush(self) -> bool:
         """Write one batch; False (kept for the next try) if the database refused it."""
@@ -111,13 +126,18 @@ class RequestLog:
         if not taken:
             return True
         try:
-            await self.pool.execute(
-                _INSERT,
-                [f.request_id for f in taken],
-                [f.at for f in taken],
-                [f.project_id for f in taken],
-                [json.dumps(f.to_json()) for f in taken],
-            )
+            await self._insert(taken)
+        except asyncpg.DataError:  # a row the table refuses: keep the others, log that one
+            for facts in taken:
+                try:
+                    await self._insert([facts])
+                except asyncpg.DataError as err:
+                    self.dropped += 1
+                    log.error(
+                        "request log: row refused: %s",
+                        err,
+                        extra={"request_id": facts.request_id},
+                    )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             if not self._failing:
                 log.error("request log: cannot write audit rows: %s", err)
