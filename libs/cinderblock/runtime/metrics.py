@@ -498,7 +498,7 @@ class Metrics:
     directory: MultiprocessDir | None = None
 
     def __post_init__(self) -> None:
-        self.http.registry.register(self.shared)  # type: ignore[arg-type]
+        self.http.registry.register(self.shared)
 
     async def render(self, pool: asyncpg.Pool | None) -> bytes:
         await self.shared.refresh(pool)
