@@ -131,12 +131,13 @@ async def test_a_refused_request_is_logged_with_who_and_appends_nothing(
     vid = (await owner.create_volume(1))["id"]
     await system.until_status(vid, "available")
     before = await _metas(system, vid)
-    caplog.set_level(logging.INFO, logger="cinderblock.api.middleware")
+    caplog.set_level(logging.INFO, logger="cinderblock.api.access")
     refused = await owner.action(vid, {"os-extend": {"new_size": 1}})
     assert refused.status == 400
     request_id = refused.headers["x-openstack-request-id"]
     [line] = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
-    assert line.getMessage().startswith("400 ")
+    assert line.getMessage().startswith("POST /v3/{project_id}/volumes/{volume_id}/action 400 ")
+    assert line.fault.startswith("Invalid input received:")
     fields = {k: getattr(line, k) for k in ("volume_id", "user_id", "project_id", "remote_addr")}
     assert fields == {
         "volume_id": vid,

@@ -336,6 +336,11 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
     return response
 
 
+def log_fields(request: web.Request, request_id: str) -> dict[str, str | None]:
+    """Who and what of a request, for its log lines (the access line among them)."""
+    return _log_fields(request, request_id)
+
+
 def serving_log_fields() -> dict[str, str | None]:
     """The log fields of the request the current task serves (empty outside a request)."""
     serving = _SERVING.get()
@@ -366,6 +371,7 @@ __all__ = [
     "cinder_middleware",
     "context",
     "fault_name",
+    "log_fields",
     "serving_log_fields",
     "to_fault",
 ]

@@ -2,8 +2,9 @@
 ``OBSERVER``): one access log line, the HTTP metrics, and the facts of its audit record.
 
 - Access log (logger ``cinderblock.api.access``): method, route template, status, duration
-  in ms, request id, project and user, the action of ``POST …/action``, and the fault of a
-  refusal; structured (JSON lines, or ``key=value`` in text logs).
+  in ms, request ids, project, user, address, the volume the path names, the action of
+  ``POST …/action``, and the fault of a refusal (a refused request appends no event: this
+  line is its trail); structured (JSON lines, or ``key=value`` in text logs).
 - Metrics (``cinderblock.runtime.metrics``): by route template, never the raw path, so no
   volume id becomes a label.
 - Audit (``cinderblock.audit.requests``): every request under /v3, reads and refusals too;
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from cinderblock.api.middleware import ACTION, CTX, PUBLIC_PATHS
+from cinderblock.api.middleware import ACTION, CTX, PUBLIC_PATHS, log_fields
 from cinderblock.audit.cadf import RequestFacts
 from cinderblock.audit.requests import RequestLog
 from cinderblock.runtime.metrics import UNMATCHED, Metrics
@@ -81,14 +82,12 @@ class RequestObserver:
         ctx = request.get(CTX)
         status = response.status
         duration_ms = round(seconds * 1000, 3)
-        fields = {
+        fields: dict[str, object] = {
             "method": request.method,
             "route": route,
             "status": status,
             "duration_ms": duration_ms,
-            "request_id": request_id,
-            "project_id": ctx.project_id if ctx is not None else None,
-            "user_id": ctx.user_id if ctx is not None else None,
+            **log_fields(request, request_id),
             "action": action or None,
             "fault": fault.message if fault is not None else None,
         }
