@@ -13,17 +13,11 @@ import pytest
 from cinderclient import exceptions as cinder_exc
 
 from tests.e2e.clients.support import Cinder, until
+from tests.e2e.clients.test_cinder_actions import HOST, available
 from tests.e2e.conftest import System
 from tests.helpers.cinder import events_of, new_type
 
 pytestmark = pytest.mark.parametrize("cinder", ["project-in-url"], indirect=True)
-
-HOST = "os-vol-host-attr:host"
-
-
-async def available(c: Any, size: int = 1, **fields: Any) -> Any:
-    created = await asyncio.to_thread(c.volumes.create, size, **fields)
-    return await until(lambda: c.volumes.get(created.id), lambda v: v.status == "available")
 
 
 def migration_settled(v: Any) -> bool:

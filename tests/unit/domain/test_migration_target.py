@@ -5,7 +5,6 @@ NoValidBackend."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -14,15 +13,9 @@ import pytest
 from cinderblock.domain.sagas.migrate import choose_migration_target, partial_copies
 from cinderblock.domain.volume_type import MULTIATTACH_ON, VolumeType
 from tests.unit.domain.given import HOST, available
+from tests.unit.domain.test_placement import P
 
 pytestmark = pytest.mark.unit
-
-
-@dataclass(frozen=True)
-class P:
-    location: str
-    free_gb: int
-    multiattach: bool = False
 
 
 A0 = P(HOST, free_gb=500)  # the volume's own pool
