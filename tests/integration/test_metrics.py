@@ -61,7 +61,7 @@ async def test_metrics_sum_both_api_processes_and_name_no_volume(
     servers: Servers, tmp_path: Path
 ) -> None:
     port = claim_port(HOST, 0)
-    shared = MultiprocessDir.for_port(port).path
+    shared = MultiprocessDir.for_address(HOST, port).path
     project = uuid.uuid4().hex
     base = f"http://{HOST}:{port}/v3/{project}/volumes"
     token = {"X-Auth-Token": f"admin:{project}"}

@@ -8,7 +8,7 @@ Two kinds of figures are therefore kept two ways:
   through prometheus_client's multiprocess mode: every process writes its values to
   memory-mapped files in one directory per port, and any of them sums all the files when
   scraped. The directory is ``$PROMETHEUS_MULTIPROC_DIR`` when the operator sets it, else
-  ``<tmp>/cinderblock-metrics-<uid>/<port>``. The first process of a run (none of the
+  ``<tmp>/cinderblock-metrics-<uid>/<host>_<port>``. The first process of a run (none of the
   processes registered there is alive) empties it; a process that stops marks itself dead
   (its in-flight gauge leaves the sum, its counters stay: they must not go backwards), and a
   killed one is marked dead by the next scrape or start. The last process out removes the
@@ -126,12 +126,12 @@ class MultiprocessDir:
     owned: bool = True  # ours to remove once its last process leaves (not the operator's)
 
     @classmethod
-    def for_port(cls, port: int) -> MultiprocessDir:
+    def for_address(cls, host: str, port: int) -> MultiprocessDir:
         given = os.environ.get(MULTIPROC_ENV)
         if given:
             return cls(Path(given), owned=False)
         base = Path(tempfile.gettempdir()) / f"cinderblock-metrics-{os.getuid()}"
-        return cls(base / str(port))
+        return cls(base / f"{host.replace('/', '_') or 'any'}_{port}")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Path]:
@@ -208,8 +208,8 @@ class MultiprocessDir:
 
 
 @contextlib.contextmanager
-def multiprocess(port: int) -> Iterator[MultiprocessDir | None]:
-    """The shared directory of the api processes on ``port`` while the context lasts (None
+def multiprocess(host: str, port: int) -> Iterator[MultiprocessDir | None]:
+    """The shared directory of the api processes on ``host:port`` while the context lasts (None
     for port 0: a port of this process's own, figures in memory).
 
     prometheus_client reads the directory from ``PROMETHEUS_MULTIPROC_DIR`` and writes
@@ -218,7 +218,7 @@ def multiprocess(port: int) -> Iterator[MultiprocessDir | None]:
     if port == 0:
         yield None
         return
-    shared = MultiprocessDir.for_port(port)
+    shared = MultiprocessDir.for_address(host, port)
     saved_env, saved_class = os.environ.get(MULTIPROC_ENV), values.ValueClass
     try:
         shared.join()

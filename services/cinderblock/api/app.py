@@ -135,7 +135,7 @@ async def run(
     settings.require_servers()
     _warn_if_noauth_exposed(settings)
     # CinderAppRunner: what aiohttp's parser refuses is answered as a Cinder fault too.
-    with multiprocess(settings.port) as metrics_dir:
+    with multiprocess(settings.host, settings.port) as metrics_dir:
         app = create_app(settings, metrics_dir=metrics_dir)
         runner = CinderAppRunner(app, access_log=None, shutdown_timeout=10)
         await runner.setup()
