@@ -131,18 +131,19 @@ class VolumeType(TypeEncryption, Aggregate):
         return str(value) if value else None
 
     def check_size(self, size_gb: int) -> None:
-        """``provisioning:min_vol_size`` / ``max_vol_size`` (400 when outside)."""
+        """``provisioning:min_vol_size`` / ``max_vol_size`` (400 when outside, with the texts
+        of Cinder's ``provision_filter_on_size``: create, extend and retype)."""
         low = _int_spec(self.extra_specs, "provisioning:min_vol_size")
         high = _int_spec(self.extra_specs, "provisioning:max_vol_size")
         if low is not None and size_gb < low:
             raise InvalidInputError(
-                f"Volume size '{size_gb}' must be an integer and greater than or equal to "
-                f"{low} (volume type {self.name})."
+                f"Specified volume size of '{size_gb}' is less than the minimum required "
+                f"size of '{low}' for volume type '{self.name}'."
             )
         if high is not None and size_gb > high:
             raise InvalidInputError(
-                f"Volume size '{size_gb}' must be less than or equal to {high} "
-                f"(volume type {self.name})."
+                f"Specified volume size of '{size_gb}' is greater than the maximum allowable "
+                f"size of '{high}' for volume type '{self.name}'."
             )
 
     def visible_to(self, project_id: str, is_admin: bool) -> bool:

@@ -343,3 +343,29 @@ async def test_retype_into_a_multiattach_type_from_available_always_finishes(
         True,
     )
     assert getattr(in_place, HOST) == getattr(on_multi_pool, HOST)
+
+
+async def test_retype_refuses_a_size_outside_the_new_type_s_limits(
+    system: System, cinder: Cinder
+) -> None:
+    c = cinder.client
+    tag = uuid.uuid4().hex[:6]
+    bigger = await asyncio.to_thread(c.volume_types.create, f"min5-{tag}")
+    await asyncio.to_thread(bigger.set_keys, {"provisioning:min_vol_size": "5"})
+    smaller = await asyncio.to_thread(c.volume_types.create, f"max1-{tag}")
+    await asyncio.to_thread(smaller.set_keys, {"provisioning:max_vol_size": "1"})
+    volume = await available(c, 2)
+    for vtype, text in (
+        (bigger, f"is less than the minimum required size of '5' for volume type '{bigger.name}'"),
+        (
+            smaller,
+            f"greater than the maximum allowable size of '1' for volume type '{smaller.name}'",
+        ),
+    ):
+        with pytest.raises(cinder_exc.BadRequest) as refused:
+            await asyncio.to_thread(c.volumes.retype, volume, vtype.name, "never")
+        assert refused.value.message.startswith(
+            "Invalid input received: Specified volume size of '2' is "
+        )
+        assert refused.value.message.endswith(f"{text}.")
+    assert (await asyncio.to_thread(c.volumes.get, volume.id)).status == "available"
