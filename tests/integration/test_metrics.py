@@ -19,7 +19,7 @@ import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from cinderblock.cli.processes import claim_port
-from cinderblock.runtime.metrics import LogTally, MultiprocessDir
+from cinderblock.runtime.metrics import LogTally, MultiprocessDir, SharedState
 from tests.helpers.processes import serving
 from tests.helpers.servers import Servers, fresh_database
 
@@ -122,6 +122,22 @@ async def test_metrics_sum_both_api_processes_and_name_no_volume(
             assert events["VolumeType"] >= 1  # the default type either process bootstrapped
         await _counts_in_chunks_equal_counts_at_once(deployed.database_url)
     assert not shared.exists()  # the last process out removed it
+
+
+async def test_a_server_that_does_not_answer_reads_down(pool: asyncpg.Pool) -> None:
+    """NATS unreachable: nats_up 0 at once (no reconnecting in the background), the
+    database's figures still there."""
+    shared = SharedState("nats://127.0.0.1:1", "NO_STREAM")
+    try:
+        async with asyncio.timeout(5):
+            await shared.refresh(pool)
+    finally:
+        await shared.close()
+    found = {m.name: m for m in shared.collect()}
+    assert found["cinderblock_nats_up"].samples[0].value == 0
+    assert found["cinderblock_database_up"].samples[0].value == 1
+    assert "cinderblock_consumer_pending_messages" not in found
+    assert "cinderblock_log_consumer_lag_events" in found
 
 
 async def _counts_in_chunks_equal_counts_at_once(database_url: str) -> None:

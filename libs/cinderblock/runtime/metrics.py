@@ -347,7 +347,7 @@ class SharedState:
         """One warning when a server stops answering scrapes, not one per scrape."""
         if server not in self._unavailable:
             self._unavailable.add(server)
-            log.warning("metrics: %s unavailable: %s", server, err or type(err).__name__)
+            log.warning("metrics: %s unavailable: %s", server, str(err) or type(err).__name__)
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -429,26 +429,32 @@ class SharedState:
             sagas.add_metric((action, outcome), n)
         return [events, sagas]
 
-    async def _connection(self) -> Client | None:
-        if self._nc is None or self._nc.is_closed:
+    async def _connection(self) -> Client:
+        """A connection of the scrapes' own: made (once through the servers named) by the
+        scrape that finds none, never reconnecting in the background; a lost one is made
+        again by the next scrape. Its errors are the scrape's to report, once."""
+        if self._nc is None or not self._nc.is_connected:
+            if self._nc is not None:
+                with contextlib.suppress(nats.errors.Error, OSError):
+                    await self._nc.close()
+            self._nc = None
             self._nc = await nats.connect(
                 servers=server_urls(self.nats_url),
                 name="cinderblock-api-metrics",
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # nats-py: each server twice, then NoServersError
+                reconnect_time_wait=0.1,
                 connect_timeout=2,
+                error_cb=_quiet,
             )
-        return self._nc if self._nc.is_connected else None
+        return self._nc
 
     async def _nats(self, families: list[Metric]) -> bool:
         if not self.nats_url:
             return False
         try:
             async with asyncio.timeout(SCRAPE_TIMEOUT):
-                nc = await self._connection()
-                if nc is None:
-                    return False
-                js = nc.jetstream()
+                js = (await self._connection()).jetstream()
                 await js.account_info()  # JetStream answers, whether the stream exists yet
                 try:
                     consumers = await js.consumers_info(self.stream)
@@ -482,6 +488,10 @@ class SharedState:
             redelivered.add_metric((name,), info.num_redelivered or 0)
         families += [pending, unacked, redelivered]
         return True
+
+
+async def _quiet(err: Exception) -> None:
+    log.debug("metrics: NATS: %s", err)
 
 
 def _gauge(name: str, documentation: str, value: bool) -> GaugeMetricFamily:
