@@ -156,6 +156,7 @@ class Rig:
         self._supervisor: asyncio.Task[None] | None = None
         # Services that exited by themselves and were started again: (name, exit code).
         self.self_exits: list[tuple[str, int]] = []
+        self.exit_lines: list[str] = []  # the last log line of each (an exception's, often)
 
     @property
     def api_url(self) -> str:
@@ -225,11 +226,20 @@ class Rig:
             for name, proc in list(self.procs.items()):
                 if name not in self._down and proc.poll() is not None:
                     self.self_exits.append((name, proc.returncode))
+                    self.exit_lines.append(f"{name}: {self.last_line(name)}")
                     self.spawn(name)
 
     def log_of(self, name: str) -> Path:
         """The log file of ``name``'s current (last) start."""
         return self.logs / f"{name}.{self.starts.get(name, 0)}.log"
+
+    def last_line(self, name: str) -> str:
+        """The last line of ``name``'s current log, shortened."""
+        try:
+            lines = self.log_of(name).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:300] if lines else ""
 
     def logged(self, name: str, text: str) -> int:
         """How many lines of ``name``'s current log contain ``text``."""

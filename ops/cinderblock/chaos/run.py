@@ -262,6 +262,7 @@ async def run_fault(
                 for what, n in Counter(f"{name} (exit {code})" for name, code in exits).items()
             )
         )
+        notes += [f"last line of {line}" for line in rig.exit_lines[exits_before:]]
     nova_counts = None
     if nova is not None:
         expected = result.in_use_extended
@@ -343,7 +344,8 @@ async def run_chaos(
             progress(f"running: api at {rig.api_url}, nats at {rig.nats_url}")
             if rig.self_exits:
                 progress(
-                    f"while starting, exited by themselves and started again: {rig.self_exits}"
+                    f"while starting, exited by themselves and started again: {rig.self_exits}; "
+                    f"last lines: {rig.exit_lines}"
                 )
             timeout = aiohttp.ClientTimeout(total=60)
             connector = aiohttp.TCPConnector(limit=4 * clients)
