@@ -369,3 +369,21 @@ async def test_retype_refuses_a_size_outside_the_new_type_s_limits(
         )
         assert refused.value.message.endswith(f"{text}.")
     assert (await asyncio.to_thread(c.volumes.get, volume.id)).status == "available"
+
+
+async def test_retype_finds_a_private_type_as_cinder_s_elevated_lookup_does(
+    system: System, cinder: Cinder
+) -> None:
+    """Cinder's retype resolves the new type with an elevated context (spec 3.11): a member
+    retypes into a private type its project was not given access to."""
+    private = await new_type(system, **{"os-volume-type-access:is_public": False})
+    member = system.client.as_(project_id=cinder.project_id, roles="member")
+    assert (await member.request("GET", f"/types/{private['id']}")).status == 404
+    created = await member.create_volume(1)
+    await system.until_status(created["id"], "available")
+    reply = await member.action(created["id"], {"os-retype": {"new_type": private["name"]}})
+    assert (reply.status, reply.text) == (202, "")
+    done = await until(
+        lambda: cinder.client.volumes.get(created["id"]), lambda v: v.status != "retyping"
+    )
+    assert (done.status, done.volume_type) == ("available", private["name"])
