@@ -19,7 +19,9 @@ import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from cinderblock.cli.processes import claim_port
+from cinderblock.config.settings import Settings
 from cinderblock.runtime.metrics import LogTally, MultiprocessDir, SharedState
+from tests.helpers.api_process import api_serving
 from tests.helpers.processes import serving
 from tests.helpers.servers import Servers, fresh_database
 
@@ -122,6 +124,21 @@ async def test_metrics_sum_both_api_processes_and_name_no_volume(
             assert events["VolumeType"] >= 1  # the default type either process bootstrapped
         await _counts_in_chunks_equal_counts_at_once(deployed.database_url)
     assert not shared.exists()  # the last process out removed it
+
+
+async def test_requests_the_parser_refuses_are_counted(settings: Settings) -> None:
+    """They reach no route or middleware: counted under route ``unparsed``."""
+    async with api_serving(settings) as url:
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        for raw in (b"GARBAGE\r\n\r\n", b"FOO /v3/ HTTP/1.1\r\nHost: x\r\n\r\n"):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(raw)
+            assert b" 400 " in (await asyncio.wait_for(reader.read(), 20)).split(b"\r\n")[0]
+            writer.close()
+            await writer.wait_closed()
+        status, text = await _call("GET", f"{url}/metrics")
+    assert status == 200
+    assert _requests(_samples(text), route="unparsed", status="400", method="other") == 2
 
 
 async def test_a_server_that_does_not_answer_reads_down(pool: asyncpg.Pool) -> None:

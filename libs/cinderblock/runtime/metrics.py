@@ -58,6 +58,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"  # a path no route serves (404/405): never the path itself
+UNPARSED = "unparsed"  # a request aiohttp's HTTP parser refused (no path known)
 # Seconds: the API answers most reads in milliseconds, commands wait for the read model
 # (read_wait, 5 s at most).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -96,6 +97,11 @@ class HttpMetrics:
         )
         if directory is not None:
             MultiProcessCollector(self.registry, path=str(directory))
+
+    def refused_by_parser(self, status: int) -> None:
+        """A request aiohttp's parser refused: counted (no method or route is known, and
+        no time: it never started), under route ``unparsed``."""
+        self.requests.labels("other", UNPARSED, "", str(status)).inc()
 
     def observe(self, method: str, route: str, action: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "other"

@@ -248,6 +248,10 @@ class Observer(Protocol):
 
     def begin(self) -> None: ...
 
+    def refused_by_parser(self, status: int) -> None:
+        """A request aiohttp's parser refused (``cinderblock.api.server``): no route, no
+        middleware, its own log line there."""
+
     def __call__(
         self,
         request: web.Request,

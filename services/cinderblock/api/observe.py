@@ -65,6 +65,10 @@ class RequestObserver:
         if self.metrics is not None:
             self.metrics.http.in_flight.inc()
 
+    def refused_by_parser(self, status: int) -> None:
+        if self.metrics is not None:
+            self.metrics.http.refused_by_parser(status)
+
     def __call__(
         self,
         request: web.Request,

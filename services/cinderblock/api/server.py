@@ -16,6 +16,7 @@ tests/integration/api_edge pins the behaviour on the installed version.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
+from cinderblock.api.middleware import OBSERVER, Observer
 from cinderblock.wire.faults import Fault
 from cinderblock.wire.microversion import MIN_VERSION
 from cinderblock.wire.microversion import response_headers as version_headers
@@ -44,6 +46,8 @@ def fault_reply(status: int) -> web.Response:
 class CinderRequestHandler(web.RequestHandler):
     """aiohttp's connection handler, answering its own errors with Cinder faults."""
 
+    observer: Observer | None = None  # told of each request the parser refused (metrics)
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -63,6 +67,9 @@ class CinderRequestHandler(web.RequestHandler):
                 message or exc,
                 extra={"remote_addr": request.remote},
             )
+            if self.observer is not None:
+                with contextlib.suppress(Exception):  # counting never costs the reply
+                    self.observer.refused_by_parser(status)
         try:
             return fault_reply(status)
         except Exception:  # never take the connection handler down: aiohttp's own reply
@@ -75,8 +82,12 @@ class CinderRequestHandler(web.RequestHandler):
 class CinderServer(web.Server):
     """``web.Server`` whose connections are ``CinderRequestHandler``s."""
 
+    observer: Observer | None = None
+
     def __call__(self) -> web.RequestHandler:
-        return CinderRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler = CinderRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.observer = self.observer
+        return handler
 
 
 class CinderAppRunner(web.AppRunner):
@@ -85,9 +96,11 @@ class CinderAppRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # starts the app as AppRunner does
         kwargs: dict[str, Any] = dict(server._kwargs)
-        return CinderServer(
+        cinder = CinderServer(
             server.request_handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             **kwargs,
         )
+        cinder.observer = self.app.get(OBSERVER)
+        return cinder
