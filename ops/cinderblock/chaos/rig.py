@@ -55,6 +55,10 @@ ROLES = ("relay", "projector")  # services with a hot standby: one holds the rol
 STOP_GRACE = 20.0
 RESTART_S = 0.2
 READY_TIMEOUT = 60.0
+# A service that gives up while starting (a JetStream API call timing out on a busy cluster:
+# nats-py waits 5 s) does so within this many seconds of its start: the rig is ready once
+# every process has lived this long, so no such exit lands in a fault's phase.
+STARTED_S = 8.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -150,6 +154,7 @@ class Rig:
         self.port = 0
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, int] = {}
+        self.spawned_at: dict[str, float] = {}  # monotonic time of each instance's last start
         self._lock: int | None = None
         self._watchdog: Watchdog | None = None
         self._down: set[str] = set()  # killed on purpose, not to be restarted yet
@@ -218,6 +223,16 @@ class Rig:
             ):
                 raise RigError(f"no {service} became active within {READY_TIMEOUT:g} s")
 
+        def started() -> bool:
+            now = time.monotonic()
+            return all(
+                self.procs[name].poll() is None and now - self.spawned_at[name] >= STARTED_S
+                for name in self.instances
+            )
+
+        if not await until(started, READY_TIMEOUT, 0.1):
+            raise RigError(f"services kept exiting while starting: {self.exit_lines}")
+
     async def _supervise(self) -> None:
         """As systemd's Restart=always: a service that exits by itself (not one we killed) is
         started again after RESTART_S; each such exit is kept in ``self_exits``."""
@@ -263,6 +278,7 @@ class Rig:
                 preexec_fn=_die_with_parent,
             )
         self.procs[name] = proc
+        self.spawned_at[name] = time.monotonic()
         return proc
 
     async def until_listening(self, name: str, timeout: float = READY_TIMEOUT) -> None:
