@@ -174,6 +174,8 @@ async def _resources(
         reply = await ok("POST", f"/volumes/{source}/action", upload)
         values["image"] = reply.json["os-volume_upload_image"]["image_id"]
         await system.until_status(source, "available")
+    if "message" in needs:
+        values["message"] = await _message(system, c)
     if needs & {"type", "encryption"}:
         body = {"volume_type": {"name": f"t-{uuid.uuid4().hex}", "extra_specs": {"k": "v"}}}
         tid = values["type"] = (await ok("POST", "/types", body)).json["volume_type"]["id"]
@@ -188,6 +190,28 @@ async def _resources(
         reply = await ok("POST", f"/types/{tid}/encryption", enc)
         values["encryption"] = reply.json["encryption"]["encryption_id"]
     return values
+
+
+async def _message(system: System, c: Any) -> str:
+    """A user message of the owner's: a retype its volume's backend cannot take in place,
+    refused (migration policy never) without any injected fault."""
+    types = []
+    for backend in ("file-a", "file-b"):
+        spec = {"name": f"t-{uuid.uuid4().hex}", "extra_specs": {"volume_backend_name": backend}}
+        reply = await c.request("POST", "/types", body={"volume_type": spec})
+        assert reply.status == 200, reply.text
+        types.append(reply.json["volume_type"]["name"])
+    created = await c.create_volume(1, volume_type=types[0])
+    vid = (await system.until_status(created["id"], "available"))["id"]
+    reply = await c.action(vid, {"os-retype": {"new_type": types[1]}})
+    assert reply.status == 202, reply.text
+
+    async def recorded() -> str | None:
+        listed = await c.request("GET", f"/messages?resource_uuid={vid}")
+        return listed.json["messages"][0]["id"] if listed.json["messages"] else None
+
+    message_id: str = await system.projected.until(recorded)
+    return message_id
 
 
 def _expected(case: Case, caller: Caller, user: str, project: str, owner: str) -> int | None:
@@ -312,7 +336,7 @@ async def test_matrix(world: World, case: Case, caller: Caller) -> None:
                 named = [values[k] for k in ("volume", "snapshot", "attachment") if k in values]
                 assert not any(f"{v} could not be found" in fault["message"] for v in named), where
         if caller.stranger and case.listed:
-            hidden = [world.shared[k] for k in ("volume", "snapshot", "attachment")]
+            hidden = [world.shared[k] for k in ("volume", "snapshot", "attachment", "message")]
             assert not any(h in reply.text for h in hidden), where
 
     if expected is not None:
@@ -356,7 +380,8 @@ def test_every_route_has_a_case() -> None:
     app = web.Application()
     setup_routes(app, r"[0-9a-f\-]+")
     sample = {
-        name: "x" for name in ("volume", "snapshot", "attachment", "type", "encryption", "owner")
+        name: "x"
+        for name in ("volume", "snapshot", "attachment", "type", "encryption", "owner", "message")
     }
     asked = {(case.method, case.path.format(**sample)) for case in CASES}
     missing = []

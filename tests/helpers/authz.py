@@ -515,6 +515,17 @@ def route_cases() -> list[Case]:
             rule="volume_extension:quotas:show",
             owned=False,
         ),
+        Case(
+            "GET messages",
+            "GET",
+            "/messages",
+            rule="message:get_all",
+            owned=False,
+            target="caller",
+            listed=True,
+        ),
+        Case("GET message", "GET", "/messages/{message}", rule="message:get"),
+        Case("DELETE message", "DELETE", "/messages/{message}", rule="message:delete"),
     ]
 
 

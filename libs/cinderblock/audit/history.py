@@ -1,6 +1,9 @@
 """A volume's story: its events folded one by one through the Volume aggregate itself, each
 row showing what the event changed in status, size, bootable and attachments (before →
-after). Events of its snapshots are interleaved by time and marked as such."""
+after), and why when it records a reason (a failure, a refused retype, Nova's answer) with
+the user message it left (``GET /messages``). Events of its snapshots are interleaved by
+time and marked as such, and so are the changes the API refused about either (from the
+API's request log, with the fault it answered)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cinderblock.audit.log import LoggedEvent
+from cinderblock.audit.reasons import Refusal, failure_reason, message_of
 
 VOLUME_FIELDS = ("status", "size", "bootable", "attachments")
 SNAPSHOT_FIELDS = ("status",)
@@ -20,11 +24,13 @@ SNAPSHOT_FIELDS = ("status",)
 class HistoryRow:
     time: datetime
     aggregate: str  # "volume" or "snapshot <id>"
-    version: int
-    event: str  # e.g. "Volume.Extended"
+    version: int | None  # None: a refused request, which appended nothing
+    event: str  # e.g. "Volume.Extended", or "refused os-extend (400)"
     actor: str
     request_id: str | None
     changes: dict[str, tuple[Any, Any]]  # field → (before, after), only what changed
+    reason: str | None = None  # why it failed or was refused, as recorded
+    message: dict[str, str] | None = None  # the user message it left: id, event_id, text
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +41,8 @@ class HistoryRow:
             "actor": self.actor,
             "request_id": self.request_id,
             "changes": {k: {"before": b, "after": a} for k, (b, a) in self.changes.items()},
+            "reason": self.reason,
+            "user_message": self.message,
         }
 
 
@@ -90,22 +98,47 @@ def _fold(events: Sequence[LoggedEvent], fields: Any, label: Any) -> list[Histor
                 actor=actor(logged.meta),
                 request_id=logged.meta.get("request_id"),
                 changes=changes,
+                reason=failure_reason(logged),
+                message=message_of(logged),
             )
         )
     return rows
 
 
+def _refused(refusals: Sequence[Refusal], volume_id: str) -> list[HistoryRow]:
+    """Rows for the requests the API refused (reads are not part of the story)."""
+    return [
+        HistoryRow(
+            time=r.at,
+            aggregate="volume" if r.target_id == volume_id else f"snapshot {r.target_id}",
+            version=None,
+            event=f"refused {r.what} ({r.status})",
+            actor=actor({"user_id": r.user_id, "project_id": r.project_id}),
+            request_id=r.request_id,
+            changes={},
+            reason=r.fault,
+        )
+        for r in refusals
+        if r.method not in ("GET", "HEAD")
+    ]
+
+
 def volume_history(
-    own: Sequence[LoggedEvent], related: Sequence[LoggedEvent] = ()
+    own: Sequence[LoggedEvent],
+    related: Sequence[LoggedEvent] = (),
+    refusals: Sequence[Refusal] = (),
 ) -> list[HistoryRow]:
-    """Rows for the volume's events (in version order) merged by time with its snapshots'."""
+    """Rows for the volume's events (in version order) merged by time with its snapshots'
+    and with the changes the API refused about them (``refusals``, oldest first)."""
     volume_rows = _fold(own, _volume_fields, lambda _: "volume")
     snapshot_rows = _fold(
         related,
         lambda s: dict.fromkeys(SNAPSHOT_FIELDS) if s is None else _snapshot_fields(s),
         lambda e: f"snapshot {e.aggregate_id}",
     )
-    return list(heapq.merge(volume_rows, snapshot_rows, key=lambda r: r.time))
+    volume_id = str(own[0].aggregate_id) if own else ""
+    refused = _refused(refusals, volume_id)
+    return list(heapq.merge(volume_rows, snapshot_rows, refused, key=lambda r: r.time))
 
 
 def _cell(value: Any) -> str:
@@ -114,15 +147,24 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _why(row: HistoryRow) -> str:
+    """The reason as recorded, then the user message's event id in brackets."""
+    parts = [row.reason] if row.reason else []
+    if row.message is not None:
+        parts.append(f"[{row.message['event_id']}]")
+    return " ".join(parts)
+
+
 def render_table(rows: Sequence[HistoryRow]) -> str:
-    """Fixed columns; changes as ``field: before → after``."""
-    header = ("TIME", "VERSION", "EVENT", "ACTOR", "REQUEST ID", "CHANGES")
+    """Fixed columns; changes as ``field: before → after``; why last."""
+    header = ("TIME", "VERSION", "EVENT", "ACTOR", "REQUEST ID", "CHANGES", "REASON")
     lines = []
     for r in rows:
         event = r.event if r.aggregate == "volume" else f"[{r.aggregate}] {r.event}"
         change = "; ".join(f"{k}: {_cell(b)} → {_cell(a)}" for k, (b, a) in r.changes.items())
         when = r.time.strftime("%Y-%m-%d %H:%M:%S.%f")
-        lines.append((when, str(r.version), event, r.actor, r.request_id or "-", change))
+        version = "-" if r.version is None else str(r.version)
+        lines.append((when, version, event, r.actor, r.request_id or "-", change, _why(r)))
     widths = [max([len(h), *(len(line[i]) for line in lines)]) for i, h in enumerate(header[:-1])]
     out = []
     for line in (header, *lines):

@@ -53,6 +53,8 @@ def _projection(logged: LoggedEvent) -> ProjectionEvent:
         version=logged.version,
         timestamp=logged.timestamp,
         data=event_data(logged.event),
+        request_id=logged.meta.get("request_id"),
+        request_project_id=logged.meta.get("project_id"),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from cinderblock.domain.errors import InvalidInputError
+from cinderblock.domain.user_messages import UserMessages
 
 
 class SnapshotStatus:
@@ -42,7 +43,7 @@ class InvalidSnapshotError(InvalidInputError):
     code = "invalid_snapshot"
 
 
-class Snapshot(Aggregate):
+class Snapshot(UserMessages, Aggregate):
     class Created(Aggregate.Created):
         """v2 adds ``volume_type_id`` (the type the volume had when the snapshot was taken:
         a volume made from the snapshot gets it, billing bills the snapshot under it) and

@@ -27,6 +27,7 @@ from cinderblock.domain.snapshots import Snapshots
 from cinderblock.domain.status import DELETABLE, NOT_MIGRATING, AttachStatus, Status
 from cinderblock.domain.unmanage import Unmanaging
 from cinderblock.domain.upload import Upload
+from cinderblock.domain.user_messages import UserMessages
 from cinderblock.domain.volume_encryption import VolumeEncryption
 from cinderblock.domain.volume_image import VolumeImage
 from cinderblock.domain.volume_source import VolumeSource
@@ -46,6 +47,7 @@ class Volume(
     VolumeEncryption,
     VolumeSource,
     VolumeImage,
+    UserMessages,
     PendingOperations,
     Aggregate,
 ):

@@ -1,5 +1,6 @@
 """What a read model needs of one stored event: its name, aggregate, version, time and data
-as plain values (``replay.decode.Event`` is the same shape, built cheaply from a row)."""
+as plain values, and of the ``meta`` beside it the request it serves (``replay.decode.Event``
+is the same shape, built cheaply from a row)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,7 @@ class ProjectionEvent:
     version: int
     timestamp: datetime
     data: Mapping[str, Any]
+    # From the event's meta: the id and project of the API request it serves (a saga's
+    # events carry those of the request that began the chain); None when not recorded.
+    request_id: str | None = None
+    request_project_id: str | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 # The tables the projector derives from events (everything else in the schema is
 # operational state or bookkeeping: backend_pools, services, tracking, dead_letters,
 # quarantine).
-PROJECTED_TABLES = ("volumes", "attachments", "snapshots", "volume_types", "quotas")
+PROJECTED_TABLES = ("volumes", "attachments", "snapshots", "volume_types", "quotas", "messages")
 
 READMODELS_DDL = """
 CREATE TABLE IF NOT EXISTS volumes (
@@ -114,6 +114,30 @@ CREATE TABLE IF NOT EXISTS quotas (
     updated_at timestamptz,
     version integer NOT NULL
 );
+
+-- User messages (Cinder's messages API): one per failed asynchronous step, owned by the
+-- aggregate of the resource it is about (cinderblock.readmodels.messages). ``project_id``
+-- is the project of the request that started the failed work (Cinder's context project).
+CREATE TABLE IF NOT EXISTS messages (
+    id uuid PRIMARY KEY,
+    project_id text,
+    request_id text,
+    resource_type text NOT NULL,
+    resource_uuid uuid NOT NULL,
+    event_id text NOT NULL,
+    action_id text NOT NULL,
+    detail_id text NOT NULL,
+    message_level text NOT NULL,
+    event_name text NOT NULL,
+    version integer NOT NULL,
+    created_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL,
+    deleted boolean NOT NULL DEFAULT false,
+    deleted_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS messages_project_created ON messages (project_id, created_at DESC, id)
+    WHERE NOT deleted;
+CREATE INDEX IF NOT EXISTS messages_resource ON messages (resource_uuid);
 
 -- Key-wise sum of two {"resource": n} objects (usage arithmetic of the quota projection).
 CREATE OR REPLACE FUNCTION cb_jsonb_add(a jsonb, b jsonb) RETURNS jsonb

@@ -18,6 +18,7 @@ from cinderblock.readmodels.folds import (
     touch,
     update,
 )
+from cinderblock.readmodels.messages import MESSAGE_STEPS
 from cinderblock.readmodels.step_parts import (
     attachment_id,
     drop_attached_mode_if,
@@ -262,12 +263,20 @@ VOLUME_STEPS: dict[str, tuple[Step, ...]] = {
     "Volume.MigrationFailed": (update(V, chain(const(migration_status="error"), released_status)),),
 }
 
-STEPS: dict[str, tuple[Step, ...]] = {
-    **VOLUME_STEPS,
-    **SNAPSHOT_STEPS,
-    **TYPE_STEPS,
-    **QUOTA_STEPS,
-}
+
+def _combined(*registries: dict[str, tuple[Step, ...]]) -> dict[str, tuple[Step, ...]]:
+    """One registry: an event named in several (a failure also records a user message)
+    runs the steps of each, in the order given."""
+    combined: dict[str, tuple[Step, ...]] = {}
+    for registry in registries:
+        for name, steps in registry.items():
+            combined[name] = combined.get(name, ()) + steps
+    return combined
+
+
+STEPS: dict[str, tuple[Step, ...]] = _combined(
+    VOLUME_STEPS, SNAPSHOT_STEPS, TYPE_STEPS, QUOTA_STEPS, MESSAGE_STEPS
+)
 
 
 def tables_of(name: str) -> frozenset[str]:

@@ -20,8 +20,8 @@ from cinderblock.readmodels.folds import JSON_NULL, Row
 from cinderblock.readmodels.schema import PROJECTED_TABLES
 
 # Every projected row is changed by the events of one aggregate only: the row's own id, or
-# (attachments) its volume's.
-OWNER_COLUMN = {"attachments": "volume_id"}
+# (attachments) its volume's, or (messages) the resource's the message is about.
+OWNER_COLUMN = {"attachments": "volume_id", "messages": "resource_uuid"}
 
 
 _COLUMNS = """

@@ -54,16 +54,40 @@ class Event:
     """A projection event (same attributes as ``projections.ProjectionEvent``), cheap to
     build: replay makes a million of them."""
 
-    __slots__ = ("aggregate_id", "data", "name", "timestamp", "version")
+    __slots__ = (
+        "aggregate_id",
+        "data",
+        "name",
+        "request_id",
+        "request_project_id",
+        "timestamp",
+        "version",
+    )
 
     def __init__(
-        self, name: str, aggregate_id: UUID, version: int, timestamp: datetime, data: dict[str, Any]
+        self,
+        name: str,
+        aggregate_id: UUID,
+        version: int,
+        timestamp: datetime,
+        data: dict[str, Any],
+        request_id: str | None = None,
+        request_project_id: str | None = None,
     ) -> None:
         self.name = name
         self.aggregate_id = aggregate_id
         self.version = version
         self.timestamp = timestamp
         self.data = data
+        self.request_id = request_id
+        self.request_project_id = request_project_id
+
+
+def _origin(event: Event, row: Sequence[Any]) -> Event:
+    """``event`` with the request id and project a row carries after its state, if any."""
+    if len(row) > 6:
+        event.request_id, event.request_project_id = row[6], row[7]
+    return event
 
 
 class Decoder:
@@ -119,15 +143,16 @@ class Decoder:
     def rows(
         self, rows: Sequence[Sequence[Any]], consumer: str
     ) -> tuple[list[Event], list[SetAside]]:
-        """Log rows ``(tx_id, position, originator_id, originator_version, topic, state)``
-        as events (the wanted ones), and those that cannot be decoded as ``consumer``'s
-        set-asides: decoding them again fails the same way."""
+        """Log rows ``(tx_id, position, originator_id, originator_version, topic, state)``,
+        optionally followed by the request id and project of their meta (``source``'s
+        layout), as events (the wanted ones), and those that cannot be decoded as
+        ``consumer``'s set-asides: decoding them again fails the same way."""
         try:
             decoded = [self(r[4], r[2], r[3], r[5]) for r in rows]
         except Exception:  # some row is bad: find it, one by one
             pass
         else:
-            return [e for e in decoded if e is not None], []
+            return [_origin(e, r) for e, r in zip(decoded, rows, strict=True) if e is not None], []
         events: list[Event] = []
         failed: list[SetAside] = []
         for r in rows:
@@ -137,7 +162,7 @@ class Decoder:
                 self._set_aside(failed, consumer, r, err)
                 continue
             if e is not None:
-                events.append(e)
+                events.append(_origin(e, r))
         return events, failed
 
     def with_domain(
@@ -178,7 +203,7 @@ class Decoder:
                 except Exception as err:
                     self._set_aside(failed, consumer, r, err)
                 else:
-                    events.append(event)
+                    events.append(_origin(event, r))
         return events, failed, domain
 
     def _set_aside(

@@ -15,7 +15,8 @@ from cinderblock.store.eventstore import Position
 # Settled rows only, exactly as the live tail reads them: a row whose transaction is older
 # than every running one can never be overtaken by a later commit.
 _PAGE = """
-SELECT tx_id::text::bigint, position, originator_id, originator_version, topic, state
+SELECT tx_id::text::bigint, position, originator_id, originator_version, topic, state,
+       meta->>'request_id', meta->>'project_id'
 FROM events
 WHERE (tx_id, position) > ($1::text::xid8, $2)
   AND (tx_id, position) <= ($3::text::xid8, $4)
@@ -53,9 +54,10 @@ async def pages(
     size: int = 5000,
     share: tuple[int, int] | None = None,
 ) -> AsyncIterator[list[asyncpg.Record]]:
-    """Pages of ``(tx_id, position, originator_id, originator_version, topic, state)``
-    records after ``after`` up to and including ``upto`` (default: the settled end);
-    ``share=(k, n)``: only the events of the k-th of n shares of the aggregates."""
+    """Pages of ``(tx_id, position, originator_id, originator_version, topic, state,
+    request id, request project)`` records (the last two from the event's meta) after
+    ``after`` up to and including ``upto`` (default: the settled end); ``share=(k, n)``:
+    only the events of the k-th of n shares of the aggregates."""
     bound = upto or END
     if share:  # the connection's until the pages end (reset in ``finally``)
         await conn.execute("; ".join(f"SET {name} = {value}" for name, value in _SHARE_PLAN))
@@ -119,7 +121,8 @@ async def history(
     the same layout as ``pages``."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """
-        SELECT tx_id::text::bigint, position, originator_id, originator_version, topic, state
+        SELECT tx_id::text::bigint, position, originator_id, originator_version, topic, state,
+               meta->>'request_id', meta->>'project_id'
         FROM events
         WHERE originator_id = $1 AND (tx_id, position) <= ($2::text::xid8, $3)
         ORDER BY events.tx_id, events.position

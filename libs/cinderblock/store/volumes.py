@@ -23,6 +23,7 @@ from cinderblock.domain.volume_type import DEFAULT_TYPE_ID as _DEFAULT_TYPE_ID
 from cinderblock.domain.volume_type import DEFAULT_TYPE_NAME as _DEFAULT_TYPE_NAME
 from cinderblock.domain.volume_type import VolumeType
 from cinderblock.store.eventstore import ConcurrencyConflictError, EventStore, Position
+from cinderblock.store.messages import MessageCommands
 from cinderblock.store.quotas import QuotaCommands
 from cinderblock.store.retype import RetypeCommands
 from cinderblock.store.settle import SettleCommands
@@ -71,7 +72,13 @@ def _allow_all(_: Volume) -> None:
 
 
 class Volumes(
-    SnapshotCommands, TypeCommands, RetypeCommands, SwapCommands, QuotaCommands, SettleCommands
+    SnapshotCommands,
+    TypeCommands,
+    RetypeCommands,
+    SwapCommands,
+    QuotaCommands,
+    SettleCommands,
+    MessageCommands,
 ):
     """Cinder's verbs on the Volume aggregate. Returns the log position of what it wrote."""
 

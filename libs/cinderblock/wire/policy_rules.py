@@ -5,7 +5,7 @@ are current upstream): the member and reader rules point at ``xena_system_admin_
 and admin-only rules at ``admin_api``, so a deployer's policy.yaml written for Cinder means the
 same here. Only the rules this service can enforce are registered (volumes, the volume actions,
 volume and image metadata, snapshots, volume types, attachments, quotas, limits, pools,
-services).
+services, user messages).
 
 ``list_rules`` follows oslo.policy's entry-point convention (``oslo.policy.policies``), so
 ``oslopolicy-sample-generator --namespace cinderblock`` works once the entry point is declared.
@@ -640,6 +640,12 @@ ADMIN_RESOURCE_RULES: tuple[policy.RuleDefault, ...] = (
     _rule("volume_extension:services:index", ADMIN_API, "List all services.", "GET /os-services"),
 )
 
+MESSAGE_RULES: tuple[policy.RuleDefault, ...] = (
+    _rule("message:get_all", READER, "List messages.", "GET /messages"),
+    _rule("message:get", READER, "Show message.", "GET /messages/{message_id}"),
+    _rule("message:delete", MEMBER, "Delete message.", "DELETE /messages/{message_id}"),
+)
+
 RULES: tuple[policy.RuleDefault, ...] = (
     *BASE_RULES,
     *VOLUME_RULES,
@@ -650,6 +656,7 @@ RULES: tuple[policy.RuleDefault, ...] = (
     *VOLUME_TYPE_ENCRYPTION_RULES,
     *ATTACHMENT_RULES,
     *ADMIN_RESOURCE_RULES,
+    *MESSAGE_RULES,
 )
 
 

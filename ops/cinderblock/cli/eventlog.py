@@ -6,10 +6,11 @@ with snapshots…), and stored through the store's mapper; rows go in with binar
 chunks (one transaction each), as the store's own save could have written them.
 
 The mix follows a volume's life: create (quota usage), complete, then extends (quota
-reservation committed), attach/detach by both the legacy actions and the attachments API,
-bootable, metadata, image metadata, read-only flag, snapshots (created, completed,
-deleted), and finally delete (usage given back); volume types get extra specs and access
-changes along the way.
+reservation committed; now and then one that finds no room, its reservation released and a
+user message recorded, which is sometimes deleted later), attach/detach by both the legacy
+actions and the attachments API, bootable, metadata, image metadata, read-only flag,
+snapshots (created, completed, deleted), and finally delete (usage given back); volume
+types get extra specs and access changes along the way.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cinderblock.domain.quota import ProjectQuota
 from cinderblock.domain.snapshot import Snapshot
 from cinderblock.domain.volume import Volume
 from cinderblock.domain.volume_type import VolumeType
+from cinderblock.readmodels.messages import message_id
 from cinderblock.store.mapping import make_mapper
 from cinderblock.store.schema import EVENTS_CHANNEL, EVENTS_DDL
 
@@ -75,6 +77,7 @@ class World:
         ]
         self.volumes: list[Volume] = []
         self.snapshots: dict[str, Snapshot] = {}
+        self.messages: dict[uuid.UUID, list[str]] = {}  # volume → its user messages
         out.take(*self.quotas.values(), *self.types)
 
     def new_volume(self) -> None:
@@ -141,6 +144,26 @@ def _extend(w: World, v: Volume) -> list[Any]:
     v.complete_extend(v.version)
     quota.commit(rid)
     return [quota]
+
+
+def _extend_without_room(w: World, v: Volume) -> list[Any]:
+    """An extend the backend has no room for: the volume keeps its status, the reservation
+    is released, and the failure records a user message."""
+    rid = uuid.uuid4().hex
+    quota = w.quotas[v.project_id]
+    v.request_extend(v.size_gb + 1, in_use_allowed=v.status.value == "in-use", reservation_id=rid)
+    quota.reserve(rid, {"gigabytes": 1}, {}, size_gb=v.size_gb + 1)
+    v.fail_extend(v.version, "no pool has 1 GiB free (most free: 0 GiB)", restore=True)
+    quota.release(rid)
+    w.messages.setdefault(v.id, []).append(str(message_id(v.id, v.version)))
+    return [quota]
+
+
+def _delete_message(w: World, v: Volume) -> list[Any]:
+    recorded = w.messages.get(v.id)
+    if recorded:
+        v.delete_message(recorded.pop(0))
+    return []
 
 
 def _attach(w: World, v: Volume) -> list[Any]:
@@ -236,6 +259,7 @@ def _delete(w: World, v: Volume) -> list[Any]:
     quota = w.quotas[v.project_id]
     quota.release_usage({"volumes": 1, "gigabytes": v.size_gb}, reason="delete")
     w.forget(v)
+    w.messages.pop(v.id, None)
     return [*touched, quota]
 
 
@@ -257,6 +281,8 @@ _COMMON: list[tuple[str, Action, int]] = [
     ("snapshot", _snapshot, 6),
     ("delete_snapshot", _delete_snapshot, 5),
     ("type", _type_change, 1),
+    ("extend_without_room", _extend_without_room, 2),
+    ("delete_message", _delete_message, 1),
 ]
 _ACTIONS: dict[str, list[tuple[str, Action, int]]] = {
     "available": [

@@ -9,6 +9,7 @@ from cinderblock.api.handlers import (
     attachments,
     backends,
     limits,
+    messages,
     metadata,
     quotas,
     snapshot_actions,
@@ -51,3 +52,4 @@ def setup_routes(app: web.Application, project_id_regex: str) -> None:
         metadata.setup(r, prefix)
         usage.setup(r, prefix)
         snapshot_actions.setup(r, prefix)
+        messages.setup(r, prefix)

@@ -29,8 +29,24 @@ log = logging.getLogger(__name__)
 NAME = "volumes"
 
 
-def _row(r: RecordedEvent) -> tuple[int, int, UUID, int, str, bytes]:
-    return (r.tx_id, r.position, r.originator_id, r.originator_version, r.topic, r.state)
+def _row(r: RecordedEvent) -> tuple[int, int, UUID, int, str, bytes, str | None, str | None]:
+    """The row in replay's layout (``replay.source``): the request of its meta last."""
+    meta = r.meta
+    return (
+        r.tx_id,
+        r.position,
+        r.originator_id,
+        r.originator_version,
+        r.topic,
+        r.state,
+        _text(meta.get("request_id")),
+        _text(meta.get("project_id")),
+    )
+
+
+def _text(value: object) -> str | None:
+    """As PostgreSQL's ``meta->>key`` reads a string (replay reads it so)."""
+    return None if value is None else str(value)
 
 
 class Projector:

@@ -34,7 +34,14 @@ async def test_replay_then_verify_on_100k_events_and_tampering_is_found(
     assert code == 0
     summary = json.loads(out)
     assert summary["events"] == EVENTS
-    assert summary["tables"] == ["volumes", "attachments", "snapshots", "volume_types", "quotas"]
+    assert summary["tables"] == [
+        "volumes",
+        "attachments",
+        "snapshots",
+        "volume_types",
+        "quotas",
+        "messages",
+    ]
     # Verify folds with two processes (disjoint shares of the aggregates), replay with one.
     code, out = await cli(log_db, "verify", "--json", "--workers", "2")
     assert code == 0, out
@@ -43,6 +50,7 @@ async def test_replay_then_verify_on_100k_events_and_tampering_is_found(
     assert verified["differences"] == []
     assert verified["rows"]["volumes"] > 1_000
     assert verified["rows"]["attachments"] > 1_000
+    assert verified["rows"]["messages"] > 100  # extends that found no room, some deleted
     print(f"100k events generated, replayed and verified in {time.perf_counter() - started:.1f}s")
 
     conn = await asyncpg.connect(log_db)

@@ -156,6 +156,10 @@ EXPECTED: dict[str, str] = {
     "limits_extension:used_limits": READER_RULE,
     "scheduler_extension:scheduler_stats:get_pools": ADMIN_API,
     "volume_extension:services:index": ADMIN_API,
+    # user messages (cinder/policies/messages.py)
+    "message:get_all": READER_RULE,
+    "message:get": READER_RULE,
+    "message:delete": MEMBER_RULE,
 }
 
 # The base rules themselves, by persona.

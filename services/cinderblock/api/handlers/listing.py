@@ -21,7 +21,8 @@ CONTROL_KEYS = frozenset(
 NOT_YET = frozenset({"metadata", "created_at", "updated_at", "consumes_quota"})
 
 
-def _limit(raw: str | None) -> int:
+def parse_limit(raw: str | None) -> int:
+    """Cinder's ``_get_limit_param``: ``osapi_max_limit`` when absent, capped by it."""
     if raw is None:
         return MAX_LIMIT
     try:
@@ -95,7 +96,7 @@ def parse_list_query(query: Mapping[str, str], ctx: RequestContext) -> tuple[Lis
         project_id=project_id,
         filters=_filters(query, ctx),
         sort=_sort(query),
-        limit=_limit(query.get("limit")),
+        limit=parse_limit(query.get("limit")),
         marker=query.get("marker"),
     )
     return list_query, with_count
