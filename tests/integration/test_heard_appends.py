@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -242,3 +243,57 @@ async def test_the_notification_names_the_aggregates(pool: asyncpg.Pool, ids: in
         assert "*" not in named
     else:
         assert "*" in named  # 300 volumes and their quota, in few statements
+
+
+class HeldVerdicts(LogWriter):
+    """A writer whose appends reach the database but whose verdicts wait for ``release``
+    while ``hold`` is set: a process that has committed an append and not yet heard so."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.hold = False
+        self.in_database = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _insert(self, batch: list[Any]) -> None:
+        if not self.hold:
+            await super()._insert(batch)
+            return
+        verdicts: list[tuple[Any, tuple[int, int]]] = []
+        commit = self._commit
+        self._commit = lambda request, at: verdicts.append((request, at))  # type: ignore[method-assign]
+        try:
+            await super()._insert(batch)
+        finally:
+            del self._commit
+        self.in_database.set()
+        await self.release.wait()
+        for request, at in verdicts:
+            commit(request, at)
+
+
+async def test_an_answer_on_a_pending_state_of_its_own_is_checked_first(
+    pool: asyncpg.Pool,
+) -> None:
+    """a's append (bootable) is committed but a has not heard the verdict; another process
+    reads it and requests the delete on top. a's delete saga, recording the removal, reads
+    a's pending state (no delete requested there): its "nothing to record" must be checked
+    against the database, and the removal recorded. (The chaos suite lost a delete so.)"""
+    a, b = volumes(pool), volumes(pool)
+    held = a.store.writer = HeldVerdicts(pool)
+    vid = await available(a, f"p-{uuid.uuid4().hex[:8]}")
+    held.hold = True
+    setting = asyncio.create_task(bootable(a, vid, True))
+    await asyncio.wait_for(held.in_database.wait(), 10)
+    await b.delete_volume(ADMIN, str(vid), meta={"request_id": "req-delete"})
+    assert await versions(pool, vid) == [1, 2, 3, 4]  # created, placed, bootable, delete asked
+    recording = asyncio.create_task(a.complete_delete(str(vid), meta={"request_id": "req-d"}))
+    await asyncio.sleep(0.05)  # the record is waiting for the state it read to commit
+    held.release.set()
+    assert await asyncio.wait_for(recording, 10) is True
+    await setting
+    deleted = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE originator_id = $1 AND topic LIKE '%Volume.Deleted'",
+        vid,
+    )
+    assert deleted == 1

@@ -154,12 +154,18 @@ class Attempt:
         self.read: list[_Request] = []
         # Committed heads loaded without asking the database (id -> version), and by whom.
         self.unasked: dict[UUID, tuple[LogWriter, int]] = {}
+        # Pending states of this process it read (id -> version), and by whom: once they are
+        # committed, another process may append on top of them before this process hears.
+        self.read_pending: dict[UUID, tuple[LogWriter, int]] = {}
         self.wrote: set[UUID] = set()  # aggregates this attempt appended to (committed)
 
     async def settle(self) -> None:
         """Raise DependencyFailedError if anything this attempt read never committed, and,
         for an answer given without writing, LocalConflictError (retry at once) if a head
-        it loaded without asking the database has moved on in another process.
+        it loaded without asking the database, or a pending state of this process it read,
+        has moved on in another process. (The second: a saga whose own append of v20 was
+        committed but not yet heard as such read v20, while the API had appended v21 on
+        top; its "nothing to record" answer lost a delete in the chaos suite.)
 
         An attempt that wrote is never retried from here: its append is committed (the
         primary key checked what it wrote), and what it only read is as current as a
@@ -171,11 +177,13 @@ class Attempt:
             if request.failed:
                 raise DependencyFailedError("a state this command read was not committed")
         unasked, self.unasked = self.unasked, {}
+        read_pending, self.read_pending = self.read_pending, {}
         if self.wrote:
             return
         by_writer: dict[LogWriter, dict[UUID, int]] = {}
-        for aggregate_id, (writer, version) in unasked.items():
-            by_writer.setdefault(writer, {})[aggregate_id] = version
+        for aggregate_id, (writer, version) in [*unasked.items(), *read_pending.items()]:
+            known = by_writer.setdefault(writer, {})
+            known[aggregate_id] = max(version, known.get(aggregate_id, 0))
         for writer, versions in by_writer.items():
             await writer.confirm(versions)
 
@@ -400,9 +408,10 @@ class LogWriter:
         current = _ATTEMPT.get()
         head = self._heads.get(aggregate_id)
         if head is not None and head.pending and current is not None:
-            request, state, _ = head.top
+            request, state, version = head.top
             assert request is not None
             current.read.append(request)
+            current.read_pending[aggregate_id] = (self, version)
             self._heads.move_to_end(aggregate_id)
             return pickle.loads(state)
         base = head.versions[0][1] if head is not None else _NOTHING
