@@ -469,7 +469,13 @@ class LogWriter:
             base = stored[0].originator_version - 1
             head = self._heads.get(aggregate.id)
             if head is not None and head.top[2] != base:
-                raise LocalConflictError(f"{aggregate.id} moved on from version {base}")
+                if head.pending or base < head.top[2]:
+                    raise LocalConflictError(f"{aggregate.id} moved on from version {base}")
+                # Built on a state newer than the committed head this process holds (read
+                # from the database, outside a command): the head is only behind, and the
+                # database decides.
+                del self._heads[aggregate.id]
+                head = None
             if head is not None and head.top[0] is not None:
                 deps.append(head.top[0])
         if any(d.failed for d in deps):
