@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cinderblock.audit.cadf import RequestFacts
 from cinderblock.audit.log import LoggedEvent
-from cinderblock.audit.reasons import Refusal, failure_reason, message_of
+from cinderblock.audit.reasons import failure_reason, message_of
 
 VOLUME_FIELDS = ("status", "size", "bootable", "attachments")
 SNAPSHOT_FIELDS = ("status",)
@@ -105,14 +106,19 @@ def _fold(events: Sequence[LoggedEvent], fields: Any, label: Any) -> list[Histor
     return rows
 
 
-def _refused(refusals: Sequence[Refusal], volume_id: str) -> list[HistoryRow]:
+def _what(facts: RequestFacts) -> str:
+    """``os-extend``, or the method and route when no action was named."""
+    return facts.action or f"{facts.method or '?'} {facts.route or '?'}"
+
+
+def _refused(refusals: Sequence[RequestFacts], volume_id: str) -> list[HistoryRow]:
     """Rows for the requests the API refused (reads are not part of the story)."""
     return [
         HistoryRow(
             time=r.at,
             aggregate="volume" if r.target_id == volume_id else f"snapshot {r.target_id}",
             version=None,
-            event=f"refused {r.what} ({r.status})",
+            event=f"refused {_what(r)} ({r.status})",
             actor=actor({"user_id": r.user_id, "project_id": r.project_id}),
             request_id=r.request_id,
             changes={},
@@ -126,7 +132,7 @@ def _refused(refusals: Sequence[Refusal], volume_id: str) -> list[HistoryRow]:
 def volume_history(
     own: Sequence[LoggedEvent],
     related: Sequence[LoggedEvent] = (),
-    refusals: Sequence[Refusal] = (),
+    refusals: Sequence[RequestFacts] = (),
 ) -> list[HistoryRow]:
     """Rows for the volume's events (in version order) merged by time with its snapshots'
     and with the changes the API refused about them (``refusals``, oldest first)."""

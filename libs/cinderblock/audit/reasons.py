@@ -4,13 +4,7 @@ and `audit`. Operators see the reason as recorded; users see only the message.""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-
-import asyncpg
 
 from cinderblock.audit.log import LoggedEvent
 from cinderblock.readmodels.messages import message_id, user_message_of
@@ -49,60 +43,4 @@ def why(logged: LoggedEvent) -> dict[str, Any]:
     message = message_of(logged)
     if message is not None:
         found["user_message"] = message
-    return found
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A request the API refused about a resource, as its request log kept it."""
-
-    at: datetime
-    request_id: str
-    target_id: str
-    status: int
-    method: str | None
-    action: str | None
-    route: str | None
-    fault: str | None
-    user_id: str | None
-    project_id: str | None
-
-    @property
-    def what(self) -> str:
-        """``os-extend``, or the method and route when no action was named."""
-        return self.action or f"{self.method or '?'} {self.route or '?'}"
-
-
-_REQUEST_LOG = "api_requests"  # cinderblock.audit.requests' table, when the API keeps one
-_REFUSED = f"""
-SELECT facts::text AS facts FROM {_REQUEST_LOG}
-WHERE facts->>'target_id' = ANY($1::text[]) AND (facts->>'status')::int >= 400
-ORDER BY at
-"""
-
-
-async def refusals(conn: asyncpg.Connection, target_ids: Sequence[str]) -> list[Refusal]:
-    """The refused requests about ``target_ids`` (a volume and its snapshots) that the API's
-    request log kept, oldest first; none where there is no such log."""
-    if not target_ids or not await conn.fetchval(
-        f"SELECT to_regclass('{_REQUEST_LOG}') IS NOT NULL"
-    ):
-        return []
-    found = []
-    for r in await conn.fetch(_REFUSED, list(target_ids)):
-        facts = json.loads(r["facts"])
-        found.append(
-            Refusal(
-                at=datetime.fromisoformat(str(facts["at"])),
-                request_id=str(facts["request_id"]),
-                target_id=str(facts["target_id"]),
-                status=int(facts["status"]),
-                method=facts.get("method"),
-                action=facts.get("action"),
-                route=facts.get("route"),
-                fault=facts.get("fault"),
-                user_id=facts.get("user_id"),
-                project_id=facts.get("project_id"),
-            )
-        )
     return found

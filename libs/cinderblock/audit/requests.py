@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -161,6 +162,22 @@ async def window_requests(
     if not await conn.fetchval(f"SELECT to_regclass('{TABLE}') IS NOT NULL"):
         return []
     rows = await conn.fetch(_WINDOW, since, until, project_id)
+    return [RequestFacts.from_json(json.loads(r["facts"])) for r in rows]
+
+
+_REFUSED = f"""
+SELECT facts::text AS facts FROM {TABLE}
+WHERE facts->>'target_id' = ANY($1::text[]) AND (facts->>'status')::int >= 400
+ORDER BY at
+"""
+
+
+async def refused_about(conn: asyncpg.Connection, target_ids: Sequence[str]) -> list[RequestFacts]:
+    """The requests the API refused about ``target_ids`` (a volume and its snapshots),
+    oldest first; none from a database no API of this version has written to."""
+    if not target_ids or not await conn.fetchval(f"SELECT to_regclass('{TABLE}') IS NOT NULL"):
+        return []
+    rows = await conn.fetch(_REFUSED, list(target_ids))
     return [RequestFacts.from_json(json.loads(r["facts"])) for r in rows]
 
 

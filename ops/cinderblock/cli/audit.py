@@ -44,13 +44,13 @@ def _missing(vid: UUID) -> int:
 async def _history(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
     from cinderblock.audit.history import render_table, volume_history
     from cinderblock.audit.log import volume_story
-    from cinderblock.audit.reasons import refusals
+    from cinderblock.audit.requests import refused_about
 
     own, related = await volume_story(conn, args.volume_id)
     if not own:
         return _missing(args.volume_id)
     about = [str(args.volume_id), *sorted({str(e.aggregate_id) for e in related})]
-    rows = volume_history(own, related, await refusals(conn, about))
+    rows = volume_history(own, related, await refused_about(conn, about))
     if args.json:
         for row in rows:
             print(json.dumps(row.as_json()))

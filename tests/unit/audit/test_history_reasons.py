@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cinderblock.audit.cadf import RequestFacts
 from cinderblock.audit.history import render_table, volume_history
 from cinderblock.audit.log import LoggedEvent
-from cinderblock.audit.reasons import Refusal
 from cinderblock.domain.volume import Volume
 from cinderblock.readmodels.messages import message_id
 from tests.unit.domain.given import HOST, VOLUME_ID, volume_fields
@@ -36,8 +36,8 @@ def logged(volume: object) -> list[LoggedEvent]:
     ]
 
 
-def refusal(at: datetime, method: str, target: str) -> Refusal:
-    return Refusal(
+def refusal(at: datetime, method: str, target: str) -> RequestFacts:
+    return RequestFacts(
         at=at,
         request_id="req-no",
         target_id=target,
