@@ -24,8 +24,9 @@ FIELDS = dict(
 )
 
 
-def new_volume(project: str = "p") -> Volume:
-    return Volume.create(uuid.uuid4(), project_id=project, **FIELDS)
+def new_volume(project: str = "p", **fields: object) -> Volume:
+    """A new volume of ``project`` with ``FIELDS``, some replaced by ``fields``."""
+    return Volume.create(uuid.uuid4(), project_id=project, **{**FIELDS, **fields})
 
 
 async def append_raw(

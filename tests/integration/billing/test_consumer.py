@@ -24,6 +24,7 @@ from cinderblock.replay.rebuild import replay
 from cinderblock.store.eventstore import START, read_settled
 from cinderblock.usage.ledger import gib_hours, volume_intervals
 from cinderblock.usage.store import EventReader, usage
+from tests.helpers.events import new_volume
 from tests.helpers.rigs import BillingRig, open_billing_rig
 from tests.helpers.servers import Servers
 
@@ -51,19 +52,13 @@ async def _until_notified(rig: BillingRig, event_type: str, volume_id: uuid.UUID
 async def _life(rig: BillingRig, project: str) -> Volume:
     """create, place, extend 1→3, retype, error, delete: each step its own save."""
     store = rig.store
-    volume = Volume.create(
-        uuid.uuid4(),
-        project_id=project,
+    volume = new_volume(
+        project,
         user_id="u1",
         name="billed",
-        description=None,
         size_gb=1,
-        availability_zone="nova",
         volume_type_id="type-a",
         volume_type_name="a",
-        metadata={},
-        bootable=False,
-        multiattach=False,
     )
     await store.save(volume, meta={"request_id": "req-1"})
     steps = [

@@ -24,12 +24,12 @@ import pytest
 from cinderblock.billing.run import notification_stream
 from cinderblock.billing.run import run as run_billing
 from cinderblock.bus.jetstream import ensure_stream
-from cinderblock.domain.volume import Volume
 from cinderblock.relay.run import Relay
 from cinderblock.runtime.infra import create_schemas
 from cinderblock.runtime.streams import stream_spec
 from cinderblock.store.eventstore import AsyncEventStore
 from cinderblock.usage.notifications import message_id, volume_notifications
+from tests.helpers.events import new_volume
 from tests.helpers.servers import Servers, fresh_database, make_settings
 from tests.helpers.usage import HOUR, T0, Life
 
@@ -157,19 +157,13 @@ async def test_the_billing_service_sends_through_oslo_when_configured(
                     asyncio.create_task(Relay(settings, pool, js).follow(stop)),
                     asyncio.create_task(run_billing(settings, stop=stop)),
                 ]
-                volume = Volume.create(
-                    uuid.uuid4(),
-                    project_id="p1",
+                volume = new_volume(
+                    "p1",
                     user_id="u1",
                     name="v",
-                    description=None,
                     size_gb=4,
-                    availability_zone="nova",
                     volume_type_id="type-a",
                     volume_type_name="a",
-                    metadata={},
-                    bootable=False,
-                    multiattach=False,
                 )
                 await AsyncEventStore(pool).save(volume, meta={"request_id": "req-o"})
                 got = await asyncio.to_thread(heard.got.get, True, 20)

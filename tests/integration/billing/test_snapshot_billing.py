@@ -23,6 +23,7 @@ from cinderblock.replay.rebuild import replay
 from cinderblock.store.eventstore import START, read_settled
 from cinderblock.usage.ledger import gib_hours, volume_intervals
 from cinderblock.usage.store import EventReader, usage
+from tests.helpers.events import new_volume
 from tests.helpers.rigs import BillingRig, open_billing_rig
 from tests.helpers.servers import Servers
 
@@ -52,19 +53,13 @@ async def _until(rig: BillingRig, wanted: set[tuple[str, str]]) -> list[dict[str
 async def _snapshots(rig: BillingRig, project: str) -> tuple[Volume, Snapshot, Snapshot]:
     """A volume of 3 GiB; one snapshot taken, renamed, deleted; another left available."""
     store = rig.store
-    volume = Volume.create(
-        uuid.uuid4(),
-        project_id=project,
+    volume = new_volume(
+        project,
         user_id="u1",
         name="billed",
-        description=None,
         size_gb=3,
-        availability_zone="nova",
         volume_type_id="type-a",
         volume_type_name="a",
-        metadata={},
-        bootable=False,
-        multiattach=False,
     )
     await store.save(volume, meta={})
     volume.complete_create("node@file-a#pool0")
